@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Install every Debian 12 package that building and testing portcullis needs.
+#
+#   sudo deploy/install-deps.sh        (or as root: deploy/install-deps.sh)
+#
+# Non-interactive and idempotent: when every package is already installed it only checks and
+# exits in well under a second (no apt-get update). Postfix is installed without its debconf
+# dialog ("No configuration": no /etc/postfix/main.cf, the tests run private instances).
+# Package maintainer scripts are kept from starting system daemons (postfix, unbound,
+# redis-server, haproxy) with a temporary /usr/sbin/policy-rc.d, so nothing ends up bound to
+# ports 25, 53 or 6379 where it could collide with tests or leak queries.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  cmake g++ pkg-config make
+  clang clang-14 libclang-rt-14-dev clang-format clang-tidy
+  libevent-dev libmilter-dev libldns-dev ldnsutils libspdlog-dev libgtest-dev libgmock-dev
+  libssl-dev libyaml-cpp-dev libhiredis-dev libpcre2-dev
+  # test peers and tools
+  python3 postfix swaks libnet-ssleay-perl libio-socket-ssl-perl unbound haproxy redis-server openssl
+  iproute2 util-linux procps bsdutils
+)
+SERVICES=(postfix unbound redis-server haproxy)
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: must run as root (sudo $0)" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  [[ $status == installed ]] || missing+=("$pkg")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+
+export DEBIAN_FRONTEND=noninteractive
+# Keep services from starting during the install; only remove the file if we created it.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\n# temporary, from portcullis deploy/install-deps.sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+
+apt_quiet=(-q -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+log=$(mktemp /tmp/portcullis-install-deps.XXXXXX.log)
+if ! apt-get "${apt_quiet[@]}" update >"$log" 2>&1; then
+  echo "install-deps: apt-get update failed; continuing with the cached lists" >&2
+  tail -5 "$log" >&2
+fi
+if ! apt-get "${apt_quiet[@]}" install -y "${missing[@]}" >>"$log" 2>&1; then
+  echo "install-deps: apt-get install failed; last lines of $log:" >&2
+  tail -30 "$log" >&2
+  exit 1
+fi
+rm -f "$log"
+
+# Belt and braces: the tests run private instances, never the system services. For each
+# daemon this run installed, stop it if its package started it anyway, and on a systemd host
+# also disable it so that it does not come up at the next boot.
+for svc in "${SERVICES[@]}"; do
+  [[ " ${missing[*]} " == *" $svc "* ]] || continue
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now "$svc" >/dev/null 2>&1 &&
+      echo "install-deps: disabled the system $svc service (tests run private instances)"
+  elif command -v service >/dev/null && service "$svc" status >/dev/null 2>&1; then
+    echo "install-deps: stopping the system $svc service started by its package"
+    service "$svc" stop >/dev/null 2>&1 || true
+  fi
+done
+if command -v ss >/dev/null && ss -Hltnu 2>/dev/null | awk '{print $5}' | grep -Eq ':(25|53|6379)$'; then
+  echo "install-deps: warning: something listens on port 25, 53 or 6379:" >&2
+  ss -Hltnup 2>/dev/null | grep -E ':(25|53|6379) ' >&2 || true
+fi
+echo "install-deps: done"

@@ -1,0 +1,76 @@
+#pragma once
+// Filter: one instance per session, one hook per stage. Every hook receives a read-only view and
+// a move-only Next that must be completed exactly once, inline or later (after a DNS answer or a
+// scanner reply). The chain enforces the rest: a second completion is ignored and logged, a
+// completion after the session is gone is dropped, a filter that never answers is tempfailed at
+// its timeout, and a Next destroyed without being called counts as a filter error.
+// Owning resources: a filter owns its pending requests (e.g. DnsLookup handles); destroying the
+// filter (the session going away) cancels them. Hooks are called on the event-loop thread only.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "portcullis/session_view.h"
+#include "portcullis/stage.h"
+#include "portcullis/verdict.h"
+
+namespace portcullis {
+
+namespace detail {
+// Where a completion goes. Owned by the chain; Next holds it weakly so that a late completion
+// after the session has gone finds nothing and is dropped.
+struct CompletionSink {
+  virtual ~CompletionSink() = default;
+  // `error` non-empty means the filter failed (the chain applies its on_error setting).
+  virtual void complete(std::uint64_t call, std::optional<Verdict> verdict, std::string error) = 0;
+  virtual void duplicate(std::uint64_t call) = 0;
+};
+}  // namespace detail
+
+class Next {
+ public:
+  Next() = default;
+  Next(std::weak_ptr<detail::CompletionSink> sink, std::uint64_t call)
+      : sink_(std::move(sink)), call_(call), pending_(true) {}
+  Next(Next&& other) noexcept;
+  Next& operator=(Next&& other) noexcept;
+  Next(const Next&) = delete;
+  Next& operator=(const Next&) = delete;
+  ~Next();  // uncalled: reported to the chain as a filter error
+
+  // Completes the call with a verdict. A second call is ignored (and logged by the chain).
+  void operator()(Verdict verdict);
+  // Completes the call as a failure (the lookup broke, the scanner is down...). The chain turns
+  // it into a tempfail or a continue according to the filter's on_error setting.
+  void fail(std::string error);
+
+  bool pending() const { return pending_; }
+
+ private:
+  void finish(std::optional<Verdict> verdict, std::string error);
+
+  std::weak_ptr<detail::CompletionSink> sink_;
+  std::uint64_t call_ = 0;
+  bool pending_ = false;
+};
+
+class Filter {
+ public:
+  virtual ~Filter() = default;
+
+  virtual void onConnect(const SessionView&, Next next) { next(Verdict::proceed()); }
+  virtual void onHelo(const SessionView&, Next next) { next(Verdict::proceed()); }
+  virtual void onMailFrom(const SessionView&, Next next) { next(Verdict::proceed()); }
+  virtual void onRcptTo(const SessionView&, Next next) { next(Verdict::proceed()); }
+  virtual void onData(const SessionView&, Next next) { next(Verdict::proceed()); }
+  virtual void onEndOfHeaders(const SessionView&, Next next) { next(Verdict::proceed()); }
+  virtual void onEndOfMessage(const SessionView&, Next next) { next(Verdict::proceed()); }
+
+  // Notifications; always fire, never wait. A transaction ends at end-of-data, RSET, a new
+  // EHLO, a rejected MAIL, or when the session closes mid-transaction.
+  virtual void onTransactionEnd(const SessionView&) {}
+  virtual void onDisconnect(const SessionView&) {}
+};
+
+}  // namespace portcullis

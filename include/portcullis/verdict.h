@@ -1,0 +1,61 @@
+#pragma once
+// Verdict: what a filter decides at a stage. Named constructors only; a Verdict always carries
+// a reply that matches its kind (tempfail -> 4xx, reject -> 5xx, disconnect -> 421/554).
+// The reply is what the client sees (short); `reason` is for the log (full detail).
+// Header additions travel with an end-of-message verdict. Pure value type.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "portcullis/reply.h"
+
+namespace portcullis {
+
+enum class VerdictKind {
+  kContinue,    // no opinion; the next filter runs
+  kAccept,      // allowlist: skip the rest of the chain for this stage
+  kTempfail,    // 4xx for this command
+  kReject,      // 5xx for this command
+  kDisconnect,  // 421 or 554, then close the connection
+  kDiscard,     // say 250 to the client, deliver nothing (the whole transaction)
+};
+
+std::string_view verdictName(VerdictKind k);
+
+struct HeaderField {
+  std::string name;
+  std::string value;
+  bool operator==(const HeaderField&) const = default;
+};
+
+class Verdict {
+ public:
+  static Verdict proceed();
+  static Verdict accept(std::string reason = {});
+  static Verdict tempfail(Reply reply, std::string reason);
+  static Verdict reject(Reply reply, std::string reason);
+  static Verdict disconnect(Reply reply, std::string reason);
+  static Verdict discard(std::string reason);
+
+  // Adds a header to the message (honoured at end_of_headers and end_of_message). Name and
+  // value are sanitised and folded by the core before they reach the MTA.
+  Verdict& addHeader(std::string name, std::string value);
+
+  VerdictKind kind() const { return kind_; }
+  const std::optional<Reply>& reply() const { return reply_; }
+  const std::string& reason() const { return reason_; }
+  const std::vector<HeaderField>& headers() const { return headers_; }
+  bool isContinue() const { return kind_ == VerdictKind::kContinue; }
+
+ private:
+  Verdict(VerdictKind kind, std::optional<Reply> reply, std::string reason)
+      : kind_(kind), reply_(std::move(reply)), reason_(std::move(reason)) {}
+
+  VerdictKind kind_;
+  std::optional<Reply> reply_;
+  std::string reason_;
+  std::vector<HeaderField> headers_;
+};
+
+}  // namespace portcullis

@@ -1,0 +1,258 @@
+// Config loading: defaults <- YAML file <- command line. See config.h.
+
+#include "proxy/config.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "proxy/config_section_impl.h"
+
+namespace portcullis {
+namespace {
+
+constexpr std::string_view kMandatoryFilters[] = {"size", "recipients"};
+
+std::string defaultHostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+SocketAddress parseAddressOrThrow(const std::string& key, const std::string& text) {
+  auto a = parseSocketAddress(text);
+  if (!a) {
+    throw ConfigError(key,
+                      "expected a numeric ADDRESS:PORT such as 127.0.0.1:2525 or [::1]:25, "
+                      "got \"" +
+                          text + "\"");
+  }
+  return *a;
+}
+
+void parseListeners(const YAML::Node& node, Config& cfg) {
+  if (!node.IsDefined() || node.IsNull()) return;
+  std::vector<YAML::Node> items;
+  if (node.IsScalar() || node.IsMap()) {
+    items.push_back(node);
+  } else if (node.IsSequence()) {
+    for (std::size_t i = 0; i < node.size(); ++i) items.push_back(node[i]);
+  } else {
+    throw ConfigError("listen", "expected a list of addresses");
+  }
+  cfg.listeners.clear();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const std::string path = "listen[" + std::to_string(i) + "]";
+    ListenerConfig l;
+    if (items[i].IsScalar()) {
+      l.text = items[i].Scalar();
+      l.address = parseAddressOrThrow(path, l.text);
+    } else if (items[i].IsMap()) {
+      const ConfigSection s = makeConfigSection(items[i], path);
+      l.text = s.getString("address");
+      l.address = parseAddressOrThrow(s.keyPath("address"), l.text);
+      const std::string tls = s.getChoice("tls", {"starttls", "implicit", "none"}, "starttls");
+      l.tls = tls == "implicit" ? TlsListenMode::kImplicit
+              : tls == "none"   ? TlsListenMode::kNone
+                                : TlsListenMode::kStartTls;
+      l.proxyProtocol = s.getBool("proxy_protocol", false);
+      s.rejectUnknownKeys();
+    } else {
+      throw ConfigError(path, "expected \"ADDRESS:PORT\" or a map with address:");
+    }
+    cfg.listeners.push_back(std::move(l));
+  }
+  if (cfg.listeners.empty()) throw ConfigError("listen", "at least one listener is required");
+}
+
+void parseUpstream(const ConfigSection& s, Config& cfg) {
+  cfg.upstream.text = s.getString("address", cfg.upstream.text);
+  const std::string identity =
+      s.getChoice("identity", {"xclient", "none", "proxy-v1", "proxy-v2"}, "xclient");
+  cfg.upstream.identity = identity == "none"       ? IdentityMode::kNone
+                          : identity == "proxy-v1" ? IdentityMode::kProxyV1
+                          : identity == "proxy-v2" ? IdentityMode::kProxyV2
+                                                   : IdentityMode::kXclient;
+  cfg.upstream.connectTimeout = s.getDuration("connect_timeout", cfg.upstream.connectTimeout);
+  cfg.upstream.commandTimeout = s.getDuration("command_timeout", cfg.upstream.commandTimeout);
+  cfg.upstream.probeInterval = s.getDuration("probe_interval", cfg.upstream.probeInterval);
+}
+
+void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Config& cfg) {
+  std::map<std::string, int> seen;
+  for (const ConfigSection& s : root.getSectionList("filters")) {
+    FilterSpec spec;
+    spec.name = s.getString("name");
+    const FilterFactory* factory = registry.find(spec.name);
+    if (factory == nullptr) {
+      std::string known;
+      for (const auto& n : registry.names()) known += (known.empty() ? "" : ", ") + n;
+      s.fail("name", "unknown filter \"" + spec.name + "\" (known: " + known + ")");
+    }
+    const int n = ++seen[spec.name];
+    spec.label = n == 1 ? spec.name : spec.name + "#" + std::to_string(n);
+    spec.mode = s.getChoice("mode", {"enforce", "observe"}, "enforce") == "observe"
+                    ? FilterMode::kObserve
+                    : FilterMode::kEnforce;
+    spec.timeout = s.getDuration("timeout", spec.timeout);
+    if (spec.timeout.count() <= 0) s.fail("timeout", "must be greater than zero");
+    spec.onError = s.getChoice("on_error", {"tempfail", "continue"}, "tempfail") == "continue"
+                       ? OnError::kContinue
+                       : OnError::kTempfail;
+    if (s.has("defer_to")) {
+      s.getChoice("defer_to", {"rcpt"});
+      spec.deferTo = Stage::kRcptTo;
+    }
+    const bool mandatory = std::find(std::begin(kMandatoryFilters), std::end(kMandatoryFilters),
+                                     spec.name) != std::end(kMandatoryFilters);
+    if (mandatory && spec.mode == FilterMode::kObserve) {
+      s.fail("mode", "the " + spec.name +
+                         " filter enforces a resource limit and cannot run in observe mode");
+    }
+    spec.creator = factory->configure(s);
+    s.rejectUnknownKeys();
+    cfg.filters.push_back(std::move(spec));
+  }
+  // The resource limits (message size, recipient count) always apply: their filters are added
+  // at the front of the chain when the config does not place them itself.
+  for (auto it = std::rbegin(kMandatoryFilters); it != std::rend(kMandatoryFilters); ++it) {
+    const std::string name(*it);
+    if (seen.count(name)) continue;
+    const FilterFactory* factory = registry.find(name);
+    if (factory == nullptr) continue;
+    FilterSpec spec;
+    spec.name = spec.label = name;
+    spec.creator = factory->configure(
+        makeConfigSection(YAML::Node(YAML::NodeType::Map), "filters(" + name + ")"));
+    cfg.filters.insert(cfg.filters.begin(), std::move(spec));
+  }
+}
+
+std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& source,
+                                    const CommandLineOverrides& overrides,
+                                    const FilterRegistry& registry) {
+  auto cfg = std::make_shared<Config>();
+  cfg->sourcePath = source;
+  cfg->listeners.push_back(
+      {"127.0.0.1:2525", *parseSocketAddress("127.0.0.1:2525"), TlsListenMode::kStartTls, false});
+  if (!root.IsNull() && root.IsDefined() && !root.IsMap()) {
+    throw ConfigError("", "the config file must be a YAML map");
+  }
+  const YAML::Node map = root.IsMap() ? root : YAML::Node(YAML::NodeType::Map);
+  const ConfigSection s = makeConfigSection(map, "");
+
+  cfg->hostname = s.getString("hostname", defaultHostname());
+  if (cfg->hostname.empty() || cfg->hostname.find_first_of(" \t\r\n") != std::string::npos) {
+    s.fail("hostname", "must be a non-empty name without spaces");
+  }
+  s.markUsed("listen");
+  parseListeners(map["listen"], *cfg);
+  for (const auto& c : s.getStringList("trusted_proxies", std::vector<std::string>{})) {
+    auto cidr = Cidr::parse(c);
+    if (!cidr) s.fail("trusted_proxies", "\"" + c + "\" is not an address or CIDR block");
+    cfg->trustedProxies.push_back(*cidr);
+  }
+  parseUpstream(s.section("upstream"), *cfg);
+
+  const ConfigSection limits = s.section("limits");
+  auto& l = cfg->limits;
+  l.maxMessageSize = limits.getSize("max_message_size", l.maxMessageSize);
+  if (l.maxMessageSize == 0) limits.fail("max_message_size", "must be greater than zero");
+  l.maxRecipients = static_cast<std::size_t>(
+      limits.getInt("max_recipients", static_cast<std::int64_t>(l.maxRecipients), 1, 100000));
+  l.maxConnections = static_cast<std::size_t>(
+      limits.getInt("max_connections", static_cast<std::int64_t>(l.maxConnections), 1, 1000000));
+  l.maxConnectionsPerIp = static_cast<std::size_t>(limits.getInt(
+      "max_connections_per_ip", static_cast<std::int64_t>(l.maxConnectionsPerIp), 1, 1000000));
+  l.maxErrors = static_cast<int>(limits.getInt("max_errors", l.maxErrors, 1, 1000));
+  l.minDataRate = limits.getSize("min_data_rate", l.minDataRate);
+
+  const ConfigSection t = s.section("timeouts");
+  auto& to = cfg->timeouts;
+  to.command = t.getDuration("command", to.command);
+  to.dataBlock = t.getDuration("data_block", to.dataBlock);
+  to.endOfData = t.getDuration("end_of_data", to.endOfData);
+  to.dataGrace = t.getDuration("data_grace", to.dataGrace);
+  to.greetingDelay = t.getDuration("greeting_delay", to.greetingDelay);
+  to.shutdown = t.getDuration("shutdown", to.shutdown);
+  for (const auto& [key, value] : {std::pair{"command", to.command},
+                                   {"data_block", to.dataBlock},
+                                   {"end_of_data", to.endOfData}}) {
+    if (value.count() <= 0) t.fail(key, "must be greater than zero");
+  }
+
+  const ConfigSection sp = s.section("spool");
+  cfg->spool.memoryLimit =
+      static_cast<std::size_t>(sp.getSize("memory_limit", cfg->spool.memoryLimit));
+  cfg->spool.directory = sp.getString("directory", cfg->spool.directory);
+  if (cfg->spool.directory.empty()) sp.fail("directory", "must not be empty");
+
+  const ConfigSection lg = s.section("log");
+  cfg->log.level = lg.getChoice(
+      "level", {"trace", "debug", "info", "warn", "error", "critical", "off"}, cfg->log.level);
+
+  const ConfigSection dns = s.section("dns");
+  cfg->dns.servers = dns.getStringList("servers", std::vector<std::string>{});
+  for (const auto& srv : cfg->dns.servers) {
+    if (!parseSocketAddress(srv) && !parseSocketAddress(srv + ":53") &&
+        !parseSocketAddress("[" + srv + "]:53")) {
+      dns.fail("servers", "\"" + srv + "\" is not ADDRESS or ADDRESS:PORT");
+    }
+  }
+  cfg->dns.timeout = dns.getDuration("timeout", cfg->dns.timeout);
+  cfg->dns.attempts = static_cast<int>(dns.getInt("attempts", cfg->dns.attempts, 1, 10));
+  cfg->dns.reverseLookup = dns.getBool("reverse_lookup", cfg->dns.reverseLookup);
+
+  parseFilters(s, registry, *cfg);
+  s.rejectUnknownKeys();
+
+  // Command-line flags override the file.
+  if (overrides.listen) {
+    cfg->listeners.clear();
+    cfg->listeners.push_back({*overrides.listen, parseAddressOrThrow("--listen", *overrides.listen),
+                              TlsListenMode::kStartTls, false});
+  }
+  if (overrides.upstream) cfg->upstream.text = *overrides.upstream;
+  cfg->upstream.address = parseAddressOrThrow(
+      overrides.upstream ? "--upstream" : "upstream.address", cfg->upstream.text);
+  return cfg;
+}
+
+}  // namespace
+
+std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,
+                                                   const CommandLineOverrides& overrides,
+                                                   const FilterRegistry& registry) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(
+        "", "YAML syntax error at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  return build(root, "", overrides, registry);
+}
+
+std::shared_ptr<const Config> loadConfig(const std::optional<std::string>& path,
+                                         const CommandLineOverrides& overrides,
+                                         const FilterRegistry& registry) {
+  if (!path) return build(YAML::Node(), "", overrides, registry);
+  std::ifstream in(*path);
+  if (!in) throw ConfigError("", "cannot read config file " + *path);
+  std::stringstream text;
+  text << in.rdbuf();
+  YAML::Node root;
+  try {
+    root = YAML::Load(text.str());
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("", *path + ": YAML syntax error at line " + std::to_string(e.mark.line + 1) +
+                              ": " + e.msg);
+  }
+  return build(root, *path, overrides, registry);
+}
+
+}  // namespace portcullis

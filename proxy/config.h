@@ -1,0 +1,117 @@
+#pragma once
+// Config: the validated, immutable configuration snapshot (shared_ptr<const Config>).
+// Built once from built-in defaults, then the YAML file, then command-line overrides; any error
+// is a ConfigError naming the key (main prints one line and exits 2). A reload builds a new
+// snapshot; each session keeps the snapshot it started with. Nothing here does I/O at runtime.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "portcullis/filter_factory.h"
+#include "portcullis/filter_registry.h"
+#include "portcullis/stage.h"
+#include "proxy/net_util.h"
+
+namespace portcullis {
+
+using std::chrono::milliseconds;
+
+enum class TlsListenMode { kNone, kStartTls, kImplicit };
+enum class IdentityMode { kXclient, kNone, kProxyV1, kProxyV2 };
+enum class FilterMode { kEnforce, kObserve };
+enum class OnError { kTempfail, kContinue };
+
+struct ListenerConfig {
+  std::string text;  // as written, for logs
+  SocketAddress address;
+  TlsListenMode tls = TlsListenMode::kStartTls;  // STARTTLS offered when tls.cert is set
+  bool proxyProtocol = false;
+};
+
+struct UpstreamConfig {
+  std::string text = "127.0.0.1:10025";
+  SocketAddress address;
+  IdentityMode identity = IdentityMode::kXclient;
+  milliseconds connectTimeout{10'000};
+  milliseconds commandTimeout{120'000};
+  milliseconds probeInterval{60'000};
+};
+
+struct LimitsConfig {
+  std::uint64_t maxMessageSize = 10'240'000;  // Postfix's default message_size_limit
+  std::size_t maxRecipients = 1000;           // Postfix's smtpd_recipient_limit
+  std::size_t maxConnections = 1000;
+  std::size_t maxConnectionsPerIp = 50;
+  int maxErrors = 10;
+  std::uint64_t minDataRate = 1024;  // octets/s during DATA, checked after timeouts.data_grace
+};
+
+struct TimeoutsConfig {
+  milliseconds command{300'000};    // RFC 5321 4.5.3.2.7 server timeout
+  milliseconds dataBlock{180'000};  // RFC 5321 4.5.3.2.6 between data chunks
+  milliseconds endOfData{300'000};  // our answer to the final dot (filters + MTA)
+  milliseconds dataGrace{30'000};   // before min_data_rate applies
+  milliseconds greetingDelay{0};    // hold the 220 this long (pre-greeting talkers get 554)
+  milliseconds shutdown{30'000};    // SIGTERM drain deadline
+};
+
+struct SpoolConfig {
+  std::size_t memoryLimit = 1024 * 1024;
+  std::string directory = "/var/spool/portcullis";
+};
+
+struct LogConfig {
+  std::string level = "info";
+};
+
+struct DnsConfig {
+  std::vector<std::string> servers;  // empty: /etc/resolv.conf
+  milliseconds timeout{2000};
+  int attempts = 2;
+  bool reverseLookup = true;  // FCrDNS of every client, like Postfix smtpd
+};
+
+struct FilterSpec {
+  std::string name;
+  std::string label;  // "dnsbl" or "dnsbl#2" when a name repeats; used in logs
+  FilterMode mode = FilterMode::kEnforce;
+  milliseconds timeout{30'000};
+  OnError onError = OnError::kTempfail;
+  std::optional<Stage> deferTo;  // hold connect/helo rejects until this stage (rcpt)
+  FilterCreator creator;
+};
+
+struct Config {
+  std::string hostname;
+  std::vector<ListenerConfig> listeners;
+  std::vector<Cidr> trustedProxies;
+  UpstreamConfig upstream;
+  LimitsConfig limits;
+  TimeoutsConfig timeouts;
+  SpoolConfig spool;
+  LogConfig log;
+  DnsConfig dns;
+  std::vector<FilterSpec> filters;
+  std::string sourcePath;  // the file it came from, empty for built-in defaults
+};
+
+struct CommandLineOverrides {
+  std::optional<std::string> listen;
+  std::optional<std::string> upstream;
+};
+
+// Loads `path` (if set) over the defaults and applies the overrides. Throws ConfigError.
+std::shared_ptr<const Config> loadConfig(const std::optional<std::string>& path,
+                                         const CommandLineOverrides& overrides,
+                                         const FilterRegistry& registry);
+
+// Same, from YAML text (tests).
+std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,
+                                                   const CommandLineOverrides& overrides,
+                                                   const FilterRegistry& registry);
+
+}  // namespace portcullis

@@ -1,0 +1,79 @@
+#pragma once
+// DATA framing (RFC 5321 4.1.1.4, 4.5.2): finds the end of data, removes dot-stuffing, refuses
+// bare CR and bare LF, and counts octets against the size limit. Pure and streaming: bytes come
+// in chunks of any size, memory stays constant, and the result never depends on how the input
+// was split. Only <CRLF>.<CRLF> ends the data; a bare CR or LF anywhere poisons the message
+// (SMTP smuggling, CVE-2023-51764) and is never rewritten into CRLF (DESIGN invariant 1).
+// Fuzzed by tests/fuzz/fuzz_data_framer.cc.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace portcullis {
+
+// Receives the canonical, dot-unstuffed message bytes.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual void append(const char* data, std::size_t n) = 0;
+};
+
+class DataFramer {
+ public:
+  explicit DataFramer(std::uint64_t maxSize) : maxSize_(maxSize) {}
+
+  struct Result {
+    bool ended = false;        // the final <CRLF>.<CRLF> was seen
+    std::size_t consumed = 0;  // input octets used (up to and including the final dot line)
+  };
+
+  // Consumes input until the end of data or the end of `in`. Bytes after the end of data are
+  // not consumed: they belong to the next command (RFC 2920 pipelining).
+  Result feed(std::string_view in, ByteSink& sink);
+
+  std::uint64_t size() const { return size_; }  // unstuffed octets seen (even past the limit)
+  bool oversized() const { return size_ > maxSize_; }
+  bool bareCr() const { return bareCr_; }
+  bool bareLf() const { return bareLf_; }
+  bool poisoned() const { return bareCr_ || bareLf_; }
+
+ private:
+  enum class State { kLineStart, kDot, kDotCr, kMid, kCr };
+
+  void emit(const char* p, std::size_t n, ByteSink& sink);
+
+  std::uint64_t maxSize_;
+  std::uint64_t size_ = 0;
+  State state_ = State::kLineStart;
+  bool bareCr_ = false;
+  bool bareLf_ = false;
+};
+
+// Applies dot-stuffing (RFC 5321 4.5.2) to canonical message bytes on their way upstream.
+class DotStuffer {
+ public:
+  template <typename Out>
+  void stuff(std::string_view in, Out&& out) {
+    std::size_t pos = 0;
+    while (pos < in.size()) {
+      if (atLineStart_ && in[pos] == '.') out(std::string_view(".", 1));
+      const auto nl = in.find('\n', pos);
+      if (nl == std::string_view::npos) {
+        out(in.substr(pos));
+        atLineStart_ = false;
+        return;
+      }
+      out(in.substr(pos, nl + 1 - pos));
+      pos = nl + 1;
+      atLineStart_ = true;
+    }
+  }
+  bool atLineStart() const { return atLineStart_; }
+
+ private:
+  bool atLineStart_ = true;
+};
+
+}  // namespace portcullis

@@ -1,0 +1,156 @@
+// portcullis: command line, configuration, start-up and the event loop.
+//   portcullis [--config FILE] [--listen ADDR:PORT] [--upstream HOST:PORT]
+//              [--check-config] [--version] [--help]
+// Exit status: 0 normal (including a drained SIGTERM), 1 start-up failure, 2 bad config/usage.
+
+#include <getopt.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include "portcullis/filter_registry.h"
+#include "proxy/config.h"
+#include "proxy/event_util.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "proxy/spool.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: portcullis [--config FILE] [--listen ADDR:PORT] [--upstream HOST:PORT]\n"
+    "                  [--check-config] [--version] [--help]\n"
+    "\n"
+    "A stage-aware SMTP filtering proxy in front of an MTA.\n"
+    "\n"
+    "  -c, --config FILE      YAML configuration (built-in defaults without it)\n"
+    "  -l, --listen ADDR:PORT listen here instead of the config's listen list\n"
+    "  -u, --upstream ADDR:PORT  the MTA to relay to (default 127.0.0.1:10025)\n"
+    "      --check-config     validate the configuration and exit (0 ok, 2 error)\n"
+    "  -V, --version          print the version and exit\n"
+    "  -h, --help             this text\n";
+
+bool makeSpoolDirectory(const std::string& dir, std::string* error) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      *error = dir + " is not a directory";
+      return false;
+    }
+    return true;
+  }
+  // mkdir -p, mode 0700: spool files hold other people's mail.
+  std::string partial;
+  for (std::size_t i = 0; i <= dir.size(); ++i) {
+    if (i == dir.size() || (dir[i] == '/' && i > 0)) {
+      partial = dir.substr(0, i);
+      if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
+        *error = "cannot create " + partial + ": " + std::strerror(errno);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace portcullis;
+  enum { kCheckConfig = 1000 };
+  static const option kOptions[] = {
+      {"config", required_argument, nullptr, 'c'},
+      {"listen", required_argument, nullptr, 'l'},
+      {"upstream", required_argument, nullptr, 'u'},
+      {"check-config", no_argument, nullptr, kCheckConfig},
+      {"version", no_argument, nullptr, 'V'},
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0},
+  };
+  std::optional<std::string> configPath;
+  CommandLineOverrides overrides;
+  bool checkOnly = false;
+  int opt = 0;
+  while ((opt = getopt_long(argc, argv, "c:l:u:Vh", kOptions, nullptr)) != -1) {
+    switch (opt) {
+      case 'c':
+        configPath = optarg;
+        break;
+      case 'l':
+        overrides.listen = optarg;
+        break;
+      case 'u':
+        overrides.upstream = optarg;
+        break;
+      case kCheckConfig:
+        checkOnly = true;
+        break;
+      case 'V':
+        std::cout << "portcullis " << PORTCULLIS_VERSION << "\n";
+        return 0;
+      case 'h':
+        std::cout << kUsage;
+        return 0;
+      default:
+        std::cerr << kUsage;
+        return 2;
+    }
+  }
+  if (optind < argc) {
+    std::cerr << "portcullis: unexpected argument: " << argv[optind] << "\n" << kUsage;
+    return 2;
+  }
+
+  FilterRegistry registry;
+  registerBuiltinFilters(registry);
+  std::shared_ptr<const Config> config;
+  try {
+    config = loadConfig(configPath, overrides, registry);
+  } catch (const ConfigError& e) {
+    std::cerr << "portcullis: config error: " << e.what() << "\n";
+    return 2;
+  }
+  std::string error;
+  if (!makeSpoolDirectory(config->spool.directory, &error)) {
+    std::cerr << "portcullis: config error: spool.directory: " << error << "\n";
+    return 2;
+  }
+  if (checkOnly) {
+    std::cout << "portcullis: configuration OK (" << config->listeners.size() << " listener(s), "
+              << config->filters.size() << " filter(s), upstream "
+              << config->upstream.address.toString() << ")\n";
+    return 0;
+  }
+
+  setupLogging(config->log.level);
+  std::signal(SIGPIPE, SIG_IGN);
+  if (const int n = removeStaleSpoolFiles(config->spool.directory); n > 0) {
+    spdlog::warn("event=spool-cleanup removed={} directory={}", n,
+                 logValue(config->spool.directory));
+  }
+
+  EventBasePtr base(event_base_new());
+  if (!base) {
+    spdlog::critical("event=startup-failed error=\"cannot create event base\"");
+    return 1;
+  }
+  int rc = 0;
+  {
+    Server server(base.get(), config);
+    if (!server.start(&error)) {
+      spdlog::critical("event=startup-failed error={}", logValue(error));
+      return 1;
+    }
+    spdlog::info("event=started version={} config={} filters={}", PORTCULLIS_VERSION,
+                 config->sourcePath.empty() ? "(built-in defaults)" : config->sourcePath,
+                 config->filters.size());
+    event_base_dispatch(base.get());
+  }
+  spdlog::info("event=stopped");
+  spdlog::shutdown();
+  return rc;
+}

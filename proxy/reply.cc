@@ -1,0 +1,181 @@
+// Reply model: construction, validation, sanitising, wire form. See include/portcullis/reply.h.
+
+#include "portcullis/reply.h"
+
+#include <algorithm>
+#include <charconv>
+
+namespace portcullis {
+namespace {
+
+// "NNN-" + "X.YYY.ZZZ " + CRLF: what a line needs besides its text.
+constexpr std::size_t kLineOverhead = 4 + 12 + 2;
+constexpr std::size_t kMaxTextPerLine = Reply::kMaxLineLength - kLineOverhead;
+
+bool isPrintableOrUtf8(unsigned char c) { return (c >= 0x20 && c < 0x7f) || c >= 0x80; }
+
+bool validCode(int code) {
+  // RFC 5321 4.2: three digits, first 2-5, second 0-5.
+  return code >= 200 && code <= 559 && (code / 10) % 10 <= 5;
+}
+
+bool validText(const std::string& line) {
+  if (line.size() > kMaxTextPerLine) return false;
+  return std::all_of(line.begin(), line.end(),
+                     [](char c) { return isPrintableOrUtf8(static_cast<unsigned char>(c)); });
+}
+
+std::string classFix(int code, std::string_view enhanced) {
+  const char cls = static_cast<char>('0' + code / 100);
+  if (isEnhancedStatusCode(enhanced) && enhanced[0] == cls) return std::string(enhanced);
+  if (code < 400 && code >= 300) return "";  // 3xx replies carry no enhanced code
+  return std::string(1, cls) + ".0.0";
+}
+
+Reply build(int code, int fallback, std::string_view enhanced, std::string_view text,
+            std::string_view generic) {
+  if (!validCode(code) || code / 100 != fallback / 100) code = fallback;
+  std::string clean = sanitizeText(text, kMaxTextPerLine);
+  if (clean.empty()) clean = std::string(generic);
+  return *Reply::make(code, classFix(code, enhanced), {std::move(clean)});
+}
+
+}  // namespace
+
+bool isEnhancedStatusCode(std::string_view s) {
+  // RFC 3463 2: class "." subject "." detail; subject and detail are 1-3 digits.
+  if (s.size() < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.') return false;
+  std::size_t i = 2;
+  for (int part = 0; part < 2; ++part) {
+    const std::size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    const std::size_t digits = i - start;
+    if (digits == 0 || digits > 3) return false;
+    if (digits > 1 && s[start] == '0') return false;
+    if (part == 0) {
+      if (i >= s.size() || s[i] != '.') return false;
+      ++i;
+    }
+  }
+  return i == s.size();
+}
+
+std::string sanitizeText(std::string_view in, std::size_t max) {
+  std::string out;
+  out.reserve(std::min(in.size(), max));
+  bool space = false;
+  for (const char ch : in) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      space = !out.empty();
+      continue;
+    }
+    if (!isPrintableOrUtf8(c)) continue;
+    if (space) {
+      if (out.size() + 1 >= max) break;
+      out.push_back(' ');
+      space = false;
+    }
+    if (out.size() >= max) break;
+    out.push_back(static_cast<char>(c));
+  }
+  // Do not leave a truncated UTF-8 sequence at the end.
+  while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80) {
+    std::size_t lead = out.size();
+    while (lead > 0 && (static_cast<unsigned char>(out[lead - 1]) & 0xC0) == 0x80) --lead;
+    if (lead == 0) {
+      out.clear();
+      break;
+    }
+    const auto l = static_cast<unsigned char>(out[lead - 1]);
+    const std::size_t need = l >= 0xF0 ? 4 : l >= 0xE0 ? 3 : l >= 0xC0 ? 2 : 1;
+    if (out.size() - (lead - 1) >= need) break;
+    out.resize(lead - 1);
+  }
+  if (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0xC0) out.pop_back();
+  return out;
+}
+
+std::optional<Reply> Reply::make(int code, std::string_view enhanced,
+                                 std::vector<std::string> lines) {
+  if (!validCode(code)) return std::nullopt;
+  if (!enhanced.empty() && (!isEnhancedStatusCode(enhanced) || enhanced[0] != '0' + code / 100)) {
+    return std::nullopt;
+  }
+  if (lines.empty()) lines.emplace_back();
+  if (lines.size() > kMaxLines) return std::nullopt;
+  for (const auto& l : lines) {
+    if (!validText(l)) return std::nullopt;
+  }
+  return Reply(code, std::string(enhanced), std::move(lines));
+}
+
+Reply Reply::transient(int code, std::string_view enhanced, std::string_view text) {
+  return build(code, 451, enhanced, text, "Try again later");
+}
+
+Reply Reply::permanent(int code, std::string_view enhanced, std::string_view text) {
+  return build(code, 550, enhanced, text, "Rejected");
+}
+
+Reply Reply::positive(int code, std::string_view enhanced, std::string_view text) {
+  if (code < 200 || code >= 400) code = 250;
+  return build(code, code, enhanced, text, "Ok");
+}
+
+std::optional<Reply> Reply::parseNegative(std::string_view line) {
+  if (line.size() < 3) return std::nullopt;
+  int code = 0;
+  const auto [p, ec] = std::from_chars(line.data(), line.data() + 3, code);
+  if (ec != std::errc() || p != line.data() + 3 || code < 400 || !validCode(code)) {
+    return std::nullopt;
+  }
+  std::string_view rest = line.substr(3);
+  if (!rest.empty() && rest.front() != ' ') return std::nullopt;
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  std::string_view enhanced;
+  const auto sp = rest.find(' ');
+  const std::string_view first = rest.substr(0, sp);
+  if (isEnhancedStatusCode(first)) {
+    if (first[0] != line[0]) return std::nullopt;
+    enhanced = first;
+    rest = sp == std::string_view::npos ? std::string_view{} : rest.substr(sp + 1);
+  }
+  for (const char c : rest) {
+    if (!isPrintableOrUtf8(static_cast<unsigned char>(c))) return std::nullopt;
+  }
+  return make(code, enhanced, {std::string(rest)});
+}
+
+std::string Reply::wire() const {
+  std::string out;
+  const std::string code = std::to_string(code_);
+  for (std::size_t i = 0; i < lines_.size(); ++i) {
+    out += code;
+    out += (i + 1 < lines_.size()) ? '-' : ' ';
+    if (!enhanced_.empty()) {
+      out += enhanced_;
+      if (!lines_[i].empty()) out += ' ';
+    }
+    out += lines_[i];
+    out += "\r\n";
+  }
+  return out;
+}
+
+std::string Reply::summary() const {
+  std::string out = std::to_string(code_);
+  if (!enhanced_.empty()) out += " " + enhanced_;
+  for (std::size_t i = 0; i < lines_.size(); ++i) {
+    out += i == 0 ? " " : " | ";
+    out += lines_[i];
+  }
+  return out;
+}
+
+Reply Reply::withCode(int code) const {
+  if (!validCode(code) || code / 100 != code_ / 100) return *this;
+  return Reply(code, enhanced_, lines_);
+}
+
+}  // namespace portcullis

@@ -1,0 +1,209 @@
+// Server. See server.h.
+
+#include "proxy/server.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "proxy/dns/dns_resolver.h"
+#include "proxy/log.h"
+
+namespace portcullis {
+
+Server::Server(event_base* base, std::shared_ptr<const Config> config)
+    : base_(base),
+      config_(std::move(config)),
+      reapEvent_(event_new(base, -1, 0, &Server::onReap, this)),
+      drainTimer_(base,
+                  [this] {
+                    spdlog::warn("event=drain-deadline sessions={}", sessions_.size());
+                    for (auto& [ptr, s] : sessions_) s->drain(true);
+                    exitTimer_.start(std::chrono::milliseconds(5000));  // last resort
+                  }),
+      exitTimer_(base, [this] { event_base_loopexit(base_, nullptr); }),
+      probeTimer_(base, [this] { probe(); }) {
+  probeSettings_.address = config_->upstream.address;
+  probeSettings_.identity = IdentityMode::kNone;
+  probeSettings_.hostname = config_->hostname;
+  probeSettings_.connectTimeout = config_->upstream.connectTimeout;
+  probeSettings_.commandTimeout = config_->upstream.connectTimeout;
+}
+
+Server::~Server() {
+  sessions_.clear();
+  probe_.reset();
+}
+
+bool Server::start(std::string* error) {
+  DnsSettings dns;
+  dns.servers = config_->dns.servers;
+  if (dns.servers.empty()) dns.servers = DnsResolver::serversFromResolvConf();
+  dns.timeout = config_->dns.timeout;
+  dns.attempts = config_->dns.attempts;
+  std::string dnsError;
+  resolver_ = DnsResolver::create(base_, dns, &dnsError);
+  if (!resolver_) {
+    *error = "dns.servers: " + dnsError;
+    return false;
+  }
+  context_.resolver = resolver_.get();
+
+  for (const ListenerConfig& l : config_->listeners) {
+    unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+    if (l.address.family() == AF_INET6) flags |= LEV_OPT_BIND_IPV6ONLY;
+    evconnlistener* listener =
+        evconnlistener_new_bind(base_, &Server::onAccept, this, flags, 1024, l.address.get(),
+                                static_cast<int>(l.address.length));
+    if (listener == nullptr) {
+      *error = "listen " + l.text + ": " + std::strerror(errno);
+      return false;
+    }
+    evconnlistener_set_error_cb(listener, &Server::onAcceptError);
+    listeners_.emplace_back(listener);
+    spdlog::info("event=listening address={} upstream={} identity={}", l.address.toString(),
+                 config_->upstream.address.toString(),
+                 config_->upstream.identity == IdentityMode::kXclient ? "xclient" : "none");
+  }
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
+    event_add(signals_.back().get(), nullptr);
+  }
+  probe();
+  return true;
+}
+
+void Server::onSignal(evutil_socket_t sig, short, void* self) {
+  auto* s = static_cast<Server*>(self);
+  if (sig == SIGHUP) {
+    spdlog::info("event=sighup action=none detail=\"configuration reload is not implemented yet\"");
+    return;
+  }
+  spdlog::info("event=signal signal={} action=drain sessions={}", sig == SIGTERM ? "TERM" : "INT",
+               s->sessions_.size());
+  s->beginDrain();
+}
+
+void Server::beginDrain() {
+  if (draining_) return;
+  draining_ = true;
+  listeners_.clear();  // stop accepting at once
+  probeTimer_.stop();
+  for (auto& [ptr, s] : sessions_) s->drain(false);
+  drainTimer_.start(config_->timeouts.shutdown);
+  maybeExit();
+}
+
+void Server::maybeExit() {
+  if (draining_ && sessions_.empty() && closed_.empty()) {
+    spdlog::info("event=drained");
+    event_base_loopexit(base_, nullptr);
+  }
+}
+
+void Server::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len, void* self) {
+  auto* s = static_cast<Server*>(self);
+  auto peer = fromSockaddr(addr, static_cast<socklen_t>(len));
+  if (!peer) {
+    ::close(fd);
+    return;
+  }
+  s->accept(fd, *peer);
+}
+
+void Server::onAcceptError(evconnlistener*, void*) {
+  const int err = EVUTIL_SOCKET_ERROR();
+  // EMFILE and friends: log and carry on; the listener retries on the next event.
+  spdlog::error("event=accept-error error={}", logValue(evutil_socket_error_to_string(err)));
+}
+
+void Server::accept(evutil_socket_t fd, const SocketAddress& peer) {
+  const std::string ip = peer.host();
+  const char* refusal = nullptr;
+  if (draining_) {
+    refusal = "421 4.3.2 Service shutting down\r\n";
+  } else if (sessions_.size() >= config_->limits.maxConnections) {
+    refusal = "421 4.7.0 Error: too many connections, try again later\r\n";
+  } else if (perIp_[ip] >= config_->limits.maxConnectionsPerIp) {
+    refusal = "421 4.7.0 Error: too many connections from your address, try again later\r\n";
+  }
+  if (refusal != nullptr) {
+    // No session, no upstream connection: one line and close.
+    spdlog::warn("event=connection-refused client={} reason={} sessions={} from_ip={}",
+                 peer.toString(), logValue(refusal + 10), sessions_.size(), perIp_[ip]);
+    ::send(fd, refusal, std::strlen(refusal), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::shutdown(fd, SHUT_WR);
+    ::close(fd);
+    if (perIp_[ip] == 0) perIp_.erase(ip);
+    return;
+  }
+  SocketAddress local;
+  local.length = sizeof local.storage;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&local.storage), &local.length);
+  auto session = std::make_unique<Session>(*this, config_, fd, peer, local);
+  Session* raw = session.get();
+  sessions_.emplace(raw, std::move(session));
+  ++perIp_[ip];
+  raw->start();
+}
+
+void Server::sessionClosed(Session* session) {
+  closed_.push_back(session);
+  event_active(reapEvent_.get(), 0, 0);
+}
+
+void Server::onReap(evutil_socket_t, short, void* self) { static_cast<Server*>(self)->reap(); }
+
+void Server::reap() {
+  std::vector<Session*> closed;
+  closed.swap(closed_);
+  for (Session* s : closed) {
+    auto it = sessions_.find(s);
+    if (it == sessions_.end()) continue;
+    const std::string ip = s->clientAddress();
+    sessions_.erase(it);
+    if (auto p = perIp_.find(ip); p != perIp_.end() && --p->second == 0) perIp_.erase(p);
+  }
+  retiredProbes_.clear();
+  maybeExit();
+}
+
+void Server::learnUpstreamCapabilities(const UpstreamCapabilities& caps) { caps_ = caps; }
+
+void Server::probe() {
+  // Learn what the MTA offers without waiting for the first client (the EHLO we advertise
+  // depends on it), and refresh it now and then.
+  if (probe_) {
+    retiredProbes_.push_back(std::move(probe_));
+    event_active(reapEvent_.get(), 0, 0);
+  }
+  probe_ = std::make_unique<Upstream>(base_, probeSettings_, "probe");
+  probe_->open(XclientIdentity{}, [this](UpstreamResult r) {
+    if (r.ok()) {
+      caps_ = probe_->capabilities();
+      if (probeFailing_) spdlog::info("event=upstream-probe result=ok");
+      probeFailing_ = false;
+      spdlog::debug("event=upstream-probe result=ok smtputf8={} 8bitmime={} xclient={}",
+                    caps_.smtputf8, caps_.eightBitMime, caps_.xclient);
+      if (config_->upstream.identity == IdentityMode::kXclient && !caps_.xclient) {
+        spdlog::error(
+            "event=upstream-probe problem=\"MTA does not offer XCLIENT to us; mail will be "
+            "tempfailed (Postfix: smtpd_authorized_xclient_hosts)\"");
+      }
+      probe_->quit();
+    } else {
+      if (!probeFailing_) {
+        spdlog::warn("event=upstream-probe result=failed failure={} detail={}",
+                     upstreamFailureName(r.failure), logValue(r.detail));
+      }
+      probeFailing_ = true;
+    }
+    retiredProbes_.push_back(std::move(probe_));
+    event_active(reapEvent_.get(), 0, 0);
+  });
+  if (!draining_) probeTimer_.start(config_->upstream.probeInterval);
+}
+
+}  // namespace portcullis

@@ -1,0 +1,80 @@
+#pragma once
+// Server: listeners, accept, connection limits, the upstream capability probe, signals and the
+// SIGTERM drain. Owns every Session and frees closed ones from its own event (never inside a
+// session's callback). Owns the shared services sessions use (DNS resolver, filter context).
+// Single-threaded: everything runs on one event loop.
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "portcullis/resolver.h"
+#include "proxy/config.h"
+#include "proxy/event_util.h"
+#include "proxy/session.h"
+#include "proxy/upstream.h"
+
+namespace portcullis {
+
+class Server final : public SessionHost {
+ public:
+  Server(event_base* base, std::shared_ptr<const Config> config);
+  ~Server() override;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds every listener and starts the probe and signal handlers. False, with `error`, when a
+  // listener cannot be bound or the resolver cannot be built.
+  [[nodiscard]] bool start(std::string* error);
+  // SIGTERM: stop accepting, let sessions finish until timeouts.shutdown, then 421 the rest.
+  void beginDrain();
+
+  std::size_t sessionCount() const { return sessions_.size(); }
+
+  // SessionHost.
+  event_base* base() override { return base_; }
+  const UpstreamCapabilities& upstreamCapabilities() const override { return caps_; }
+  void learnUpstreamCapabilities(const UpstreamCapabilities& caps) override;
+  const FilterContext& filterContext() const override { return context_; }
+  Resolver* resolver() override { return resolver_.get(); }
+  bool draining() const override { return draining_; }
+  void sessionClosed(Session* session) override;
+
+ private:
+  static void onAccept(evconnlistener* listener, evutil_socket_t fd, sockaddr* addr, int len,
+                       void* self);
+  static void onAcceptError(evconnlistener* listener, void* self);
+  static void onSignal(evutil_socket_t sig, short, void* self);
+  static void onReap(evutil_socket_t, short, void* self);
+
+  void accept(evutil_socket_t fd, const SocketAddress& peer);
+  void reap();
+  void probe();
+  void maybeExit();
+
+  event_base* base_;
+  std::shared_ptr<const Config> config_;
+  std::vector<ListenerPtr> listeners_;
+  std::unique_ptr<Resolver> resolver_;
+  FilterContext context_;
+  std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
+  std::unordered_map<std::string, std::size_t> perIp_;
+  std::vector<Session*> closed_;
+  std::vector<std::unique_ptr<Upstream>> retiredProbes_;
+  EventPtr reapEvent_;
+  std::vector<EventPtr> signals_;
+  Timer drainTimer_;
+  Timer exitTimer_;
+  Timer probeTimer_;
+  UpstreamCapabilities caps_;
+  UpstreamSettings probeSettings_;
+  std::unique_ptr<Upstream> probe_;
+  bool probeFailing_ = false;
+  bool draining_ = false;
+};
+
+}  // namespace portcullis

@@ -1,0 +1,421 @@
+// Session: lifecycle, client I/O, the command loop, replies, state changes, close and summary.
+// Command handlers are in session_commands.cc; DATA and delivery in session_data.cc.
+
+#include "proxy/session.h"
+
+#include <event2/buffer.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+
+#include "proxy/log.h"
+
+namespace portcullis {
+namespace {
+
+constexpr std::size_t kInputHighWater = 64 * 1024;   // stop reading while this much is unparsed
+constexpr std::size_t kOutputHighWater = 64 * 1024;  // stop answering while the client won't read
+constexpr std::size_t kMaxTranscript = 64;
+constexpr std::chrono::milliseconds kLingerTime{2000};
+
+std::string verbForSummary(std::string_view line) {
+  std::string v;
+  for (const char c : line) {
+    if (c == ' ' || v.size() >= 10) break;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+      v.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+    } else {
+      v.push_back('?');
+    }
+  }
+  return v.empty() ? "?" : v;
+}
+
+}  // namespace
+
+Session::Session(SessionHost& host, std::shared_ptr<const Config> config, evutil_socket_t fd,
+                 const SocketAddress& peer, const SocketAddress& local)
+    : host_(host),
+      config_(std::move(config)),
+      peer_(peer),
+      local_(local),
+      bev_(bufferevent_socket_new(host.base(), fd, BEV_OPT_CLOSE_ON_FREE)),
+      idleTimer_(host.base(),
+                 [this] {
+                   verb_ = "TIMEOUT";
+                   reply(
+                       *Reply::make(421, "4.4.2", {config_->hostname + " Error: timeout exceeded"}),
+                       verb_);
+                 }),
+      dataTimer_(host.base(),
+                 [this] {
+                   reply(
+                       *Reply::make(421, "4.4.2", {config_->hostname + " Error: timeout exceeded"}),
+                       "DATA-TIMEOUT");
+                 }),
+      startTimer_(host.base(),
+                  [this] {
+                    delayDone_ = true;
+                    maybeGreet();
+                  }),
+      closeTimer_(host.base(), [this] { finalize(); }),
+      reapTimer_(host.base(), [this] { retiredUpstream_.clear(); }),
+      started_(std::chrono::steady_clock::now()) {
+  view_.id = newSessionId();
+  view_.client.address = peer.host();
+  view_.client.port = peer.port();
+  view_.client.ipv6 = view_.client.address.find(':') != std::string::npos;
+  view_.localAddress = local.host();
+  view_.localPort = local.port();
+  view_.hostname = config_->hostname;
+  view_.limits = {config_->limits.maxMessageSize, config_->limits.maxRecipients};
+
+  upstreamSettings_.address = config_->upstream.address;
+  upstreamSettings_.identity = config_->upstream.identity;
+  upstreamSettings_.hostname = config_->hostname;
+  upstreamSettings_.connectTimeout = config_->upstream.connectTimeout;
+  upstreamSettings_.commandTimeout = config_->upstream.commandTimeout;
+  upstreamSettings_.dataTimeout = config_->timeouts.endOfData;
+
+  ehloPolicy_.hostname = config_->hostname;
+  ehloPolicy_.maxMessageSize = config_->limits.maxMessageSize;
+
+  chain_ =
+      std::make_unique<FilterChain>(host.base(), view_.id, config_->filters, host.filterContext());
+}
+
+Session::~Session() = default;
+
+bool Session::inTransaction() const {
+  return state_ == SmtpState::kMail || state_ == SmtpState::kRcpt || state_ == SmtpState::kData ||
+         phase_ == Phase::kDataDone;
+}
+
+void Session::start() {
+  const evutil_socket_t fd = bufferevent_getfd(bev_.get());
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  bufferevent_setcb(bev_.get(), &Session::onRead, &Session::onWrite, &Session::onEvent, this);
+  bufferevent_setwatermark(bev_.get(), EV_READ, 0, kInputHighWater);
+  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  spdlog::info("{} event=connect client={} local={}", view_.id, peer_.toString(),
+               local_.toString());
+
+  if (config_->timeouts.greetingDelay.count() > 0) {
+    startTimer_.start(config_->timeouts.greetingDelay);
+  } else {
+    delayDone_ = true;
+  }
+  if (config_->dns.reverseLookup && host_.resolver() != nullptr) {
+    nameLookup_ = std::make_unique<ClientNameLookup>();
+    nameLookup_->start(*host_.resolver(), view_.client.address,
+                       [this](ReverseStatus status, std::string ptr, std::string name) {
+                         view_.client.reverse = status;
+                         view_.client.ptrName = std::move(ptr);
+                         view_.client.name = std::move(name);
+                         spdlog::debug("{} event=client-name status={} ptr={}", view_.id,
+                                       reverseStatusName(status), logValue(view_.client.ptrName));
+                         runConnectStage();
+                       });
+    return;
+  }
+  runConnectStage();
+}
+
+void Session::runConnectStage() {
+  chain_->run(Stage::kConnect, view_, [this](ChainOutcome outcome) {
+    connectDone_ = true;
+    connectOutcome_ = std::move(outcome);
+    maybeGreet();
+  });
+}
+
+void Session::maybeGreet() {
+  if (!connectDone_ || !delayDone_ || phase_ != Phase::kStarting) return;
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  if (evbuffer_get_length(in) > 0) {
+    // RFC 5321 3.1 / 4.3.1: the client must wait for the greeting (postscreen's PREGREET).
+    spdlog::info("{} event=pregreet octets={}", view_.id, evbuffer_get_length(in));
+    reply(*Reply::make(554, "5.5.1",
+                       {"Error: SMTP protocol synchronization (command sent before greeting)"}),
+          "CONNECT");
+    close(ClosedBy::kServer, "command sent before greeting");
+    return;
+  }
+  const ChainOutcome& o = connectOutcome_;
+  if (o.kind == VerdictKind::kDiscard) discardSession_ = true;
+  if (o.reply && o.reply->isNegative()) {
+    reply(*o.reply, "CONNECT");
+    if (o.kind == VerdictKind::kDisconnect || o.reply->closesConnection()) {
+      close(ClosedBy::kServer, "rejected at connect by " + o.filter);
+      return;
+    }
+    // RFC 5321 3.1: after a 554 greeting, wait for QUIT and answer 503 to anything else.
+    rejectedAtConnect_ = true;
+  } else {
+    reply(*Reply::make(220, "", {config_->hostname + " ESMTP"}), "CONNECT");
+  }
+  enterState(SmtpState::kGreeted);
+  commandDone();
+}
+
+// ---- client I/O ----
+
+void Session::onRead(bufferevent*, void* self) {
+  auto* s = static_cast<Session*>(self);
+  switch (s->phase_) {
+    case Phase::kIdle:
+      s->processInput();
+      break;
+    case Phase::kData:
+      s->feedData();
+      break;
+    case Phase::kSkipping:
+      s->skipInput();
+      break;
+    case Phase::kClosing:
+      evbuffer_drain(bufferevent_get_input(s->bev_.get()),
+                     evbuffer_get_length(bufferevent_get_input(s->bev_.get())));
+      break;
+    default:
+      break;  // pipelined input waits (bounded by the read watermark)
+  }
+}
+
+void Session::onWrite(bufferevent*, void* self) {
+  auto* s = static_cast<Session*>(self);
+  if (s->phase_ == Phase::kClosing) {
+    if (!s->lingering_ && !s->finalized_) {
+      // Everything is written: half-close and give the client a moment to read it, so that
+      // unread input does not turn our last reply into a reset.
+      s->lingering_ = true;
+      ::shutdown(bufferevent_getfd(s->bev_.get()), SHUT_WR);
+      s->closeTimer_.start(kLingerTime);
+    }
+    return;
+  }
+  if (s->outputBlocked_) {
+    s->outputBlocked_ = false;
+    s->processInput();
+  }
+}
+
+void Session::onEvent(bufferevent*, short what, void* self) {
+  auto* s = static_cast<Session*>(self);
+  if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) return;
+  if (s->phase_ == Phase::kClosing) {
+    s->finalize();
+    return;
+  }
+  s->closedBy_ = ClosedBy::kClient;
+  s->phase_ = Phase::kClosing;
+  s->closeReason_ = (what & BEV_EVENT_EOF) ? "client disconnected" : "client connection error";
+  s->finalize();
+}
+
+void Session::processInput() {
+  if (processing_) return;
+  processing_ = true;
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  evbuffer* out = bufferevent_get_output(bev_.get());
+  while (phase_ == Phase::kIdle) {
+    if (evbuffer_get_length(out) > kOutputHighWater) {
+      outputBlocked_ = true;  // the client is not reading its replies; onWrite resumes
+      break;
+    }
+    if (errors_ >= config_->limits.maxErrors) {
+      verb_ = "ERRORS";
+      reply(*Reply::make(421, "4.7.0", {config_->hostname + " Error: too many errors"}), verb_);
+      break;
+    }
+    const std::size_t avail = evbuffer_get_length(in);
+    if (avail == 0) break;
+    const std::size_t want = std::min(avail, kMaxCommandLine);
+    const auto* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(want)));
+    const LineScan scan = scanLine(std::string_view(p, want));
+    if (scan.status == LineScan::Status::kNeedMore) break;
+    if (scan.status == LineScan::Status::kTooLong) {
+      // RFC 5321 4.5.3.1.4. Answer now, then discard up to the end of the line.
+      verb_ = verbForSummary(std::string_view(p, want));
+      idleTimer_.stop();
+      evbuffer_drain(in, want);
+      reply(*Reply::make(500, "5.5.2", {"Error: line too long"}), verb_);
+      if (phase_ == Phase::kClosing) break;
+      phase_ = Phase::kSkipping;
+      skipToLineEnd_ = true;
+      idleTimer_.start(config_->timeouts.command);
+      skipInput();
+      continue;
+    }
+    const std::string line(scan.line);
+    const bool bareLf = scan.status == LineScan::Status::kBareLf;
+    evbuffer_drain(in, scan.consumed);
+    idleTimer_.stop();
+    verb_ = verbForSummary(line);
+    if (bareLf) {
+      // RFC 5321 2.3.8: lines end with CRLF. Refused, never reinterpreted.
+      reply(*Reply::make(500, "5.5.2", {"Error: bare <LF> received; lines must end with <CR><LF>"}),
+            verb_);
+      commandDone();
+      continue;
+    }
+    handleLine(line);
+  }
+  processing_ = false;
+}
+
+void Session::skipInput() {
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  if (skipToLineEnd_) {
+    const evbuffer_ptr lf = evbuffer_search(in, "\n", 1, nullptr);
+    if (lf.pos < 0) {
+      evbuffer_drain(in, evbuffer_get_length(in));
+      return;
+    }
+    evbuffer_drain(in, static_cast<std::size_t>(lf.pos) + 1);
+    skipToLineEnd_ = false;
+  } else {
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(evbuffer_get_length(in), skipRemaining_));
+    evbuffer_drain(in, n);
+    skipRemaining_ -= n;
+    if (skipRemaining_ > 0) return;
+  }
+  phase_ = Phase::kIdle;
+  processInput();
+}
+
+// ---- replies and state ----
+
+void Session::reply(const Reply& r, std::string_view verb) {
+  if (finalized_) return;
+  const std::string wire = r.wire();
+  bufferevent_write(bev_.get(), wire.data(), wire.size());
+  if (transcript_.size() < kMaxTranscript) {
+    transcript_.push_back(std::string(verb) + ":" + std::to_string(r.code()));
+  } else {
+    ++transcriptDropped_;
+  }
+  lastReply_ = r.summary();
+  if (r.code() >= 500 && r.code() <= 504) ++errors_;  // protocol errors, as smtpd counts them
+  spdlog::debug("{} event=reply verb={} reply={}", view_.id, verb, logValue(lastReply_));
+  if (r.closesConnection()) close(ClosedBy::kServer, lastReply_);
+}
+
+void Session::commandDone() {
+  if (phase_ == Phase::kClosing) return;
+  phase_ = Phase::kIdle;
+  idleTimer_.start(config_->timeouts.command);
+  processInput();
+}
+
+void Session::enterState(SmtpState to) {
+  if (to == state_) return;
+  spdlog::debug("{} event=state from={} to={}", view_.id, stateName(state_), stateName(to));
+  state_ = to;
+  if (to != SmtpState::kClosed && static_cast<int>(to) > static_cast<int>(furthest_)) {
+    furthest_ = to;
+  }
+}
+
+void Session::applyOutcome(const ChainOutcome& outcome, std::string_view verb,
+                           const std::function<void()>& onContinue) {
+  switch (outcome.kind) {
+    case VerdictKind::kContinue:
+    case VerdictKind::kAccept:
+      onContinue();
+      return;
+    case VerdictKind::kDiscard:
+      discard_ = true;
+      onContinue();
+      return;
+    case VerdictKind::kDisconnect:
+      reply(*outcome.reply, verb);
+      close(ClosedBy::kServer, "disconnected by filter " + outcome.filter);
+      return;
+    case VerdictKind::kTempfail:
+    case VerdictKind::kReject:
+      reply(*outcome.reply, verb);
+      commandDone();
+      return;
+  }
+}
+
+void Session::drain(bool force) {
+  drainRequested_ = true;
+  if (phase_ == Phase::kClosing) return;
+  if (force || (phase_ == Phase::kIdle && !inTransaction()) || phase_ == Phase::kStarting) {
+    verb_ = "SHUTDOWN";
+    reply(*Reply::make(421, "4.3.2", {config_->hostname + " Service shutting down"}), verb_);
+  }
+}
+
+// ---- closing ----
+
+void Session::close(ClosedBy who, std::string reason) {
+  if (phase_ == Phase::kClosing) return;
+  phase_ = Phase::kClosing;
+  closedBy_ = who;
+  closeReason_ = std::move(reason);
+  idleTimer_.stop();
+  dataTimer_.stop();
+  startTimer_.stop();
+  enterState(SmtpState::kClosed);
+  evbuffer_drain(bufferevent_get_input(bev_.get()),
+                 evbuffer_get_length(bufferevent_get_input(bev_.get())));
+  closeTimer_.start(kLingerTime);  // bounded: a client that never reads cannot hold us
+  if (evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) onWrite(bev_.get(), this);
+}
+
+void Session::finalize() {
+  if (finalized_) return;
+  finalized_ = true;
+  phase_ = Phase::kClosing;
+  idleTimer_.stop();
+  dataTimer_.stop();
+  startTimer_.stop();
+  closeTimer_.stop();
+  bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+  chain_->cancel();
+  nameLookup_.reset();
+  if (view_.envelope.nullSender || !view_.envelope.mailFrom.empty()) {
+    chain_->notifyTransactionEnd(view_);
+  }
+  chain_->notifyDisconnect(view_);
+  if (upstream_) upstream_->quit();
+  logSummary();
+  host_.sessionClosed(this);
+}
+
+void Session::logSummary() {
+  std::string commands;
+  for (const auto& t : transcript_) commands += (commands.empty() ? "" : ",") + t;
+  if (transcriptDropped_) commands += ",+" + std::to_string(transcriptDropped_);
+  std::string verdicts;
+  for (const auto& v : chain_->records()) {
+    verdicts += (verdicts.empty() ? "" : ";") + v.filter + "@" + std::string(stageName(v.stage)) +
+                ":" + std::string(verdictName(v.kind));
+    if (v.code) verdicts += ":" + std::to_string(v.code);
+    if (v.observed) verdicts += "(observe)";
+    if (v.deferred) verdicts += "(deferred)";
+    if (v.error) verdicts += "(error)";
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started_)
+                      .count();
+  const std::string name = view_.client.name.empty() ? "unknown" : view_.client.name;
+  spdlog::info(
+      "{} event=session client={}[{}]:{} helo={} tls={} stage={} commands={} messages={} "
+      "closed_by={} quit={} duration={}.{:03d}s{}{}{}",
+      view_.id, name, view_.client.address, view_.client.port, logValue(view_.helo),
+      view_.tls.active ? view_.tls.protocol : "no", stateName(furthest_), logValue(commands, 2048),
+      delivered_, closedBy_ == ClosedBy::kClient ? "client" : "server", quit_ ? "yes" : "no",
+      ms / 1000, static_cast<int>(ms % 1000),
+      verdicts.empty() ? "" : " verdicts=" + logValue(verdicts, 1024),
+      closeReason_.empty() ? "" : " reason=" + logValue(closeReason_),
+      lastReply_.empty() ? "" : " last_reply=" + logValue(lastReply_));
+}
+
+}  // namespace portcullis

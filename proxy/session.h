@@ -1,0 +1,181 @@
+#pragma once
+// Session: one client connection, from accept to close. The only place a session's SMTP state
+// changes (enterState, which logs "from -> to"). It reads command lines with hard limits,
+// answers each command exactly once and in order (RFC 2920), runs the filter chain at each
+// stage, relays to the MTA through its own Upstream, spools DATA, and writes the summary line
+// at close. Owned by the Server; it never deletes itself: close() hands it back to the Server,
+// which frees it from a separate event. Callbacks run on the event loop; chain and upstream
+// completions may arrive inline or later, and the command loop tolerates both.
+
+#include <event2/bufferevent.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "portcullis/session_view.h"
+#include "proxy/client_lookup.h"
+#include "proxy/config.h"
+#include "proxy/data_framer.h"
+#include "proxy/ehlo.h"
+#include "proxy/event_util.h"
+#include "proxy/filter_chain.h"
+#include "proxy/net_util.h"
+#include "proxy/session_state.h"
+#include "proxy/smtp_parser.h"
+#include "proxy/spool.h"
+#include "proxy/upstream.h"
+
+namespace portcullis {
+
+class Session;
+
+// What a session needs from the server that owns it.
+class SessionHost {
+ public:
+  virtual ~SessionHost() = default;
+  virtual event_base* base() = 0;
+  virtual const UpstreamCapabilities& upstreamCapabilities() const = 0;
+  virtual void learnUpstreamCapabilities(const UpstreamCapabilities& caps) = 0;
+  virtual const FilterContext& filterContext() const = 0;
+  virtual Resolver* resolver() = 0;
+  virtual bool draining() const = 0;
+  virtual void sessionClosed(Session* session) = 0;  // frees it later, from the loop
+};
+
+class Session {
+ public:
+  Session(SessionHost& host, std::shared_ptr<const Config> config, evutil_socket_t fd,
+          const SocketAddress& peer, const SocketAddress& local);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void start();
+  // SIGTERM drain: an idle session is told 421 at once; a busy one at its next command.
+  // force: the drain deadline passed; 421 now, whatever it is doing.
+  void drain(bool force);
+
+  const std::string& id() const { return view_.id; }
+  const std::string& clientAddress() const { return view_.client.address; }
+  bool inTransaction() const;
+
+ private:
+  enum class Phase {
+    kStarting,  // connect stage and greeting delay
+    kIdle,      // waiting for a command line
+    kBusy,      // a command is being processed (filters, upstream)
+    kData,      // receiving the message
+    kDataDone,  // end of data seen; filters and upstream running
+    kSkipping,  // discarding input (an over-long line, a BDAT chunk)
+    kClosing,   // flushing the last reply
+  };
+  enum class ClosedBy { kClient, kServer };
+
+  // I/O.
+  static void onRead(bufferevent* bev, void* self);
+  static void onWrite(bufferevent* bev, void* self);
+  static void onEvent(bufferevent* bev, short what, void* self);
+  void processInput();
+  void skipInput();
+  void feedData();
+  void write(const Reply& reply);
+
+  // Commands.
+  void handleLine(std::string_view line);
+  void dispatch(Command command);
+  void onHelo(Command command);
+  void onMail(Command command);
+  void onRcpt(Command command);
+  void onData();
+  void onRset();
+  void onQuit();
+  void onStartTls();
+  void endOfData();
+  void afterEndOfHeaders(ChainOutcome outcome);
+  void deliver(const std::vector<HeaderField>& headers);
+
+  // Replies and state.
+  void reply(const Reply& r, std::string_view verb);
+  void commandDone();
+  void enterState(SmtpState to);
+  void applyOutcome(const ChainOutcome& outcome, std::string_view verb,
+                    const std::function<void()>& onContinue);
+  void runConnectStage();
+  void maybeGreet();
+
+  // Transactions and the upstream.
+  void withUpstream(std::function<void()> then, std::string_view verb);
+  void upstreamFailed(const UpstreamResult& result, std::string_view verb, bool atEndOfData);
+  void upstreamLost(const std::string& why);
+  void retireUpstream();
+  void finishData(const Reply& r);
+  void endTransaction();
+  void abortTransaction(std::function<void()> then);
+  XclientIdentity identity() const;
+
+  // Closing.
+  void close(ClosedBy who, std::string reason);
+  void finalize();
+  void logSummary();
+
+  SessionHost& host_;
+  std::shared_ptr<const Config> config_;
+  SessionView view_;
+  SocketAddress peer_;
+  SocketAddress local_;
+  BufferEventPtr bev_;
+  SmtpState state_ = SmtpState::kConnected;
+  SmtpState furthest_ = SmtpState::kConnected;
+  Phase phase_ = Phase::kStarting;
+  UpstreamSettings upstreamSettings_;
+  EhloPolicy ehloPolicy_;
+  std::unique_ptr<FilterChain> chain_;
+  std::unique_ptr<ClientNameLookup> nameLookup_;
+  std::unique_ptr<Upstream> upstream_;
+  std::vector<std::unique_ptr<Upstream>> retiredUpstream_;  // freed by reapTimer_, never inline
+
+  Timer idleTimer_;
+  Timer dataTimer_;
+  Timer startTimer_;
+  Timer closeTimer_;
+  Timer reapTimer_;
+
+  ChainOutcome connectOutcome_;
+  bool rejectedAtConnect_ = false;  // 554 greeting: only QUIT is answered normally
+  bool discardSession_ = false;     // discard verdict at connect/helo: every transaction
+  bool lingering_ = false;
+  bool processing_ = false;
+  bool connectDone_ = false;
+  bool delayDone_ = false;
+  bool outputBlocked_ = false;
+  bool upstreamTransaction_ = false;  // MAIL accepted by the MTA; RSET needed to abort
+  bool upstreamLost_ = false;
+  bool discard_ = false;
+  bool drainRequested_ = false;
+  int errors_ = 0;
+  std::uint64_t skipRemaining_ = 0;  // BDAT chunk octets still to discard
+  bool skipToLineEnd_ = false;
+  std::string verb_;  // the command being answered, for the summary
+
+  // DATA.
+  std::unique_ptr<DataFramer> framer_;
+  std::unique_ptr<Spool> spool_;
+  std::chrono::steady_clock::time_point dataStart_;
+
+  // Summary.
+  std::chrono::steady_clock::time_point started_;
+  std::vector<std::string> transcript_;
+  std::size_t transcriptDropped_ = 0;
+  std::uint32_t delivered_ = 0;
+  ClosedBy closedBy_ = ClosedBy::kServer;
+  bool quit_ = false;
+  bool finalized_ = false;
+  std::string closeReason_;
+  std::string lastReply_;
+};
+
+}  // namespace portcullis

@@ -1,0 +1,172 @@
+// Session: DATA. Receive and spool the message (DataFramer -> Spool), run the end-of-data
+// stages, then hand the message to the MTA and relay its reply. The client's 250 is only ever
+// the MTA's own 250 to this message (or a discard verdict's deliberate 250).
+
+#include <event2/buffer.h>
+
+#include "proxy/header_util.h"
+#include "proxy/log.h"
+#include "proxy/session.h"
+
+namespace portcullis {
+namespace {
+
+constexpr std::size_t kMaxHeaderBytes = 256 * 1024;
+
+Reply make(int code, std::string_view enhanced, std::string text) {
+  return *Reply::make(code, enhanced, {std::move(text)});
+}
+
+}  // namespace
+
+void Session::onData() {
+  chain_->run(Stage::kData, view_, [this](ChainOutcome o) {
+    applyOutcome(o, "DATA", [this] {
+      framer_ = std::make_unique<DataFramer>(config_->limits.maxMessageSize);
+      spool_ = std::make_unique<Spool>(config_->spool.memoryLimit, config_->spool.directory);
+      reply(*Reply::make(354, "", {"End data with <CR><LF>.<CR><LF>"}), "DATA");
+      enterState(SmtpState::kData);
+      phase_ = Phase::kData;
+      dataStart_ = std::chrono::steady_clock::now();
+      dataTimer_.start(config_->timeouts.dataBlock);
+      feedData();
+    });
+  });
+}
+
+void Session::feedData() {
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  while (phase_ == Phase::kData) {
+    evbuffer_iovec v{};
+    if (evbuffer_peek(in, -1, nullptr, &v, 1) < 1 || v.iov_len == 0) break;
+    const DataFramer::Result r =
+        framer_->feed(std::string_view(static_cast<const char*>(v.iov_base), v.iov_len), *spool_);
+    evbuffer_drain(in, r.consumed);
+    if (r.ended) {
+      endOfData();
+      return;
+    }
+  }
+  if (phase_ != Phase::kData) return;
+  dataTimer_.start(config_->timeouts.dataBlock);
+  // A minimum data rate, after a grace period, defeats slowloris-style trickling.
+  const auto elapsed = std::chrono::steady_clock::now() - dataStart_;
+  if (config_->limits.minDataRate > 0 && elapsed > config_->timeouts.dataGrace) {
+    const double seconds = std::chrono::duration<double>(elapsed).count();
+    if (static_cast<double>(framer_->size()) / seconds <
+        static_cast<double>(config_->limits.minDataRate)) {
+      reply(make(421, "4.4.2", config_->hostname + " Error: data rate too low"), "DATA-RATE");
+    }
+  }
+}
+
+void Session::finishData(const Reply& r) {
+  reply(r, ".");
+  if (phase_ == Phase::kClosing) return;
+  endTransaction();
+  enterState(nextStateAfterData(state_, r.code()));
+  commandDone();
+}
+
+void Session::endOfData() {
+  dataTimer_.stop();
+  phase_ = Phase::kDataDone;
+  verb_.assign(1, '.');  // not operator=(".") : GCC 12 -Wrestrict false positive
+  MessageInfo& m = view_.message;
+  m.size = framer_->size();
+  m.oversized = framer_->oversized();
+  m.reader = spool_.get();
+  if (!spool_->finish()) {
+    spdlog::error("{} event=spool-error detail={}", view_.id, logValue(spool_->error()));
+    finishData(make(451, "4.3.0", "Error: local error in processing, try again later"));
+    return;
+  }
+  if (framer_->poisoned()) {
+    // RFC 5321 2.3.8 and CVE-2023-51764: refused, never "repaired" into CRLF.
+    spdlog::info("{} event=reject stage=end_of_message reason={} size={}", view_.id,
+                 framer_->bareLf() ? "bare-lf" : "bare-cr", m.size);
+    finishData(make(554, "5.5.2",
+                    "Error: bare <CR> or <LF> in message data (RFC 5321 2.3.8); message refused"));
+    return;
+  }
+  if (!m.oversized) m.headers = parseHeaders(*spool_, kMaxHeaderBytes);
+  chain_->run(Stage::kEndOfHeaders, view_,
+              [this](ChainOutcome o) { afterEndOfHeaders(std::move(o)); });
+}
+
+void Session::afterEndOfHeaders(ChainOutcome first) {
+  if (first.kind == VerdictKind::kDiscard) discard_ = true;
+  if (first.reply && first.kind != VerdictKind::kDiscard) {
+    if (first.kind == VerdictKind::kDisconnect) {
+      reply(*first.reply, ".");
+      close(ClosedBy::kServer, "disconnected by filter " + first.filter);
+      return;
+    }
+    finishData(*first.reply);
+    return;
+  }
+  chain_->run(Stage::kEndOfMessage, view_, [this, first](ChainOutcome o) {
+    if (o.kind == VerdictKind::kDiscard) discard_ = true;
+    if (o.reply && o.kind != VerdictKind::kDiscard) {
+      if (o.kind == VerdictKind::kDisconnect) {
+        reply(*o.reply, ".");
+        close(ClosedBy::kServer, "disconnected by filter " + o.filter);
+        return;
+      }
+      finishData(*o.reply);
+      return;
+    }
+    std::vector<HeaderField> headers = first.headers;
+    headers.insert(headers.end(), o.headers.begin(), o.headers.end());
+    deliver(headers);
+  });
+}
+
+void Session::deliver(const std::vector<HeaderField>& headers) {
+  if (discard_) {
+    // A discard verdict: the client hears 250, the MTA hears nothing (its open transaction,
+    // if any, is reset before the next MAIL).
+    spdlog::info("{} event=discard size={} rcpts={}", view_.id, view_.message.size,
+                 view_.envelope.recipients.size());
+    finishData(make(250, "2.0.0", "Ok"));
+    return;
+  }
+  if (framer_->oversized()) {
+    // Core invariant, not size policy (that is the size filter's): a truncated spool is never
+    // forwarded. Unreachable while the mandatory size filter is in the chain.
+    spdlog::error("{} event=invariant detail=\"oversized message reached delivery\"", view_.id);
+    finishData(make(451, "4.3.0", "Error: local error in processing, try again later"));
+    return;
+  }
+  if (upstreamLost_ || !upstream_ || !upstream_->ready()) {
+    upstreamFailed({UpstreamFailure::kClosed, std::nullopt, "connection lost during DATA"}, ".",
+                   true);
+    return;
+  }
+  std::string prefix;
+  for (const auto& h : headers) {
+    if (auto line = formatHeader(h.name, h.value)) {
+      prefix += *line;
+    } else {
+      spdlog::warn("{} event=bad-header name={}", view_.id, logValue(h.name));
+    }
+  }
+  upstream_->sendMessage(*spool_, std::move(prefix), [this](UpstreamResult r) {
+    if (!r.ok()) {
+      upstreamFailed(r, ".", true);
+      return;
+    }
+    // Whatever the reply, the MTA's transaction is over unless DATA itself was refused;
+    // resetting before the next MAIL is harmless either way.
+    upstreamTransaction_ = !r.reply->isPositive();
+    if (r.reply->isPositive()) {
+      ++delivered_;
+      spdlog::info("{} event=delivered size={} rcpts={} reply={}", view_.id, view_.message.size,
+                   view_.envelope.recipients.size(), logValue(r.reply->summary()));
+    }
+    if (r.reply->closesConnection()) retireUpstream();
+    finishData(*r.reply);
+  });
+}
+
+}  // namespace portcullis

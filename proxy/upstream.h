@@ -1,0 +1,129 @@
+#pragma once
+// Upstream: one SMTP client connection from portcullis to the MTA, owned by one session.
+// It connects, reads the greeting, sends EHLO, passes the client identity (XCLIENT, then EHLO
+// again), and then carries one command at a time, matching each reply to its command.
+// Every reply is validated (ReplyParser) and checked against what that command may get; a
+// garbage, unexpected or unsolicited reply is a protocol failure, never relayed (DESIGN 4).
+// Every wait has a timer. Callbacks run from the event loop; a callback may destroy the
+// Upstream (nothing touches members after a callback returns).
+
+#include <event2/bufferevent.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "portcullis/reply.h"
+#include "proxy/config.h"
+#include "proxy/data_framer.h"
+#include "proxy/ehlo.h"
+#include "proxy/event_util.h"
+#include "proxy/reply_parser.h"
+#include "proxy/spool.h"
+#include "proxy/xtext.h"
+
+namespace portcullis {
+
+struct UpstreamSettings {
+  SocketAddress address;
+  IdentityMode identity = IdentityMode::kXclient;
+  std::string hostname;  // our EHLO name
+  std::chrono::milliseconds connectTimeout{10'000};
+  std::chrono::milliseconds commandTimeout{120'000};
+  std::chrono::milliseconds dataTimeout{300'000};
+};
+
+// What a command may legally get back (RFC 5321 4.3.2). Negative replies are always legal.
+enum class Expect { kGreeting, kEhlo, kXclient, kMail, kRcpt, kRset, kData, kDot, kQuit, kNoop };
+
+enum class UpstreamFailure {
+  kNone,
+  kConnect,   // could not connect
+  kTimeout,   // no (complete) reply in time
+  kClosed,    // the MTA closed the connection
+  kProtocol,  // garbage, unexpected or unsolicited reply
+  kRefused,   // the MTA refused the session set-up (greeting, EHLO or XCLIENT)
+  kIdentity,  // identity could not be passed (no XCLIENT offered)
+};
+std::string_view upstreamFailureName(UpstreamFailure f);
+
+struct UpstreamResult {
+  UpstreamFailure failure = UpstreamFailure::kNone;
+  std::optional<Reply> reply;  // the MTA's validated reply, when there was one
+  std::string detail;          // for logs
+
+  bool ok() const { return failure == UpstreamFailure::kNone; }
+};
+
+class Upstream {
+ public:
+  using Callback = std::function<void(UpstreamResult)>;
+
+  Upstream(event_base* base, const UpstreamSettings& settings, std::string sessionId);
+  ~Upstream();
+  Upstream(const Upstream&) = delete;
+  Upstream& operator=(const Upstream&) = delete;
+
+  // Connect, greeting, EHLO, identity. On success the connection is ready for MAIL.
+  void open(const XclientIdentity& identity, Callback done);
+  // One command line (no CRLF), one reply.
+  void command(const std::string& line, Expect expect, Callback done);
+  // DATA, then (after 354) `prefix` (our added headers) and the spooled message with our own
+  // dot-stuffing, then the final dot; `done` gets the reply to the dot (or to DATA if negative).
+  void sendMessage(const Spool& spool, std::string prefix, Callback done);
+  // Polite close: QUIT without waiting for the reply.
+  void quit();
+
+  bool ready() const { return state_ == State::kReady; }
+  bool broken() const { return state_ == State::kBroken; }
+  const UpstreamCapabilities& capabilities() const { return caps_; }
+  // The upstream failed while no command was outstanding (closed, unsolicited bytes).
+  void setIdleFailureHandler(std::function<void(std::string)> handler) {
+    onIdleFailure_ = std::move(handler);
+  }
+
+ private:
+  enum class State { kIdle, kConnecting, kOpening, kReady, kBusy, kSending, kBroken };
+  enum class OpenStep { kGreeting, kEhlo, kXclient, kEhloAgain };
+
+  static void onRead(bufferevent* bev, void* self);
+  static void onWrite(bufferevent* bev, void* self);
+  static void onEvent(bufferevent* bev, short what, void* self);
+
+  void readReplies();
+  void send(const std::string& line, Expect expect, std::chrono::milliseconds timeout);
+  void handleReply(Reply reply);
+  void openStep(Reply reply);
+  void pumpMessage();
+  void fail(UpstreamFailure failure, std::string detail);
+  void complete(UpstreamResult result);
+  bool legal(Expect expect, const Reply& reply) const;
+
+  event_base* base_;
+  const UpstreamSettings& settings_;
+  std::string id_;
+  BufferEventPtr bev_;
+  Timer timer_;
+  State state_ = State::kIdle;
+  ReplyParser parser_;
+  Expect expect_ = Expect::kGreeting;
+  Callback done_;
+  std::function<void(std::string)> onIdleFailure_;
+  std::shared_ptr<bool> alive_;
+
+  // Opening.
+  OpenStep step_ = OpenStep::kGreeting;
+  XclientIdentity identity_;
+  std::vector<std::string> xclientLines_;
+  std::size_t xclientIndex_ = 0;
+  UpstreamCapabilities caps_;
+
+  // Sending a message.
+  const Spool* spool_ = nullptr;
+  std::string prefix_;
+  std::uint64_t offset_ = 0;
+  DotStuffer stuffer_;
+};
+
+}  // namespace portcullis

@@ -1,0 +1,38 @@
+"""Integration-test harness for portcullis (Python 3 stdlib only).
+
+Every tests/integration/test_*.py starts with
+    sys.path.insert(0, os.path.dirname(__file__)); from harness import ...
+and uses these fixtures, each with start()/stop(), usable as a context manager, and best
+started through HarnessTestCase.start() so that cleanup is automatic:
+
+    Postfix     private Postfix (XCLIENT/XFORWARD allowed, PROXY-protocol port, Maildir)
+    SmtpSink    smtp-sink with fault flags and message dumps
+    FakeSmtp    scripted misbehaving SMTP server that records every byte
+    Unbound     unbound serving tests/fixtures/dns/zones.conf on a free loopback port
+    SlowDns     tests/fixtures/dns/slowdns.py (delays, NXDOMAIN, SERVFAIL, drops)
+    Portcullis  the daemon under test with a generated config
+    RawClient, send_mail, make_message    SMTP client helpers
+    make_certs  throwaway CA + server certificate (openssl CLI)
+    free_port, wait_port, wait_listening, dns_query
+
+Nothing here talks to anything but 127.0.0.0/8 or ::1.
+"""
+
+from .dns import DnsResponse, SlowDns, Unbound, dns_query
+from .fakesmtp import DEFAULT_CAPS, FakeSmtp
+from .portcullis import Portcullis, deep_merge, default_binary, parse_kv, run_binary
+from .ports import free_port, is_listening, split_hostport, wait_listening, wait_port
+from .postfix import Postfix
+from .process import REPO_ROOT, Fixture, wait_until
+from .smtp import RawClient, SmtpProtocolError, make_message, send_mail
+from .smtpsink import SinkMessage, SmtpSink
+from .testcase import HarnessTestCase
+from .tls import Certs, make_certs
+
+__all__ = [
+    "Certs", "DEFAULT_CAPS", "DnsResponse", "FakeSmtp", "Fixture", "HarnessTestCase",
+    "Portcullis", "Postfix", "REPO_ROOT", "RawClient", "SinkMessage", "SlowDns",
+    "SmtpProtocolError", "SmtpSink", "Unbound", "deep_merge", "default_binary", "dns_query",
+    "free_port", "is_listening", "make_certs", "make_message", "parse_kv", "run_binary",
+    "send_mail", "split_hostport", "wait_listening", "wait_port", "wait_until",
+]

@@ -1,0 +1,50 @@
+"""HarnessTestCase: unittest.TestCase that owns the fixtures a test starts.
+
+    class RelayTest(HarnessTestCase):
+        def test_relay(self):
+            pf = self.start(Postfix())
+            pc = self.start(Portcullis(upstream=pf))
+
+start() registers the fixture's stop() as a cleanup before starting it, so every process is
+stopped even when start() or the test fails. When a test fails, the tail of each fixture's log
+is printed and its temp dir is kept (the path is printed) for a post-mortem.
+"""
+
+import sys
+import unittest
+
+from .process import tail
+from .tls import make_certs
+
+
+class HarnessTestCase(unittest.TestCase):
+    def start(self, fixture):
+        self.addCleanup(fixture.stop)
+        self.addCleanup(self._report_if_failed, fixture)  # runs before stop (LIFO)
+        fixture.start()
+        return fixture
+
+    def make_certs(self, **kwargs):
+        certs = make_certs(**kwargs)
+        self.addCleanup(certs.remove)
+        return certs
+
+    def _failed(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        if hasattr(outcome, "success"):
+            return not outcome.success
+        errors = getattr(outcome, "errors", [])  # Python < 3.11
+        return any(exc_info for _, exc_info in errors)
+
+    def _report_if_failed(self, fixture):
+        if not self._failed():
+            return
+        fixture.keep = True
+        try:
+            text = fixture.log_text()
+        except Exception as exc:  # a broken fixture must not hide the real failure
+            text = f"(log unavailable: {exc})"
+        print(f"\n----- {type(fixture).__name__} log tail ({fixture.tmpdir}) -----\n"
+              f"{tail(text, 40)}\n-----", file=sys.stderr)

@@ -1,0 +1,69 @@
+#pragma once
+// Helpers for filter unit tests: build a filter from YAML through its registered factory (so
+// config validation is exercised exactly as the daemon does it), call one hook with a real
+// Next, and collect the verdict whether it arrives inline or later.
+
+#include <yaml-cpp/yaml.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "portcullis/filter.h"
+#include "portcullis/filter_factory.h"
+#include "portcullis/filter_registry.h"
+#include "proxy/config_section_impl.h"
+
+namespace portcullis::testing {
+
+// Collects the completion of one hook call.
+class Collector final : public detail::CompletionSink {
+ public:
+  void complete(std::uint64_t, std::optional<Verdict> verdict, std::string error) override {
+    ++completions;
+    this->verdict = std::move(verdict);
+    this->error = std::move(error);
+  }
+  void duplicate(std::uint64_t) override { ++duplicates; }
+
+  int completions = 0;
+  int duplicates = 0;
+  std::optional<Verdict> verdict;
+  std::string error;
+};
+
+// Builds the filter `name` with the YAML map `yaml` (its own keys only). Throws ConfigError.
+inline std::unique_ptr<Filter> makeFilter(const std::string& name, const std::string& yaml,
+                                          const FilterContext& context) {
+  FilterRegistry registry;
+  registerBuiltinFilters(registry);
+  const FilterFactory* factory = registry.find(name);
+  if (factory == nullptr) throw std::runtime_error("no filter " + name);
+  YAML::Node node = yaml.empty() ? YAML::Node(YAML::NodeType::Map) : YAML::Load(yaml);
+  const ConfigSection section = makeConfigSection(node, "filters[0]");
+  FilterCreator creator = factory->configure(section);
+  section.rejectUnknownKeys();
+  return creator(context);
+}
+
+// Calls `hook` (e.g. &Filter::onConnect) with a Next wired to `sink`.
+template <typename Hook>
+void callHook(Filter& f, Hook hook, const SessionView& view,
+              const std::shared_ptr<Collector>& sink) {
+  (f.*hook)(view, Next(std::weak_ptr<detail::CompletionSink>(sink), 1));
+}
+
+inline SessionView viewFor(const std::string& address) {
+  SessionView v;
+  v.id = "test";
+  v.client.address = address;
+  v.client.port = 12345;
+  v.client.ipv6 = address.find(':') != std::string::npos;
+  v.localAddress = "127.0.0.1";
+  v.localPort = 25;
+  v.hostname = "mx.test.local";
+  v.limits = {10'240'000, 1000};
+  return v;
+}
+
+}  // namespace portcullis::testing
