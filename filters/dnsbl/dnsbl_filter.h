@@ -1,15 +1,100 @@
 #pragma once
-// dnsbl: placeholder, being written.
+// dnsbl: weighted DNS blocklists and allowlists at connect, like Postfix postscreen's DNSBL test.
+// Zones use postscreen syntax `zone[=pattern][*weight]`; every distinct zone is queried once, in
+// parallel, for the client address (RFC 5782 2.1 / 2.4 reversed form) and each matching entry
+// adds its weight. Score >= threshold: reject/tempfail, with the TXT of the top zone in the
+// reply; score <= allowlist_threshold: accept. Answers outside 127.0.0.0/8 and DNSBL error codes
+// never count; failed lookups add nothing (fail open). The DnsblConfig is immutable and shared;
+// each session's DnsblFilter owns its lookup handles, and destroying it cancels them. Answers may
+// arrive inline or later; the hook completes exactly once and touches nothing afterwards.
+
+#include <array>
+#include <bitset>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "portcullis/filter.h"
 #include "portcullis/filter_factory.h"
+#include "portcullis/resolver.h"
 
 namespace portcullis {
+
+// One `zone[=pattern][*weight]` entry. Without a pattern any (valid) answer matches.
+struct DnsblRule {
+  std::size_t zone = 0;  // index into DnsblConfig::zones
+  std::optional<std::array<std::bitset<256>, 4>> pattern;
+  std::int64_t weight = 1;
+};
+
+struct DnsblConfig {
+  std::vector<std::string> zones;  // distinct, lowercase, in config order: one query each
+  std::vector<DnsblRule> rules;    // in config order; several may share a zone
+  std::int64_t threshold = 1;
+  std::int64_t allowlistThreshold = -1;
+  bool tempfail = false;       // action: tempfail (4xx) instead of reject (5xx)
+  std::optional<Reply> reply;  // `reply`, replacing the postscreen-style default text
+};
+
+class DnsblFilter final : public Filter {
+ public:
+  DnsblFilter(std::shared_ptr<const DnsblConfig> config, Resolver* resolver)
+      : config_(std::move(config)), resolver_(resolver) {}
+  ~DnsblFilter() override;
+  DnsblFilter(const DnsblFilter&) = delete;
+  DnsblFilter& operator=(const DnsblFilter&) = delete;
+
+  void onConnect(const SessionView& s, Next next) override;
+  void onDisconnect(const SessionView& s) override;
+
+ private:
+  // What one zone's A lookup said: its valid answers (host order) or that it failed.
+  struct ZoneAnswer {
+    bool done = false;
+    std::vector<std::uint32_t> answers;
+  };
+
+  void onAnswer(std::size_t zone, const DnsResult& result);
+  void maybeDecide();
+  void startTxt(std::size_t zone);
+  void onTxt(const DnsResult& result);
+  Reply listedReply(const std::string& txt) const;
+  // Cancels every lookup, then completes; the caller must not touch `this` afterwards.
+  void complete(Verdict verdict);
+  void cancel();
+
+  std::shared_ptr<const DnsblConfig> config_;
+  Resolver* resolver_;
+  Next next_;
+  std::string sessionId_;
+  std::string address_;   // as shown in the reply
+  std::string reversed_;  // "2.0.0.127" or 32 nibbles
+  std::vector<std::unique_ptr<DnsLookup>> lookups_;
+  std::vector<ZoneAnswer> answers_;
+  std::size_t outstanding_ = 0;
+  bool issuing_ = false;  // inside resolver_->lookup(): an inline answer must not complete yet
+  std::vector<std::string> failures_;  // "zone:timeout" for the log reason
+  // Set once the score says "listed", while the TXT of the top zone is fetched.
+  std::unique_ptr<DnsLookup> txtLookup_;
+  bool txtDone_ = false;
+  std::size_t txtZone_ = 0;
+  std::string txt_;
+  std::string reason_;
+};
 
 class DnsblFilterFactory final : public FilterFactory {
  public:
   std::string_view name() const override { return "dnsbl"; }
   FilterCreator configure(const ConfigSection& section) const override;
 };
+
+// Error answers (outside 127.0.0.0/8, or 127.255.255.252/254/255) seen for `zone` since the
+// process started, across all sessions. For tests and, later, metrics.
+std::uint64_t dnsblErrorCount(std::string_view zone);
+// Lookups for `zone` that timed out or failed (SERVFAIL, local error) since the process started.
+std::uint64_t dnsblLookupFailureCount(std::string_view zone);
 
 }  // namespace portcullis
