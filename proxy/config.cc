@@ -80,6 +80,11 @@ void parseUpstream(const ConfigSection& s, Config& cfg) {
   cfg.upstream.connectTimeout = s.getDuration("connect_timeout", cfg.upstream.connectTimeout);
   cfg.upstream.commandTimeout = s.getDuration("command_timeout", cfg.upstream.commandTimeout);
   cfg.upstream.probeInterval = s.getDuration("probe_interval", cfg.upstream.probeInterval);
+  cfg.upstream.poolSize = static_cast<std::size_t>(
+      s.getInt("pool_size", static_cast<std::int64_t>(cfg.upstream.poolSize), 0, 10000));
+  cfg.upstream.poolIdleTimeout = s.getDuration("pool_idle_timeout", cfg.upstream.poolIdleTimeout);
+  cfg.upstream.poolMaxReuse =
+      static_cast<std::uint32_t>(s.getInt("pool_max_reuse", cfg.upstream.poolMaxReuse, 1, 1000000));
 }
 
 void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Config& cfg) {

@@ -39,6 +39,9 @@ struct UpstreamConfig {
   milliseconds connectTimeout{10'000};
   milliseconds commandTimeout{120'000};
   milliseconds probeInterval{60'000};
+  std::size_t poolSize = 32;  // idle connections kept for reuse; 0 disables the pool
+  milliseconds poolIdleTimeout{30'000};
+  std::uint32_t poolMaxReuse = 100;  // sessions per connection
 };
 
 struct LimitsConfig {

@@ -52,18 +52,18 @@ std::string logValue(std::string_view value, std::size_t maxLen) {
 }
 
 std::string newSessionId() {
-  unsigned char raw[6];
-  if (RAND_bytes(raw, sizeof raw) != 1) {
-    static std::mt19937_64 fallback{std::random_device{}()};
-    const auto v = fallback();
-    for (std::size_t i = 0; i < sizeof raw; ++i) raw[i] = static_cast<unsigned char>(v >> (8 * i));
-  }
+  // Unique, not secret: a per-process generator seeded once from the CSPRNG.
+  static std::mt19937_64 generator = [] {
+    std::uint64_t seed = 0;
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) != 1) {
+      seed = std::random_device{}();
+    }
+    return std::mt19937_64(seed);
+  }();
+  const std::uint64_t v = generator();
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  for (const unsigned char c : raw) {
-    id += kHex[c >> 4];
-    id += kHex[c & 15];
-  }
+  std::string id(12, '0');
+  for (int i = 0; i < 12; ++i) id[static_cast<std::size_t>(i)] = kHex[(v >> (4 * i)) & 15];
   return id;
 }
 

@@ -24,7 +24,8 @@ Server::Server(event_base* base, std::shared_ptr<const Config> config)
                     exitTimer_.start(std::chrono::milliseconds(5000));  // last resort
                   }),
       exitTimer_(base, [this] { event_base_loopexit(base_, nullptr); }),
-      probeTimer_(base, [this] { probe(); }) {
+      probeTimer_(base, [this] { probe(); }),
+      poolTimer_(base, [this] { expirePool(); }) {
   probeSettings_.address = config_->upstream.address;
   probeSettings_.identity = IdentityMode::kNone;
   probeSettings_.hostname = config_->hostname;
@@ -35,6 +36,54 @@ Server::Server(event_base* base, std::shared_ptr<const Config> config)
 Server::~Server() {
   sessions_.clear();
   probe_.reset();
+  for (auto& p : pool_) p.upstream->quit();
+  pool_.clear();
+}
+
+std::unique_ptr<Upstream> Server::takeUpstream() {
+  while (!pool_.empty()) {
+    Pooled p = std::move(pool_.back());
+    pool_.pop_back();
+    if (p.upstream->reusable(config_->upstream.poolMaxReuse)) {
+      p.upstream->markReused();
+      return std::move(p.upstream);
+    }
+    retiredProbes_.push_back(std::move(p.upstream));  // closed while idle: free from the loop
+    event_active(reapEvent_.get(), 0, 0);
+  }
+  return nullptr;
+}
+
+void Server::returnUpstream(std::unique_ptr<Upstream> upstream) {
+  if (draining_ || pool_.size() >= config_->upstream.poolSize ||
+      !upstream->reusable(config_->upstream.poolMaxReuse)) {
+    upstream->quit();
+    retiredProbes_.push_back(std::move(upstream));
+    event_active(reapEvent_.get(), 0, 0);
+    return;
+  }
+  upstream->setSessionId("pool");
+  upstream->setIdleFailureHandler([](const std::string&) {});  // reusable() turns false
+  pool_.push_back({std::move(upstream), std::chrono::steady_clock::now()});
+  if (!poolTimer_.armed()) poolTimer_.start(config_->upstream.poolIdleTimeout);
+}
+
+void Server::expirePool() {
+  // Oldest first; Postfix would drop them at its own idle timeout anyway.
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Pooled> keep;
+  for (auto& p : pool_) {
+    if (now - p.since >= config_->upstream.poolIdleTimeout ||
+        !p.upstream->reusable(config_->upstream.poolMaxReuse)) {
+      p.upstream->quit();
+      retiredProbes_.push_back(std::move(p.upstream));
+    } else {
+      keep.push_back(std::move(p));
+    }
+  }
+  pool_.swap(keep);
+  if (!retiredProbes_.empty()) event_active(reapEvent_.get(), 0, 0);
+  if (!pool_.empty()) poolTimer_.start(config_->upstream.poolIdleTimeout / 2);
 }
 
 bool Server::start(std::string* error) {
@@ -91,6 +140,9 @@ void Server::beginDrain() {
   draining_ = true;
   listeners_.clear();  // stop accepting at once
   probeTimer_.stop();
+  for (auto& p : pool_) p.upstream->quit();
+  pool_.clear();
+  poolTimer_.stop();
   for (auto& [ptr, s] : sessions_) s->drain(false);
   drainTimer_.start(config_->timeouts.shutdown);
   maybeExit();

@@ -43,6 +43,8 @@ class Server final : public SessionHost {
   Resolver* resolver() override { return resolver_.get(); }
   bool draining() const override { return draining_; }
   void sessionClosed(Session* session) override;
+  std::unique_ptr<Upstream> takeUpstream() override;
+  void returnUpstream(std::unique_ptr<Upstream> upstream) override;
 
  private:
   static void onAccept(evconnlistener* listener, evutil_socket_t fd, sockaddr* addr, int len,
@@ -55,6 +57,7 @@ class Server final : public SessionHost {
   void reap();
   void probe();
   void maybeExit();
+  void expirePool();
 
   event_base* base_;
   std::shared_ptr<const Config> config_;
@@ -73,6 +76,12 @@ class Server final : public SessionHost {
   UpstreamCapabilities caps_;
   UpstreamSettings probeSettings_;
   std::unique_ptr<Upstream> probe_;
+  struct Pooled {
+    std::unique_ptr<Upstream> upstream;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::vector<Pooled> pool_;
+  Timer poolTimer_;
   bool probeFailing_ = false;
   bool draining_ = false;
 };

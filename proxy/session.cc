@@ -4,9 +4,6 @@
 #include "proxy/session.h"
 
 #include <event2/buffer.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 
@@ -41,7 +38,7 @@ Session::Session(SessionHost& host, std::shared_ptr<const Config> config, evutil
       config_(std::move(config)),
       peer_(peer),
       local_(local),
-      bev_(bufferevent_socket_new(host.base(), fd, BEV_OPT_CLOSE_ON_FREE)),
+      stream_(std::make_unique<Stream>(host.base(), fd)),
       idleTimer_(host.base(),
                  [this] {
                    verb_ = "TIMEOUT";
@@ -94,12 +91,10 @@ bool Session::inTransaction() const {
 }
 
 void Session::start() {
-  const evutil_socket_t fd = bufferevent_getfd(bev_.get());
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  bufferevent_setcb(bev_.get(), &Session::onRead, &Session::onWrite, &Session::onEvent, this);
-  bufferevent_setwatermark(bev_.get(), EV_READ, 0, kInputHighWater);
-  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  stream_->setCallbacks({[this] { onReadable(); }, [this] { onDrained(); },
+                         [this](Stream::Event e, std::string d) { onStreamEvent(e, d); }});
+  stream_->setReadLimit(kInputHighWater);
+  stream_->start();
   spdlog::info("{} event=connect client={} local={}", view_.id, peer_.toString(),
                local_.toString());
 
@@ -134,7 +129,7 @@ void Session::runConnectStage() {
 
 void Session::maybeGreet() {
   if (!connectDone_ || !delayDone_ || phase_ != Phase::kStarting) return;
-  evbuffer* in = bufferevent_get_input(bev_.get());
+  evbuffer* in = stream_->input();
   if (evbuffer_get_length(in) > 0) {
     // RFC 5321 3.1 / 4.3.1: the client must wait for the greeting (postscreen's PREGREET).
     spdlog::info("{} event=pregreet octets={}", view_.id, evbuffer_get_length(in));
@@ -163,65 +158,65 @@ void Session::maybeGreet() {
 
 // ---- client I/O ----
 
-void Session::onRead(bufferevent*, void* self) {
-  auto* s = static_cast<Session*>(self);
-  switch (s->phase_) {
+void Session::onReadable() {
+  switch (phase_) {
     case Phase::kIdle:
-      s->processInput();
+      processInput();
       break;
     case Phase::kData:
-      s->feedData();
+      feedData();
       break;
     case Phase::kSkipping:
-      s->skipInput();
+      skipInput();
       break;
     case Phase::kClosing:
-      evbuffer_drain(bufferevent_get_input(s->bev_.get()),
-                     evbuffer_get_length(bufferevent_get_input(s->bev_.get())));
+      evbuffer_drain(stream_->input(), evbuffer_get_length(stream_->input()));
       break;
     default:
-      break;  // pipelined input waits (bounded by the read watermark)
+      break;  // pipelined input waits (bounded by the stream's read limit)
   }
 }
 
-void Session::onWrite(bufferevent*, void* self) {
-  auto* s = static_cast<Session*>(self);
-  if (s->phase_ == Phase::kClosing) {
-    if (!s->lingering_ && !s->finalized_) {
+void Session::onDrained() {
+  if (phase_ == Phase::kClosing) {
+    if (quit_ && !finalized_ && evbuffer_get_length(stream_->input()) == 0) {
+      finalize();  // after QUIT nothing is unread: a plain close cannot turn into a reset
+      return;
+    }
+    if (!lingering_ && !finalized_) {
       // Everything is written: half-close and give the client a moment to read it, so that
       // unread input does not turn our last reply into a reset.
-      s->lingering_ = true;
-      ::shutdown(bufferevent_getfd(s->bev_.get()), SHUT_WR);
-      s->closeTimer_.start(kLingerTime);
+      lingering_ = true;
+      stream_->shutdownWrite();
+      closeTimer_.start(kLingerTime);
     }
     return;
   }
-  if (s->outputBlocked_) {
-    s->outputBlocked_ = false;
-    s->processInput();
+  if (outputBlocked_) {
+    outputBlocked_ = false;
+    processInput();
   }
 }
 
-void Session::onEvent(bufferevent*, short what, void* self) {
-  auto* s = static_cast<Session*>(self);
-  if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) return;
-  if (s->phase_ == Phase::kClosing) {
-    s->finalize();
+void Session::onStreamEvent(Stream::Event event, const std::string& detail) {
+  if (event != Stream::Event::kEof && event != Stream::Event::kError) return;
+  if (phase_ == Phase::kClosing) {
+    finalize();
     return;
   }
-  s->closedBy_ = ClosedBy::kClient;
-  s->phase_ = Phase::kClosing;
-  s->closeReason_ = (what & BEV_EVENT_EOF) ? "client disconnected" : "client connection error";
-  s->finalize();
+  closedBy_ = ClosedBy::kClient;
+  phase_ = Phase::kClosing;
+  closeReason_ =
+      event == Stream::Event::kEof ? "client disconnected" : "client connection error: " + detail;
+  finalize();
 }
 
 void Session::processInput() {
   if (processing_) return;
   processing_ = true;
-  evbuffer* in = bufferevent_get_input(bev_.get());
-  evbuffer* out = bufferevent_get_output(bev_.get());
+  evbuffer* in = stream_->input();
   while (phase_ == Phase::kIdle) {
-    if (evbuffer_get_length(out) > kOutputHighWater) {
+    if (stream_->pendingOutput() > kOutputHighWater) {
       outputBlocked_ = true;  // the client is not reading its replies; onWrite resumes
       break;
     }
@@ -264,10 +259,11 @@ void Session::processInput() {
     handleLine(line);
   }
   processing_ = false;
+  if (!finalized_) stream_->updateReading();
 }
 
 void Session::skipInput() {
-  evbuffer* in = bufferevent_get_input(bev_.get());
+  evbuffer* in = stream_->input();
   if (skipToLineEnd_) {
     const evbuffer_ptr lf = evbuffer_search(in, "\n", 1, nullptr);
     if (lf.pos < 0) {
@@ -291,8 +287,7 @@ void Session::skipInput() {
 
 void Session::reply(const Reply& r, std::string_view verb) {
   if (finalized_) return;
-  const std::string wire = r.wire();
-  bufferevent_write(bev_.get(), wire.data(), wire.size());
+  stream_->write(r.wire());
   if (transcript_.size() < kMaxTranscript) {
     transcript_.push_back(std::string(verb) + ":" + std::to_string(r.code()));
   } else {
@@ -363,10 +358,9 @@ void Session::close(ClosedBy who, std::string reason) {
   dataTimer_.stop();
   startTimer_.stop();
   enterState(SmtpState::kClosed);
-  evbuffer_drain(bufferevent_get_input(bev_.get()),
-                 evbuffer_get_length(bufferevent_get_input(bev_.get())));
+  evbuffer_drain(stream_->input(), evbuffer_get_length(stream_->input()));
   closeTimer_.start(kLingerTime);  // bounded: a client that never reads cannot hold us
-  if (evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) onWrite(bev_.get(), this);
+  if (stream_->pendingOutput() == 0) onDrained();
 }
 
 void Session::finalize() {
@@ -377,14 +371,20 @@ void Session::finalize() {
   dataTimer_.stop();
   startTimer_.stop();
   closeTimer_.stop();
-  bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+  stream_->stopReading();
   chain_->cancel();
   nameLookup_.reset();
   if (view_.envelope.nullSender || !view_.envelope.mailFrom.empty()) {
     chain_->notifyTransactionEnd(view_);
   }
   chain_->notifyDisconnect(view_);
-  if (upstream_) upstream_->quit();
+  if (upstream_) {
+    if (!upstreamTransaction_ && !upstreamLost_ && config_->upstream.poolSize > 0) {
+      host_.returnUpstream(std::move(upstream_));  // the pool decides whether it is clean
+    } else {
+      upstream_->quit();
+    }
+  }
   logSummary();
   host_.sessionClosed(this);
 }

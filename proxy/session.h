@@ -7,8 +7,6 @@
 // which frees it from a separate event. Callbacks run on the event loop; chain and upstream
 // completions may arrive inline or later, and the command loop tolerates both.
 
-#include <event2/bufferevent.h>
-
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -27,6 +25,7 @@
 #include "proxy/session_state.h"
 #include "proxy/smtp_parser.h"
 #include "proxy/spool.h"
+#include "proxy/stream.h"
 #include "proxy/upstream.h"
 
 namespace portcullis {
@@ -44,6 +43,9 @@ class SessionHost {
   virtual Resolver* resolver() = 0;
   virtual bool draining() const = 0;
   virtual void sessionClosed(Session* session) = 0;  // frees it later, from the loop
+  // The connection pool: an idle, clean MTA connection (or null), and giving one back.
+  virtual std::unique_ptr<Upstream> takeUpstream() = 0;
+  virtual void returnUpstream(std::unique_ptr<Upstream> upstream) = 0;
 };
 
 class Session {
@@ -76,9 +78,9 @@ class Session {
   enum class ClosedBy { kClient, kServer };
 
   // I/O.
-  static void onRead(bufferevent* bev, void* self);
-  static void onWrite(bufferevent* bev, void* self);
-  static void onEvent(bufferevent* bev, short what, void* self);
+  void onReadable();
+  void onDrained();
+  void onStreamEvent(Stream::Event event, const std::string& detail);
   void processInput();
   void skipInput();
   void feedData();
@@ -109,6 +111,7 @@ class Session {
 
   // Transactions and the upstream.
   void withUpstream(std::function<void()> then, std::string_view verb);
+  void openUpstream(std::function<void()> then, std::string_view verb);
   void upstreamFailed(const UpstreamResult& result, std::string_view verb, bool atEndOfData);
   void upstreamLost(const std::string& why);
   void retireUpstream();
@@ -127,7 +130,7 @@ class Session {
   SessionView view_;
   SocketAddress peer_;
   SocketAddress local_;
-  BufferEventPtr bev_;
+  std::unique_ptr<Stream> stream_;
   SmtpState state_ = SmtpState::kConnected;
   SmtpState furthest_ = SmtpState::kConnected;
   Phase phase_ = Phase::kStarting;

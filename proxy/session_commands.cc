@@ -278,6 +278,28 @@ void Session::withUpstream(std::function<void()> then, std::string_view verb) {
     return;
   }
   retireUpstream();
+  if (auto pooled = host_.takeUpstream()) {
+    // A clean connection from the pool: pass our client's identity and go. If the MTA closed
+    // it meanwhile, start over on a fresh connection; the client never notices.
+    upstream_ = std::move(pooled);
+    upstream_->setSessionId(view_.id);
+    upstream_->setIdleFailureHandler([this](const std::string& why) { upstreamLost(why); });
+    upstream_->reidentify(identity(), [this, then, v = std::string(verb)](UpstreamResult r) {
+      if (!r.ok()) {
+        spdlog::debug("{} event=pooled-connection-failed failure={} detail={}", view_.id,
+                      upstreamFailureName(r.failure), logValue(r.detail));
+        retireUpstream();
+        openUpstream(then, v);
+        return;
+      }
+      then();
+    });
+    return;
+  }
+  openUpstream(std::move(then), verb);
+}
+
+void Session::openUpstream(std::function<void()> then, std::string_view verb) {
   upstream_ = std::make_unique<Upstream>(host_.base(), upstreamSettings_, view_.id);
   upstream_->setIdleFailureHandler([this](const std::string& why) { upstreamLost(why); });
   upstream_->open(identity(), [this, then, v = std::string(verb)](UpstreamResult r) {

@@ -35,7 +35,7 @@ void Session::onData() {
 }
 
 void Session::feedData() {
-  evbuffer* in = bufferevent_get_input(bev_.get());
+  evbuffer* in = stream_->input();
   while (phase_ == Phase::kData) {
     evbuffer_iovec v{};
     if (evbuffer_peek(in, -1, nullptr, &v, 1) < 1 || v.iov_len == 0) break;
@@ -48,6 +48,7 @@ void Session::feedData() {
     }
   }
   if (phase_ != Phase::kData) return;
+  stream_->updateReading();
   dataTimer_.start(config_->timeouts.dataBlock);
   // A minimum data rate, after a grace period, defeats slowloris-style trickling.
   const auto elapsed = std::chrono::steady_clock::now() - dataStart_;

@@ -3,8 +3,6 @@
 #include "proxy/upstream.h"
 
 #include <event2/buffer.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -18,12 +16,6 @@ namespace {
 constexpr std::size_t kHighWater = 256 * 1024;  // pump the message while output is below this
 constexpr std::size_t kLowWater = 64 * 1024;    // resume pumping when output drains to this
 constexpr std::size_t kChunk = 64 * 1024;
-
-void setNoDelay(bufferevent* bev) {
-  const evutil_socket_t fd = bufferevent_getfd(bev);
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
 
 }  // namespace
 
@@ -53,8 +45,14 @@ Upstream::Upstream(event_base* base, const UpstreamSettings& settings, std::stri
       id_(std::move(sessionId)),
       timer_(base,
              [this] {
-               if (state_ == State::kConnecting && !bev_) {
-                 fail(UpstreamFailure::kConnect, "connect failed");
+               if (pendingReady_) {
+                 pendingReady_ = false;
+                 state_ = State::kReady;
+                 complete({UpstreamFailure::kNone, std::nullopt, {}});
+                 return;
+               }
+               if (state_ == State::kConnecting && !stream_) {
+                 fail(UpstreamFailure::kConnect, connectError_);
                } else {
                  fail(UpstreamFailure::kTimeout, "no reply in time");
                }
@@ -67,16 +65,51 @@ void Upstream::open(const XclientIdentity& identity, Callback done) {
   done_ = std::move(done);
   identity_ = identity;
   state_ = State::kConnecting;
-  bev_.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
-  bufferevent_setcb(bev_.get(), &Upstream::onRead, &Upstream::onWrite, &Upstream::onEvent, this);
-  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
-  timer_.start(settings_.connectTimeout);
-  if (bufferevent_socket_connect(bev_.get(), settings_.address.get(),
-                                 static_cast<int>(settings_.address.length)) < 0) {
+  std::string error;
+  stream_ = Stream::connect(base_, settings_.address, &error);
+  if (!stream_) {
     // Report through the loop, never inline: the caller is still inside open().
-    bev_.reset();
+    connectError_ = error;
     timer_.start(std::chrono::milliseconds(0));
+    return;
   }
+  stream_->setCallbacks({[this] { readReplies(); },
+                         [this] {
+                           if (state_ == State::kSending) pumpMessage();
+                         },
+                         [this](Stream::Event e, std::string d) { onStreamEvent(e, d); }});
+  timer_.start(settings_.connectTimeout);
+  stream_->start();
+}
+
+void Upstream::reidentify(const XclientIdentity& identity, Callback done) {
+  done_ = std::move(done);
+  identity_ = identity;
+  if (state_ != State::kReady) {
+    fail(UpstreamFailure::kClosed, "pooled connection not ready");
+    return;
+  }
+  if (settings_.identity != IdentityMode::kXclient) {
+    // Nothing to pass: report success from the loop, never inline.
+    state_ = State::kOpening;
+    step_ = OpenStep::kEhloAgain;
+    pendingReady_ = true;
+    timer_.start(std::chrono::milliseconds(0));
+    return;
+  }
+  xclientLines_ = xclientCommands(identity_, caps_);
+  xclientIndex_ = 0;
+  state_ = State::kOpening;
+  step_ = OpenStep::kXclient;
+  if (xclientLines_.empty()) {
+    fail(UpstreamFailure::kIdentity, "no XCLIENT attributes to send");
+    return;
+  }
+  send(xclientLines_[xclientIndex_++], Expect::kXclient, settings_.commandTimeout);
+}
+
+bool Upstream::reusable(std::uint32_t maxReuse) const {
+  return state_ == State::kReady && stream_ && !negativeSeen_ && uses_ < maxReuse;
 }
 
 void Upstream::command(const std::string& line, Expect expect, Callback done) {
@@ -106,12 +139,11 @@ void Upstream::sendMessage(const Spool& spool, std::string prefix, Callback done
 }
 
 void Upstream::quit() {
-  if (bev_ && state_ == State::kReady) {
+  if (stream_ && state_ == State::kReady && !stream_->tls()) {
     // Written straight to the socket: the session is going away and will not wait for 221.
-    const evutil_socket_t fd = bufferevent_getfd(bev_.get());
-    if (fd >= 0) ::send(fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::send(stream_->fd(), "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
-  bev_.reset();
+  stream_.reset();
   timer_.stop();
   state_ = State::kBroken;
   done_ = nullptr;
@@ -120,43 +152,30 @@ void Upstream::quit() {
 void Upstream::send(const std::string& line, Expect expect, std::chrono::milliseconds timeout) {
   expect_ = expect;
   parser_.reset();
-  evbuffer* out = bufferevent_get_output(bev_.get());
-  evbuffer_add(out, line.data(), line.size());
-  evbuffer_add(out, "\r\n", 2);
+  stream_->write(line + "\r\n");
   spdlog::trace("{} event=upstream-send line={}", id_, logValue(line));
   timer_.start(timeout);
 }
 
-void Upstream::onRead(bufferevent*, void* self) { static_cast<Upstream*>(self)->readReplies(); }
-
-void Upstream::onWrite(bufferevent*, void* self) {
-  auto* u = static_cast<Upstream*>(self);
-  if (u->state_ == State::kSending) u->pumpMessage();
-}
-
-void Upstream::onEvent(bufferevent*, short what, void* self) {
-  auto* u = static_cast<Upstream*>(self);
-  if (what & BEV_EVENT_CONNECTED) {
-    setNoDelay(u->bev_.get());
-    u->state_ = State::kOpening;
-    u->step_ = OpenStep::kGreeting;
-    u->expect_ = Expect::kGreeting;
+void Upstream::onStreamEvent(Stream::Event event, const std::string& detail) {
+  if (event == Stream::Event::kConnected) {
+    state_ = State::kOpening;
+    step_ = OpenStep::kGreeting;
+    expect_ = Expect::kGreeting;
     return;
   }
-  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-    const int err = EVUTIL_SOCKET_ERROR();
-    if (u->state_ == State::kConnecting) {
-      u->fail(UpstreamFailure::kConnect, std::strerror(err));
-    } else {
-      u->fail(UpstreamFailure::kClosed,
-              (what & BEV_EVENT_EOF) ? "connection closed by MTA" : std::strerror(err));
-    }
+  if (event == Stream::Event::kConnected || event == Stream::Event::kTlsReady) return;
+  if (state_ == State::kConnecting) {
+    fail(UpstreamFailure::kConnect, detail);
+  } else {
+    fail(UpstreamFailure::kClosed,
+         event == Stream::Event::kEof ? "connection closed by MTA" : detail);
   }
 }
 
 void Upstream::readReplies() {
   auto guard = alive_;
-  evbuffer* in = bufferevent_get_input(bev_.get());
+  evbuffer* in = stream_->input();
   char line[Reply::kMaxLineLength];
   while (evbuffer_get_length(in) > 0) {
     const bool waiting = state_ == State::kOpening || state_ == State::kBusy;
@@ -228,6 +247,7 @@ bool Upstream::legal(Expect expect, const Reply& reply) const {
 
 void Upstream::handleReply(Reply reply) {
   spdlog::trace("{} event=upstream-reply reply={}", id_, logValue(reply.summary()));
+  if (reply.isNegative()) negativeSeen_ = true;
   if (!legal(expect_, reply)) {
     fail(UpstreamFailure::kProtocol, "unexpected reply " + std::to_string(reply.code()));
     return;
@@ -239,7 +259,6 @@ void Upstream::handleReply(Reply reply) {
   if (expect_ == Expect::kData && reply.code() == 354) {
     state_ = State::kSending;
     timer_.start(settings_.dataTimeout);
-    bufferevent_setwatermark(bev_.get(), EV_WRITE, kLowWater, 0);
     pumpMessage();
     return;
   }
@@ -258,7 +277,7 @@ void Upstream::openStep(Reply reply) {
                      "MTA refused " + what + ": " + reply.summary()};
     state_ = State::kBroken;
     timer_.stop();
-    bev_.reset();
+    stream_.reset();
     complete(std::move(r));
     return;
   }
@@ -303,14 +322,15 @@ void Upstream::openStep(Reply reply) {
 }
 
 void Upstream::pumpMessage() {
-  evbuffer* out = bufferevent_get_output(bev_.get());
   if (!prefix_.empty()) {
-    evbuffer_add(out, prefix_.data(), prefix_.size());
+    stream_->write(prefix_);
     prefix_.clear();
   }
   const std::uint64_t size = spool_->size();
+  std::string out;
   std::string buf;
-  while (offset_ < size && evbuffer_get_length(out) < kHighWater) {
+  // Fill up to the high-water mark; the stream's onDrained calls back for the rest.
+  while (offset_ < size && stream_->pendingOutput() < kHighWater) {
     std::string_view chunk;
     if (spool_->inMemory()) {
       chunk = spool_->memory().substr(static_cast<std::size_t>(offset_), kChunk);
@@ -323,14 +343,16 @@ void Upstream::pumpMessage() {
       fail(UpstreamFailure::kProtocol, "spool read failed");
       return;
     }
-    stuffer_.stuff(chunk, [out](std::string_view s) { evbuffer_add(out, s.data(), s.size()); });
+    out.clear();
+    out.reserve(chunk.size() + 64);
+    stuffer_.stuff(chunk, [&out](std::string_view s) { out.append(s); });
+    stream_->write(out);
     offset_ += chunk.size();
   }
-  if (offset_ < size) return;  // onWrite resumes below the low watermark
+  if (offset_ < size) return;
   // A canonical message ends with CRLF; the final dot follows (RFC 5321 4.1.1.4).
-  if (!stuffer_.atLineStart()) evbuffer_add(out, "\r\n", 2);
-  evbuffer_add(out, ".\r\n", 3);
-  bufferevent_setwatermark(bev_.get(), EV_WRITE, 0, 0);
+  if (!stuffer_.atLineStart()) stream_->write("\r\n");
+  stream_->write(".\r\n");
   expect_ = Expect::kDot;
   parser_.reset();
   state_ = State::kBusy;  // the message is queued; now only the reply to the dot is awaited
@@ -340,7 +362,7 @@ void Upstream::fail(UpstreamFailure failure, std::string detail) {
   const bool hadCommand = static_cast<bool>(done_);
   state_ = State::kBroken;
   timer_.stop();
-  bev_.reset();  // a broken exchange is never reused: closing aborts the MTA's transaction
+  stream_.reset();  // a broken exchange is never reused: closing aborts the MTA's transaction
   spool_ = nullptr;
   if (hadCommand) {
     complete({failure, std::nullopt, std::move(detail)});

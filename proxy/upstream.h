@@ -7,8 +7,6 @@
 // Every wait has a timer. Callbacks run from the event loop; a callback may destroy the
 // Upstream (nothing touches members after a callback returns).
 
-#include <event2/bufferevent.h>
-
 #include <functional>
 #include <memory>
 #include <optional>
@@ -21,6 +19,7 @@
 #include "proxy/event_util.h"
 #include "proxy/reply_parser.h"
 #include "proxy/spool.h"
+#include "proxy/stream.h"
 #include "proxy/xtext.h"
 
 namespace portcullis {
@@ -75,6 +74,18 @@ class Upstream {
   // Polite close: QUIT without waiting for the reply.
   void quit();
 
+  // Connection reuse (the server's pool). A reused connection is handed to a new session,
+  // which passes its own client identity with XCLIENT (the MTA resets its session state on
+  // XCLIENT) before the first MAIL. Only clean connections are reused: ready, no transaction
+  // open, no negative reply ever seen (so the MTA's error counters cannot build up across
+  // clients), and under the reuse limit.
+  void reidentify(const XclientIdentity& identity, Callback done);
+  bool reusable(std::uint32_t maxReuse) const;
+  void setSessionId(std::string id) { id_ = std::move(id); }
+  std::uint32_t uses() const { return uses_; }
+  bool reused() const { return uses_ > 0; }
+  void markReused() { ++uses_; }
+
   bool ready() const { return state_ == State::kReady; }
   bool broken() const { return state_ == State::kBroken; }
   const UpstreamCapabilities& capabilities() const { return caps_; }
@@ -87,9 +98,7 @@ class Upstream {
   enum class State { kIdle, kConnecting, kOpening, kReady, kBusy, kSending, kBroken };
   enum class OpenStep { kGreeting, kEhlo, kXclient, kEhloAgain };
 
-  static void onRead(bufferevent* bev, void* self);
-  static void onWrite(bufferevent* bev, void* self);
-  static void onEvent(bufferevent* bev, short what, void* self);
+  void onStreamEvent(Stream::Event event, const std::string& detail);
 
   void readReplies();
   void send(const std::string& line, Expect expect, std::chrono::milliseconds timeout);
@@ -101,9 +110,9 @@ class Upstream {
   bool legal(Expect expect, const Reply& reply) const;
 
   event_base* base_;
-  const UpstreamSettings& settings_;
+  UpstreamSettings settings_;  // a copy: a pooled connection outlives the session that made it
   std::string id_;
-  BufferEventPtr bev_;
+  std::unique_ptr<Stream> stream_;
   Timer timer_;
   State state_ = State::kIdle;
   ReplyParser parser_;
@@ -111,6 +120,10 @@ class Upstream {
   Callback done_;
   std::function<void(std::string)> onIdleFailure_;
   std::shared_ptr<bool> alive_;
+  std::string connectError_;
+  bool negativeSeen_ = false;
+  bool pendingReady_ = false;
+  std::uint32_t uses_ = 0;
 
   // Opening.
   OpenStep step_ = OpenStep::kGreeting;
