@@ -214,6 +214,13 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
 
   parseFilters(s, registry, *cfg);
   s.rejectUnknownKeys();
+  for (std::size_t i = 0; i < cfg->filters.size(); ++i) {
+    if (cfg->filters[i].name == "rdns" && !cfg->dns.reverseLookup) {
+      throw ConfigError("dns.reverse_lookup",
+                        "the rdns filter (" + cfg->filters[i].label +
+                            ") judges the core's reverse lookup; it needs reverse_lookup: true");
+    }
+  }
 
   // Command-line flags override the file.
   if (overrides.listen) {

@@ -195,9 +195,7 @@ void FilterChain::apply(const Slot& slot, std::optional<Verdict> verdict,
                           verdict->kind() == VerdictKind::kDisconnect;
     const bool deferred = !observed && holdable && spec.deferTo &&
                           static_cast<int>(stage_) < static_cast<int>(*spec.deferTo);
-    if (verdict->kind() != VerdictKind::kAccept || observed) {
-      record(slot, verdict->kind(), verdict->reply(), verdict->reason(), observed, deferred, false);
-    }
+    record(slot, verdict->kind(), verdict->reply(), verdict->reason(), observed, deferred, false);
     if (observed) return;
     if (deferred) {
       if (!held_) {

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""The filter chain end to end (issue 3): portcullis in front of a real Postfix, asking a real
+DNS server (unbound serving tests/fixtures/dns/zones.conf) or a deliberately slow/dead one.
+
+Clients connect from different loopback addresses, which the test zones describe:
+  127.0.0.1  PTR client.test, forward-confirmed; not listed
+  127.0.0.2  listed in dnsbl.test (A 127.0.0.2 + TXT); PTR good.test (confirmed)
+  127.0.0.3  PTR mismatch.test, which does not resolve back (FCrDNS fails)
+  127.0.0.4  no PTR
+  127.0.0.5  allowlisted in dnswl.test; PTR client5.test (confirmed)
+Every verdict must land at its stage, with its code, and Postfix must never see a refused
+message.
+"""
+
+import os
+import re
+import smtplib
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import (HarnessTestCase, Portcullis, Postfix, RawClient, SlowDns,  # noqa: E402
+                     Unbound, make_message)
+
+DNSBL = {"name": "dnsbl",
+         "zones": ["dnsbl.test=127.0.0.[2..11]*2", "dnswl.test=127.0.[0..255].[1..3]*-5"],
+         "threshold": 2}
+
+
+def session(pc, source, helo="client.test"):
+    c = RawClient("127.0.0.1", pc.port, source_address=(source, 0))
+    return c
+
+
+def transaction(c, mail="sender@mx.test", rcpt="user@test.local", subject="filters",
+                body=None, headers=None):
+    """MAIL, RCPT, DATA, message; returns the list of reply codes (stops at the first refusal)."""
+    codes = []
+    for line, ok in ((f"MAIL FROM:<{mail}>", 250), (f"RCPT TO:<{rcpt}>", 250), ("DATA", 354)):
+        code, lines = c.cmd(line)
+        codes.append((code, lines))
+        if code != ok:
+            return codes
+    c.send(make_message(mail, rcpt, subject=subject, headers=headers,
+                        body=body or "hello\r\n") + b".\r\n")
+    codes.append(c.read_reply())
+    return codes
+
+
+class FilterE2E(HarnessTestCase):
+    def setUp(self):
+        self.dns = self.start(Unbound())
+        self.pf = self.start(Postfix())
+
+    def portcullis(self, filters, **extra):
+        config = {"dns": {"servers": [self.dns.address]}, "filters": filters}
+        for key, value in extra.items():
+            config[key] = value
+        return self.start(Portcullis(upstream=self.pf, config=config))
+
+    def postfix_saw(self, address):
+        return re.search(r"client=\S*\[%s\]" % re.escape(address), self.pf.log_text())
+
+    # -- dnsbl -------------------------------------------------------------------------
+
+    def test_dnsbl_listed_client_refused_at_connect(self):
+        pc = self.portcullis([DNSBL])
+        with session(pc, "127.0.0.2") as c:
+            code, lines = c.read_reply()
+            self.assertEqual(code, 554)
+            self.assertEqual(lines[0],
+                             "5.7.1 Service unavailable; client [127.0.0.2] blocked using "
+                             "dnsbl.test; Listed in dnsbl.test, see http://dnsbl.test/q?127.0.0.2")
+            # RFC 5321 3.1: after a 554 greeting, anything but QUIT gets 503.
+            self.assertEqual(c.cmd("EHLO client.test")[0], 503)
+            self.assertEqual(c.cmd("QUIT")[0], 221)
+        pc.wait_for_sessions(1)
+        s = pc.sessions()[0]
+        self.assertIn("dnsbl@connect:reject:554", s["verdicts"])
+        self.assertEqual(s["commands"], "CONNECT:554,EHLO:503,QUIT:221")
+        self.assertIn("dnsbl.test=127.0.0.2", pc.log_text())  # the full reason is logged
+        self.assertFalse(self.postfix_saw("127.0.0.2"))
+
+    def test_dnsbl_deferred_to_rcpt_logs_the_envelope(self):
+        pc = self.portcullis([dict(DNSBL, defer_to="rcpt")])
+        with session(pc, "127.0.0.2") as c:
+            self.assertEqual(c.read_reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+            codes = transaction(c, rcpt="victim@test.local")
+            self.assertEqual(codes[0][0], 250)
+            code, lines = codes[1]
+            self.assertEqual(code, 550)  # 554 is not a RCPT reply: the stage default of its class
+            self.assertTrue(lines[0].startswith("5.7.1 Service unavailable; client [127.0.0.2]"))
+            self.assertEqual(c.cmd("DATA")[0], 503)
+            c.cmd("QUIT")
+        pc.wait_for_sessions(1)
+        s = pc.sessions()[0]
+        self.assertIn("dnsbl@connect:reject:554(deferred)", s["verdicts"])
+        self.assertIn("RCPT:550", s["commands"])
+        self.assertEqual(self.pf.messages(0), [])
+
+    def test_dnsbl_allowlisted_and_unlisted_clients_pass(self):
+        pc = self.portcullis([DNSBL])
+        for source in ("127.0.0.5", "127.0.0.1"):
+            with session(pc, source) as c:
+                self.assertEqual(c.read_reply()[0], 220, source)
+                c.cmd("EHLO client.test")
+                codes = transaction(c, subject="from " + source)
+                self.assertEqual([code for code, _ in codes], [250, 250, 354, 250], source)
+                c.cmd("QUIT")
+        self.assertEqual(len(self.pf.messages(2, timeout=15)), 2)
+        pc.wait_for_sessions(2)
+        self.assertIn("dnsbl@connect:accept", pc.sessions()[0]["verdicts"])
+
+    def test_dnsbl_observe_mode_delivers_and_logs_the_would_be_reject(self):
+        pc = self.portcullis([dict(DNSBL, mode="observe")])
+        with session(pc, "127.0.0.2") as c:
+            self.assertEqual(c.read_reply()[0], 220)
+            c.cmd("EHLO client.test")
+            codes = transaction(c, subject="observed")
+            self.assertEqual([code for code, _ in codes], [250, 250, 354, 250])
+            c.cmd("QUIT")
+        self.assertEqual(len(self.pf.messages(1, timeout=15)), 1)
+        pc.wait_for_sessions(1)
+        self.assertIn("dnsbl@connect:reject:554(observe)", pc.sessions()[0]["verdicts"])
+        self.assertRegex(pc.log_text(), r"event=observe stage=connect filter=dnsbl verdict=reject")
+
+    # -- rdns, and the verified name passed to Postfix ---------------------------------------
+
+    def test_rdns_fcrdns(self):
+        pc = self.portcullis([{"name": "rdns", "defer_to": "rcpt"}])
+        with session(pc, "127.0.0.3") as c:  # PTR mismatch.test, which does not resolve back
+            c.read_reply()
+            c.cmd("EHLO client.test")
+            codes = transaction(c)
+            self.assertEqual(codes[1][0], 450)
+            self.assertTrue(codes[1][1][0].startswith("4.7.25 Client host rejected: cannot find "
+                                                      "your reverse hostname, [127.0.0.3]"))
+            c.cmd("QUIT")
+        with session(pc, "127.0.0.1") as c:  # client.test, forward-confirmed
+            c.read_reply()
+            c.cmd("EHLO client.test")
+            self.assertEqual([code for code, _ in transaction(c)], [250, 250, 354, 250])
+            c.cmd("QUIT")
+        self.pf.messages(1, timeout=15)
+        # XCLIENT NAME carried the verified name.
+        self.pf.wait_for_log(r"client=client\.test\[127\.0\.0\.1\]")
+
+    def test_rdns_no_ptr_permanent(self):
+        pc = self.portcullis([{"name": "rdns", "require": "ptr", "permanent": True,
+                               "defer_to": "rcpt"}])
+        with session(pc, "127.0.0.4") as c:
+            c.read_reply()
+            c.cmd("EHLO client.test")
+            codes = transaction(c)
+            self.assertEqual((codes[1][0], codes[1][1][0].split()[0]), (550, "5.7.25"))
+
+    # -- helo --------------------------------------------------------------------------
+
+    def test_helo_checks(self):
+        pc = self.portcullis([{"name": "helo", "require_resolvable": True}])
+        cases = [
+            ("EHLO [127.0.0.9]", 550, "5.7.1"),              # literal that is not the client
+            ("EHLO portcullis.test.local", 550, "5.7.1"),    # our own name
+            ("EHLO 192.0.2.1", 550, "5.5.2"),                # bare IP without brackets
+            ("EHLO 127.0.0.1", 550, "5.7.1"),                # our own address, bare
+            ("EHLO localhost", 504, "5.5.2"),                # not fully qualified
+            ("EHLO nx.test", 450, "4.7.1"),                  # does not resolve
+            ("EHLO client.test", 250, None),
+            ("EHLO [127.0.0.1]", 250, None),                 # the client's own literal
+        ]
+        with session(pc, "127.0.0.1") as c:
+            c.read_reply()
+            for line, want_code, want_enhanced in cases:
+                code, lines = c.cmd(line)
+                self.assertEqual(code, want_code, f"{line}: {lines}")
+                if want_enhanced:
+                    self.assertEqual(lines[0].split()[0], want_enhanced, line)
+
+    # -- sender_domain -----------------------------------------------------------------
+
+    def test_sender_domain(self):
+        pc = self.portcullis([{"name": "sender_domain"}])
+        cases = [("a@nx.test", 550, "5.1.8"), ("a@nomx-noaddr.test", 550, "5.1.8"),
+                 ("a@mx.test", 250, None), ("a@aonly.test", 250, None), ("", 250, None)]
+        with session(pc, "127.0.0.1") as c:
+            c.read_reply()
+            c.cmd("EHLO client.test")
+            for sender, want_code, want_enhanced in cases:
+                code, lines = c.cmd(f"MAIL FROM:<{sender}>")
+                self.assertEqual(code, want_code, f"{sender}: {lines}")
+                if want_enhanced:
+                    self.assertEqual(lines[0].split()[0], want_enhanced)
+                c.cmd("RSET")
+
+    # -- header_checks -----------------------------------------------------------------
+
+    def test_header_checks(self):
+        pc = self.portcullis([{"name": "header_checks", "rules": [
+            {"match": "^Subject:.*viagra", "action": "reject",
+             "reply": "550 5.7.1 Message content rejected"},
+            {"match": "^X-Spam-Flag:\\s*YES", "action": "discard"},
+            {"match": "^Subject: tag me", "action": "add_header", "header": "X-Checked: yes"},
+        ]}])
+        with session(pc, "127.0.0.1") as c:
+            c.read_reply()
+            c.cmd("EHLO client.test")
+            codes = transaction(c, subject="cheap VIAGRA here")
+            self.assertEqual(codes[-1][0], 550)
+            self.assertEqual(codes[-1][1][0], "5.7.1 Message content rejected")
+            codes = transaction(c, subject="junk", headers={"X-Spam-Flag": "YES"})
+            self.assertEqual(codes[-1][0], 250)  # discard: the client hears 250...
+            codes = transaction(c, subject="tag me")
+            self.assertEqual(codes[-1][0], 250)
+            c.cmd("QUIT")
+        [delivered] = self.pf.messages(1, timeout=15)  # ...but only the tagged one arrives
+        self.assertIn(b"X-Checked: yes", delivered)
+        self.assertIn(b"Subject: tag me", delivered)
+        pc.wait_for_sessions(1)
+        verdicts = pc.sessions()[0]["verdicts"]
+        self.assertIn("header_checks@end_of_headers:reject:550", verdicts)
+        self.assertIn("header_checks@end_of_headers:discard", verdicts)
+
+
+class DnsDownE2E(HarnessTestCase):
+    """DNS that never answers: mail still flows where the filter fails open, and is tempfailed
+    where the config says so. Nothing is ever rejected permanently because DNS is down."""
+
+    def setUp(self):
+        self.slow = self.start(SlowDns(delay_ms=60000))  # answers after a minute: never, here
+        self.pf = self.start(Postfix())
+
+    def portcullis(self, filters):
+        return self.start(Portcullis(upstream=self.pf, config={
+            "dns": {"servers": [self.slow.address], "timeout": "300ms", "attempts": 1},
+            "filters": filters}))
+
+    def test_dnsbl_fails_open(self):
+        pc = self.portcullis([DNSBL])
+        with session(pc, "127.0.0.2") as c:
+            self.assertEqual(c.read_reply()[0], 220)
+            c.cmd("EHLO client.test")
+            self.assertEqual([code for code, _ in transaction(c)], [250, 250, 354, 250])
+            c.cmd("QUIT")
+        self.assertEqual(len(self.pf.messages(1, timeout=15)), 1)
+        self.assertIn("event=dnsbl-lookup-failed", pc.log_text())
+        # The core's reverse lookup timed out too: Postfix hears [TEMPUNAVAIL], logs unknown.
+        self.pf.wait_for_log(r"client=unknown\[127\.0\.0\.2\]")
+
+    def test_sender_domain_tempfails(self):
+        pc = self.portcullis([{"name": "sender_domain"}])
+        with session(pc, "127.0.0.1") as c:
+            c.read_reply()
+            c.cmd("EHLO client.test")
+            code, lines = c.cmd("MAIL FROM:<a@mx.test>")
+            self.assertEqual((code, lines[0].split()[0]), (451, "4.1.8"))
+
+    def test_helo_on_error_decides(self):
+        for on_error, want in (("continue", 250), ("tempfail", 450)):
+            pc = self.portcullis([{"name": "helo", "require_resolvable": True,
+                                   "on_error": on_error}])
+            with session(pc, "127.0.0.1") as c:
+                c.read_reply()
+                self.assertEqual(c.cmd("EHLO client.test")[0], want, on_error)
+            pc.stop()
+
+    def test_rdns_tempfails_whatever_permanent_says(self):
+        pc = self.portcullis([{"name": "rdns", "permanent": True, "defer_to": "rcpt"}])
+        with session(pc, "127.0.0.1") as c:
+            c.read_reply()
+            c.cmd("EHLO client.test")
+            codes = transaction(c)
+            self.assertEqual((codes[1][0], codes[1][1][0].split()[0]), (450, "4.7.25"))
+
+
+if __name__ == "__main__":
+    unittest.main()
