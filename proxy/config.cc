@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "portcullis/reply.h"
 #include "proxy/config_section_impl.h"
 
 namespace portcullis {
@@ -151,8 +152,13 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   const ConfigSection s = makeConfigSection(map, "");
 
   cfg->hostname = s.getString("hostname", defaultHostname());
-  if (cfg->hostname.empty() || cfg->hostname.find_first_of(" \t\r\n") != std::string::npos) {
-    s.fail("hostname", "must be a non-empty name without spaces");
+  // It goes into every greeting and EHLO reply, so it must be a plain DNS name.
+  if (cfg->hostname.empty() || cfg->hostname.size() > 253 ||
+      cfg->hostname.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789.-_") != std::string::npos) {
+    s.fail("hostname",
+           "must be a DNS name (letters, digits, '-', '.'; at most 253 octets), got \"" +
+               sanitizeText(cfg->hostname, 64) + "\"");
   }
   s.markUsed("listen");
   parseListeners(map["listen"], *cfg);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <exception>
 #include <initializer_list>
 
 #include "proxy/log.h"
@@ -52,8 +53,7 @@ struct FilterChain::Sink final : detail::CompletionSink {
 
 FilterChain::FilterChain(event_base* base, std::string sessionId,
                          const std::vector<FilterSpec>& specs, const FilterContext& context)
-    : base_(base),
-      id_(std::move(sessionId)),
+    : id_(std::move(sessionId)),
       sink_(std::make_shared<Sink>(this)),
       timer_(base, [this] { onTimeout(); }) {
   filters_.reserve(specs.size());
@@ -102,6 +102,7 @@ void FilterChain::startCurrent() {
   const std::uint64_t call = ++call_;
   Next next(sink_, call);
   Filter& f = *slot.filter;
+  inHook_ = true;
   try {
     switch (stage_) {
       case Stage::kConnect:
@@ -128,16 +129,34 @@ void FilterChain::startCurrent() {
     }
   } catch (const std::exception& e) {
     // A throwing filter must not take the daemon down; it counts as a filter error.
-    if (waiting_ && call == call_) {
-      onComplete(call, std::nullopt, std::string("exception: ") + e.what());
-    }
+    threwDuringCall(call, std::string("exception: ") + e.what());
+  } catch (...) {
+    threwDuringCall(call, "exception of unknown type");
   }
+  inHook_ = false;
   // Only an asynchronous call needs the timer (inline completions have already run).
   if (waiting_ && call == call_) timer_.start(slot.spec->timeout);
 }
 
+void FilterChain::threwDuringCall(std::uint64_t call, std::string error) {
+  inHook_ = false;
+  if (call != call_) return;
+  // The Next given to the hook was destroyed while the exception unwound; that reported
+  // "dropped" (held back below), and the exception is the better reason.
+  if (waiting_ || droppedByThrow_) {
+    droppedByThrow_ = false;
+    waiting_ = true;
+    onComplete(call, std::nullopt, std::move(error));
+  }
+}
+
 void FilterChain::onComplete(std::uint64_t call, std::optional<Verdict> verdict,
                              std::string error) {
+  if (inHook_ && call == call_ && !verdict && std::uncaught_exceptions() > 0) {
+    waiting_ = false;
+    droppedByThrow_ = true;  // threwDuringCall() completes it with the exception's text
+    return;
+  }
   if (!waiting_ || call != call_) {
     // The chain gave up on that call (timeout) or moved on: a late completion is dropped.
     spdlog::debug("{} event=filter-late-completion call={}", id_, call);
@@ -200,9 +219,11 @@ void FilterChain::apply(const Slot& slot, std::optional<Verdict> verdict,
     if (deferred) {
       if (!held_) {
         ChainOutcome h;
-        // A held disconnect becomes a plain reject/tempfail at RCPT: the envelope gets logged.
-        h.kind = verdict->reply()->isTransient() ? VerdictKind::kTempfail : VerdictKind::kReject;
-        h.reply = verdict->reply();
+        // A held disconnect becomes a plain reject/tempfail at RCPT: the envelope gets logged,
+        // and a 421 (which would close the connection) becomes an ordinary 450.
+        const Reply& r = *verdict->reply();
+        h.kind = r.isTransient() ? VerdictKind::kTempfail : VerdictKind::kReject;
+        h.reply = r.closesConnection() ? r.withCode(450) : r;
         h.filter = spec.label;
         h.reason = verdict->reason();
         held_ = std::move(h);

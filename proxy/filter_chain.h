@@ -80,6 +80,7 @@ class FilterChain {
   void advance();
   void startCurrent();
   void onComplete(std::uint64_t call, std::optional<Verdict> verdict, std::string error);
+  void threwDuringCall(std::uint64_t call, std::string error);
   void onDuplicate(std::uint64_t call);
   void onTimeout();
   void apply(const Slot& slot, std::optional<Verdict> verdict, const std::string& error);
@@ -87,7 +88,6 @@ class FilterChain {
   void record(const Slot& slot, VerdictKind kind, const std::optional<Reply>& reply,
               const std::string& reason, bool observed, bool deferred, bool error);
 
-  event_base* base_;
   std::string id_;
   std::vector<Slot> filters_;
   std::shared_ptr<Sink> sink_;
@@ -100,6 +100,8 @@ class FilterChain {
   std::size_t index_ = 0;
   std::uint64_t call_ = 0;
   bool waiting_ = false;
+  bool inHook_ = false;
+  bool droppedByThrow_ = false;
   bool looping_ = false;
   bool decided_ = false;
   ChainOutcome outcome_;

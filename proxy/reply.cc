@@ -19,8 +19,10 @@ bool validCode(int code) {
   return code >= 200 && code <= 559 && (code / 10) % 10 <= 5;
 }
 
-bool validText(const std::string& line) {
-  if (line.size() > kMaxTextPerLine) return false;
+// RFC 5321 4.5.3.1.5: the whole line, code and enhanced code and CRLF included, fits in 512.
+bool validText(const std::string& line, std::size_t enhancedLength) {
+  const std::size_t overhead = 4 + (enhancedLength ? enhancedLength + 1 : 0) + 2;
+  if (line.size() + overhead > Reply::kMaxLineLength) return false;
   return std::all_of(line.begin(), line.end(),
                      [](char c) { return isPrintableOrUtf8(static_cast<unsigned char>(c)); });
 }
@@ -60,39 +62,61 @@ bool isEnhancedStatusCode(std::string_view s) {
   return i == s.size();
 }
 
+namespace {
+
+// Length of the well-formed UTF-8 sequence at in[i] (RFC 3629 table), or 0 if there is none.
+std::size_t utf8Length(std::string_view in, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(in[i + k]); };
+  const unsigned char c = b(0);
+  std::size_t len = 0;
+  unsigned char lo = 0x80;
+  unsigned char hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;  // no overlong forms
+    if (c == 0xED) hi = 0x9F;  // no surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + len > in.size()) return 0;
+  if (b(1) < lo || b(1) > hi) return 0;
+  for (std::size_t k = 2; k < len; ++k) {
+    if (b(k) < 0x80 || b(k) > 0xBF) return 0;
+  }
+  return len;
+}
+
+}  // namespace
+
 std::string sanitizeText(std::string_view in, std::size_t max) {
   std::string out;
   out.reserve(std::min(in.size(), max));
   bool space = false;
-  for (const char ch : in) {
-    const auto c = static_cast<unsigned char>(ch);
+  std::size_t i = 0;
+  while (i < in.size()) {
+    const auto c = static_cast<unsigned char>(in[i]);
     if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-      space = !out.empty();
+      space = !out.empty();  // runs collapse to one space; none at the start
+      ++i;
       continue;
     }
-    if (!isPrintableOrUtf8(c)) continue;
-    if (space) {
-      if (out.size() + 1 >= max) break;
-      out.push_back(' ');
-      space = false;
+    std::size_t len = (c > 0x20 && c < 0x7f) ? 1 : (c >= 0x80 ? utf8Length(in, i) : 0);
+    if (len == 0) {
+      ++i;  // a control character or a byte that is not UTF-8: dropped
+      continue;
     }
-    if (out.size() >= max) break;
-    out.push_back(static_cast<char>(c));
+    if (out.size() + (space ? 1 : 0) + len > max) break;  // whole characters only
+    if (space) out.push_back(' ');
+    space = false;
+    out.append(in.substr(i, len));
+    i += len;
   }
-  // Do not leave a truncated UTF-8 sequence at the end.
-  while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80) {
-    std::size_t lead = out.size();
-    while (lead > 0 && (static_cast<unsigned char>(out[lead - 1]) & 0xC0) == 0x80) --lead;
-    if (lead == 0) {
-      out.clear();
-      break;
-    }
-    const auto l = static_cast<unsigned char>(out[lead - 1]);
-    const std::size_t need = l >= 0xF0 ? 4 : l >= 0xE0 ? 3 : l >= 0xC0 ? 2 : 1;
-    if (out.size() - (lead - 1) >= need) break;
-    out.resize(lead - 1);
-  }
-  if (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0xC0) out.pop_back();
   return out;
 }
 
@@ -105,7 +129,7 @@ std::optional<Reply> Reply::make(int code, std::string_view enhanced,
   if (lines.empty()) lines.emplace_back();
   if (lines.size() > kMaxLines) return std::nullopt;
   for (const auto& l : lines) {
-    if (!validText(l)) return std::nullopt;
+    if (!validText(l, enhanced.size())) return std::nullopt;
   }
   return Reply(code, std::string(enhanced), std::move(lines));
 }
@@ -119,7 +143,7 @@ Reply Reply::permanent(int code, std::string_view enhanced, std::string_view tex
 }
 
 Reply Reply::positive(int code, std::string_view enhanced, std::string_view text) {
-  if (code < 200 || code >= 400) code = 250;
+  if (!validCode(code) || code >= 400) code = 250;
   return build(code, code, enhanced, text, "Ok");
 }
 

@@ -36,15 +36,17 @@ ReplyParser::Status ReplyParser::feed(std::string_view line) {
     return fail("illegal reply code " + std::to_string(code));
   }
   bool last = true;
-  std::string_view text;
+  std::string tabless;  // tabs count as spaces everywhere, before any splitting
   if (line.size() > 3) {
     if (line[3] == '-') {
       last = false;
     } else if (line[3] != ' ') {
       return fail("bad separator after reply code");
     }
-    text = line.substr(4);
+    tabless.assign(line.substr(4));
+    std::replace(tabless.begin(), tabless.end(), '\t', ' ');
   }
+  std::string_view text = tabless;
   for (const char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
     if ((c < 0x20 && c != '\t') || c == 0x7f) return fail("control character in reply");
@@ -64,9 +66,7 @@ ReplyParser::Status ReplyParser::feed(std::string_view line) {
     text = text.substr(std::min(text.size(), enhanced_.size() + 1));
   }
   if (lines_.size() >= Reply::kMaxLines) return fail("too many lines in reply");
-  std::string t(text);
-  std::replace(t.begin(), t.end(), '\t', ' ');
-  lines_.push_back(std::move(t));
+  lines_.emplace_back(text);
   if (!last) return Status::kNeedMore;
 
   auto reply = Reply::make(code_, enhanced_, std::move(lines_));

@@ -3,6 +3,9 @@
 
 #include <event2/buffer.h>
 
+#include <charconv>
+#include <limits>
+
 #include "proxy/log.h"
 #include "proxy/session.h"
 
@@ -105,7 +108,10 @@ void Session::dispatch(Command c) {
 
 void Session::onHelo(Command c) {
   // RFC 5321 4.1.4: EHLO in the middle of a transaction resets it, as RSET would.
-  if (inTransaction()) endTransaction();
+  if (inTransaction()) {
+    endTransaction();
+    enterState(SmtpState::kReady);
+  }
   const bool esmtp = c.verb == Verb::kEhlo;
   view_.helo = c.argument;
   view_.esmtp = esmtp;
@@ -138,7 +144,13 @@ void Session::onMail(Command c) {
   env.nullSender = c.nullPath;
   env.mailFrom = c.address;
   for (const auto& p : c.params) env.mailParams.push_back(p.wire());
-  if (const EsmtpParam* size = c.param("SIZE")) env.declaredSize = std::stoull(size->value);
+  if (const EsmtpParam* size = c.param("SIZE")) {
+    // Up to 20 digits (RFC 1870): anything past 2^64-1 is simply "too big".
+    std::uint64_t n = 0;
+    const auto [p, ec] =
+        std::from_chars(size->value.data(), size->value.data() + size->value.size(), n);
+    env.declaredSize = ec == std::errc() ? n : std::numeric_limits<std::uint64_t>::max();
+  }
   env.smtputf8 = c.param("SMTPUTF8") != nullptr;
   discard_ = discardSession_;
 

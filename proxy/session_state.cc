@@ -10,8 +10,6 @@ namespace {
 constexpr std::uint8_t kAfterGreeting = stateBit(SmtpState::kGreeted) |
                                         stateBit(SmtpState::kReady) | stateBit(SmtpState::kMail) |
                                         stateBit(SmtpState::kRcpt);
-constexpr std::uint8_t kAfterHelo =
-    stateBit(SmtpState::kReady) | stateBit(SmtpState::kMail) | stateBit(SmtpState::kRcpt);
 constexpr std::uint8_t kInTransaction = stateBit(SmtpState::kMail) | stateBit(SmtpState::kRcpt);
 
 // The command table (OpenSMTPD style): verb, states it is allowed in, stage, implemented.

@@ -106,8 +106,10 @@ bool isAddressLiteral(std::string_view d) {
   if (d.size() < 3 || d.front() != '[' || d.back() != ']') return false;
   for (std::size_t i = 1; i + 1 < d.size(); ++i) {
     const auto c = static_cast<unsigned char>(d[i]);
-    // dcontent: %d33-90 / %d94-126 (RFC 5321 4.1.3)
-    if (c < 33 || c > 126 || c == '[' || c == ']' || c == '\\') return false;
+    // RFC 5321 4.1.3 allows any dcontent in a General-address-literal, but only IPv4, IPv6
+    // and tags are in use; accepting '>' or '"' here would make the path we send upstream
+    // parse differently from what the client sent.
+    if (!isAlpha(c) && !isDigit(c) && c != '.' && c != ':' && c != '-') return false;
   }
   return true;
 }
@@ -227,7 +229,9 @@ ParseResult parsePathCommand(Command c, std::string_view arg, bool isMail) {
     rest = rest.substr(end + 1);
     if (!rest.empty() && rest.front() != ' ') return syntax;
   } else {
-    // Unbracketed address: tolerated (Postfix does unless strict_rfc821_envelopes).
+    // Unbracketed address: tolerated (Postfix does unless strict_rfc821_envelopes), as long
+    // as the bracketed line we send upstream still fits the command-line limit.
+    if (arg.size() + 7 > kMaxCommandLine - 2) return err(500, "5.5.2", "Error: line too long");
     const auto sp = rest.find(' ');
     path = rest.substr(0, sp);
     rest = sp == std::string_view::npos ? std::string_view{} : rest.substr(sp);
@@ -239,6 +243,7 @@ ParseResult parsePathCommand(Command c, std::string_view arg, bool isMail) {
     const auto colon = path.find(':');
     if (colon == std::string_view::npos) return badAddr;
     path = path.substr(colon + 1);
+    if (path.empty()) return badAddr;  // a route to nowhere is not the null path
   }
 
   if (path.empty()) {

@@ -14,7 +14,6 @@ namespace portcullis {
 namespace {
 
 constexpr std::size_t kHighWater = 256 * 1024;  // pump the message while output is below this
-constexpr std::size_t kLowWater = 64 * 1024;    // resume pumping when output drains to this
 constexpr std::size_t kChunk = 64 * 1024;
 
 }  // namespace

@@ -1,0 +1,118 @@
+// Fuzz target: DataFramer. The first two octets choose a split point, the next two the size
+// limit; the rest is DATA input. Invariants: never crash; split and unsplit runs give identical
+// results; the end of data is only ever <CRLF>.<CRLF> (or "." CRLF at the very start); bytes
+// after it are not consumed; the sink never holds a bare CR or LF (beyond a CR cut off exactly
+// at the size limit) nor more than the limit; a clean message survives DotStuffer and back.
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "proxy/data_framer.h"
+
+namespace {
+
+using portcullis::DataFramer;
+
+void require(bool ok, const char* what) {
+  if (ok) return;
+  std::fprintf(stderr, "invariant violated: %s\n", what);
+  std::abort();
+}
+
+class StringSink final : public portcullis::ByteSink {
+ public:
+  void append(const char* data, std::size_t n) override { out.append(data, n); }
+  std::string out;
+};
+
+struct Outcome {
+  bool ended = false;
+  std::size_t consumed = 0;
+  std::string output;
+  std::uint64_t size = 0;
+  bool oversized = false;
+  bool bareCr = false;
+  bool bareLf = false;
+  bool operator==(const Outcome&) const = default;
+};
+
+Outcome run(std::string_view in, std::uint64_t max, std::size_t cut) {
+  DataFramer f(max);
+  StringSink sink;
+  Outcome o;
+  const auto first = f.feed(in.substr(0, cut), sink);
+  require(first.consumed <= cut, "consumed more than given");
+  if (first.ended) {
+    o.ended = true;
+    o.consumed = first.consumed;
+  } else {
+    require(first.consumed == cut, "did not consume a chunk without the end");
+    const auto second = f.feed(in.substr(cut), sink);
+    require(second.consumed <= in.size() - cut, "consumed more than given");
+    o.ended = second.ended;
+    o.consumed = cut + second.consumed;
+    if (!second.ended) require(o.consumed == in.size(), "did not consume everything");
+  }
+  o.output = std::move(sink.out);
+  o.size = f.size();
+  o.oversized = f.oversized();
+  o.bareCr = f.bareCr();
+  o.bareLf = f.bareLf();
+  return o;
+}
+
+bool hasBareCrOrLf(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\r' && (i + 1 >= s.size() || s[i + 1] != '\n')) return true;
+    if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 4) return 0;
+  const std::size_t cutSeed = (std::size_t{data[0]} << 8) | data[1];
+  const std::uint64_t max = (std::uint64_t{data[2]} << 8) | data[3];
+  const std::string_view in(reinterpret_cast<const char*>(data) + 4, size - 4);
+  const std::size_t cut = cutSeed % (in.size() + 1);
+
+  const Outcome whole = run(in, max, in.size());
+  const Outcome split = run(in, max, cut);
+  require(whole == split, "the result depends on where the input was split");
+
+  require(whole.output.size() <= max, "sink holds more than the size limit");
+  require(whole.oversized == (whole.size > max), "oversized flag");
+  std::string_view out = whole.output;
+  if (whole.oversized && out.size() == max && !out.empty() && out.back() == '\r') {
+    out.remove_suffix(1);  // the limit may cut a CRLF in half; the message is rejected anyway
+  }
+  require(!hasBareCrOrLf(out), "the sink got a bare CR or LF");
+
+  if (whole.ended) {
+    const std::string_view used = in.substr(0, whole.consumed);
+    require(used.size() >= 3 && used.substr(used.size() - 3) == ".\r\n", "end without dot CRLF");
+    require(used.size() == 3 || (used.size() >= 5 && used.substr(used.size() - 5, 2) == "\r\n"),
+            "end of data not preceded by CRLF");
+  } else {
+    require(whole.consumed == in.size(), "not ended but not everything consumed");
+  }
+
+  // A clean, complete message round-trips through DotStuffer and the framer.
+  if (whole.ended && !whole.oversized && !whole.bareCr && !whole.bareLf &&
+      (whole.output.empty() || whole.output.size() >= 2) &&
+      (whole.output.empty() || whole.output.substr(whole.output.size() - 2) == "\r\n")) {
+    std::string wire;
+    portcullis::DotStuffer stuffer;
+    stuffer.stuff(whole.output, [&](std::string_view piece) { wire.append(piece); });
+    wire += ".\r\n";
+    const Outcome again = run(wire, max, wire.size() / 2);
+    require(again.ended && again.consumed == wire.size(), "re-stuffed message did not end");
+    require(again.output == whole.output, "unstuff(stuff(x)) != x");
+  }
+  return 0;
+}

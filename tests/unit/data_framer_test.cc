@@ -1,0 +1,355 @@
+// DataFramer and DotStuffer (RFC 5321 4.1.1.4, 4.5.2; DESIGN invariant 1). Every framing case
+// is run unsplit and again split at every possible boundary: the result must never depend on
+// how the bytes arrived. Bare CR / bare LF never end the data and poison the message.
+
+#include "proxy/data_framer.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace portcullis {
+namespace {
+
+std::string escape(std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c < 0x20 || c >= 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out.push_back(ch);
+    }
+  }
+  if (out.size() > 100) out = out.substr(0, 50) + "..." + out.substr(out.size() - 30);
+  return "\"" + out + "\"";
+}
+
+class StringSink final : public ByteSink {
+ public:
+  void append(const char* data, std::size_t n) override { out.append(data, n); }
+  std::string out;
+};
+
+struct Outcome {
+  bool ended = false;
+  std::size_t consumed = 0;  // total input octets used
+  std::string output;
+  std::uint64_t size = 0;
+  bool oversized = false;
+  bool bareCr = false;
+  bool bareLf = false;
+  bool operator==(const Outcome&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const Outcome& o) {
+  return os << "{ended=" << o.ended << " consumed=" << o.consumed << " output=" << escape(o.output)
+            << " size=" << o.size << " oversized=" << o.oversized << " bareCr=" << o.bareCr
+            << " bareLf=" << o.bareLf << "}";
+}
+
+// Feeds `input` cut at the offsets in `cuts` (ascending), as the session does: stop at the end
+// of data, and never feed again what was not consumed.
+Outcome run(std::string_view input, std::uint64_t maxSize, const std::vector<std::size_t>& cuts) {
+  DataFramer f(maxSize);
+  StringSink sink;
+  Outcome o;
+  std::size_t start = 0;
+  std::vector<std::size_t> ends = cuts;
+  ends.push_back(input.size());
+  for (const std::size_t end : ends) {
+    if (end < start) continue;
+    const auto r = f.feed(input.substr(start, end - start), sink);
+    EXPECT_LE(r.consumed, end - start) << "consumed more than it was given";
+    if (r.ended) {
+      o.ended = true;
+      o.consumed = start + r.consumed;
+      break;
+    }
+    EXPECT_EQ(r.consumed, end - start) << "without the end of data every octet is consumed";
+    start = end;
+    o.consumed = start;
+  }
+  o.output = sink.out;
+  o.size = f.size();
+  o.oversized = f.oversized();
+  o.bareCr = f.bareCr();
+  o.bareLf = f.bareLf();
+  return o;
+}
+
+Outcome run(std::string_view input, std::uint64_t maxSize = 1 << 20) {
+  return run(input, maxSize, {});
+}
+
+// Every split into chunks of 1..4 octets, every single cut, and every pair of cuts for short
+// inputs: all must give the unsplit outcome.
+void expectSplitInvariant(std::string_view input, std::uint64_t maxSize, const Outcome& want) {
+  for (std::size_t chunk = 1; chunk <= 4; ++chunk) {
+    std::vector<std::size_t> cuts;
+    for (std::size_t at = chunk; at < input.size(); at += chunk) cuts.push_back(at);
+    const Outcome got = run(input, maxSize, cuts);
+    ASSERT_EQ(got, want) << escape(input) << " in " << chunk << "-octet chunks: got " << got
+                         << ", want " << want;
+  }
+  for (std::size_t at = 0; at <= input.size(); ++at) {
+    const Outcome got = run(input, maxSize, {at});
+    ASSERT_EQ(got, want) << escape(input) << " cut at " << at << ": got " << got << ", want "
+                         << want;
+  }
+  if (input.size() <= 48) {
+    for (std::size_t a = 0; a <= input.size(); ++a) {
+      for (std::size_t b = a; b <= input.size(); ++b) {
+        const Outcome got = run(input, maxSize, {a, b});
+        ASSERT_EQ(got, want) << escape(input) << " cut at " << a << " and " << b << ": got " << got
+                             << ", want " << want;
+      }
+    }
+  }
+}
+
+bool hasBareCrOrLf(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\r' && (i + 1 >= s.size() || s[i + 1] != '\n')) return true;
+    if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) return true;
+  }
+  return false;
+}
+
+struct FrameCase {
+  std::string name;
+  std::string input;
+  bool ended;
+  std::size_t consumed;  // npos: the whole input
+  std::string output;    // checked only for clean (unpoisoned) messages
+  bool bareCr;
+  bool bareLf;
+};
+
+constexpr std::size_t kAll = std::string::npos;
+
+TEST(DataFramer, FramingTable) {
+  const std::vector<FrameCase> cases = {
+      {"simple", "Subject: x\r\n\r\nbody\r\n.\r\n", true, kAll, "Subject: x\r\n\r\nbody\r\n", false,
+       false},
+      {"empty message: end marker at the very start", ".\r\n", true, 3, "", false, false},
+      {"empty message, pipelined command after", ".\r\nQUIT\r\n", true, 3, "", false, false},
+      {"bytes after the end are not consumed", "a\r\n.\r\nMAIL FROM:<x@y>\r\n", true, 6, "a\r\n",
+       false, false},
+      {"only the first end counts", "a\r\n.\r\n.\r\n", true, 6, "a\r\n", false, false},
+      {"dot-stuffed line", "..leading dot\r\n.\r\n", true, kAll, ".leading dot\r\n", false, false},
+      {"stuffed lone dot", "a\r\n..\r\n.\r\n", true, kAll, "a\r\n.\r\n", false, false},
+      {"stuffed dots", "...\r\n.\r\n", true, kAll, "..\r\n", false, false},
+      {"unstuffed leading dot (RFC 5321 4.5.2: the first dot is dropped)", ".x\r\n.\r\n", true,
+       kAll, "x\r\n", false, false},
+      {"dot space", ". \r\n.\r\n", true, kAll, " \r\n", false, false},
+      {"dot CRLF inside a line is not the end", "a.\r\nb .\r\n.\r\n", true, kAll, "a.\r\nb .\r\n",
+       false, false},
+      {"CRLF.CRLF split over lines", "x\r\n.y\r\n.\r\n", true, kAll, "x\r\ny\r\n", false, false},
+      {"no end yet", "a\r\nb\r\n", false, kAll, "a\r\nb\r\n", false, false},
+      {"no end yet: dot CR", "a\r\n.\r", false, kAll, "a\r\n", false, false},
+      {"no end yet: dot", "a\r\n.", false, kAll, "a\r\n", false, false},
+      {"no end yet: CR", "a\r", false, kAll, "a", false, false},
+      {"long line", std::string(3000, 'z') + "\r\n.\r\n", true, kAll,
+       std::string(3000, 'z') + "\r\n", false, false},
+      {"8-bit and NUL pass through", std::string("\xc3\xa9\0\x01\r\n.\r\n", 9), true, kAll,
+       std::string("\xc3\xa9\0\x01\r\n", 6), false, false},
+      // Bare LF / bare CR: never a line end, never rewritten, always poison.
+      {"bare LF", "a\nb\r\n.\r\n", true, kAll, "", false, true},
+      {"bare CR", "a\rb\r\n.\r\n", true, kAll, "", true, false},
+      {"bare CR before CRLF", "a\r\r\n.\r\n", true, kAll, "", true, false},
+      {"bare LF at the start", "\n.\r\n", false, kAll, "", false, true},
+      {"bare CR at the start", "\r.\r\n", false, kAll, "", true, false},
+      {"dot then bare LF", ".\n\r\n.\r\n", true, kAll, "", false, true},
+      {"dot CR then not LF", ".\rX\r\n.\r\n", true, kAll, "", true, false},
+      {"dot CR CR LF", ".\r\r\n.\r\n", true, kAll, "", true, false},
+      // The smuggling terminators (CVE-2023-51764 and friends) never end the data.
+      {"LF.LF", "a\n.\n", false, kAll, "", false, true},
+      {"CRLF.LF", "a\r\n.\n", false, kAll, "", false, true},
+      {"LF.CRLF", "a\n.\r\n", false, kAll, "", false, true},
+      {"CR.CRLF", "a\r.\r\n", false, kAll, "", true, false},
+      {"CR.CR", "a\r.\r", false, kAll, "", true, false},
+      {"LF.LF then the real end", "a\r\n\n.\nb\r\n.\r\n", true, kAll, "", false, true},
+      {"CRLF.LF then the real end", "a\r\n.\nb\r\n.\r\n", true, kAll, "", false, true},
+      {"LF.CRLF then the real end", "a\r\n\n.\r\nb\r\n.\r\n", true, kAll, "", false, true},
+      {"CR.CRLF then the real end", "a\r\n\r.\r\nb\r\n.\r\n", true, kAll, "", true, false},
+      {"smuggled MAIL after LF.LF",
+       "Subject: hi\r\n\r\nbody\n.\nMAIL FROM:<evil@x>\r\nRCPT TO:<v@y>\r\nDATA\r\nevil\r\n.\r\n",
+       true, kAll, "", false, true},
+  };
+  for (const auto& tc : cases) {
+    SCOPED_TRACE(tc.name);
+    const Outcome got = run(tc.input);
+    const std::size_t wantConsumed = tc.consumed == kAll ? tc.input.size() : tc.consumed;
+    EXPECT_EQ(got.ended, tc.ended) << tc.name << " " << escape(tc.input) << ": got " << got;
+    EXPECT_EQ(got.consumed, wantConsumed)
+        << tc.name << ": got consumed " << got.consumed << ", want " << wantConsumed;
+    EXPECT_EQ(got.bareCr, tc.bareCr) << tc.name << ": got " << got;
+    EXPECT_EQ(got.bareLf, tc.bareLf) << tc.name << ": got " << got;
+    if (!tc.bareCr && !tc.bareLf) {
+      EXPECT_EQ(got.output, tc.output)
+          << tc.name << ": got " << escape(got.output) << ", want " << escape(tc.output);
+      EXPECT_EQ(got.size, tc.output.size());
+    }
+    EXPECT_FALSE(hasBareCrOrLf(got.output))
+        << tc.name << ": the sink got a bare CR or LF: " << escape(got.output);
+    expectSplitInvariant(tc.input, 1 << 20, got);
+  }
+}
+
+TEST(DataFramer, SizeCap) {
+  const std::string body = "0123456789ABCDEF\r\n";  // 18 octets
+  const std::string input = body + ".\r\n";
+  const struct {
+    std::uint64_t max;
+    bool oversized;
+    std::string sink;
+  } cases[] = {
+      {1000, false, body},      {18, false, body}, {17, true, body.substr(0, 17)},
+      {10, true, "0123456789"}, {1, true, "0"},    {0, true, ""},
+  };
+  for (const auto& tc : cases) {
+    const Outcome got = run(input, tc.max);
+    EXPECT_TRUE(got.ended) << "max " << tc.max;
+    EXPECT_EQ(got.consumed, input.size()) << "max " << tc.max << ": the end is still found";
+    EXPECT_EQ(got.size, body.size()) << "max " << tc.max << ": size counts past the limit";
+    EXPECT_EQ(got.oversized, tc.oversized)
+        << "max " << tc.max << ": got oversized " << got.oversized << ", want " << tc.oversized;
+    EXPECT_EQ(got.output, tc.sink) << "max " << tc.max << ": got " << escape(got.output) << " ("
+                                   << got.output.size() << " octets), want " << escape(tc.sink);
+    EXPECT_LE(got.output.size(), tc.max);
+    expectSplitInvariant(input, tc.max, got);
+  }
+  // An empty message fits any limit, even 0.
+  const Outcome empty = run(".\r\n", 0);
+  EXPECT_TRUE(empty.ended);
+  EXPECT_FALSE(empty.oversized);
+
+  // A large message: the sink gets exactly maxSize octets, the count goes on.
+  std::string big;
+  for (int i = 0; i < 2000; ++i) big += "line " + std::to_string(i) + " of the message\r\n";
+  const std::uint64_t max = 10'000;
+  const Outcome got = run(big + ".\r\n", max, {4096, 8192, 12288});
+  EXPECT_TRUE(got.ended);
+  EXPECT_TRUE(got.oversized);
+  EXPECT_EQ(got.output.size(), max) << "got " << got.output.size() << " octets, want " << max;
+  EXPECT_EQ(got.output, big.substr(0, max));
+  EXPECT_EQ(got.size, big.size());
+}
+
+TEST(DataFramer, PoisonStopsStoring) {
+  // After a bare LF nothing more is stored: what the sink holds is a prefix of the message.
+  const Outcome got = run("clean line\r\nbad\nline\r\nmore\r\n.\r\n");
+  EXPECT_TRUE(got.ended);
+  EXPECT_TRUE(got.bareLf);
+  EXPECT_EQ(got.output, "clean line\r\nbad");
+  EXPECT_EQ(got.size, std::string("clean line\r\nbadline\r\nmore\r\n").size())
+      << "the size still counts every data octet";
+}
+
+// ---- DotStuffer ----
+
+std::string stuffAll(std::string_view in, const std::vector<std::size_t>& cuts = {}) {
+  DotStuffer s;
+  std::string out;
+  std::size_t start = 0;
+  std::vector<std::size_t> ends = cuts;
+  ends.push_back(in.size());
+  for (const std::size_t end : ends) {
+    if (end < start) continue;
+    s.stuff(in.substr(start, end - start), [&](std::string_view piece) { out += piece; });
+    start = end;
+  }
+  return out;
+}
+
+TEST(DotStuffer, Table) {
+  const struct {
+    std::string in;
+    std::string want;
+  } cases[] = {
+      {"", ""},
+      {"abc\r\n", "abc\r\n"},
+      {".\r\n", "..\r\n"},
+      {".hidden\r\n", "..hidden\r\n"},
+      {"a\r\n.\r\nb\r\n", "a\r\n..\r\nb\r\n"},
+      {"a.b\r\n", "a.b\r\n"},
+      {"..\r\n", "...\r\n"},
+      {"x\r\n.", "x\r\n.."},
+  };
+  for (const auto& tc : cases) {
+    const std::string got = stuffAll(tc.in);
+    EXPECT_EQ(got, tc.want) << escape(tc.in) << ": got " << escape(got) << ", want "
+                            << escape(tc.want);
+    for (std::size_t at = 0; at <= tc.in.size(); ++at) {
+      EXPECT_EQ(stuffAll(tc.in, {at}), tc.want) << escape(tc.in) << " cut at " << at;
+    }
+  }
+  DotStuffer s;
+  EXPECT_TRUE(s.atLineStart());
+  s.stuff("abc", [](std::string_view) {});
+  EXPECT_FALSE(s.atLineStart());
+  s.stuff("\r\n", [](std::string_view) {});
+  EXPECT_TRUE(s.atLineStart());
+}
+
+TEST(DotStuffer, RoundTripWithTheFramer) {
+  // For random canonical messages m: framing stuff(m) + ".\r\n" gives m back, and stuffing that
+  // again gives the same wire bytes: stuff(unstuff(x)) == x for canonical x.
+  std::mt19937 rng(5321);
+  const std::string alphabet = "..ab .x\t";
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string m;
+    const int lines = static_cast<int>(rng() % 8);
+    for (int l = 0; l < lines; ++l) {
+      const int len = static_cast<int>(rng() % 6);
+      for (int i = 0; i < len; ++i) m.push_back(alphabet[rng() % alphabet.size()]);
+      m += "\r\n";
+    }
+    const std::string wire = stuffAll(m) + ".\r\n";
+    std::vector<std::size_t> cuts;
+    for (std::size_t at = 0; at < wire.size(); at += 1 + rng() % 5) cuts.push_back(at);
+    const Outcome got = run(wire, 1 << 20, cuts);
+    ASSERT_TRUE(got.ended) << escape(wire);
+    ASSERT_EQ(got.consumed, wire.size()) << escape(wire);
+    ASSERT_FALSE(got.bareCr || got.bareLf) << escape(wire);
+    ASSERT_EQ(got.output, m) << escape(wire) << ": got " << escape(got.output) << ", want "
+                             << escape(m);
+    std::vector<std::size_t> stuffCuts;
+    for (std::size_t at = 0; at < got.output.size(); at += 1 + rng() % 4) stuffCuts.push_back(at);
+    ASSERT_EQ(stuffAll(got.output, stuffCuts) + ".\r\n", wire)
+        << "stuff(unstuff(x)) != x for " << escape(wire);
+  }
+}
+
+TEST(DataFramer, RandomInputsAreSplitInvariant) {
+  // Random soup of the interesting octets: whatever the split, the same outcome; the sink never
+  // holds a bare CR or LF, and never more than maxSize octets.
+  std::mt19937 rng(3030);
+  const std::string alphabet = "\r\n.\r\n.a";
+  for (int iter = 0; iter < 400; ++iter) {
+    std::string in;
+    const int n = static_cast<int>(rng() % 24);
+    for (int i = 0; i < n; ++i) in.push_back(alphabet[rng() % alphabet.size()]);
+    const std::uint64_t max = rng() % 3 == 0 ? rng() % 8 : 1 << 20;
+    const Outcome want = run(in, max);
+    if (!want.oversized) {
+      ASSERT_FALSE(hasBareCrOrLf(want.output)) << escape(in) << ": got " << want;
+    }
+    ASSERT_LE(want.output.size(), max);
+    expectSplitInvariant(in, max, want);
+  }
+}
+
+}  // namespace
+}  // namespace portcullis
