@@ -55,9 +55,13 @@ DataFramer::Result DataFramer::feed(std::string_view in, ByteSink& sink) {
         }
         break;
       case State::kMid: {
-        // Fast path: copy the run up to the next CR or LF.
-        std::size_t end = pos;
-        while (end < n && data[end] != '\r' && data[end] != '\n') ++end;
+        // Fast path: copy the run up to the next CR or LF (two memchr scans per line).
+        const void* cr = std::memchr(data + pos, '\r', n - pos);
+        const std::size_t crPos =
+            cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - data) : n;
+        const void* lf = std::memchr(data + pos, '\n', crPos - pos);
+        const std::size_t end =
+            lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - data) : crPos;
         if (end > pos) emit(data + pos, end - pos, sink);
         pos = end;
         if (pos == n) break;

@@ -295,7 +295,9 @@ void Session::reply(const Reply& r, std::string_view verb) {
   }
   lastReply_ = r.summary();
   if (r.code() >= 500 && r.code() <= 504) ++errors_;  // protocol errors, as smtpd counts them
-  spdlog::debug("{} event=reply verb={} reply={}", view_.id, verb, logValue(lastReply_));
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("{} event=reply verb={} reply={}", view_.id, verb, logValue(lastReply_));
+  }
   if (r.closesConnection()) close(ClosedBy::kServer, lastReply_);
 }
 

@@ -152,7 +152,9 @@ void Upstream::send(const std::string& line, Expect expect, std::chrono::millise
   expect_ = expect;
   parser_.reset();
   stream_->write(line + "\r\n");
-  spdlog::trace("{} event=upstream-send line={}", id_, logValue(line));
+  if (spdlog::should_log(spdlog::level::trace)) {
+    spdlog::trace("{} event=upstream-send line={}", id_, logValue(line));
+  }
   timer_.start(timeout);
 }
 
@@ -245,7 +247,9 @@ bool Upstream::legal(Expect expect, const Reply& reply) const {
 }
 
 void Upstream::handleReply(Reply reply) {
-  spdlog::trace("{} event=upstream-reply reply={}", id_, logValue(reply.summary()));
+  if (spdlog::should_log(spdlog::level::trace)) {
+    spdlog::trace("{} event=upstream-reply reply={}", id_, logValue(reply.summary()));
+  }
   if (reply.isNegative()) negativeSeen_ = true;
   if (!legal(expect_, reply)) {
     fail(UpstreamFailure::kProtocol, "unexpected reply " + std::to_string(reply.code()));
