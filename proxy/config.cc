@@ -86,6 +86,13 @@ void parseUpstream(const ConfigSection& s, Config& cfg) {
   cfg.upstream.poolIdleTimeout = s.getDuration("pool_idle_timeout", cfg.upstream.poolIdleTimeout);
   cfg.upstream.poolMaxReuse =
       static_cast<std::uint32_t>(s.getInt("pool_max_reuse", cfg.upstream.poolMaxReuse, 1, 1000000));
+  const std::string tls = s.getChoice("tls", {"none", "opportunistic", "require"}, "none");
+  cfg.upstream.tls = tls == "require"         ? UpstreamTls::kRequire
+                     : tls == "opportunistic" ? UpstreamTls::kOpportunistic
+                                              : UpstreamTls::kNone;
+  cfg.upstream.tlsVerify = s.getBool("tls_verify", false);
+  cfg.upstream.caFile = s.getString("ca_file", "");
+  cfg.upstream.tlsName = s.getString("tls_name", "");
 }
 
 void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Config& cfg) {
@@ -168,6 +175,26 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
     cfg->trustedProxies.push_back(*cidr);
   }
   parseUpstream(s.section("upstream"), *cfg);
+
+  const ConfigSection tls = s.section("tls");
+  cfg->tls.cert = tls.getString("cert", "");
+  cfg->tls.key = tls.getString("key", cfg->tls.cert);
+  cfg->tls.ciphers = tls.getString("ciphers", "");
+  cfg->tls.ciphersuites = tls.getString("ciphersuites", "");
+  cfg->tls.minVersion = tls.getChoice("min_version", {"1.0", "1.1", "1.2", "1.3"}, "1.2");
+  cfg->tls.require = tls.getBool("require", false);
+  cfg->tls.receivedHeader = tls.getBool("received_header", true);
+  if (cfg->tls.require && !cfg->tls.enabled()) tls.fail("require", "needs tls.cert and tls.key");
+  for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
+    if (cfg->listeners[i].tls == TlsListenMode::kImplicit && !cfg->tls.enabled()) {
+      throw ConfigError("listen[" + std::to_string(i) + "].tls",
+                        "implicit TLS needs tls.cert and tls.key");
+    }
+    if (cfg->listeners[i].proxyProtocol && cfg->trustedProxies.empty()) {
+      throw ConfigError("listen[" + std::to_string(i) + "].proxy_protocol",
+                        "needs trusted_proxies: the sources allowed to send a PROXY header");
+    }
+  }
 
   const ConfigSection limits = s.section("limits");
   auto& l = cfg->limits;

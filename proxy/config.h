@@ -22,6 +22,7 @@ using std::chrono::milliseconds;
 
 enum class TlsListenMode { kNone, kStartTls, kImplicit };
 enum class IdentityMode { kXclient, kNone, kProxyV1, kProxyV2 };
+enum class UpstreamTls { kNone, kOpportunistic, kRequire };
 enum class FilterMode { kEnforce, kObserve };
 enum class OnError { kTempfail, kContinue };
 
@@ -42,6 +43,21 @@ struct UpstreamConfig {
   std::size_t poolSize = 32;  // idle connections kept for reuse; 0 disables the pool
   milliseconds poolIdleTimeout{30'000};
   std::uint32_t poolMaxReuse = 100;  // sessions per connection
+  UpstreamTls tls = UpstreamTls::kNone;
+  bool tlsVerify = false;
+  std::string caFile;
+  std::string tlsName;
+};
+
+struct TlsConfig {
+  std::string cert;  // empty: no TLS (no STARTTLS offered, no implicit listeners)
+  std::string key;
+  std::string ciphers;
+  std::string ciphersuites;
+  std::string minVersion = "1.2";
+  bool require = false;        // MAIL needs STARTTLS first (530 5.7.0)
+  bool receivedHeader = true;  // record the client's TLS in a Received: trace header
+  bool enabled() const { return !cert.empty(); }
 };
 
 struct LimitsConfig {
@@ -93,6 +109,7 @@ struct Config {
   std::vector<ListenerConfig> listeners;
   std::vector<Cidr> trustedProxies;
   UpstreamConfig upstream;
+  TlsConfig tls;
   LimitsConfig limits;
   TimeoutsConfig timeouts;
   SpoolConfig spool;

@@ -100,21 +100,37 @@ bool Server::start(std::string* error) {
   }
   context_.resolver = resolver_.get();
 
+  if (config_->tls.enabled() && !reloadTls(error)) return false;
+  if (config_->upstream.tls != UpstreamTls::kNone) {
+    TlsClientSettings c;
+    c.verify = config_->upstream.tlsVerify;
+    c.caFile = config_->upstream.caFile;
+    c.name = config_->upstream.tlsName;
+    clientTls_ = TlsContext::client(c, error);
+    if (!clientTls_) return false;
+  }
+
   for (const ListenerConfig& l : config_->listeners) {
     unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
     if (l.address.family() == AF_INET6) flags |= LEV_OPT_BIND_IPV6ONLY;
+    listenerContexts_.push_back(std::make_unique<ListenerContext>(ListenerContext{this, &l}));
     evconnlistener* listener =
-        evconnlistener_new_bind(base_, &Server::onAccept, this, flags, 1024, l.address.get(),
-                                static_cast<int>(l.address.length));
+        evconnlistener_new_bind(base_, &Server::onAccept, listenerContexts_.back().get(), flags,
+                                1024, l.address.get(), static_cast<int>(l.address.length));
     if (listener == nullptr) {
       *error = "listen " + l.text + ": " + std::strerror(errno);
       return false;
     }
     evconnlistener_set_error_cb(listener, &Server::onAcceptError);
     listeners_.emplace_back(listener);
-    spdlog::info("event=listening address={} upstream={} identity={}", l.address.toString(),
-                 config_->upstream.address.toString(),
-                 config_->upstream.identity == IdentityMode::kXclient ? "xclient" : "none");
+    static constexpr const char* kIdentity[] = {"xclient", "none", "proxy-v1", "proxy-v2"};
+    spdlog::info("event=listening address={} tls={} proxy_protocol={} upstream={} identity={}",
+                 l.address.toString(),
+                 l.tls == TlsListenMode::kImplicit                   ? "implicit"
+                 : (l.tls == TlsListenMode::kStartTls && serverTls_) ? "starttls"
+                                                                     : "none",
+                 l.proxyProtocol ? "yes" : "no", config_->upstream.address.toString(),
+                 kIdentity[static_cast<int>(config_->upstream.identity)]);
   }
   for (const int sig : {SIGTERM, SIGINT, SIGHUP}) {
     signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
@@ -127,7 +143,21 @@ bool Server::start(std::string* error) {
 void Server::onSignal(evutil_socket_t sig, short, void* self) {
   auto* s = static_cast<Server*>(self);
   if (sig == SIGHUP) {
-    spdlog::info("event=sighup action=none detail=\"configuration reload is not implemented yet\"");
+    // Full configuration reload is not built yet; certificates are (the usual reason to HUP).
+    std::string error;
+    if (!s->config_->tls.enabled()) {
+      spdlog::info(
+          "event=sighup action=none detail=\"no TLS configured; config reload is not "
+          "implemented yet\"");
+    } else if (s->reloadTls(&error)) {
+      spdlog::info("event=sighup action=tls-reload result=ok cert={}",
+                   logValue(s->config_->tls.cert));
+    } else {
+      spdlog::error(
+          "event=sighup action=tls-reload result=failed error={} detail=\"keeping the "
+          "previous certificate\"",
+          logValue(error));
+    }
     return;
   }
   spdlog::info("event=signal signal={} action=drain sessions={}", sig == SIGTERM ? "TERM" : "INT",
@@ -156,13 +186,31 @@ void Server::maybeExit() {
 }
 
 void Server::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len, void* self) {
-  auto* s = static_cast<Server*>(self);
+  auto* ctx = static_cast<ListenerContext*>(self);
   auto peer = fromSockaddr(addr, static_cast<socklen_t>(len));
   if (!peer) {
     ::close(fd);
     return;
   }
-  s->accept(fd, *peer);
+  ctx->server->accept(fd, *peer, *ctx->config);
+}
+
+bool Server::reloadTls(std::string* error) {
+  TlsServerSettings t;
+  t.cert = config_->tls.cert;
+  t.key = config_->tls.key;
+  t.ciphers = config_->tls.ciphers;
+  t.ciphersuites = config_->tls.ciphersuites;
+  t.minVersion = tlsVersionFromName(config_->tls.minVersion);
+  auto fresh = TlsContext::server(t, error);
+  if (!fresh) return false;
+  serverTls_ = std::move(fresh);
+  return true;
+}
+
+bool Server::rekeyClient(const std::string& before, const std::string& after) {
+  if (auto p = perIp_.find(before); p != perIp_.end() && --p->second == 0) perIp_.erase(p);
+  return ++perIp_[after] <= config_->limits.maxConnectionsPerIp;
 }
 
 void Server::onAcceptError(evconnlistener*, void*) {
@@ -171,14 +219,25 @@ void Server::onAcceptError(evconnlistener*, void*) {
   spdlog::error("event=accept-error error={}", logValue(evutil_socket_error_to_string(err)));
 }
 
-void Server::accept(evutil_socket_t fd, const SocketAddress& peer) {
+void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const ListenerConfig& listener) {
   const std::string ip = peer.host();
+  if (listener.proxyProtocol) {
+    // Only a trusted load balancer may tell us who the client is (DESIGN invariant 3).
+    bool trusted = false;
+    for (const Cidr& c : config_->trustedProxies) trusted = trusted || c.contains(peer);
+    if (!trusted) {
+      spdlog::warn("event=proxy-refused source={} listener={} reason=\"not in trusted_proxies\"",
+                   peer.toString(), listener.address.toString());
+      ::close(fd);
+      return;
+    }
+  }
   const char* refusal = nullptr;
   if (draining_) {
     refusal = "421 4.3.2 Service shutting down\r\n";
   } else if (sessions_.size() >= config_->limits.maxConnections) {
     refusal = "421 4.7.0 Error: too many connections, try again later\r\n";
-  } else if (perIp_[ip] >= config_->limits.maxConnectionsPerIp) {
+  } else if (!listener.proxyProtocol && perIp_[ip] >= config_->limits.maxConnectionsPerIp) {
     refusal = "421 4.7.0 Error: too many connections from your address, try again later\r\n";
   }
   if (refusal != nullptr) {
@@ -194,7 +253,7 @@ void Server::accept(evutil_socket_t fd, const SocketAddress& peer) {
   SocketAddress local;
   local.length = sizeof local.storage;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&local.storage), &local.length);
-  auto session = std::make_unique<Session>(*this, config_, fd, peer, local);
+  auto session = std::make_unique<Session>(*this, config_, listener, fd, peer, local);
   Session* raw = session.get();
   sessions_.emplace(raw, std::move(session));
   ++perIp_[ip];

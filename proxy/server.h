@@ -16,6 +16,7 @@
 #include "proxy/config.h"
 #include "proxy/event_util.h"
 #include "proxy/session.h"
+#include "proxy/tls.h"
 #include "proxy/upstream.h"
 
 namespace portcullis {
@@ -45,6 +46,13 @@ class Server final : public SessionHost {
   void sessionClosed(Session* session) override;
   std::unique_ptr<Upstream> takeUpstream() override;
   void returnUpstream(std::unique_ptr<Upstream> upstream) override;
+  std::shared_ptr<const TlsContext> serverTls() const override { return serverTls_; }
+  std::shared_ptr<const TlsContext> clientTls() const override { return clientTls_; }
+  bool rekeyClient(const std::string& before, const std::string& after) override;
+
+  // Re-reads tls.cert / tls.key; new handshakes use them, sessions already in TLS are not
+  // affected. On error the old certificate stays in use. Called on SIGHUP.
+  bool reloadTls(std::string* error);
 
  private:
   static void onAccept(evconnlistener* listener, evutil_socket_t fd, sockaddr* addr, int len,
@@ -53,7 +61,11 @@ class Server final : public SessionHost {
   static void onSignal(evutil_socket_t sig, short, void* self);
   static void onReap(evutil_socket_t, short, void* self);
 
-  void accept(evutil_socket_t fd, const SocketAddress& peer);
+  struct ListenerContext {
+    Server* server;
+    const ListenerConfig* config;
+  };
+  void accept(evutil_socket_t fd, const SocketAddress& peer, const ListenerConfig& listener);
   void reap();
   void probe();
   void maybeExit();
@@ -62,6 +74,9 @@ class Server final : public SessionHost {
   event_base* base_;
   std::shared_ptr<const Config> config_;
   std::vector<ListenerPtr> listeners_;
+  std::vector<std::unique_ptr<ListenerContext>> listenerContexts_;
+  std::shared_ptr<const TlsContext> serverTls_;
+  std::shared_ptr<const TlsContext> clientTls_;
   std::unique_ptr<Resolver> resolver_;
   FilterContext context_;
   std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "proxy/log.h"
+#include "proxy/proxy_protocol.h"
 
 namespace portcullis {
 namespace {
@@ -16,6 +17,7 @@ constexpr std::size_t kInputHighWater = 64 * 1024;   // stop reading while this 
 constexpr std::size_t kOutputHighWater = 64 * 1024;  // stop answering while the client won't read
 constexpr std::size_t kMaxTranscript = 64;
 constexpr std::chrono::milliseconds kLingerTime{2000};
+constexpr std::chrono::milliseconds kProxyHeaderTimeout{10'000};
 
 std::string verbForSummary(std::string_view line) {
   std::string v;
@@ -32,10 +34,12 @@ std::string verbForSummary(std::string_view line) {
 
 }  // namespace
 
-Session::Session(SessionHost& host, std::shared_ptr<const Config> config, evutil_socket_t fd,
-                 const SocketAddress& peer, const SocketAddress& local)
+Session::Session(SessionHost& host, std::shared_ptr<const Config> config,
+                 const ListenerConfig& listener, evutil_socket_t fd, const SocketAddress& peer,
+                 const SocketAddress& local)
     : host_(host),
       config_(std::move(config)),
+      listener_(&listener),
       peer_(peer),
       local_(local),
       stream_(std::make_unique<Stream>(host.base(), fd)),
@@ -59,6 +63,14 @@ Session::Session(SessionHost& host, std::shared_ptr<const Config> config, evutil
                   }),
       closeTimer_(host.base(), [this] { finalize(); }),
       reapTimer_(host.base(), [this] { retiredUpstream_.clear(); }),
+      guardTimer_(host.base(),
+                  [this] {
+                    // No PROXY header or TLS handshake in time: nothing to say, just close.
+                    closeReason_ = phase_ == Phase::kProxyHeader ? "no PROXY header in time"
+                                                                 : "TLS handshake timed out";
+                    phase_ = Phase::kClosing;
+                    finalize();
+                  }),
       started_(std::chrono::steady_clock::now()) {
   view_.id = newSessionId();
   view_.client.address = peer.host();
@@ -75,9 +87,12 @@ Session::Session(SessionHost& host, std::shared_ptr<const Config> config, evutil
   upstreamSettings_.connectTimeout = config_->upstream.connectTimeout;
   upstreamSettings_.commandTimeout = config_->upstream.commandTimeout;
   upstreamSettings_.dataTimeout = config_->timeouts.endOfData;
+  upstreamSettings_.tls = config_->upstream.tls;
+  upstreamSettings_.tlsContext = host.clientTls();
 
   ehloPolicy_.hostname = config_->hostname;
   ehloPolicy_.maxMessageSize = config_->limits.maxMessageSize;
+  ehloPolicy_.offerStartTls = config_->tls.enabled() && listener.tls == TlsListenMode::kStartTls;
 
   chain_ =
       std::make_unique<FilterChain>(host.base(), view_.id, config_->filters, host.filterContext());
@@ -95,9 +110,69 @@ void Session::start() {
                          [this](Stream::Event e, std::string d) { onStreamEvent(e, d); }});
   stream_->setReadLimit(kInputHighWater);
   stream_->start();
-  spdlog::info("{} event=connect client={} local={}", view_.id, peer_.toString(),
-               local_.toString());
+  spdlog::info("{} event=connect client={} local={}{}", view_.id, peer_.toString(),
+               local_.toString(), listener_->proxyProtocol ? " proxy_protocol=expected" : "");
+  if (listener_->proxyProtocol) {
+    // A trusted load balancer speaks first: the PROXY header, within a bounded time.
+    phase_ = Phase::kProxyHeader;
+    guardTimer_.start(kProxyHeaderTimeout);
+    return;
+  }
+  startTransport();
+}
 
+void Session::readProxyHeader() {
+  evbuffer* in = stream_->input();
+  const std::size_t avail = std::min<std::size_t>(evbuffer_get_length(in), 1100);
+  const auto* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(avail)));
+  const ProxyHeader h = parseProxyHeader(std::string_view(p, avail));
+  if (h.status == ProxyHeader::Status::kNeedMore) return;
+  guardTimer_.stop();
+  if (h.status == ProxyHeader::Status::kError) {
+    spdlog::warn("{} event=proxy-header-error proxy={} error={}", view_.id, peer_.toString(),
+                 logValue(h.error));
+    phase_ = Phase::kClosing;
+    closeReason_ = "bad PROXY header: " + h.error;
+    finalize();
+    return;
+  }
+  evbuffer_drain(in, h.consumed);
+  if (!h.local) {
+    const std::string before = view_.client.address;
+    peer_ = h.source;
+    local_ = h.destination;
+    view_.client.address = h.source.host();
+    view_.client.port = h.source.port();
+    view_.client.ipv6 = view_.client.address.find(':') != std::string::npos;
+    view_.localAddress = h.destination.host();
+    view_.localPort = h.destination.port();
+    spdlog::info("{} event=proxy-header version={} client={} local={}", view_.id, h.version,
+                 h.source.toString(), h.destination.toString());
+    // Connection limits count the real client, not the load balancer.
+    if (!host_.rekeyClient(before, view_.client.address)) {
+      verb_ = "CONNECT";
+      reply(*Reply::make(421, "4.7.0",
+                         {"Error: too many connections from your address, try again later"}),
+            verb_);
+      return;
+    }
+  }
+  startTransport();
+}
+
+void Session::startTransport() {
+  if (listener_->tls == TlsListenMode::kImplicit) {
+    // RFC 8314: TLS from the first byte; the greeting waits for the handshake.
+    phase_ = Phase::kTlsHandshake;
+    guardTimer_.start(config_->timeouts.command);
+    stream_->startTls(host_.serverTls()->newSsl(), true);
+    return;
+  }
+  phase_ = Phase::kStarting;
+  beginSession();
+}
+
+void Session::beginSession() {
   if (config_->timeouts.greetingDelay.count() > 0) {
     startTimer_.start(config_->timeouts.greetingDelay);
   } else {
@@ -152,6 +227,7 @@ void Session::maybeGreet() {
   } else {
     reply(*Reply::make(220, "", {config_->hostname + " ESMTP"}), "CONNECT");
   }
+  greeted_ = true;
   enterState(SmtpState::kGreeted);
   commandDone();
 }
@@ -160,6 +236,9 @@ void Session::maybeGreet() {
 
 void Session::onReadable() {
   switch (phase_) {
+    case Phase::kProxyHeader:
+      readProxyHeader();
+      break;
     case Phase::kIdle:
       processInput();
       break;
@@ -199,7 +278,15 @@ void Session::onDrained() {
 }
 
 void Session::onStreamEvent(Stream::Event event, const std::string& detail) {
+  if (event == Stream::Event::kTlsReady) {
+    tlsReady();
+    return;
+  }
   if (event != Stream::Event::kEof && event != Stream::Event::kError) return;
+  if (phase_ == Phase::kTlsHandshake) {
+    spdlog::info("{} event=tls-handshake-failed client={} error={}", view_.id, peer_.toString(),
+                 logValue(detail));
+  }
   if (phase_ == Phase::kClosing) {
     finalize();
     return;
@@ -209,6 +296,21 @@ void Session::onStreamEvent(Stream::Event event, const std::string& detail) {
   closeReason_ =
       event == Stream::Event::kEof ? "client disconnected" : "client connection error: " + detail;
   finalize();
+}
+
+void Session::tlsReady() {
+  guardTimer_.stop();
+  view_.tls = describeTls(stream_->ssl());
+  spdlog::info("{} event=tls protocol={} cipher={} bits={} resumed={}", view_.id,
+               view_.tls.protocol, view_.tls.cipher, view_.tls.bits,
+               view_.tls.resumed ? "yes" : "no");
+  if (!greeted_) {  // implicit TLS: now the session begins
+    phase_ = Phase::kStarting;
+    beginSession();
+    return;
+  }
+  // STARTTLS: the client must start over with EHLO (RFC 3207 4.2).
+  commandDone();
 }
 
 void Session::processInput() {
@@ -373,6 +475,7 @@ void Session::finalize() {
   dataTimer_.stop();
   startTimer_.stop();
   closeTimer_.stop();
+  guardTimer_.stop();
   stream_->stopReading();
   chain_->cancel();
   nameLookup_.reset();
@@ -409,12 +512,13 @@ void Session::logSummary() {
                       .count();
   const std::string name = view_.client.name.empty() ? "unknown" : view_.client.name;
   spdlog::info(
-      "{} event=session client={}[{}]:{} helo={} tls={} stage={} commands={} messages={} "
+      "{} event=session client={}[{}]:{} helo={} tls={}{} stage={} commands={} messages={} "
       "closed_by={} quit={} duration={}.{:03d}s{}{}{}",
       view_.id, name, view_.client.address, view_.client.port, logValue(view_.helo),
-      view_.tls.active ? view_.tls.protocol : "no", stateName(furthest_), logValue(commands, 2048),
-      delivered_, closedBy_ == ClosedBy::kClient ? "client" : "server", quit_ ? "yes" : "no",
-      ms / 1000, static_cast<int>(ms % 1000),
+      view_.tls.active ? view_.tls.protocol : "no",
+      view_.tls.active ? " tls_cipher=" + view_.tls.cipher : "", stateName(furthest_),
+      logValue(commands, 2048), delivered_, closedBy_ == ClosedBy::kClient ? "client" : "server",
+      quit_ ? "yes" : "no", ms / 1000, static_cast<int>(ms % 1000),
       verdicts.empty() ? "" : " verdicts=" + logValue(verdicts, 1024),
       closeReason_.empty() ? "" : " reason=" + logValue(closeReason_),
       lastReply_.empty() ? "" : " last_reply=" + logValue(lastReply_));

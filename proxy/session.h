@@ -26,6 +26,7 @@
 #include "proxy/smtp_parser.h"
 #include "proxy/spool.h"
 #include "proxy/stream.h"
+#include "proxy/tls.h"
 #include "proxy/upstream.h"
 
 namespace portcullis {
@@ -46,12 +47,18 @@ class SessionHost {
   // The connection pool: an idle, clean MTA connection (or null), and giving one back.
   virtual std::unique_ptr<Upstream> takeUpstream() = 0;
   virtual void returnUpstream(std::unique_ptr<Upstream> upstream) = 0;
+  // TLS contexts: for clients (STARTTLS, implicit TLS) and towards the MTA; null if unset.
+  virtual std::shared_ptr<const TlsContext> serverTls() const = 0;
+  virtual std::shared_ptr<const TlsContext> clientTls() const = 0;
+  // A PROXY header revealed the real client: move its connection count from `before` to
+  // `after`. False when that puts `after` over limits.max_connections_per_ip.
+  virtual bool rekeyClient(const std::string& before, const std::string& after) = 0;
 };
 
 class Session {
  public:
-  Session(SessionHost& host, std::shared_ptr<const Config> config, evutil_socket_t fd,
-          const SocketAddress& peer, const SocketAddress& local);
+  Session(SessionHost& host, std::shared_ptr<const Config> config, const ListenerConfig& listener,
+          evutil_socket_t fd, const SocketAddress& peer, const SocketAddress& local);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -67,13 +74,15 @@ class Session {
 
  private:
   enum class Phase {
-    kStarting,  // connect stage and greeting delay
-    kIdle,      // waiting for a command line
-    kBusy,      // a command is being processed (filters, upstream)
-    kData,      // receiving the message
-    kDataDone,  // end of data seen; filters and upstream running
-    kSkipping,  // discarding input (an over-long line, a BDAT chunk)
-    kClosing,   // flushing the last reply
+    kProxyHeader,   // waiting for a trusted load balancer's PROXY header
+    kTlsHandshake,  // implicit TLS handshake in progress
+    kStarting,      // connect stage and greeting delay
+    kIdle,          // waiting for a command line
+    kBusy,          // a command is being processed (filters, upstream)
+    kData,          // receiving the message
+    kDataDone,      // end of data seen; filters and upstream running
+    kSkipping,      // discarding input (an over-long line, a BDAT chunk)
+    kClosing,       // flushing the last reply
   };
   enum class ClosedBy { kClient, kServer };
 
@@ -99,6 +108,7 @@ class Session {
   void endOfData();
   void afterEndOfHeaders(ChainOutcome outcome);
   void deliver(const std::vector<HeaderField>& headers);
+  std::string tlsReceivedHeader() const;
 
   // Replies and state.
   void reply(const Reply& r, std::string_view verb);
@@ -106,6 +116,10 @@ class Session {
   void enterState(SmtpState to);
   void applyOutcome(const ChainOutcome& outcome, std::string_view verb,
                     const std::function<void()>& onContinue);
+  void readProxyHeader();
+  void startTransport();
+  void beginSession();
+  void tlsReady();
   void runConnectStage();
   void maybeGreet();
 
@@ -127,6 +141,7 @@ class Session {
 
   SessionHost& host_;
   std::shared_ptr<const Config> config_;
+  const ListenerConfig* listener_;  // owned by config_
   SessionView view_;
   SocketAddress peer_;
   SocketAddress local_;
@@ -146,11 +161,13 @@ class Session {
   Timer startTimer_;
   Timer closeTimer_;
   Timer reapTimer_;
+  Timer guardTimer_;  // PROXY header and TLS handshake deadlines
 
   ChainOutcome connectOutcome_;
   bool rejectedAtConnect_ = false;  // 554 greeting: only QUIT is answered normally
   bool discardSession_ = false;     // discard verdict at connect/helo: every transaction
   bool lingering_ = false;
+  bool greeted_ = false;
   bool processing_ = false;
   bool connectDone_ = false;
   bool delayDone_ = false;

@@ -129,6 +129,11 @@ void Session::onHelo(Command c) {
 }
 
 void Session::onMail(Command c) {
+  if (config_->tls.require && !view_.tls.active) {
+    reply(make(530, "5.7.0", "Must issue a STARTTLS command first"), verb_);
+    commandDone();
+    return;
+  }
   if (c.nonAscii && !c.param("SMTPUTF8")) {
     reply(make(553, "5.6.7", "Error: non-ASCII address requires SMTPUTF8"), verb_);
     commandDone();
@@ -241,8 +246,35 @@ void Session::onQuit() {
 }
 
 void Session::onStartTls() {
-  reply(make(502, "5.5.1", "Error: STARTTLS is not available"), verb_);
-  commandDone();
+  if (view_.tls.active) {
+    reply(make(503, "5.5.1", "Error: TLS already active"), verb_);
+    commandDone();
+    return;
+  }
+  if (!ehloPolicy_.offerStartTls || !host_.serverTls()) {
+    reply(make(502, "5.5.1", "Error: command not implemented"), verb_);
+    commandDone();
+    return;
+  }
+  if (inTransaction()) {
+    reply(make(503, "5.5.1", "Error: MAIL transaction in progress"), verb_);
+    commandDone();
+    return;
+  }
+  reply(make(220, "2.0.0", "Ready to start TLS"), verb_);
+  // RFC 3207 4.2: forget everything learned in the clear; the client must send EHLO again.
+  // Bytes it pipelined after STARTTLS are thrown away by the stream (CVE-2011-0411), never
+  // read as commands.
+  view_.helo.clear();
+  view_.esmtp = false;
+  enterState(SmtpState::kGreeted);
+  if (upstream_) {
+    // The MTA heard our client's pre-TLS identity; the next MAIL passes it anew.
+    host_.returnUpstream(std::move(upstream_));
+  }
+  guardTimer_.start(config_->timeouts.command);
+  stream_->startTls(host_.serverTls()->newSsl(), true);
+  // phase_ stays kBusy until tlsReady()
 }
 
 // ---- the upstream ----

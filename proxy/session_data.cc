@@ -4,6 +4,8 @@
 
 #include <event2/buffer.h>
 
+#include <ctime>
+
 #include "proxy/header_util.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
@@ -123,6 +125,24 @@ void Session::afterEndOfHeaders(ChainOutcome first) {
   });
 }
 
+std::string Session::tlsReceivedHeader() const {
+  // Postfix's XCLIENT takes PROTO=SMTP|ESMTP only (PROTO=ESMTPS is refused with 501) and has
+  // no attribute for the cipher, so the one place the client's TLS can be recorded for
+  // everyone downstream is a trace header (RFC 5321 4.4; "with ESMTPS" is RFC 3848).
+  char date[64] = {};
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+  const std::string name = view_.client.name.empty() ? "unknown" : view_.client.name;
+  const std::string value =
+      "from " + (view_.helo.empty() ? std::string("unknown") : view_.helo) + " (" + name + " [" +
+      view_.client.address + "]) by " + config_->hostname +
+      " (portcullis) with ESMTPS (version=" + view_.tls.protocol + " cipher=" + view_.tls.cipher +
+      " bits=" + std::to_string(view_.tls.bits) + "); " + date;
+  return formatHeader("Received", value, 1024).value_or("");
+}
+
 void Session::deliver(const std::vector<HeaderField>& headers) {
   if (discard_) {
     // A discard verdict: the client hears 250, the MTA hears nothing (its open transaction,
@@ -145,6 +165,7 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
     return;
   }
   std::string prefix;
+  if (view_.tls.active && config_->tls.receivedHeader) prefix = tlsReceivedHeader();
   for (const auto& h : headers) {
     if (auto line = formatHeader(h.name, h.value)) {
       prefix += *line;

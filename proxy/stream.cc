@@ -112,7 +112,7 @@ void Stream::write(std::string_view data) {
 }
 
 void Stream::updateReading() {
-  if (tls_) return;  // the bufferevent's read watermark does this
+  if (tls_ || tlsPending_) return;  // the bufferevent's read watermark does this
   const bool want =
       !closed_ && !connecting_ && !stopped_ && evbuffer_get_length(input_.get()) < readLimit_;
   if (want && !reading_) {

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "proxy/log.h"
+#include "proxy/proxy_protocol.h"
 
 namespace portcullis {
 namespace {
@@ -34,6 +35,8 @@ std::string_view upstreamFailureName(UpstreamFailure f) {
       return "refused";
     case UpstreamFailure::kIdentity:
       return "identity";
+    case UpstreamFailure::kTls:
+      return "tls";
   }
   return "unknown";
 }
@@ -108,7 +111,10 @@ void Upstream::reidentify(const XclientIdentity& identity, Callback done) {
 }
 
 bool Upstream::reusable(std::uint32_t maxReuse) const {
-  return state_ == State::kReady && stream_ && !negativeSeen_ && uses_ < maxReuse;
+  // A PROXY header names one client for the life of the connection: never reused.
+  const bool perClient =
+      settings_.identity == IdentityMode::kProxyV1 || settings_.identity == IdentityMode::kProxyV2;
+  return state_ == State::kReady && stream_ && !negativeSeen_ && uses_ < maxReuse && !perClient;
 }
 
 void Upstream::command(const std::string& line, Expect expect, Callback done) {
@@ -163,9 +169,37 @@ void Upstream::onStreamEvent(Stream::Event event, const std::string& detail) {
     state_ = State::kOpening;
     step_ = OpenStep::kGreeting;
     expect_ = Expect::kGreeting;
+    // PROXY identity: the header goes first, before the MTA says anything.
+    const auto src = parseSocketAddress(
+        identity_.ipv6 ? "[" + identity_.addr + "]:" + std::to_string(identity_.port)
+                       : identity_.addr + ":" + std::to_string(identity_.port));
+    const auto dst = parseSocketAddress(
+        identity_.ipv6 ? "[" + identity_.destAddr + "]:" + std::to_string(identity_.destPort)
+                       : identity_.destAddr + ":" + std::to_string(identity_.destPort));
+    if (settings_.identity == IdentityMode::kProxyV1 ||
+        settings_.identity == IdentityMode::kProxyV2) {
+      if (!src || !dst || src->family() != dst->family()) {
+        fail(UpstreamFailure::kIdentity, "cannot express the client's address in a PROXY header");
+        return;
+      }
+      stream_->write(settings_.identity == IdentityMode::kProxyV1 ? proxyV1Header(*src, *dst)
+                                                                  : proxyV2Header(*src, *dst));
+    }
     return;
   }
-  if (event == Stream::Event::kConnected || event == Stream::Event::kTlsReady) return;
+  if (event == Stream::Event::kTlsReady) {
+    if (step_ != OpenStep::kHandshake) return;
+    const TlsInfo t = describeTls(stream_->ssl());
+    spdlog::debug("{} event=upstream-tls protocol={} cipher={}", id_, t.protocol, t.cipher);
+    // RFC 3207 4.2: forget what the server said before TLS; ask again.
+    step_ = OpenStep::kEhloTls;
+    send("EHLO " + settings_.hostname, Expect::kEhlo, settings_.commandTimeout);
+    return;
+  }
+  if (state_ == State::kOpening && step_ == OpenStep::kHandshake) {
+    fail(UpstreamFailure::kTls, "TLS handshake with the MTA failed: " + detail);
+    return;
+  }
   if (state_ == State::kConnecting) {
     fail(UpstreamFailure::kConnect, detail);
   } else {
@@ -212,8 +246,10 @@ void Upstream::readReplies() {
     }
     if (status == ReplyParser::Status::kNeedMore) continue;
     Reply reply = parser_.take();
-    // We never pipeline upstream: bytes after a complete reply answer nothing we asked.
-    if (evbuffer_get_length(in) > 0) {
+    // We never pipeline upstream: bytes after a complete reply answer nothing we asked. After
+    // the 220 to STARTTLS they are discarded instead (Stream::startTls), never read as replies:
+    // the mirror image of the STARTTLS command-injection attack.
+    if (evbuffer_get_length(in) > 0 && !(expect_ == Expect::kStartTls && reply.code() == 220)) {
       fail(UpstreamFailure::kProtocol,
            "unsolicited data after reply " + std::to_string(reply.code()));
       return;
@@ -230,6 +266,8 @@ bool Upstream::legal(Expect expect, const Reply& reply) const {
     case Expect::kGreeting:
     case Expect::kXclient:
       return c == 220 || c == 250;  // Postfix answers XCLIENT with a new 220 greeting
+    case Expect::kStartTls:
+      return c == 220;
     case Expect::kEhlo:
     case Expect::kMail:
     case Expect::kRset:
@@ -272,10 +310,18 @@ void Upstream::handleReply(Reply reply) {
 }
 
 void Upstream::openStep(Reply reply) {
+  if (reply.isNegative() && step_ == OpenStep::kStartTls &&
+      settings_.tls == UpstreamTls::kOpportunistic) {
+    // Opportunistic: a refused STARTTLS (e.g. 454) leaves the session usable in plaintext.
+    spdlog::info("{} event=upstream-starttls-refused reply={}", id_, logValue(reply.summary()));
+    sendIdentity();
+    return;
+  }
   if (reply.isNegative()) {
-    const std::string what = step_ == OpenStep::kGreeting  ? "greeting"
-                             : step_ == OpenStep::kXclient ? "XCLIENT"
-                                                           : "EHLO";
+    const std::string what = step_ == OpenStep::kGreeting   ? "greeting"
+                             : step_ == OpenStep::kXclient  ? "XCLIENT"
+                             : step_ == OpenStep::kStartTls ? "STARTTLS"
+                                                            : "EHLO";
     UpstreamResult r{UpstreamFailure::kRefused, reply,
                      "MTA refused " + what + ": " + reply.summary()};
     state_ = State::kBroken;
@@ -291,21 +337,30 @@ void Upstream::openStep(Reply reply) {
       return;
     case OpenStep::kEhlo:
       caps_ = UpstreamCapabilities::fromEhlo(parseEhloCapabilities(reply));
-      if (settings_.identity == IdentityMode::kXclient) {
-        if (!caps_.xclient) {
-          fail(UpstreamFailure::kIdentity,
-               "MTA does not offer XCLIENT to us (Postfix: smtpd_authorized_xclient_hosts)");
+      if (settings_.tls != UpstreamTls::kNone && !stream_->tls()) {
+        if (caps_.starttls) {
+          step_ = OpenStep::kStartTls;
+          send("STARTTLS", Expect::kStartTls, settings_.commandTimeout);
           return;
         }
-        xclientLines_ = xclientCommands(identity_, caps_);
-        xclientIndex_ = 0;
-        if (!xclientLines_.empty()) {
-          step_ = OpenStep::kXclient;
-          send(xclientLines_[xclientIndex_++], Expect::kXclient, settings_.commandTimeout);
+        if (settings_.tls == UpstreamTls::kRequire) {
+          fail(UpstreamFailure::kTls, "MTA does not offer STARTTLS (upstream.tls: require)");
           return;
         }
       }
-      break;
+      sendIdentity();
+      return;
+    case OpenStep::kStartTls:
+      // The plaintext 220 is all we take; whatever came with it is dropped by startTls.
+      step_ = OpenStep::kHandshake;
+      stream_->startTls(settings_.tlsContext->newSsl(), false);
+      return;
+    case OpenStep::kHandshake:
+      return;
+    case OpenStep::kEhloTls:
+      caps_ = UpstreamCapabilities::fromEhlo(parseEhloCapabilities(reply));
+      sendIdentity();
+      return;
     case OpenStep::kXclient:
       if (xclientIndex_ < xclientLines_.size()) {
         send(xclientLines_[xclientIndex_++], Expect::kXclient, settings_.commandTimeout);
@@ -322,6 +377,25 @@ void Upstream::openStep(Reply reply) {
   }
   state_ = State::kReady;
   complete({UpstreamFailure::kNone, std::move(reply), {}});
+}
+
+void Upstream::sendIdentity() {
+  if (settings_.identity == IdentityMode::kXclient) {
+    if (!caps_.xclient) {
+      fail(UpstreamFailure::kIdentity,
+           "MTA does not offer XCLIENT to us (Postfix: smtpd_authorized_xclient_hosts)");
+      return;
+    }
+    xclientLines_ = xclientCommands(identity_, caps_);
+    xclientIndex_ = 0;
+    if (!xclientLines_.empty()) {
+      step_ = OpenStep::kXclient;
+      send(xclientLines_[xclientIndex_++], Expect::kXclient, settings_.commandTimeout);
+      return;
+    }
+  }
+  state_ = State::kReady;
+  complete({UpstreamFailure::kNone, std::nullopt, {}});
 }
 
 void Upstream::pumpMessage() {

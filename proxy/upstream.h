@@ -20,6 +20,7 @@
 #include "proxy/reply_parser.h"
 #include "proxy/spool.h"
 #include "proxy/stream.h"
+#include "proxy/tls.h"
 #include "proxy/xtext.h"
 
 namespace portcullis {
@@ -31,10 +32,24 @@ struct UpstreamSettings {
   std::chrono::milliseconds connectTimeout{10'000};
   std::chrono::milliseconds commandTimeout{120'000};
   std::chrono::milliseconds dataTimeout{300'000};
+  UpstreamTls tls = UpstreamTls::kNone;
+  std::shared_ptr<const TlsContext> tlsContext;  // set when tls != kNone
 };
 
 // What a command may legally get back (RFC 5321 4.3.2). Negative replies are always legal.
-enum class Expect { kGreeting, kEhlo, kXclient, kMail, kRcpt, kRset, kData, kDot, kQuit, kNoop };
+enum class Expect {
+  kGreeting,
+  kEhlo,
+  kStartTls,
+  kXclient,
+  kMail,
+  kRcpt,
+  kRset,
+  kData,
+  kDot,
+  kQuit,
+  kNoop
+};
 
 enum class UpstreamFailure {
   kNone,
@@ -44,6 +59,7 @@ enum class UpstreamFailure {
   kProtocol,  // garbage, unexpected or unsolicited reply
   kRefused,   // the MTA refused the session set-up (greeting, EHLO or XCLIENT)
   kIdentity,  // identity could not be passed (no XCLIENT offered)
+  kTls,       // STARTTLS required but not offered, or the handshake failed
 };
 std::string_view upstreamFailureName(UpstreamFailure f);
 
@@ -84,6 +100,7 @@ class Upstream {
   void setSessionId(std::string id) { id_ = std::move(id); }
   std::uint32_t uses() const { return uses_; }
   bool reused() const { return uses_ > 0; }
+  bool tls() const { return stream_ && stream_->tls(); }
   void markReused() { ++uses_; }
 
   bool ready() const { return state_ == State::kReady; }
@@ -96,7 +113,7 @@ class Upstream {
 
  private:
   enum class State { kIdle, kConnecting, kOpening, kReady, kBusy, kSending, kBroken };
-  enum class OpenStep { kGreeting, kEhlo, kXclient, kEhloAgain };
+  enum class OpenStep { kGreeting, kEhlo, kStartTls, kHandshake, kEhloTls, kXclient, kEhloAgain };
 
   void onStreamEvent(Stream::Event event, const std::string& detail);
 
@@ -104,6 +121,8 @@ class Upstream {
   void send(const std::string& line, Expect expect, std::chrono::milliseconds timeout);
   void handleReply(Reply reply);
   void openStep(Reply reply);
+  void afterEhlo(const Reply& reply);
+  void sendIdentity();
   void pumpMessage();
   void fail(UpstreamFailure failure, std::string detail);
   void complete(UpstreamResult result);

@@ -40,6 +40,7 @@ struct TlsInfo {
   std::string protocol;  // "TLSv1.3"
   std::string cipher;    // "TLS_AES_256_GCM_SHA384"
   int bits = 0;
+  bool resumed = false;  // an abbreviated handshake (session resumption)
 };
 
 struct Envelope {
