@@ -139,6 +139,21 @@ upstream:
   connect_timeout: 3s
   command_timeout: 90s
   probe_interval: 5m
+  pool_size: 8
+  pool_idle_timeout: 10s
+  pool_max_reuse: 20
+  tls: opportunistic
+  tls_verify: true
+  ca_file: /etc/ssl/certs/ca-certificates.crt
+  tls_name: mta.example.net
+tls:
+  cert: /etc/portcullis/cert.pem
+  key: /etc/portcullis/key.pem
+  ciphers: "HIGH:!aNULL"
+  ciphersuites: "TLS_AES_256_GCM_SHA384"
+  min_version: "1.3"
+  require: true
+  received_header: false
 limits:
   max_message_size: 50M
   max_recipients: 100
@@ -188,6 +203,17 @@ filters:
   EXPECT_EQ(c->upstream.connectTimeout, milliseconds(3'000));
   EXPECT_EQ(c->upstream.commandTimeout, milliseconds(90'000));
   EXPECT_EQ(c->upstream.probeInterval, milliseconds(300'000));
+  EXPECT_EQ(c->upstream.poolSize, 8u);
+  EXPECT_EQ(c->upstream.poolIdleTimeout, milliseconds(10'000));
+  EXPECT_EQ(c->upstream.poolMaxReuse, 20u);
+  EXPECT_EQ(c->upstream.tls, UpstreamTls::kOpportunistic);
+  EXPECT_TRUE(c->upstream.tlsVerify);
+  EXPECT_EQ(c->upstream.tlsName, "mta.example.net");
+  EXPECT_EQ(c->tls.cert, "/etc/portcullis/cert.pem");
+  EXPECT_EQ(c->tls.key, "/etc/portcullis/key.pem");
+  EXPECT_EQ(c->tls.minVersion, "1.3");
+  EXPECT_TRUE(c->tls.require);
+  EXPECT_FALSE(c->tls.receivedHeader);
   EXPECT_EQ(c->limits.maxMessageSize, 50u * 1024 * 1024);
   EXPECT_EQ(c->limits.maxRecipients, 100u);
   EXPECT_EQ(c->limits.maxConnections, 200u);
