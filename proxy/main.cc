@@ -18,6 +18,7 @@
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "proxy/spool.h"
+#include "proxy/tls.h"
 
 namespace {
 
@@ -118,6 +119,19 @@ int main(int argc, char** argv) {
   if (!makeSpoolDirectory(config->spool.directory, &error)) {
     std::cerr << "portcullis: config error: spool.directory: " << error << "\n";
     return 2;
+  }
+  if (config->tls.enabled()) {
+    // Certificates are checked up front too, so --check-config catches a missing key.
+    TlsServerSettings t;
+    t.cert = config->tls.cert;
+    t.key = config->tls.key;
+    t.ciphers = config->tls.ciphers;
+    t.ciphersuites = config->tls.ciphersuites;
+    t.minVersion = tlsVersionFromName(config->tls.minVersion);
+    if (!TlsContext::server(t, &error)) {
+      std::cerr << "portcullis: config error: " << error << "\n";
+      return 2;
+    }
   }
   if (checkOnly) {
     std::cout << "portcullis: configuration OK (" << config->listeners.size() << " listener(s), "

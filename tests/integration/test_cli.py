@@ -46,6 +46,29 @@ class CliTest(HarnessTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("configuration OK", r.stdout)
 
+    def test_shipped_examples_are_valid(self):
+        certs = self.make_certs()
+        examples = os.path.join(REPO_ROOT, "config", "examples")
+        for name in sorted(os.listdir(examples)):
+            with self.subTest(example=name):
+                with open(os.path.join(examples, name)) as f:
+                    text = f.read()
+                text = (text.replace("/etc/portcullis/tls/fullchain.pem", certs.cert)
+                        .replace("/etc/portcullis/tls/privkey.pem", certs.key))
+                r = self.check(text)
+                self.assertEqual(r.returncode, 0, f"{name}: {r.stderr}")
+
+    def test_tls_files_are_checked(self):
+        r = self.check("tls: {cert: /nonexistent/cert.pem}")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("tls.cert", r.stderr)
+        r = self.check("listen: [{address: \"127.0.0.1:2465\", tls: implicit}]")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("listen[0].tls", r.stderr)
+        r = self.check("listen: [{address: \"127.0.0.1:2525\", proxy_protocol: true}]")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("listen[0].proxy_protocol", r.stderr)
+
     def test_bad_configs_name_the_key_and_exit_2(self):
         cases = [
             ("limits: {max_message_size: ten}", "limits.max_message_size"),
