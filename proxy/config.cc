@@ -86,6 +86,8 @@ void parseUpstream(const ConfigSection& s, Config& cfg) {
   cfg.upstream.poolIdleTimeout = s.getDuration("pool_idle_timeout", cfg.upstream.poolIdleTimeout);
   cfg.upstream.poolMaxReuse =
       static_cast<std::uint32_t>(s.getInt("pool_max_reuse", cfg.upstream.poolMaxReuse, 1, 1000000));
+  cfg.upstream.keepaliveInterval =
+      s.getDuration("keepalive_interval", cfg.upstream.keepaliveInterval);
   const std::string tls = s.getChoice("tls", {"none", "opportunistic", "require"}, "none");
   cfg.upstream.tls = tls == "require"         ? UpstreamTls::kRequire
                      : tls == "opportunistic" ? UpstreamTls::kOpportunistic

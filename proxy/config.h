@@ -42,7 +42,8 @@ struct UpstreamConfig {
   milliseconds probeInterval{60'000};
   std::size_t poolSize = 32;  // idle connections kept for reuse; 0 disables the pool
   milliseconds poolIdleTimeout{30'000};
-  std::uint32_t poolMaxReuse = 100;  // sessions per connection
+  std::uint32_t poolMaxReuse = 100;        // sessions per connection
+  milliseconds keepaliveInterval{60'000};  // NOOP to the MTA while a slow client sends DATA
   UpstreamTls tls = UpstreamTls::kNone;
   bool tlsVerify = false;
   std::string caFile;

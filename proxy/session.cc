@@ -71,6 +71,7 @@ Session::Session(SessionHost& host, std::shared_ptr<const Config> config,
                     phase_ = Phase::kClosing;
                     finalize();
                   }),
+      keepaliveTimer_(host.base(), [this] { keepalive(); }),
       started_(std::chrono::steady_clock::now()) {
   view_.id = newSessionId();
   view_.client.address = peer.host();
@@ -476,6 +477,7 @@ void Session::finalize() {
   startTimer_.stop();
   closeTimer_.stop();
   guardTimer_.stop();
+  keepaliveTimer_.stop();
   stream_->stopReading();
   chain_->cancel();
   nameLookup_.reset();

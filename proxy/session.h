@@ -109,6 +109,7 @@ class Session {
   void afterEndOfHeaders(ChainOutcome outcome);
   void deliver(const std::vector<HeaderField>& headers);
   std::string tlsReceivedHeader() const;
+  void keepalive();
 
   // Replies and state.
   void reply(const Reply& r, std::string_view verb);
@@ -161,7 +162,10 @@ class Session {
   Timer startTimer_;
   Timer closeTimer_;
   Timer reapTimer_;
-  Timer guardTimer_;  // PROXY header and TLS handshake deadlines
+  Timer guardTimer_;      // PROXY header and TLS handshake deadlines
+  Timer keepaliveTimer_;  // NOOP to the MTA while the client takes its time over DATA
+  bool keepaliveInFlight_ = false;
+  std::optional<std::vector<HeaderField>> pendingDelivery_;
 
   ChainOutcome connectOutcome_;
   bool rejectedAtConnect_ = false;  // 554 greeting: only QUIT is answered normally

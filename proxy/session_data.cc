@@ -31,6 +31,9 @@ void Session::onData() {
       phase_ = Phase::kData;
       dataStart_ = std::chrono::steady_clock::now();
       dataTimer_.start(config_->timeouts.dataBlock);
+      if (config_->upstream.keepaliveInterval.count() > 0 && upstream_) {
+        keepaliveTimer_.start(config_->upstream.keepaliveInterval);
+      }
       feedData();
     });
   });
@@ -71,8 +74,31 @@ void Session::finishData(const Reply& r) {
   commandDone();
 }
 
+void Session::keepalive() {
+  // Postfix drops a client that says nothing for smtpd_timeout (300s by default); a large
+  // message over a slow link can take longer than that to reach us. A NOOP now and then keeps
+  // the MTA's side of the transaction alive while we spool.
+  if (phase_ != Phase::kData && phase_ != Phase::kDataDone) return;
+  if (!upstream_ || !upstream_->ready() || keepaliveInFlight_) return;
+  keepaliveInFlight_ = true;
+  upstream_->command("NOOP", Expect::kNoop, [this](UpstreamResult r) {
+    keepaliveInFlight_ = false;
+    if (!r.ok()) {
+      upstreamLost(std::string(upstreamFailureName(r.failure)) + ": " + r.detail);
+    } else if (phase_ == Phase::kData) {
+      keepaliveTimer_.start(config_->upstream.keepaliveInterval);
+    }
+    if (pendingDelivery_) {
+      auto headers = std::move(*pendingDelivery_);
+      pendingDelivery_.reset();
+      deliver(headers);
+    }
+  });
+}
+
 void Session::endOfData() {
   dataTimer_.stop();
+  keepaliveTimer_.stop();
   phase_ = Phase::kDataDone;
   verb_.assign(1, '.');  // not operator=(".") : GCC 12 -Wrestrict false positive
   MessageInfo& m = view_.message;
@@ -157,6 +183,10 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
     // forwarded. Unreachable while the mandatory size filter is in the chain.
     spdlog::error("{} event=invariant detail=\"oversized message reached delivery\"", view_.id);
     finishData(make(451, "4.3.0", "Error: local error in processing, try again later"));
+    return;
+  }
+  if (keepaliveInFlight_) {
+    pendingDelivery_ = headers;  // the NOOP's reply comes first; then the message goes
     return;
   }
   if (upstreamLost_ || !upstream_ || !upstream_->ready()) {

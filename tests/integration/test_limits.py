@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (FakeSmtp, HarnessTestCase, Portcullis, RawClient,  # noqa: E402
+from harness import (FakeSmtp, HarnessTestCase, Portcullis, Postfix, RawClient,  # noqa: E402
                      make_message, wait_until)
 
 
@@ -130,6 +130,32 @@ class TimeoutTest(HarnessTestCase):
             self.assertEqual((reply[0], reply[1][0].split()[0]), (421, "4.4.2"))
             self.assertIn("data rate too low", reply[1][0])
         self.assertEqual(mta.bodies(), [])
+
+
+class KeepaliveTest(HarnessTestCase):
+    def test_slow_data_outlives_the_mtas_idle_timeout(self):
+        # Postfix gives up on a silent client after smtpd_timeout; portcullis keeps its side of
+        # the transaction alive with NOOPs while a slow client is still sending DATA.
+        pf = self.start(Postfix(extra_main_cf={"smtpd_timeout": "2s"}))
+        pc = self.start(Portcullis(upstream=pf, config={
+            "upstream": {"keepalive_interval": "500ms"},
+            "limits": {"min_data_rate": 0}}))
+        with RawClient("127.0.0.1", pc.port) as c:
+            greet(c)
+            c.cmd("EHLO client.test")
+            self.assertEqual(c.cmd("MAIL FROM:<a@client.test>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<user@test.local>")[0], 250)
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            msg = make_message(subject="slow but steady", size=4000)
+            for i in range(0, len(msg), 400):  # ~5 s in all, more than twice smtpd_timeout
+                c.send(msg[i:i + 400])
+                time.sleep(0.5)
+            c.send(b".\r\n")
+            code, lines = c.read_reply(timeout=20)
+            self.assertEqual(code, 250, lines)
+            c.cmd("QUIT")
+        self.assertEqual(len(pf.messages(1, timeout=15)), 1)
+        self.assertNotIn("timeout after", pf.log_text())
 
 
 class DrainTest(HarnessTestCase):
