@@ -119,8 +119,9 @@ void Session::onHelo(Command c) {
   chain_->run(Stage::kHelo, view_, [this, esmtp, verb](ChainOutcome o) {
     if (o.kind == VerdictKind::kDiscard) discardSession_ = true;  // every transaction
     applyOutcome(o, verb, [this, esmtp, verb] {
-      reply(esmtp ? buildEhloReply(ehloPolicy_, host_.upstreamCapabilities())
-                  : buildHeloReply(ehloPolicy_),
+      EhloPolicy policy = ehloPolicy_;
+      policy.offerStartTls = policy.offerStartTls && !view_.tls.active;  // RFC 3207 4.2
+      reply(esmtp ? buildEhloReply(policy, host_.upstreamCapabilities()) : buildHeloReply(policy),
             verb);
       enterState(nextState(state_, Verb::kEhlo, 250));
       commandDone();
@@ -251,7 +252,7 @@ void Session::onStartTls() {
     commandDone();
     return;
   }
-  if (!ehloPolicy_.offerStartTls || !host_.serverTls()) {
+  if (!ehloPolicy_.offerStartTls || !host_.serverTls()) {  // not offered on this listener
     reply(make(502, "5.5.1", "Error: command not implemented"), verb_);
     commandDone();
     return;

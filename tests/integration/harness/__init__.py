@@ -10,6 +10,7 @@ started through HarnessTestCase.start() so that cleanup is automatic:
     FakeSmtp    scripted misbehaving SMTP server that records every byte
     Unbound     unbound serving tests/fixtures/dns/zones.conf on a free loopback port
     SlowDns     tests/fixtures/dns/slowdns.py (delays, NXDOMAIN, SERVFAIL, drops)
+    HAProxy     haproxy (mode tcp) in front of a backend, sending PROXY v1/v2
     Portcullis  the daemon under test with a generated config
     RawClient, send_mail, make_message    SMTP client helpers
     make_certs  throwaway CA + server certificate (openssl CLI)
@@ -20,6 +21,7 @@ Nothing here talks to anything but 127.0.0.0/8 or ::1.
 
 from .dns import DnsResponse, SlowDns, Unbound, dns_query
 from .fakesmtp import DEFAULT_CAPS, FakeSmtp
+from .haproxy import HAProxy
 from .portcullis import Portcullis, deep_merge, default_binary, parse_kv, run_binary
 from .ports import free_port, is_listening, split_hostport, wait_listening, wait_port
 from .postfix import Postfix
@@ -30,7 +32,7 @@ from .testcase import HarnessTestCase
 from .tls import Certs, make_certs
 
 __all__ = [
-    "Certs", "DEFAULT_CAPS", "DnsResponse", "FakeSmtp", "Fixture", "HarnessTestCase",
+    "Certs", "DEFAULT_CAPS", "DnsResponse", "FakeSmtp", "Fixture", "HAProxy", "HarnessTestCase",
     "Portcullis", "Postfix", "REPO_ROOT", "RawClient", "SinkMessage", "SlowDns",
     "SmtpProtocolError", "SmtpSink", "Unbound", "deep_merge", "default_binary", "dns_query",
     "free_port", "is_listening", "make_certs", "make_message", "parse_kv", "run_binary",

@@ -9,6 +9,7 @@ applies only to the 2nd RCPT of a connection and wins over a plain "RCPT".
                  "MAIL": b"hello\\r\\n",              # bytes: sent raw (garbage, bare LF, ...)
                  "DATA": None},                      # None: read the command, never answer
         extra_replies={"MAIL": b"250 surprise\\r\\n"},# unsolicited bytes after the real reply
+        extra_delays_ms={"MAIL": 300},               # ... sent on their own, this much later
         delays_ms={".": 3000},                       # wait before replying
         close_after={"."},                           # hang up without a reply
         close_in_data_after=100,                     # hang up after 100 body bytes
@@ -70,7 +71,7 @@ class FakeSmtp(Fixture):
     def __init__(self, *, port=None, host="127.0.0.1", hostname="fake.test.local",
                  greeting=None, ehlo_caps=None, replies=None, extra_replies=None,
                  delays_ms=None, close_after=(), close_in_data_after=None,
-                 after_starttls=None, tls_context=None, handler=None):
+                 after_starttls=None, tls_context=None, handler=None, extra_delays_ms=None):
         """handler: optional callable(session, key, line) → bytes | None | NotImplemented,
         consulted before everything else for each command (NotImplemented = default path)."""
         super().__init__()
@@ -82,6 +83,7 @@ class FakeSmtp(Fixture):
         self.replies = dict(replies or {})
         self.extra_replies = dict(extra_replies or {})
         self.delays_ms = dict(delays_ms or {})
+        self.extra_delays_ms = dict(extra_delays_ms or {})
         self.close_after = set(close_after)
         self.close_in_data_after = close_in_data_after
         self.after_starttls = after_starttls
@@ -292,6 +294,9 @@ class FakeSmtp(Fixture):
         self._send(state, data)
         found, extra = self._lookup(self.extra_replies, key, count)
         if found and extra:
+            found, pause = self._lookup(self.extra_delays_ms, key, count)
+            if found and pause:
+                time.sleep(pause / 1000.0)  # the next command waits in the socket meanwhile
             self._send(state, extra if isinstance(extra, bytes) else extra.encode() + b"\r\n")
         if data.startswith(b"421"):
             self._hang_up(state, session)

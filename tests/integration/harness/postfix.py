@@ -3,6 +3,8 @@
     pf = Postfix(reject_recipients={"bad@test.local": "550 5.1.1 no such user"}).start()
     pf.port        plain smtpd; XCLIENT and XFORWARD allowed from 127.0.0.0/8
     pf.proxy_port  smtpd with smtpd_upstream_proxy_protocol = haproxy (PROXY v1/v2)
+    Postfix(tls_certs=certs)   both smtpd offer STARTTLS with certs.cert/certs.key (a
+                   harness make_certs() Certs), smtpd_tls_loglevel = 1, plus a tlsmgr service
     pf.messages(1) delivered messages (bytes), *@test.local → Maildir DIR/mail/sink/
     pf.wait_for_log(r"client=\\S+\\[203\\.0\\.113\\.7\\]")   maillog is DIR/maillog (postlogd)
 
@@ -72,13 +74,16 @@ class Postfix(Fixture):
 
     def __init__(self, *, port=None, proxy_port=None, hostname="upstream.test.local",
                  extra_main_cf=None, extra_master_cf=None, reject_recipients=None,
-                 relayhost=None, message_size_limit=52428800, start_timeout=30.0):
+                 relayhost=None, message_size_limit=52428800, start_timeout=30.0,
+                 tls_certs=None):
         """extra_main_cf: str of main.cf lines or dict name→value, appended last (wins).
         extra_master_cf: str appended to master.cf (e.g. another smtpd with -o overrides).
         reject_recipients: {address: expected reply}, e.g.
             {"bad@test.local": "550 5.1.1 <bad@test.local>: Recipient address rejected: no such user"}
         relayhost: e.g. "[127.0.0.1]:20025"; other domains are then relayed there instead of
-            discarded."""
+            discarded.
+        tls_certs: a Certs (harness.tls.make_certs); smtpd then offers STARTTLS
+            (smtpd_tls_security_level = may) and logs "... TLS connection established from ..."."""
         super().__init__()
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -89,6 +94,7 @@ class Postfix(Fixture):
         self.reject_recipients = dict(reject_recipients or {})
         self.relayhost = relayhost or ""
         self.message_size_limit = message_size_limit
+        self.tls_certs = tls_certs
         self.start_timeout = start_timeout
         self.dir = self.conf_dir = self.maildir = self.maillog = None
 
@@ -154,6 +160,13 @@ maximal_backoff_time = 2s
             os.chmod(table, 0o644)
             lines += ("smtpd_recipient_restrictions = check_recipient_access "
                       f"texthash:{table}, permit_mynetworks, reject_unauth_destination\n")
+        if self.tls_certs is not None:
+            # smtpd reads the key as root before it drops privileges.
+            lines += (f"smtpd_tls_cert_file = {self.tls_certs.cert}\n"
+                      f"smtpd_tls_key_file = {self.tls_certs.key}\n"
+                      "smtpd_tls_security_level = may\n"
+                      "smtpd_tls_loglevel = 1\n"
+                      "smtpd_tls_session_cache_database =\n")
         extra = self.extra_main_cf
         if isinstance(extra, dict):
             extra = "".join(f"{k} = {v}\n" for k, v in extra.items())
@@ -165,7 +178,9 @@ maximal_backoff_time = 2s
         return (f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
                 f"127.0.0.1:{self.proxy_port} inet n - n - - smtpd"
                 " -o smtpd_upstream_proxy_protocol=haproxy -o syslog_name=postfix/proxy\n"
-                + MASTER_CF_SERVICES + self.extra_master_cf)
+                + MASTER_CF_SERVICES
+                + ("tlsmgr    unix  - - n 1000? 1 tlsmgr\n" if self.tls_certs is not None else "")
+                + self.extra_master_cf)
 
     # -- lifecycle -----------------------------------------------------------------------
 
