@@ -210,7 +210,8 @@ void Upstream::onStreamEvent(Stream::Event event, const std::string& detail) {
 
 void Upstream::readReplies() {
   auto guard = alive_;
-  evbuffer* in = stream_->input();
+  Stream* const stream = stream_.get();
+  evbuffer* in = stream->input();
   char line[Reply::kMaxLineLength];
   while (evbuffer_get_length(in) > 0) {
     const bool waiting = state_ == State::kOpening || state_ == State::kBusy;
@@ -255,7 +256,9 @@ void Upstream::readReplies() {
       return;
     }
     handleReply(std::move(reply));
-    if (!*guard) return;
+    // The reply may have ended this Upstream, or only its connection (a failure drops the
+    // stream, and its input buffer with it): either way, stop reading.
+    if (!*guard || stream_.get() != stream) return;
   }
 }
 

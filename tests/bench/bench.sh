@@ -4,6 +4,7 @@
 #
 #   sudo tests/bench/bench.sh [--messages 20000] [--sessions "20 100"] [--size 10240]
 #                             [--binary build/portcullis] [--xclient] [--dnsbl] [--filters FILE]
+#                             [--tls [--handshakes 5000] [--per-connection 1]]
 #
 # Prints one line per session count, e.g.
 #   sessions=20 direct=9500 msg/s proxied=8100 msg/s ratio=0.85
@@ -19,12 +20,23 @@
 #   --filters FILE YAML appended to the filtered instance's config (implies --dnsbl's setup;
 #                  the file's filters: replace dnsbl + rdns)
 #   --no-netns     do not enter a loopback-only network namespace
+#   --tls          instead of the smtp-source runs: one portcullis with a throwaway EC P-256
+#                  certificate, a STARTTLS listener and an implicit-TLS listener, driven by
+#                  tests/bench/tls_load.cc (compiled into the temp dir; needs c++ and libssl-dev).
+#                  The same client sends plain SMTP and STARTTLS (one message per connection
+#                  unless --per-connection K), then times bare TLS handshakes (connect, handshake,
+#                  220, QUIT) on the implicit listener, full and resumed (each client thread offers
+#                  its last TLS 1.3 session ticket). One line per session count, e.g.
+#   sessions=20 plain=5200 msg/s starttls=2100 msg/s ratio=0.40 handshakes_full=2600/s
+#     handshakes_resumed=4100/s resumed=4990/5000
+#   --handshakes N connections per handshake run (default 5000)
+#   --per-connection K  messages per connection in the --tls mail runs (default 1)
 #
 # The plain proxied instance has no filters and reverse lookups off: the relay itself.
 # As root it re-runs itself inside a loopback-only network + PID namespace (unshare), so every
 # byte stays on loopback and nothing outlives it. Needs smtp-source/smtp-sink (postfix),
 # unbound for --dnsbl, python3.
-# shellcheck disable=SC2317  # the cleanup functions are called from the EXIT trap
+# shellcheck disable=SC2317,SC2034  # cleanup runs from the EXIT trap; *_PID read via ${!pid_var}
 set -euo pipefail
 
 SELF=$(realpath "${BASH_SOURCE[0]}")
@@ -38,8 +50,11 @@ IDENTITY=none
 DNSBL=0
 FILTERS=
 NETNS=1
+TLS=0
+HANDSHAKES=5000
+PER_CONNECTION=1
 ARGS=("$@")
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --messages) MESSAGES=$2; shift 2 ;;
@@ -50,6 +65,9 @@ while [[ $# -gt 0 ]]; do
     --dnsbl) DNSBL=1; shift ;;
     --filters) FILTERS=$(realpath "$2"); DNSBL=1; shift 2 ;;
     --no-netns) NETNS=0; shift ;;
+    --tls) TLS=1; shift ;;
+    --handshakes) HANDSHAKES=$2; shift 2 ;;
+    --per-connection) PER_CONNECTION=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -134,14 +152,17 @@ if [[ $DNSBL -eq 1 ]]; then
   wait_listening "$DNS_PORT" "$!" udp || { echo "bench: unbound did not start"; cat "$TMP/unbound.log"; exit 1; }
 fi
 
-# start_portcullis NAME EXTRA_YAML: starts an instance, sets PORT and PID.
+# start_portcullis NAME EXTRA_YAML [EXTRA_LISTEN_PORT]: starts an instance, sets PORT and PID;
+# with EXTRA_LISTEN_PORT it also listens there with implicit TLS.
 start_portcullis() {
-  local name=$1 extra=$2
+  local name=$1 extra=$2 implicit=${3:-}
   PORT=$(free_port)
+  local listen="\"127.0.0.1:$PORT\""
+  [[ -n $implicit ]] && listen+=", {address: \"127.0.0.1:$implicit\", tls: implicit}"
   mkdir -p "$TMP/$name/spool"
   cat >"$TMP/$name/portcullis.yaml" <<YAML
 hostname: bench.test.local
-listen: ["127.0.0.1:$PORT"]
+listen: [$listen]
 upstream:
   address: "127.0.0.1:$SINK_PORT"
   identity: $IDENTITY
@@ -158,14 +179,39 @@ YAML
   PID=$!
   PIDS+=("$PID")
   wait_listening "$PORT" "$PID" || { echo "bench: portcullis ($name) did not start"; cat "$TMP/$name/portcullis.log"; exit 1; }
+  if [[ -n $implicit ]]; then
+    wait_listening "$implicit" "$PID" || { echo "bench: portcullis ($name) did not start"; cat "$TMP/$name/portcullis.log"; exit 1; }
+  fi
 }
 
-start_portcullis plain "dns:
+if [[ $TLS -eq 1 ]]; then
+  command -v c++ >/dev/null || { echo "bench: c++ missing (build-essential)" >&2; exit 1; }
+  c++ -O2 -std=c++20 -o "$TMP/tls_load" "$REPO/tests/bench/tls_load.cc" -lssl -lcrypto -pthread \
+    || { echo "bench: building tests/bench/tls_load.cc failed (libssl-dev?)" >&2; exit 1; }
+  mkdir -p "$TMP/certs"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=bench.test.local -addext subjectAltName=DNS:bench.test.local \
+    -keyout "$TMP/certs/server.key" -out "$TMP/certs/server.crt" >/dev/null 2>&1 \
+    || { echo "bench: openssl could not make a certificate" >&2; exit 1; }
+  IMPLICIT_PORT=$(free_port)
+  start_portcullis tls "dns:
+  servers: [\"127.0.0.1:$DNS_PORT\"]
+  reverse_lookup: false
+tls:
+  cert: \"$TMP/certs/server.crt\"
+  key: \"$TMP/certs/server.key\"" "$IMPLICIT_PORT"
+  TLS_PORT=$PORT
+  TLS_PID=$PID
+fi
+
+if [[ $TLS -eq 0 ]]; then  # --tls runs only the TLS instance
+  start_portcullis plain "dns:
   servers: [\"127.0.0.1:$DNS_PORT\"]
   reverse_lookup: false"
-PLAIN_PORT=$PORT
-PLAIN_PID=$PID
-if [[ $DNSBL -eq 1 ]]; then
+  PLAIN_PORT=$PORT
+  PLAIN_PID=$PID
+fi
+if [[ $DNSBL -eq 1 && $TLS -eq 0 ]]; then
   filters="filters:
   - name: dnsbl
     zones: [\"dnsbl.test=127.0.0.[2..11]*2\", \"dnswl.test=127.0.[0..255].[1..3]*-5\"]
@@ -195,8 +241,39 @@ run_source() {  # TARGET_PORT SESSIONS
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-echo "bench: $MESSAGES messages of $SIZE bytes per run, identity=$IDENTITY, binary=$BINARY"
+# One tls_load run; prints its key=value line (mode=... done=... rate=...).
+run_tls_load() {  # ARGS...
+  local line
+  if ! line=$(timeout 900 "$TMP/tls_load" "$@" 2>"$TMP/tls_load.err"); then
+    echo "bench: tls_load $* failed: $line" >&2
+    tail -n 5 "$TMP/tls_load.err" >&2
+    return 1
+  fi
+  echo "$line"
+}
+kv() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<" $2"; }  # KEY LINE: the integer part
+
 status=0
+if [[ $TLS -eq 1 ]]; then
+  echo "bench: $MESSAGES messages of $SIZE bytes per run, $PER_CONNECTION per connection," \
+       "$HANDSHAKES handshakes per handshake run, binary=$BINARY"
+  for s in $SESSIONS; do
+    mail=(mail --port "$TLS_PORT" --connections "$s" --messages "$MESSAGES" --size "$SIZE"
+          --per-connection "$PER_CONNECTION")
+    plain=$(run_tls_load "${mail[@]}") || { status=1; break; }
+    starttls=$(run_tls_load "${mail[@]}" --starttls) || { status=1; break; }
+    hs=(handshake --port "$IMPLICIT_PORT" --connections "$s" --count "$HANDSHAKES")
+    full=$(run_tls_load "${hs[@]}") || { status=1; break; }
+    resumed=$(run_tls_load "${hs[@]}" --resume) || { status=1; break; }
+    echo "sessions=$s plain=$(kv rate "$plain") msg/s starttls=$(kv rate "$starttls") msg/s" \
+         "ratio=$(ratio "$(kv rate "$starttls")" "$(kv rate "$plain")")" \
+         "handshakes_full=$(kv rate "$full")/s handshakes_resumed=$(kv rate "$resumed")/s" \
+         "resumed=$(kv resumed "$resumed")/$(kv "done" "$resumed")"
+  done
+  SESSIONS=""  # the smtp-source runs below are skipped
+else
+  echo "bench: $MESSAGES messages of $SIZE bytes per run, identity=$IDENTITY, binary=$BINARY"
+fi
 for s in $SESSIONS; do
   direct=$(run_source "$SINK_PORT" "$s") || { status=1; break; }
   proxied=$(run_source "$PLAIN_PORT" "$s") || { status=1; break; }
@@ -208,7 +285,7 @@ for s in $SESSIONS; do
   fi
 done
 
-for name in plain filtered; do
+for name in plain filtered tls; do
   pid_var=${name^^}_PID
   pid=${!pid_var:-}
   [[ -n $pid ]] || continue
