@@ -84,6 +84,18 @@ Reply ReplyParser::take() {
   return r;
 }
 
+Reply withEnhancedCode(const Reply& reply, std::string_view positive) {
+  if (!reply.enhanced().empty() || reply.code() < 200 ||
+      (reply.code() >= 300 && reply.code() < 400)) {
+    return reply;
+  }
+  const std::string code =
+      reply.isPositive() ? std::string(positive)
+                         : std::string(1, static_cast<char>('0' + reply.code() / 100)) + ".0.0";
+  auto r = Reply::make(reply.code(), code, reply.lines());
+  return r ? *r : reply;  // a line too long for the extra code: relay it as it was
+}
+
 std::vector<Capability> parseEhloCapabilities(const Reply& reply) {
   std::vector<Capability> caps;
   const auto& lines = reply.lines();

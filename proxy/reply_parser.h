@@ -35,6 +35,10 @@ class ReplyParser {
   std::string error_;
 };
 
+// The MTA's reply with an enhanced status code added when it had none: we offer
+// ENHANCEDSTATUSCODES, so every reply we relay carries one (`positive` for 2xx, X.0.0 else).
+Reply withEnhancedCode(const Reply& reply, std::string_view positive);
+
 // EHLO capability list from a 250 reply (RFC 5321 4.1.1.1): the keyword of every line after
 // the first, upper-cased, with its parameters.
 struct Capability {

@@ -127,6 +127,7 @@ class Session {
   // Transactions and the upstream.
   void withUpstream(std::function<void()> then, std::string_view verb);
   void openUpstream(std::function<void()> then, std::string_view verb);
+  void sendMail(const std::string& line, bool mayRetry);
   void upstreamFailed(const UpstreamResult& result, std::string_view verb, bool atEndOfData);
   void upstreamLost(const std::string& why);
   void retireUpstream();

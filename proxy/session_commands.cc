@@ -169,25 +169,35 @@ void Session::onMail(Command c) {
         commandDone();
         return;
       }
-      withUpstream(
-          [this, line] {
-            upstream_->command(line, Expect::kMail, [this](UpstreamResult r) {
-              if (!r.ok()) {
-                upstreamFailed(r, "MAIL", false);
-                return;
-              }
-              if (r.reply->isPositive()) {
-                upstreamTransaction_ = true;
-              } else {
-                endTransaction();
-              }
-              reply(*r.reply, "MAIL");
-              enterState(nextState(state_, Verb::kMail, r.reply->code()));
-              commandDone();
-            });
-          },
-          "MAIL");
+      withUpstream([this, line] { sendMail(line, true); }, "MAIL");
     });
+  });
+}
+
+void Session::sendMail(const std::string& line, bool mayRetry) {
+  // A pooled connection the MTA closed while it sat idle shows up only now (with identity
+  // none nothing was said on it yet): one retry on a fresh connection, unseen by the client.
+  const bool pooled = upstream_->reused() && !upstream_->usedBySession();
+  upstream_->markUsedBySession();
+  upstream_->command(line, Expect::kMail, [this, line, mayRetry, pooled](UpstreamResult r) {
+    if (!r.ok()) {
+      if (pooled && mayRetry && r.failure == UpstreamFailure::kClosed) {
+        spdlog::debug("{} event=pooled-connection-failed detail={}", view_.id, logValue(r.detail));
+        retireUpstream();
+        openUpstream([this, line] { sendMail(line, false); }, "MAIL");
+        return;
+      }
+      upstreamFailed(r, "MAIL", false);
+      return;
+    }
+    if (r.reply->isPositive()) {
+      upstreamTransaction_ = true;
+    } else {
+      endTransaction();
+    }
+    reply(withEnhancedCode(*r.reply, "2.1.0"), "MAIL");
+    enterState(nextState(state_, Verb::kMail, r.reply->code()));
+    commandDone();
   });
 }
 
@@ -224,7 +234,7 @@ void Session::onRcpt(Command c) {
                     }
                     if (r.reply->isPositive()) view_.envelope.recipients.push_back(address);
                     view_.envelope.currentRecipient.clear();
-                    reply(*r.reply, "RCPT");
+                    reply(withEnhancedCode(*r.reply, "2.1.5"), "RCPT");
                     enterState(nextState(state_, Verb::kRcpt, r.reply->code()));
                     commandDone();
                   });

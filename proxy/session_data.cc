@@ -217,7 +217,7 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
                    view_.envelope.recipients.size(), logValue(r.reply->summary()));
     }
     if (r.reply->closesConnection()) retireUpstream();
-    finishData(*r.reply);
+    finishData(withEnhancedCode(*r.reply, "2.0.0"));
   });
 }
 

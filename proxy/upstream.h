@@ -101,7 +101,14 @@ class Upstream {
   std::uint32_t uses() const { return uses_; }
   bool reused() const { return uses_ > 0; }
   bool tls() const { return stream_ && stream_->tls(); }
-  void markReused() { ++uses_; }
+  void markReused() {
+    ++uses_;
+    sessionUsed_ = false;
+  }
+  // Whether the current session has sent a command on it yet (a stale pooled connection is
+  // only discovered by its first command).
+  bool usedBySession() const { return sessionUsed_; }
+  void markUsedBySession() { sessionUsed_ = true; }
 
   bool ready() const { return state_ == State::kReady; }
   bool broken() const { return state_ == State::kBroken; }
@@ -143,6 +150,7 @@ class Upstream {
   bool negativeSeen_ = false;
   bool pendingReady_ = false;
   std::uint32_t uses_ = 0;
+  bool sessionUsed_ = false;
 
   // Opening.
   OpenStep step_ = OpenStep::kGreeting;
