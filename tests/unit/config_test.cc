@@ -19,7 +19,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-
 // A filter factory local to these tests, with one optional key of its own ("level").
 class ProbeFilter final : public Filter {};
 class ProbeFactory final : public FilterFactory {

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/test_text.h"
+
 #include <random>
 #include <string>
 #include <string_view>
@@ -14,26 +16,7 @@
 namespace portcullis {
 namespace {
 
-std::string escape(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c < 0x20 || c >= 0x7f) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out.push_back(ch);
-    }
-  }
-  if (out.size() > 100) out = out.substr(0, 50) + "..." + out.substr(out.size() - 30);
-  return "\"" + out + "\"";
-}
+using testing::escape;
 
 class StringSink final : public ByteSink {
  public:

@@ -29,7 +29,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-
 constexpr std::array<Stage, kStageCount> kAllStages = {
     Stage::kConnect, Stage::kHelo,         Stage::kMailFrom,    Stage::kRcptTo,
     Stage::kData,    Stage::kEndOfHeaders, Stage::kEndOfMessage};

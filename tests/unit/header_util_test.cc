@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/test_text.h"
+
 #include <random>
 #include <string>
 #include <string_view>
@@ -13,25 +15,7 @@
 namespace portcullis {
 namespace {
 
-std::string escape(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c < 0x20 || c >= 0x7f) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out.push_back(ch);
-    }
-  }
-  return "\"" + out + "\"";
-}
+using testing::escape;
 
 // Splits a formatted header into its physical lines; fails the test on a bare CR or LF or a
 // missing final CRLF.

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/test_text.h"
+
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -13,23 +15,7 @@
 namespace portcullis {
 namespace {
 
-
-std::string escape(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c >= 0x7f) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out.push_back(ch);
-    }
-  }
-  if (out.size() > 80) out = out.substr(0, 40) + "..." + out.substr(out.size() - 20);
-  return "\"" + out + "\"";
-}
+using testing::escape;
 
 const char* statusName(ReplyParser::Status s) {
   switch (s) {

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/test_text.h"
+
 #include <cctype>
 #include <cstdlib>
 #include <string>
@@ -16,26 +18,7 @@
 namespace portcullis {
 namespace {
 
-std::string escape(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c < 0x20 || c >= 0x7f) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out.push_back(ch);
-    }
-  }
-  if (out.size() > 120) out = out.substr(0, 60) + "..." + out.substr(out.size() - 40);
-  return "\"" + out + "\"";
-}
+using testing::escape;
 
 std::string paramsWire(const Command& c) {
   std::string out;
@@ -50,7 +33,6 @@ std::string describe(const ParseResult& r) {
          " address=" + escape(c.address) + (c.nullPath ? " null-path" : "") +
          (c.nonAscii ? " non-ascii" : "") + " params=[" + paramsWire(c) + "]";
 }
-
 
 std::string repeat(char c, std::size_t n) { return std::string(n, c); }
 
