@@ -508,6 +508,10 @@ void Session::logSummary() {
     if (v.observed) verdicts += "(observe)";
     if (v.deferred) verdicts += "(deferred)";
     if (v.error) verdicts += "(error)";
+    // The reason too: from this line alone an admin sees what decided, where and why.
+    if (!v.reason.empty()) {
+      verdicts += "[" + (v.reason.size() > 160 ? v.reason.substr(0, 157) + "..." : v.reason) + "]";
+    }
   }
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - started_)
@@ -521,7 +525,7 @@ void Session::logSummary() {
       view_.tls.active ? " tls_cipher=" + view_.tls.cipher : "", stateName(furthest_),
       logValue(commands, 2048), delivered_, closedBy_ == ClosedBy::kClient ? "client" : "server",
       quit_ ? "yes" : "no", ms / 1000, static_cast<int>(ms % 1000),
-      verdicts.empty() ? "" : " verdicts=" + logValue(verdicts, 1024),
+      verdicts.empty() ? "" : " verdicts=" + logValue(verdicts, 2048),
       closeReason_.empty() ? "" : " reason=" + logValue(closeReason_),
       lastReply_.empty() ? "" : " last_reply=" + logValue(lastReply_));
 }

@@ -77,6 +77,7 @@ class FilterE2E(HarnessTestCase):
         pc.wait_for_sessions(1)
         s = pc.sessions()[0]
         self.assertIn("dnsbl@connect:reject:554", s["verdicts"])
+        self.assertIn("dnsbl.test=127.0.0.2", s["verdicts"])  # the reason, in the summary too
         self.assertEqual(s["commands"], "CONNECT:554,EHLO:503,QUIT:221")
         self.assertIn("dnsbl.test=127.0.0.2", pc.log_text())  # the full reason is logged
         self.assertFalse(self.postfix_saw("127.0.0.2"))
