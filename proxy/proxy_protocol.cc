@@ -117,6 +117,9 @@ ProxyHeader parseV2(std::string_view in) {
   } else {
     return error("v2 header for a transport other than TCP");
   }
+  if (!h.local && (h.source.port() == 0 || h.destination.port() == 0)) {
+    return error("v2 header with port 0");  // never a real TCP connection (v1 refuses it too)
+  }
   h.status = ProxyHeader::Status::kOk;
   return h;
 }

@@ -16,17 +16,18 @@
 //
 // Prints one key=value line, e.g.
 //   mode=mail starttls=yes connections=20 done=20000 errors=0 seconds=4.21 rate=4750.6
-//   mode=handshake resume=yes connections=20 done=5000 resumed=4980 errors=0 seconds=1.2 rate=4166.7
+//   mode=handshake resume=yes connections=20 done=5000 resumed=4980 errors=0 seconds=1.2
+//   rate=4166.7
 // Build: c++ -O2 -std=c++20 tls_load.cc -lssl -lcrypto -pthread -o tls_load
 
 #include <arpa/inet.h>
-#include <csignal>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <atomic>
 #include <chrono>
@@ -256,18 +257,30 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage(2);
       return argv[++i];
     };
-    if (a == "--port") o.port = std::atoi(value().c_str());
-    else if (a == "--host") o.host = value();
-    else if (a == "--starttls") o.starttls = true;
-    else if (a == "--resume") o.resume = true;
-    else if (a == "--connections") o.connections = std::atoi(value().c_str());
-    else if (a == "--messages") o.messages = std::atol(value().c_str());
-    else if (a == "--count") o.count = std::atol(value().c_str());
-    else if (a == "--size") o.size = std::atol(value().c_str());
-    else if (a == "--per-connection") o.perConnection = std::atoi(value().c_str());
-    else if (a == "--verbose") o.verbose = true;
-    else if (a == "-h" || a == "--help") usage(0);
-    else usage(2);
+    if (a == "--port")
+      o.port = std::atoi(value().c_str());
+    else if (a == "--host")
+      o.host = value();
+    else if (a == "--starttls")
+      o.starttls = true;
+    else if (a == "--resume")
+      o.resume = true;
+    else if (a == "--connections")
+      o.connections = std::atoi(value().c_str());
+    else if (a == "--messages")
+      o.messages = std::atol(value().c_str());
+    else if (a == "--count")
+      o.count = std::atol(value().c_str());
+    else if (a == "--size")
+      o.size = std::atol(value().c_str());
+    else if (a == "--per-connection")
+      o.perConnection = std::atoi(value().c_str());
+    else if (a == "--verbose")
+      o.verbose = true;
+    else if (a == "-h" || a == "--help")
+      usage(0);
+    else
+      usage(2);
   }
   if (o.port <= 0 || o.connections <= 0 || o.perConnection <= 0 || o.size < 100) usage(2);
   return o;
@@ -298,19 +311,20 @@ int main(int argc, char** argv) {
     }
   }
   for (auto& t : threads) t.join();
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long done = g_done.load();
   if (o.mode == "mail") {
-    std::printf("mode=mail starttls=%s connections=%d per_connection=%d size=%ld done=%ld "
-                "errors=%ld seconds=%.3f rate=%.1f\n",
-                o.starttls ? "yes" : "no", o.connections, o.perConnection, o.size, done,
-                g_errors.load(), secs, done / secs);
+    std::printf(
+        "mode=mail starttls=%s connections=%d per_connection=%d size=%ld done=%ld "
+        "errors=%ld seconds=%.3f rate=%.1f\n",
+        o.starttls ? "yes" : "no", o.connections, o.perConnection, o.size, done, g_errors.load(),
+        secs, done / secs);
   } else {
-    std::printf("mode=handshake resume=%s connections=%d done=%ld resumed=%ld errors=%ld "
-                "seconds=%.3f rate=%.1f\n",
-                o.resume ? "yes" : "no", o.connections, done, g_resumed.load(), g_errors.load(),
-                secs, done / secs);
+    std::printf(
+        "mode=handshake resume=%s connections=%d done=%ld resumed=%ld errors=%ld "
+        "seconds=%.3f rate=%.1f\n",
+        o.resume ? "yes" : "no", o.connections, done, g_resumed.load(), g_errors.load(), secs,
+        done / secs);
   }
   SSL_CTX_free(ctx);
   return g_errors.load() == 0 ? 0 : 1;

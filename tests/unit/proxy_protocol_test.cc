@@ -71,6 +71,8 @@ TEST(ProxyProtocol, ParsesAndRejects) {
       {"v2 bad version", v2(0x31, 0x11, v4body), Status::kError, "", 0, false},
       {"v2 bad command", v2(0x22, 0x11, v4body), Status::kError, "", 0, false},
       {"v2 udp", v2(0x21, 0x12, v4body), Status::kError, "", 0, false},
+      {"v2 port 0", v2(0x21, 0x11, bytes({192, 0, 2, 1, 198, 51, 100, 2, 0, 0, 0, 25})),
+       Status::kError, "", 0, false},
       {"v2 short v4 block", v2(0x21, 0x11, v4body.substr(0, 8)), Status::kError, "", 0, false},
       {"v2 too long", v2(0x21, 0x11, std::string(2000, 'x')).substr(0, 16), Status::kError, "", 0,
        false},
