@@ -93,7 +93,6 @@ class Session {
   void processInput();
   void skipInput();
   void feedData();
-  void write(const Reply& reply);
 
   // Commands.
   void handleLine(std::string_view line);
@@ -133,7 +132,6 @@ class Session {
   void retireUpstream();
   void finishData(const Reply& r);
   void endTransaction();
-  void abortTransaction(std::function<void()> then);
   XclientIdentity identity() const;
 
   // Closing.

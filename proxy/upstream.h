@@ -128,7 +128,6 @@ class Upstream {
   void send(const std::string& line, Expect expect, std::chrono::milliseconds timeout);
   void handleReply(Reply reply);
   void openStep(Reply reply);
-  void afterEhlo(const Reply& reply);
   void sendIdentity();
   void pumpMessage();
   void fail(UpstreamFailure failure, std::string detail);
