@@ -48,7 +48,7 @@ std::unique_ptr<Upstream> Server::takeUpstream() {
       p.upstream->markReused();
       return std::move(p.upstream);
     }
-    retiredProbes_.push_back(std::move(p.upstream));  // closed while idle: free from the loop
+    retired_.push_back(std::move(p.upstream));  // closed while idle: free from the loop
     event_active(reapEvent_.get(), 0, 0);
   }
   return nullptr;
@@ -58,7 +58,7 @@ void Server::returnUpstream(std::unique_ptr<Upstream> upstream) {
   if (draining_ || pool_.size() >= config_->upstream.poolSize ||
       !upstream->reusable(config_->upstream.poolMaxReuse)) {
     upstream->quit();
-    retiredProbes_.push_back(std::move(upstream));
+    retired_.push_back(std::move(upstream));
     event_active(reapEvent_.get(), 0, 0);
     return;
   }
@@ -76,13 +76,13 @@ void Server::expirePool() {
     if (now - p.since >= config_->upstream.poolIdleTimeout ||
         !p.upstream->reusable(config_->upstream.poolMaxReuse)) {
       p.upstream->quit();
-      retiredProbes_.push_back(std::move(p.upstream));
+      retired_.push_back(std::move(p.upstream));
     } else {
       keep.push_back(std::move(p));
     }
   }
   pool_.swap(keep);
-  if (!retiredProbes_.empty()) event_active(reapEvent_.get(), 0, 0);
+  if (!retired_.empty()) event_active(reapEvent_.get(), 0, 0);
   if (!pool_.empty()) poolTimer_.start(config_->upstream.poolIdleTimeout / 2);
 }
 
@@ -277,7 +277,7 @@ void Server::reap() {
     sessions_.erase(it);
     if (auto p = perIp_.find(ip); p != perIp_.end() && --p->second == 0) perIp_.erase(p);
   }
-  retiredProbes_.clear();
+  retired_.clear();
   maybeExit();
 }
 
@@ -287,7 +287,7 @@ void Server::probe() {
   // Learn what the MTA offers without waiting for the first client (the EHLO we advertise
   // depends on it), and refresh it now and then.
   if (probe_) {
-    retiredProbes_.push_back(std::move(probe_));
+    retired_.push_back(std::move(probe_));
     event_active(reapEvent_.get(), 0, 0);
   }
   probe_ = std::make_unique<Upstream>(base_, probeSettings_, "probe");
@@ -311,7 +311,7 @@ void Server::probe() {
       }
       probeFailing_ = true;
     }
-    retiredProbes_.push_back(std::move(probe_));
+    retired_.push_back(std::move(probe_));
     event_active(reapEvent_.get(), 0, 0);
   });
   if (!draining_) probeTimer_.start(config_->upstream.probeInterval);

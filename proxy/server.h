@@ -82,7 +82,7 @@ class Server final : public SessionHost {
   std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
   std::unordered_map<std::string, std::size_t> perIp_;
   std::vector<Session*> closed_;
-  std::vector<std::unique_ptr<Upstream>> retiredProbes_;
+  std::vector<std::unique_ptr<Upstream>> retired_;  // probes and pool leftovers, freed in reap()
   EventPtr reapEvent_;
   std::vector<EventPtr> signals_;
   Timer drainTimer_;
