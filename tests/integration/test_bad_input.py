@@ -9,7 +9,6 @@ Every reply checked here is portcullis's own, so the code AND the enhanced code 
 Run: python3 tests/integration/test_bad_input.py -v   (root, loopback-only netns: tests/run.sh)
 """
 
-import functools
 import os
 import re
 import socket
@@ -20,8 +19,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (DEFAULT_CAPS, FakeSmtp, HarnessTestCase, Portcullis, Postfix,  # noqa: E402
-                     RawClient, wait_until)
+from harness import (DEFAULT_CAPS, DaemonTestCase, FakeSmtp, Portcullis, Postfix,  # noqa: E402
+                     RawClient, dot_stuff, wait_until)
 
 HOSTNAME = "portcullis.test.local"
 SENDER = "sender@client.test"
@@ -44,12 +43,6 @@ FORBIDDEN_KEYWORDS = {"CHUNKING", "XCLIENT", "XFORWARD", "AUTH", "STARTTLS", "BI
                       "ETRN"}
 
 
-def dot_stuff(message):
-    """The message as a correct client puts it on the wire, final dot included."""
-    out = [b"." + line if line.startswith(b".") else line
-           for line in message.split(b"\r\n")[:-1]]
-    return b"\r\n".join(out) + b"\r\n.\r\n"
-
 
 def make_body(size):
     filler = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\r\n"
@@ -58,31 +51,8 @@ def make_body(size):
     return head + filler * max(0, (size - len(head)) // len(filler))
 
 
-def _stopping_portcullis(test):
-    """Stop the test's portcullis inside the test, so that a crash or an unclean exit
-    (Portcullis.stop() asserts exit code 0 and no sanitizer report) fails THIS test."""
-    @functools.wraps(test)
-    def wrapper(self):
-        self._keep_on_failure = not getattr(test, "__unittest_expecting_failure__", False)
-        try:
-            test(self)
-        finally:
-            for pc in reversed(self._daemons):
-                pc.stop()
-    return wrapper
 
-
-class BadInputCase(HarnessTestCase):
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        for name, value in list(vars(cls).items()):
-            if name.startswith("test") and callable(value):
-                setattr(cls, name, _stopping_portcullis(value))
-
-    def setUp(self):
-        self._daemons = []
-        self._keep_on_failure = True
-
+class BadInputCase(DaemonTestCase):
     # -- fixtures ------------------------------------------------------------------------
 
     def portcullis(self, backend, config=None, wait_probe=True):
@@ -95,9 +65,8 @@ class BadInputCase(HarnessTestCase):
                 base.setdefault(section, {}).update(values)
             else:
                 base[section] = values
-        pc = self.start(Portcullis(upstream=backend, config=base,
+        pc = self.start_daemon(Portcullis(upstream=backend, config=base,
                                    keep_on_failure=self._keep_on_failure))
-        self._daemons.append(pc)
         if wait_probe:
             pc.wait_for_log(r"event=upstream-probe result=ok")
         return pc

@@ -9,7 +9,6 @@ reaches the backend except as the commands and dot-transparent DATA portcullis m
 Run: python3 tests/integration/test_faults.py -v   (root, loopback-only netns: tests/run.sh)
 """
 
-import functools
 import os
 import re
 import sys
@@ -18,8 +17,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (FakeSmtp, HarnessTestCase, Portcullis, RawClient, SmtpSink,  # noqa: E402
-                     free_port, wait_until)
+from harness import (DaemonTestCase, FakeSmtp, Portcullis, RawClient, SmtpSink,  # noqa: E402
+                     dot_stuff, free_port, wait_until)
 
 HOSTNAME = "portcullis.test.local"
 SENDER = "sender@client.test"
@@ -43,13 +42,6 @@ _UPSTREAM_LINE = re.compile(
     r"^(EHLO portcullis\.test\.local|MAIL FROM:<[^<>\s]*>( [A-Z0-9=.\-]+)*|"
     r"RCPT TO:<[^<>\s]*>( [A-Z0-9=.\-]+)*|DATA|\.|RSET|QUIT|NOOP)$")
 
-
-def dot_stuff(message):
-    """The message as a correct client puts it on the wire, final dot included."""
-    out = []
-    for line in message.split(b"\r\n")[:-1]:
-        out.append(b"." + line if line.startswith(b".") else line)
-    return b"\r\n".join(out) + b"\r\n.\r\n"
 
 
 def big_message(size):
@@ -96,39 +88,13 @@ def fault_config(**overrides):
     return config
 
 
-def _stopping_portcullis(test):
-    """Stop the test's portcullis inside the test itself, so that a crash or an unclean exit
-    (Portcullis.stop() asserts exit code 0 and no sanitizer report) fails THIS test, and an
-    @unittest.expectedFailure covers it too (cleanups run outside the expected failure)."""
-    @functools.wraps(test)
-    def wrapper(self):
-        # A known bug (expectedFailure) must not leave a kept temp dir behind on every run.
-        self._keep_on_failure = not getattr(test, "__unittest_expecting_failure__", False)
-        try:
-            test(self)
-        finally:
-            for pc in reversed(self._daemons):
-                pc.stop()
-    return wrapper
 
-
-class FaultTestCase(HarnessTestCase):
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        for name, value in list(vars(cls).items()):
-            if name.startswith("test") and callable(value):
-                setattr(cls, name, _stopping_portcullis(value))
-
-    def setUp(self):
-        self._daemons = []
-        self._keep_on_failure = True
-
+class FaultTestCase(DaemonTestCase):
     # -- fixtures ------------------------------------------------------------------------
 
     def portcullis(self, backend, wait_probe=True, **overrides):
-        pc = self.start(Portcullis(upstream=backend, config=fault_config(**overrides),
+        pc = self.start_daemon(Portcullis(upstream=backend, config=fault_config(**overrides),
                                    keep_on_failure=self._keep_on_failure))
-        self._daemons.append(pc)
         if wait_probe:
             # The capability probe (greeting + EHLO + QUIT) is not part of any test session.
             pc.wait_for_log(r"event=upstream-probe result=ok")

@@ -12,6 +12,7 @@
 #include "portcullis/filter.h"
 #include "portcullis/filter_factory.h"
 #include "portcullis/filter_registry.h"
+#include "portcullis/resolver.h"
 #include "proxy/config_section_impl.h"
 
 namespace portcullis::testing {
@@ -51,6 +52,27 @@ template <typename Hook>
 void callHook(Filter& f, Hook hook, const SessionView& view,
               const std::shared_ptr<Collector>& sink) {
   (f.*hook)(view, Next(std::weak_ptr<detail::CompletionSink>(sink), 1));
+}
+
+// A completion for failure messages: "kind code enhanced text [+Name: value]...",
+// "fail(error)" or "no completion".
+inline std::string show(const Collector& c) {
+  if (c.completions == 0) return "no completion";
+  if (!c.verdict) return "fail(" + c.error + ")";
+  std::string out(verdictName(c.verdict->kind()));
+  if (c.verdict->reply()) out += " " + c.verdict->reply()->summary();
+  for (const auto& h : c.verdict->headers()) out += " +" + h.name + ": " + h.value;
+  return out;
+}
+
+// The queries a FakeResolver saw, in order: "MX?mx.test A?mail.mx.test".
+template <typename Resolver>
+std::string showQueries(const Resolver& r) {
+  std::string out;
+  for (const auto& [name, type] : r.queries()) {
+    out += (out.empty() ? "" : " ") + std::string(dnsTypeName(type)) + "?" + name;
+  }
+  return out;
 }
 
 inline SessionView viewFor(const std::string& address) {

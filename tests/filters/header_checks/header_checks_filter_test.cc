@@ -18,17 +18,8 @@ namespace {
 using testing::callHook;
 using testing::Collector;
 using testing::makeFilter;
+using testing::show;
 using testing::viewFor;
-
-// "kind code enhanced text [+Name: value]...", "fail(error)" or "no completion".
-std::string show(const Collector& c) {
-  if (c.completions == 0) return "no completion";
-  if (!c.verdict) return "fail(" + c.error + ")";
-  std::string out(verdictName(c.verdict->kind()));
-  if (c.verdict->reply()) out += " " + c.verdict->reply()->summary();
-  for (const auto& h : c.verdict->headers()) out += " +" + h.name + ": " + h.value;
-  return out;
-}
 
 SessionView messageView(std::vector<HeaderField> headers) {
   SessionView v = viewFor("192.0.2.1");

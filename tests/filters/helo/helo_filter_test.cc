@@ -19,19 +19,12 @@ using testing::callHook;
 using testing::Collector;
 using testing::FakeResolver;
 using testing::makeFilter;
+using testing::show;
+using testing::showQueries;
 using testing::viewFor;
 
 constexpr const char* kClient = "192.0.2.1";
 constexpr const char* kLocal = "198.51.100.25";  // our listening address in these tests
-
-// "kind code enhanced text", "fail(error)" or "no completion".
-std::string show(const Collector& c) {
-  if (c.completions == 0) return "no completion";
-  if (!c.verdict) return "fail(" + c.error + ")";
-  std::string out(verdictName(c.verdict->kind()));
-  if (c.verdict->reply()) out += " " + c.verdict->reply()->summary();
-  return out;
-}
 
 // tests/fixtures/dns/zones.conf, as the helo filter sees it (plus failure modes).
 void loadTestZones(FakeResolver& r) {
@@ -245,14 +238,6 @@ const std::vector<DnsCase>& dnsCases() {
       {"bad..test", "reject 550 5.5.2 <bad..test>: Helo command rejected: Invalid name", {}},
   };
   return cases;
-}
-
-std::string showQueries(const FakeResolver& r) {
-  std::string out;
-  for (const auto& [name, type] : r.queries()) {
-    out += (out.empty() ? "" : " ") + std::string(dnsTypeName(type)) + "?" + name;
-  }
-  return out;
 }
 
 TEST(HeloFilter, RequireResolvableDeferred) {

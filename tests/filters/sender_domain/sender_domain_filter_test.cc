@@ -19,24 +19,9 @@ using testing::callHook;
 using testing::Collector;
 using testing::FakeResolver;
 using testing::makeFilter;
+using testing::show;
+using testing::showQueries;
 using testing::viewFor;
-
-// "kind code enhanced text", "fail(error)" or "no completion".
-std::string show(const Collector& c) {
-  if (c.completions == 0) return "no completion";
-  if (!c.verdict) return "fail(" + c.error + ")";
-  std::string out(verdictName(c.verdict->kind()));
-  if (c.verdict->reply()) out += " " + c.verdict->reply()->summary();
-  return out;
-}
-
-std::string showQueries(const FakeResolver& r) {
-  std::string out;
-  for (const auto& [name, type] : r.queries()) {
-    out += (out.empty() ? "" : " ") + std::string(dnsTypeName(type)) + "?" + name;
-  }
-  return out;
-}
 
 // tests/fixtures/dns/zones.conf as the sender_domain filter sees it, plus cases the fixture
 // does not have (null MX, one family failing). In the static zone "test." a name that exists

@@ -26,15 +26,15 @@ from .portcullis import Portcullis, deep_merge, default_binary, parse_kv, run_bi
 from .ports import free_port, is_listening, split_hostport, wait_listening, wait_port
 from .postfix import Postfix
 from .process import REPO_ROOT, Fixture, wait_until
-from .smtp import RawClient, SmtpProtocolError, make_message, send_mail
+from .smtp import RawClient, SmtpProtocolError, dot_stuff, make_message, send_mail
 from .smtpsink import SinkMessage, SmtpSink
-from .testcase import HarnessTestCase
+from .testcase import DaemonTestCase, HarnessTestCase
 from .tls import Certs, make_certs
 
 __all__ = [
-    "Certs", "DEFAULT_CAPS", "DnsResponse", "FakeSmtp", "Fixture", "HAProxy", "HarnessTestCase",
+    "Certs", "DEFAULT_CAPS", "DaemonTestCase", "DnsResponse", "FakeSmtp", "Fixture", "HAProxy", "HarnessTestCase",
     "Portcullis", "Postfix", "REPO_ROOT", "RawClient", "SinkMessage", "SlowDns",
-    "SmtpProtocolError", "SmtpSink", "Unbound", "deep_merge", "default_binary", "dns_query",
+    "SmtpProtocolError", "SmtpSink", "Unbound", "deep_merge", "default_binary", "dns_query", "dot_stuff",
     "free_port", "is_listening", "make_certs", "make_message", "parse_kv", "run_binary",
     "send_mail", "split_hostport", "wait_listening", "wait_port", "wait_until",
 ]

@@ -21,7 +21,7 @@ import sys
 import time
 
 from .ports import free_port
-from .process import REPO_ROOT, Fixture, ManagedProcess, require_program, tail
+from .process import REPO_ROOT, ManagedProcess, ProcessFixture, require_program, tail
 
 QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
 QTYPE_NAMES = {v: k for k, v in QTYPES.items()}
@@ -142,7 +142,7 @@ def _ipv6_loopback_usable():
         return False
 
 
-class Unbound(Fixture):
+class Unbound(ProcessFixture):
     name = "unbound"
 
     def __init__(self, zones=None, *, zones_text=None, port=None, ipv6=None, verbosity=1,
@@ -157,7 +157,6 @@ class Unbound(Fixture):
         self.ipv6 = _ipv6_loopback_usable() if ipv6 is None else ipv6
         self.verbosity = verbosity
         self.start_timeout = start_timeout
-        self.proc = None
         self.conf_path = None
 
     @property
@@ -225,21 +224,11 @@ class Unbound(Fixture):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"unbound not answering:\n{tail(self.log_text())}")
 
-    def _stop(self):
-        if self.proc:
-            self.proc.terminate(timeout=5)
-
-    def alive(self):
-        return bool(self.proc and self.proc.alive())
-
-    def log_text(self):
-        return self.proc.log_text() if self.proc else ""
-
     def query(self, name, qtype="A", timeout=2.0, tcp=False):
         return dns_query(name, qtype, (self.host, self.port), timeout, tcp)
 
 
-class SlowDns(Fixture):
+class SlowDns(ProcessFixture):
     """tests/fixtures/dns/slowdns.py --port N [--delay-ms D]; ready when it prints "ready"."""
 
     name = "slowdns"
@@ -253,7 +242,6 @@ class SlowDns(Fixture):
         self.script = script or os.path.join(REPO_ROOT, "tests", "fixtures", "dns", "slowdns.py")
         self.extra_args = list(extra_args)
         self.start_timeout = start_timeout
-        self.proc = None
 
     @property
     def address(self):
@@ -274,16 +262,6 @@ class SlowDns(Fixture):
             if time.monotonic() > deadline or not self.proc.alive():
                 raise RuntimeError(f"slowdns not ready:\n{tail(self.log_text())}")
             time.sleep(0.02)
-
-    def _stop(self):
-        if self.proc:
-            self.proc.terminate(timeout=5)
-
-    def alive(self):
-        return bool(self.proc and self.proc.alive())
-
-    def log_text(self):
-        return self.proc.log_text() if self.proc else ""
 
     def query(self, name, qtype="A", timeout=5.0):
         return dns_query(name, qtype, (self.host, self.port), timeout)

@@ -12,7 +12,7 @@ sees a probe connection), no chroot, no user switch. It connects to the backend 
 import os
 
 from .ports import free_port, wait_listening
-from .process import Fixture, ManagedProcess, require_program, tail, wait_for_regex
+from .process import ManagedProcess, ProcessFixture, require_program, tail
 
 _SEND_PROXY = {"v1": "send-proxy", "v2": "send-proxy-v2", None: ""}
 
@@ -27,7 +27,7 @@ def _backend_address(backend):
     return str(backend)
 
 
-class HAProxy(Fixture):
+class HAProxy(ProcessFixture):
     name = "haproxy"
 
     def __init__(self, *, backend, send_proxy="v2", port=None, timeout="60s",
@@ -42,7 +42,6 @@ class HAProxy(Fixture):
         self.port = port or free_port()
         self.timeout = timeout
         self.start_timeout = start_timeout
-        self.proc = None
         self.config_path = None
 
     @property
@@ -77,16 +76,3 @@ class HAProxy(Fixture):
             wait_listening(self.port, self.start_timeout, alive=self.proc.alive)
         except Exception as exc:
             raise RuntimeError(f"haproxy did not start: {exc}\n{tail(self.log_text())}")
-
-    def _stop(self):
-        if self.proc:
-            self.proc.terminate(timeout=5)
-
-    def alive(self):
-        return bool(self.proc and self.proc.alive())
-
-    def log_text(self):
-        return self.proc.log_text() if self.proc else ""
-
-    def wait_for_log(self, regex, timeout=10.0):
-        return wait_for_regex(self.log_text, regex, timeout, "haproxy log")

@@ -165,6 +165,27 @@ class Fixture:
         return f"<{type(self).__name__} {self.tmpdir or ''}>"
 
 
+class ProcessFixture(Fixture):
+    """A fixture that is one ManagedProcess (self.proc): stop, liveness and its log."""
+
+    def __init__(self):
+        super().__init__()
+        self.proc = None
+
+    def _stop(self):
+        if self.proc:
+            self.proc.terminate(timeout=5)
+
+    def alive(self):
+        return bool(self.proc and self.proc.alive())
+
+    def log_text(self):
+        return self.proc.log_text() if self.proc else ""
+
+    def wait_for_log(self, regex, timeout=10.0):
+        return wait_for_regex(self.log_text, regex, timeout, f"{self.name} log")
+
+
 class ManagedProcess:
     """One child process in its own session, output captured to log_path."""
 

@@ -149,6 +149,13 @@ class RawClient:
         return False
 
 
+def dot_stuff(message):
+    """The message as a correct client puts it on the wire, final dot included."""
+    out = [b"." + line if line.startswith(b".") else line
+           for line in message.split(b"\r\n")[:-1]]
+    return b"\r\n".join(out) + b"\r\n.\r\n"
+
+
 def make_message(mail_from="sender@client.test", rcpt_to="user@test.local",
                  subject="harness test", body="Hello from the portcullis test harness.\r\n",
                  size=None, headers=None):

@@ -18,8 +18,7 @@ import re
 import time
 
 from .ports import free_port, wait_listening
-from .process import (Fixture, ManagedProcess, require_program, tail,
-                      wait_for_regex, wait_until)
+from .process import ManagedProcess, ProcessFixture, require_program, tail, wait_until
 
 SinkMessage = collections.namedtuple("SinkMessage", "client_addr helo mail rcpts data raw path")
 
@@ -28,7 +27,7 @@ _VERBS = {"helo", "ehlo", "lhlo", "mail", "rcpt", "data", ".", "rset", "noop", "
           "xclient", "xforward", "starttls", "auth", "etrn", "help", "bdat"}
 
 
-class SmtpSink(Fixture):
+class SmtpSink(ProcessFixture):
     name = "smtp-sink"
 
     def __init__(self, *, port=None, quit_silently=(), reply_421=(), soft_reject=(),
@@ -50,7 +49,6 @@ class SmtpSink(Fixture):
         self.verbose = verbose
         self.backlog = backlog
         self.start_timeout = start_timeout
-        self.proc = None
         self.dump_dir = None
 
     @property
@@ -77,19 +75,6 @@ class SmtpSink(Fixture):
             wait_listening(self.port, self.start_timeout, alive=self.proc.alive)
         except Exception as exc:
             raise RuntimeError(f"smtp-sink did not start: {exc}\n{tail(self.log_text())}")
-
-    def _stop(self):
-        if self.proc:
-            self.proc.terminate(timeout=5)
-
-    def alive(self):
-        return bool(self.proc and self.proc.alive())
-
-    def log_text(self):
-        return self.proc.log_text() if self.proc else ""
-
-    def wait_for_log(self, regex, timeout=10.0):
-        return wait_for_regex(self.log_text, regex, timeout, "smtp-sink log")
 
     def commands(self):
         """Command lines received, in order, over all connections (needs verbose=True)."""
