@@ -96,6 +96,12 @@ std::optional<SocketAddress> parseSocketAddress(std::string_view text) {
   return std::nullopt;
 }
 
+std::optional<SocketAddress> socketAddress(std::string_view host, std::uint16_t port) {
+  const std::string h(host);
+  return parseSocketAddress(h.find(':') != std::string::npos ? "[" + h + "]:" + std::to_string(port)
+                                                             : h + ":" + std::to_string(port));
+}
+
 std::optional<SocketAddress> fromSockaddr(const sockaddr* sa, socklen_t len) {
   if (sa == nullptr || len > static_cast<socklen_t>(sizeof(sockaddr_storage))) return std::nullopt;
   if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) return std::nullopt;

@@ -27,6 +27,8 @@ struct SocketAddress {
 // "127.0.0.1:2525", "[::1]:25", "localhost:25" (loopback only), ":25" / "*:25" (any IPv4).
 std::optional<SocketAddress> parseSocketAddress(std::string_view text);
 std::optional<SocketAddress> fromSockaddr(const sockaddr* sa, socklen_t len);
+// A textual IP (v4 or v6, no brackets) and a port.
+std::optional<SocketAddress> socketAddress(std::string_view host, std::uint16_t port);
 
 // A CIDR block: "10.0.0.0/8", "::1/128", or a bare address (a /32 or /128).
 class Cidr {

@@ -170,14 +170,10 @@ void Upstream::onStreamEvent(Stream::Event event, const std::string& detail) {
     step_ = OpenStep::kGreeting;
     expect_ = Expect::kGreeting;
     // PROXY identity: the header goes first, before the MTA says anything.
-    const auto src = parseSocketAddress(
-        identity_.ipv6 ? "[" + identity_.addr + "]:" + std::to_string(identity_.port)
-                       : identity_.addr + ":" + std::to_string(identity_.port));
-    const auto dst = parseSocketAddress(
-        identity_.ipv6 ? "[" + identity_.destAddr + "]:" + std::to_string(identity_.destPort)
-                       : identity_.destAddr + ":" + std::to_string(identity_.destPort));
     if (settings_.identity == IdentityMode::kProxyV1 ||
         settings_.identity == IdentityMode::kProxyV2) {
+      const auto src = socketAddress(identity_.addr, identity_.port);
+      const auto dst = socketAddress(identity_.destAddr, identity_.destPort);
       if (!src || !dst || src->family() != dst->family()) {
         fail(UpstreamFailure::kIdentity, "cannot express the client's address in a PROXY header");
         return;
@@ -407,7 +403,6 @@ void Upstream::pumpMessage() {
     prefix_.clear();
   }
   const std::uint64_t size = spool_->size();
-  std::string out;
   std::string buf;
   // Fill up to the high-water mark; the stream's onDrained calls back for the rest.
   while (offset_ < size && stream_->pendingOutput() < kHighWater) {
@@ -423,10 +418,7 @@ void Upstream::pumpMessage() {
       fail(UpstreamFailure::kProtocol, "spool read failed");
       return;
     }
-    out.clear();
-    out.reserve(chunk.size() + 64);
-    stuffer_.stuff(chunk, [&out](std::string_view s) { out.append(s); });
-    stream_->write(out);
+    stuffer_.stuff(chunk, [this](std::string_view s) { stream_->write(s); });
     offset_ += chunk.size();
   }
   if (offset_ < size) return;
