@@ -140,10 +140,26 @@ ProxyHeader parseProxyHeader(std::string_view in) {
   return error("no PROXY protocol header");
 }
 
+namespace {
+// The address in its own family's notation: unlike SocketAddress::host(), a v4-mapped IPv6
+// address stays IPv6, as a TCP6 line requires.
+std::string addressText(const SocketAddress& a) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (a.family() == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr, buf,
+              sizeof buf);
+  } else {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr, buf,
+              sizeof buf);
+  }
+  return buf;
+}
+}  // namespace
+
 std::string proxyV1Header(const SocketAddress& source, const SocketAddress& destination) {
   const bool v6 = source.family() == AF_INET6;
-  return std::string("PROXY ") + (v6 ? "TCP6 " : "TCP4 ") + source.host() + " " +
-         destination.host() + " " + std::to_string(source.port()) + " " +
+  return std::string("PROXY ") + (v6 ? "TCP6 " : "TCP4 ") + addressText(source) + " " +
+         addressText(destination) + " " + std::to_string(source.port()) + " " +
          std::to_string(destination.port()) + "\r\n";
 }
 

@@ -91,8 +91,9 @@ TEST(ProxyProtocol, ParsesAndRejects) {
 }
 
 TEST(ProxyProtocol, WrittenHeadersParseBack) {
-  for (const auto& [src, dst] : {std::pair{"192.0.2.7:40000", "127.0.0.1:25"},
-                                 std::pair{"[2001:db8::7]:40000", "[::1]:25"}}) {
+  for (const auto& [src, dst] :
+       {std::pair{"192.0.2.7:40000", "127.0.0.1:25"}, std::pair{"[2001:db8::7]:40000", "[::1]:25"},
+        std::pair{"[::ffff:192.0.2.7]:40000", "[::1]:25"}}) {
     const auto s = *parseSocketAddress(src);
     const auto d = *parseSocketAddress(dst);
     for (const std::string& header : {proxyV1Header(s, d), proxyV2Header(s, d)}) {
