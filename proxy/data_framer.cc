@@ -55,22 +55,45 @@ DataFramer::Result DataFramer::feed(std::string_view in, ByteSink& sink) {
         }
         break;
       case State::kMid: {
-        // Fast path: copy the run up to the next CR or LF (two memchr scans per line).
-        const void* cr = std::memchr(data + pos, '\r', n - pos);
-        const std::size_t crPos =
-            cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - data) : n;
-        const void* lf = std::memchr(data + pos, '\n', crPos - pos);
-        const std::size_t end =
-            lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - data) : crPos;
-        if (end > pos) emit(data + pos, end - pos, sink);
-        pos = end;
-        if (pos == n) break;
-        if (data[pos] == '\r') {
-          state_ = State::kCr;
-        } else {
-          bareLf_ = true;  // LF without CR: never a line end, never rewritten
+        // Fast path: whole CRLF-terminated lines go to the sink as one span, cut only where a
+        // line starts with a dot (stuffing to remove, or the end of data), at a bare CR or LF,
+        // and at the end of the input. Two memchr scans per line, one sink call per span.
+        std::size_t start = pos;
+        while (true) {
+          const void* cr = std::memchr(data + pos, '\r', n - pos);
+          const std::size_t crPos =
+              cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - data) : n;
+          if (const void* lf = std::memchr(data + pos, '\n', crPos - pos)) {
+            // LF without CR: never a line end, never rewritten. What came before it is stored
+            // (as if the input had been cut there); from now on the message is poisoned.
+            const auto lfPos = static_cast<std::size_t>(static_cast<const char*>(lf) - data);
+            emit(data + start, lfPos - start, sink);
+            bareLf_ = true;
+            pos = start = lfPos + 1;
+            continue;
+          }
+          if (crPos == n) {  // the line goes on in the next chunk
+            pos = n;
+            break;
+          }
+          if (crPos + 1 == n) {  // a CR at the very end: kCr decides when the next byte comes
+            emit(data + start, crPos - start, sink);
+            state_ = State::kCr;
+            return {false, n};
+          }
+          if (data[crPos + 1] != '\n') {
+            emit(data + start, crPos - start, sink);
+            bareCr_ = true;  // never turned into CRLF
+            pos = start = crPos + 1;
+            continue;
+          }
+          pos = crPos + 2;  // a complete line, CRLF included
+          if (pos == n || data[pos] == '.') {
+            state_ = State::kLineStart;
+            break;
+          }
         }
-        ++pos;
+        if (pos > start) emit(data + start, pos - start, sink);
         break;
       }
     }

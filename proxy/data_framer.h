@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -52,23 +53,25 @@ class DataFramer {
 };
 
 // Applies dot-stuffing (RFC 5321 4.5.2) to canonical message bytes on their way upstream.
+// `out` gets the input in as few pieces as possible: cut only where a line starts with a dot,
+// which gets one more in front of it.
 class DotStuffer {
  public:
   template <typename Out>
   void stuff(std::string_view in, Out&& out) {
-    std::size_t pos = 0;
-    while (pos < in.size()) {
-      if (atLineStart_ && in[pos] == '.') out(std::string_view(".", 1));
-      const auto nl = in.find('\n', pos);
-      if (nl == std::string_view::npos) {
-        out(in.substr(pos));
-        atLineStart_ = false;
-        return;
-      }
-      out(in.substr(pos, nl + 1 - pos));
-      pos = nl + 1;
-      atLineStart_ = true;
+    if (in.empty()) return;
+    if (atLineStart_ && in.front() == '.') out(std::string_view(".", 1));
+    std::size_t from = 0;
+    std::size_t scan = 0;
+    while (const void* lf = std::memchr(in.data() + scan, '\n', in.size() - scan)) {
+      scan = static_cast<std::size_t>(static_cast<const char*>(lf) - in.data()) + 1;
+      if (scan == in.size() || in[scan] != '.') continue;
+      out(in.substr(from, scan - from));  // up to and including the LF
+      out(std::string_view(".", 1));
+      from = scan;  // the line's own dot follows the added one
     }
+    if (from < in.size()) out(in.substr(from));
+    atLineStart_ = in.back() == '\n';
   }
   bool atLineStart() const { return atLineStart_; }
 

@@ -22,6 +22,7 @@ struct SocketAddress {
   std::string host() const;  // "192.0.2.1" / "2001:db8::1"
   std::uint16_t port() const;
   std::string toString() const;  // "192.0.2.1:25" / "[2001:db8::1]:25"
+  bool isWildcard() const;       // 0.0.0.0 or :: (a listener on every address)
 };
 
 // "127.0.0.1:2525", "[::1]:25", "localhost:25" (loopback only), ":25" / "*:25" (any IPv4).

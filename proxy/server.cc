@@ -122,6 +122,7 @@ bool Server::start(std::string* error) {
       return false;
     }
     evconnlistener_set_error_cb(listener, &Server::onAcceptError);
+    setNoDelay(evconnlistener_get_fd(listener));  // inherited by every accepted socket
     listeners_.emplace_back(listener);
     static constexpr const char* kIdentity[] = {"xclient", "none", "proxy-v1", "proxy-v2"};
     spdlog::info("event=listening address={} tls={} proxy_protocol={} upstream={} identity={}",
@@ -250,9 +251,12 @@ void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const Listene
     if (perIp_[ip] == 0) perIp_.erase(ip);
     return;
   }
-  SocketAddress local;
-  local.length = sizeof local.storage;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&local.storage), &local.length);
+  // A listener on a specific address knows the local end already; only a wildcard one asks.
+  SocketAddress local = listener.address;
+  if (local.isWildcard()) {
+    local.length = sizeof local.storage;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&local.storage), &local.length);
+  }
   auto session = std::make_unique<Session>(*this, config_, listener, fd, peer, local);
   Session* raw = session.get();
   sessions_.emplace(raw, std::move(session));

@@ -111,8 +111,10 @@ void Session::start() {
                          [this](Stream::Event e, std::string d) { onStreamEvent(e, d); }});
   stream_->setReadLimit(kInputHighWater);
   stream_->start();
-  spdlog::info("{} event=connect client={} local={}{}", view_.id, peer_.toString(),
-               local_.toString(), listener_->proxyProtocol ? " proxy_protocol=expected" : "");
+  if (spdlog::should_log(spdlog::level::info)) {  // arguments cost something; skip them too
+    spdlog::info("{} event=connect client={} local={}{}", view_.id, peer_.toString(),
+                 local_.toString(), listener_->proxyProtocol ? " proxy_protocol=expected" : "");
+  }
   if (listener_->proxyProtocol) {
     // A trusted load balancer speaks first: the PROXY header, within a bounded time.
     phase_ = Phase::kProxyHeader;
@@ -264,10 +266,9 @@ void Session::onDrained() {
       return;
     }
     if (!lingering_ && !finalized_) {
-      // Everything is written: half-close and give the client a moment to read it, so that
-      // unread input does not turn our last reply into a reset.
+      // Everything is written (and the FIN with it, see close()): give the client a moment to
+      // read it, so that unread input does not turn our last reply into a reset.
       lingering_ = true;
-      stream_->shutdownWrite();
       closeTimer_.start(kLingerTime);
     }
     return;
@@ -464,6 +465,8 @@ void Session::close(ClosedBy who, std::string reason) {
   startTimer_.stop();
   enterState(SmtpState::kClosed);
   evbuffer_drain(stream_->input(), evbuffer_get_length(stream_->input()));
+  // Half-close as soon as the last reply is out: the FIN travels with it in one segment.
+  stream_->shutdownWrite();
   closeTimer_.start(kLingerTime);  // bounded: a client that never reads cannot hold us
   if (stream_->pendingOutput() == 0) onDrained();
 }
@@ -497,6 +500,7 @@ void Session::finalize() {
 }
 
 void Session::logSummary() {
+  if (!spdlog::should_log(spdlog::level::info)) return;
   std::string commands;
   for (const auto& t : transcript_) commands += (commands.empty() ? "" : ",") + t;
   if (transcriptDropped_) commands += ",+" + std::to_string(transcriptDropped_);

@@ -213,8 +213,10 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
     upstreamTransaction_ = !r.reply->isPositive();
     if (r.reply->isPositive()) {
       ++delivered_;
-      spdlog::info("{} event=delivered size={} rcpts={} reply={}", view_.id, view_.message.size,
-                   view_.envelope.recipients.size(), logValue(r.reply->summary()));
+      if (spdlog::should_log(spdlog::level::info)) {
+        spdlog::info("{} event=delivered size={} rcpts={} reply={}", view_.id, view_.message.size,
+                     view_.envelope.recipients.size(), logValue(r.reply->summary()));
+      }
     }
     if (r.reply->closesConnection()) retireUpstream();
     finishData(withEnhancedCode(*r.reply, "2.0.0"));

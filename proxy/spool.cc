@@ -14,7 +14,9 @@
 namespace portcullis {
 namespace {
 constexpr std::size_t kFileWriteChunk = 64 * 1024;
-}
+constexpr std::size_t kInitialMemory = 16 * 1024;  // most messages fit; no regrowth for them
+constexpr std::size_t kHeaderReadChunk = 4 * 1024;
+}  // namespace
 
 Spool::Spool(std::size_t memoryLimit, std::string directory)
     : memoryLimit_(memoryLimit), directory_(std::move(directory)) {}
@@ -31,6 +33,9 @@ void Spool::append(const char* data, std::size_t n) {
   if (!error_.empty()) return;
   if (fd_ < 0) {
     if (memory_.size() + n <= memoryLimit_) {
+      if (memory_.capacity() < kInitialMemory) {
+        memory_.reserve(std::min(memoryLimit_, std::max(kInitialMemory, n)));
+      }
       memory_.append(data, n);
       return;
     }
@@ -110,10 +115,23 @@ int removeStaleSpoolFiles(const std::string& directory) {
 }
 
 std::vector<HeaderField> parseHeaders(const MessageReader& message, std::size_t maxBytes) {
-  std::vector<HeaderField> out;
+  // Only the header block is read: chunk by chunk until its closing empty line (or maxBytes).
+  const std::size_t limit =
+      static_cast<std::size_t>(std::min<std::uint64_t>(message.size(), maxBytes));
   std::string head;
-  head.resize(static_cast<std::size_t>(std::min<std::uint64_t>(message.size(), maxBytes)));
-  head.resize(message.read(0, head.data(), head.size()));
+  char chunk[kHeaderReadChunk];
+  while (head.size() < limit) {
+    const std::size_t got =
+        message.read(head.size(), chunk, std::min(sizeof chunk, limit - head.size()));
+    if (got == 0) break;
+    const std::size_t searchFrom = head.size() < 3 ? 0 : head.size() - 3;
+    head.append(chunk, got);
+    if ((head.size() >= 2 && head.compare(0, 2, "\r\n") == 0) ||
+        head.find("\r\n\r\n", searchFrom) != std::string::npos) {
+      break;
+    }
+  }
+  std::vector<HeaderField> out;
   std::size_t pos = 0;
   while (pos < head.size()) {
     const auto eol = head.find("\r\n", pos);

@@ -17,11 +17,7 @@ namespace portcullis {
 namespace {
 
 constexpr std::size_t kReadChunk = 32 * 1024;
-
-void setNoDelay(evutil_socket_t fd) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
+constexpr std::size_t kLastWriteMax = 4096;
 
 std::string sslErrors() {
   std::string out;
@@ -36,6 +32,11 @@ std::string sslErrors() {
 
 }  // namespace
 
+void setNoDelay(evutil_socket_t fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 Stream::Stream(event_base* base, evutil_socket_t fd)
     : base_(base),
       fd_(fd),
@@ -44,9 +45,7 @@ Stream::Stream(event_base* base, evutil_socket_t fd)
       readEvent_(event_new(base, fd, EV_READ | EV_PERSIST, &Stream::onReadable, this)),
       writeEvent_(event_new(base, fd, EV_WRITE | EV_PERSIST, &Stream::onWritable, this)),
       flushEvent_(event_new(base, -1, 0, &Stream::onFlush, this)),
-      alive_(std::make_shared<bool>(true)) {
-  setNoDelay(fd);
-}
+      alive_(std::make_shared<bool>(true)) {}
 
 std::unique_ptr<Stream> Stream::connect(event_base* base, const SocketAddress& to,
                                         std::string* error) {
@@ -56,6 +55,7 @@ std::unique_ptr<Stream> Stream::connect(event_base* base, const SocketAddress& t
     *error = std::string("socket: ") + std::strerror(errno);
     return nullptr;
   }
+  setNoDelay(fd);
   auto s = std::make_unique<Stream>(base, fd);
   if (::connect(fd, to.get(), to.length) != 0 && errno != EINPROGRESS) {
     *error = std::string("connect: ") + std::strerror(errno);
@@ -193,8 +193,17 @@ void Stream::onWritable(evutil_socket_t, short, void* self) {
 
 void Stream::flush() {
   if (closed_ || connecting_ || tls_) return;
-  while (evbuffer_get_length(output_.get()) > 0) {
-    const int n = evbuffer_write(output_.get(), fd_);
+  while (const std::size_t pending = evbuffer_get_length(output_.get())) {
+    int n;
+    if (shutdownPending_ && pending <= kLastWriteMax) {
+      // The last bytes before our FIN (a 221 or 421): corked with MSG_MORE, so that the
+      // shutdown below sends them and the FIN in one segment instead of two.
+      const auto* p = evbuffer_pullup(output_.get(), static_cast<ev_ssize_t>(pending));
+      n = static_cast<int>(::send(fd_, p, pending, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT));
+      if (n > 0) evbuffer_drain(output_.get(), static_cast<std::size_t>(n));
+    } else {
+      n = evbuffer_write(output_.get(), fd_);
+    }
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         if (!writeArmed_) {

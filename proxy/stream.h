@@ -23,6 +23,10 @@
 
 namespace portcullis {
 
+// TCP_NODELAY: replies and commands are small and each one is awaited by the peer. Linux
+// accepted sockets inherit it from their listener, so the server sets it once per listener.
+void setNoDelay(evutil_socket_t fd);
+
 class Stream {
  public:
   enum class Event { kConnected, kEof, kError, kTlsReady };
@@ -32,7 +36,8 @@ class Stream {
     std::function<void(Event, std::string)> onEvent;
   };
 
-  // Takes ownership of an accepted, connected socket.
+  // Takes ownership of an accepted, connected socket (TCP_NODELAY already set: setNoDelay on
+  // the listener).
   Stream(event_base* base, evutil_socket_t fd);
   // A new non-blocking connection to `to`; kConnected or kError follows through onEvent.
   static std::unique_ptr<Stream> connect(event_base* base, const SocketAddress& to,

@@ -61,6 +61,29 @@ TEST(ParseSocketAddress, Forms) {
   }
 }
 
+TEST(SocketAddress, HostAndWildcard) {
+  const struct {
+    std::string in;
+    std::string host;
+    bool wildcard;
+  } cases[] = {
+      {"0.0.0.0:25", "0.0.0.0", true},
+      {"[::]:25", "::", true},
+      {"127.0.0.1:25", "127.0.0.1", false},
+      {"255.255.255.255:25", "255.255.255.255", false},
+      {"10.20.0.9:25", "10.20.0.9", false},
+      {"192.168.100.200:25", "192.168.100.200", false},
+      {"[::1]:25", "::1", false},
+      {"[::ffff:0.0.0.0]:25", "0.0.0.0", false},  // mapped, not the IPv6 wildcard
+  };
+  for (const auto& tc : cases) {
+    const auto a = parseSocketAddress(tc.in);
+    ASSERT_TRUE(a.has_value()) << tc.in;
+    EXPECT_EQ(a->host(), tc.host) << tc.in << ": got " << a->host() << ", want " << tc.host;
+    EXPECT_EQ(a->isWildcard(), tc.wildcard) << tc.in << ": got wildcard=" << a->isWildcard();
+  }
+}
+
 TEST(ParseSocketAddress, FromSockaddr) {
   sockaddr_in in4{};
   in4.sin_family = AF_INET;
