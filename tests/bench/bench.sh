@@ -3,13 +3,18 @@
 # run with smtp-source → smtp-sink directly, for each parallel-session count.
 #
 #   sudo tests/bench/bench.sh [--messages 20000] [--sessions "20 100"] [--size 10240]
-#                             [--binary build/portcullis] [--xclient] [--dnsbl] [--filters FILE]
-#                             [--tls [--handshakes 5000] [--per-connection 1]]
+#                             [--rounds 3] [--binary build/portcullis] [--xclient] [--dnsbl]
+#                             [--filters FILE] [--tls [--handshakes 5000] [--per-connection 1]]
 #
-# Prints one line per session count, e.g.
-#   sessions=20 direct=9500 msg/s proxied=8100 msg/s ratio=0.85
-# and portcullis's peak RSS (VmHWM). All processes share the machine's cores, so compare the
-# ratio, never an absolute number across machines or runs.
+# For each session count it runs direct and proxied back to back, --rounds times, and prints
+# one line per round and a summary line with the median of the rounds' ratios, e.g.
+#   sessions=20 round=1 direct=6100 msg/s proxied=4700 msg/s ratio=0.77
+#     cpu_us_per_msg: direct[source=150 sink=160] proxied[source=155 portcullis=120 sink=98]
+#   sessions=20 median_ratio=0.77 (3 rounds: 0.74 0.77 0.80)
+# and portcullis's peak RSS (VmHWM). cpu_us_per_msg is each process's user+system CPU time per
+# message (kernel softirq time not included): it shows where the cycles go, which the rates
+# alone do not. All processes share the machine's cores, so compare the ratio, never an
+# absolute number across machines or runs; the machine is noisy, hence the rounds and median.
 #
 #   --xclient      upstream.identity: xclient (default none; smtp-sink accepts XCLIENT)
 #   --dnsbl        also run a second portcullis with the dnsbl and rdns filters (and the core's
@@ -44,6 +49,7 @@ cd "$(dirname "$SELF")/../.."
 REPO=$PWD
 MESSAGES=20000
 SESSIONS="20 100"
+ROUNDS=3
 SIZE=10240
 BINARY=$REPO/build/portcullis
 IDENTITY=none
@@ -54,12 +60,13 @@ TLS=0
 HANDSHAKES=5000
 PER_CONNECTION=1
 ARGS=("$@")
-usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --messages) MESSAGES=$2; shift 2 ;;
     --sessions) SESSIONS=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     --binary) BINARY=$2; shift 2 ;;
     --xclient) IDENTITY=xclient; shift ;;
     --dnsbl) DNSBL=1; shift ;;
@@ -226,19 +233,43 @@ $filters"
   FILTERED_PID=$PID
 fi
 
-# One smtp-source run; prints msg/s.
+# One smtp-source run against TARGET_PORT; sets RATE (msg/s) and CPU_SOURCE and CPU_<NAME>
+# (CPU µs per message of smtp-source and of each process named in WATCH, "name:pid" pairs).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }  # utime + stime, in clock ticks
+# This shell's reaped children's user + system seconds (not in a pipeline or $(...): a
+# subshell's own children times start at zero).
+children_seconds() {
+  times >"$TMP/times"
+  awk 'END { s = 0; for (i = 1; i <= 2; i++) { split($i, ms, "m"); sub("s", "", ms[2]);
+                                               s += ms[1] * 60 + ms[2] }
+             printf "%.6f", s }' "$TMP/times"
+}
 run_source() {  # TARGET_PORT SESSIONS
-  local t0 t1
-  t0=$(date +%s.%N)
+  local t0 t1 w before=() i=0 hz src0 src1
+  hz=$(getconf CLK_TCK)
+  for w in "${WATCH[@]}"; do before+=("$(cpu_ticks "${w#*:}")"); done
+  children_seconds >"$TMP/src0"
+  t0=$(date +%s%N)
   if ! timeout 900 smtp-source -s "$2" -m "$MESSAGES" -l "$SIZE" -f bench@client.test \
        -t sink@test.local "127.0.0.1:$1" >"$TMP/source.log" 2>&1; then
     echo "bench: smtp-source to port $1 failed:" >&2
     tail -n 20 "$TMP/source.log" >&2
     return 1
   fi
-  t1=$(date +%s.%N)
-  awk -v a="$t0" -v b="$t1" -v m="$MESSAGES" 'BEGIN { printf "%.0f", m / (b - a) }'
+  t1=$(date +%s%N)
+  children_seconds >"$TMP/src1"
+  src0=$(<"$TMP/src0") src1=$(<"$TMP/src1")
+  RATE=$(awk -v a="$t0" -v b="$t1" -v m="$MESSAGES" 'BEGIN { printf "%.0f", m * 1e9 / (b - a) }')
+  CPU_SOURCE=$(awk -v a="$src0" -v b="$src1" -v m="$MESSAGES" \
+                 'BEGIN { printf "%.0f", (b - a) * 1e6 / m }')
+  for w in "${WATCH[@]}"; do
+    printf -v "CPU_${w%%:*}" '%s' "$(awk -v a="${before[$i]}" -v b="$(cpu_ticks "${w#*:}")" \
+      -v hz="$hz" -v m="$MESSAGES" 'BEGIN { printf "%.0f", (b - a) * 1e6 / hz / m }')"
+    i=$((i + 1))
+  done
 }
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
+  printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # One tls_load run; prints its key=value line (mode=... done=... rate=...).
@@ -274,14 +305,33 @@ if [[ $TLS -eq 1 ]]; then
 else
   echo "bench: $MESSAGES messages of $SIZE bytes per run, identity=$IDENTITY, binary=$BINARY"
 fi
+SINK_PID=${PIDS[0]}
 for s in $SESSIONS; do
-  direct=$(run_source "$SINK_PORT" "$s") || { status=1; break; }
-  proxied=$(run_source "$PLAIN_PORT" "$s") || { status=1; break; }
-  echo "sessions=$s direct=$direct msg/s proxied=$proxied msg/s ratio=$(ratio "$proxied" "$direct")"
+  ratios=() filtered_ratios=()
+  for round in $(seq 1 "$ROUNDS"); do
+    WATCH=("sink:$SINK_PID")
+    run_source "$SINK_PORT" "$s" || { status=1; break 2; }
+    direct=$RATE direct_cpu="source=$CPU_SOURCE sink=$CPU_sink"
+    WATCH=("portcullis:$PLAIN_PID" "sink:$SINK_PID")
+    run_source "$PLAIN_PORT" "$s" || { status=1; break 2; }
+    proxied=$RATE
+    ratios+=("$(ratio "$proxied" "$direct")")
+    echo "sessions=$s round=$round direct=$direct msg/s proxied=$proxied msg/s" \
+         "ratio=${ratios[-1]}"
+    echo "  cpu_us_per_msg: direct[$direct_cpu]" \
+         "proxied[source=$CPU_SOURCE portcullis=$CPU_portcullis sink=$CPU_sink]"
+    if [[ $DNSBL -eq 1 ]]; then
+      WATCH=("portcullis:$FILTERED_PID")
+      run_source "$FILTERED_PORT" "$s" || { status=1; break 2; }
+      filtered_ratios+=("$(ratio "$RATE" "$proxied")")
+      echo "sessions=$s round=$round filters=dnsbl+rdns proxied=$RATE msg/s" \
+           "vs_no_filters=${filtered_ratios[-1]} vs_direct=$(ratio "$RATE" "$direct")" \
+           "portcullis_cpu_us_per_msg=$CPU_portcullis"
+    fi
+  done
+  echo "sessions=$s median_ratio=$(median "${ratios[@]}") (${#ratios[@]} rounds: ${ratios[*]})"
   if [[ $DNSBL -eq 1 ]]; then
-    filtered=$(run_source "$FILTERED_PORT" "$s") || { status=1; break; }
-    echo "sessions=$s filters=dnsbl+rdns proxied=$filtered msg/s" \
-         "vs_no_filters=$(ratio "$filtered" "$proxied") vs_direct=$(ratio "$filtered" "$direct")"
+    echo "sessions=$s filters=dnsbl+rdns median_vs_no_filters=$(median "${filtered_ratios[@]}")"
   fi
 done
 
