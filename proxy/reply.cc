@@ -174,6 +174,9 @@ std::optional<Reply> Reply::parseNegative(std::string_view line) {
 std::string Reply::wire() const {
   std::string out;
   const std::string code = std::to_string(code_);
+  std::size_t size = 0;
+  for (const auto& l : lines_) size += code.size() + enhanced_.size() + l.size() + 4;
+  out.reserve(size);  // one allocation per reply
   for (std::size_t i = 0; i < lines_.size(); ++i) {
     out += code;
     out += (i + 1 < lines_.size()) ? '-' : ' ';
@@ -188,8 +191,15 @@ std::string Reply::wire() const {
 }
 
 std::string Reply::summary() const {
-  std::string out = std::to_string(code_);
-  if (!enhanced_.empty()) out += " " + enhanced_;
+  std::size_t size = 4 + enhanced_.size();
+  for (const auto& l : lines_) size += l.size() + 3;
+  std::string out;
+  out.reserve(size);
+  out += std::to_string(code_);
+  if (!enhanced_.empty()) {
+    out += ' ';
+    out += enhanced_;
+  }
   for (std::size_t i = 0; i < lines_.size(); ++i) {
     out += i == 0 ? " " : " | ";
     out += lines_[i];

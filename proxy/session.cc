@@ -393,7 +393,10 @@ void Session::reply(const Reply& r, std::string_view verb) {
   if (finalized_) return;
   stream_->write(r.wire());
   if (transcript_.size() < kMaxTranscript) {
-    transcript_.push_back(std::string(verb) + ":" + std::to_string(r.code()));
+    if (transcript_.empty()) transcript_.reserve(16);  // a whole ordinary session, one allocation
+    std::string& t = transcript_.emplace_back(verb);
+    t += ':';
+    t += std::to_string(r.code());
   } else {
     ++transcriptDropped_;
   }

@@ -198,14 +198,19 @@ std::optional<Reply> parseParams(std::string_view rest, std::vector<EsmtpParam>&
 // MAIL FROM:<path> [params] / RCPT TO:<path> [params]
 ParseResult parsePathCommand(Command c, std::string_view arg, bool isMail) {
   const std::string_view prefix = isMail ? "FROM:" : "TO:";
-  const Reply syntax = isMail ? err(501, "5.5.4", "Syntax: MAIL FROM:<address>")
-                              : err(501, "5.5.4", "Syntax: RCPT TO:<address>");
-  const Reply badAddr = isMail ? err(501, "5.1.7", "Bad sender address syntax")
-                               : err(501, "5.1.3", "Bad recipient address syntax");
-  if (!istartsWith(arg, prefix)) return syntax;
+  // Built only when needed: every MAIL and RCPT comes through here.
+  const auto syntax = [isMail] {
+    return isMail ? err(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+                  : err(501, "5.5.4", "Syntax: RCPT TO:<address>");
+  };
+  const auto badAddr = [isMail] {
+    return isMail ? err(501, "5.1.7", "Bad sender address syntax")
+                  : err(501, "5.1.3", "Bad recipient address syntax");
+  };
+  if (!istartsWith(arg, prefix)) return syntax();
   std::string_view rest = arg.substr(prefix.size());
   while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);  // tolerated, as Postfix
-  if (rest.empty()) return syntax;
+  if (rest.empty()) return syntax();
 
   std::string_view path;
   if (rest.front() == '<') {
@@ -223,11 +228,11 @@ ParseResult parsePathCommand(Command c, std::string_view arg, bool isMail) {
         break;
       }
     }
-    if (end == std::string_view::npos) return syntax;
+    if (end == std::string_view::npos) return syntax();
     if (end + 1 > kMaxPath) return err(501, isMail ? "5.1.7" : "5.1.3", "Path too long");
     path = rest.substr(1, end - 1);
     rest = rest.substr(end + 1);
-    if (!rest.empty() && rest.front() != ' ') return syntax;
+    if (!rest.empty() && rest.front() != ' ') return syntax();
   } else {
     // Unbracketed address: tolerated (Postfix does unless strict_rfc821_envelopes), as long
     // as the bracketed line we send upstream still fits the command-line limit.
@@ -241,20 +246,20 @@ ParseResult parsePathCommand(Command c, std::string_view arg, bool isMail) {
   // RFC 5321 4.1.1.3 / C: a source route "@a,@b:" MUST be accepted and SHOULD be ignored.
   if (!path.empty() && path.front() == '@') {
     const auto colon = path.find(':');
-    if (colon == std::string_view::npos) return badAddr;
+    if (colon == std::string_view::npos) return badAddr();
     path = path.substr(colon + 1);
-    if (path.empty()) return badAddr;  // a route to nowhere is not the null path
+    if (path.empty()) return badAddr();  // a route to nowhere is not the null path
   }
 
   if (path.empty()) {
-    if (!isMail) return badAddr;  // RCPT TO:<> is never valid
+    if (!isMail) return badAddr();  // RCPT TO:<> is never valid
     c.nullPath = true;
   } else {
     const AddrError e = checkMailbox(path, !isMail, c.nonAscii);
     if (e == AddrError::kTooLong) {
       return err(501, isMail ? "5.1.7" : "5.1.3", "Path too long");
     }
-    if (e != AddrError::kNone) return badAddr;
+    if (e != AddrError::kNone) return badAddr();
     c.address = std::string(path);
   }
 

@@ -334,5 +334,59 @@ TEST(DataFramer, RandomInputsAreSplitInvariant) {
   }
 }
 
+// The hot path hands over whole runs of lines, not one line at a time: a message without
+// dot-led lines reaches the sink, and leaves the stuffer, in one piece per input chunk. Each
+// dot-led line costs one cut (the framer drops its dot; the stuffer adds one).
+class CountingSink final : public ByteSink {
+ public:
+  void append(const char* data, std::size_t n) override {
+    out.append(data, n);
+    ++calls;
+  }
+  std::string out;
+  int calls = 0;
+};
+
+TEST(DataFramer, WholeRunsOfLinesInOneAppend) {
+  std::string body;
+  for (int i = 0; i < 200; ++i) body += "line " + std::to_string(i) + " of the message\r\n";
+  const struct {
+    std::string in;
+    int wantCalls;
+  } cases[] = {
+      {body + ".\r\n", 1},
+      {body + "..dot-led\r\n" + body + ".\r\n", 2},
+      {"..a\r\n..b\r\n.\r\n", 2},
+  };
+  for (const auto& tc : cases) {
+    DataFramer f(1 << 20);
+    CountingSink sink;
+    const auto r = f.feed(tc.in, sink);
+    EXPECT_TRUE(r.ended);
+    EXPECT_EQ(sink.calls, tc.wantCalls) << escape(tc.in.substr(0, 40)) << ": got " << sink.calls
+                                        << " appends, want " << tc.wantCalls;
+  }
+}
+
+TEST(DotStuffer, WholeRunsOfLinesInOnePiece) {
+  std::string body;
+  for (int i = 0; i < 200; ++i) body += "line " + std::to_string(i) + "\r\n";
+  const struct {
+    std::string in;
+    int wantPieces;
+  } cases[] = {
+      {body, 1},
+      {body + ".dot-led\r\n" + body, 3},  // run, the added dot, the rest
+      {".first\r\n" + body, 2},           // the added dot, everything
+  };
+  for (const auto& tc : cases) {
+    DotStuffer s;
+    int pieces = 0;
+    s.stuff(tc.in, [&](std::string_view) { ++pieces; });
+    EXPECT_EQ(pieces, tc.wantPieces)
+        << escape(tc.in.substr(0, 40)) << ": got " << pieces << " pieces, want " << tc.wantPieces;
+  }
+}
+
 }  // namespace
 }  // namespace portcullis
