@@ -343,6 +343,20 @@ class CommandTest(BadInputCase):
         for d in self.pf_disconnects(pf):
             self.assertNotIn("mail", d)  # Postfix never saw the chunk's MAIL
 
+    def test_quit_closes_after_its_reply_even_with_input_behind_it(self):
+        # The 221 leaves with our FIN (one segment); a command pipelined after QUIT (RFC 2920:
+        # QUIT ends a group) is neither answered nor forwarded, and the 221 is not lost to it.
+        fake = self.fake()
+        pc = self.portcullis(fake)
+        c = self.client(pc)
+        self.assertReply(c.cmd(f"MAIL FROM:<{SENDER}>"), 250)
+        c.send(b"QUIT\r\nRSET\r\nNOOP\r\n")
+        self.assertReply(c.read_reply(), 221, "2.0.0")
+        c.expect_closed()  # nothing after the 221: no reply to RSET or NOOP
+        pc.wait_for_log(r"event=session .*QUIT:221 .*closed_by=client quit=yes")
+        fake.wait_closed()
+        self.assertNotIn(b"NOOP", b"".join(fake.sessions()))
+
     def test_protocol_errors(self):
         pf = self.postfix()
         pc = self.portcullis(pf, {"limits": {"max_errors": 50}})
