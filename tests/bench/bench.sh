@@ -236,19 +236,20 @@ fi
 # One smtp-source run against TARGET_PORT; sets RATE (msg/s) and CPU_SOURCE and CPU_<NAME>
 # (CPU µs per message of smtp-source and of each process named in WATCH, "name:pid" pairs).
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }  # utime + stime, in clock ticks
-# This shell's reaped children's user + system seconds (not in a pipeline or $(...): a
-# subshell's own children times start at zero).
+# CHILD_SECONDS: this shell's reaped children's user + system seconds. `times` must run in this
+# shell, not in a pipeline or $(...), where a subshell's own children times start at zero.
 children_seconds() {
   times >"$TMP/times"
-  awk 'END { s = 0; for (i = 1; i <= 2; i++) { split($i, ms, "m"); sub("s", "", ms[2]);
-                                               s += ms[1] * 60 + ms[2] }
-             printf "%.6f", s }' "$TMP/times"
+  CHILD_SECONDS=$(awk 'END { s = 0
+    for (i = 1; i <= 2; i++) { split($i, ms, "m"); sub("s", "", ms[2]); s += ms[1] * 60 + ms[2] }
+    printf "%.6f", s }' "$TMP/times")
 }
+HZ=$(getconf CLK_TCK)
 run_source() {  # TARGET_PORT SESSIONS
-  local t0 t1 w before=() i=0 hz src0 src1
-  hz=$(getconf CLK_TCK)
+  local t0 t1 w before=() i=0 src0
   for w in "${WATCH[@]}"; do before+=("$(cpu_ticks "${w#*:}")"); done
-  children_seconds >"$TMP/src0"
+  children_seconds
+  src0=$CHILD_SECONDS
   t0=$(date +%s%N)
   if ! timeout 900 smtp-source -s "$2" -m "$MESSAGES" -l "$SIZE" -f bench@client.test \
        -t sink@test.local "127.0.0.1:$1" >"$TMP/source.log" 2>&1; then
@@ -257,14 +258,13 @@ run_source() {  # TARGET_PORT SESSIONS
     return 1
   fi
   t1=$(date +%s%N)
-  children_seconds >"$TMP/src1"
-  src0=$(<"$TMP/src0") src1=$(<"$TMP/src1")
+  children_seconds
   RATE=$(awk -v a="$t0" -v b="$t1" -v m="$MESSAGES" 'BEGIN { printf "%.0f", m * 1e9 / (b - a) }')
-  CPU_SOURCE=$(awk -v a="$src0" -v b="$src1" -v m="$MESSAGES" \
+  CPU_SOURCE=$(awk -v a="$src0" -v b="$CHILD_SECONDS" -v m="$MESSAGES" \
                  'BEGIN { printf "%.0f", (b - a) * 1e6 / m }')
   for w in "${WATCH[@]}"; do
     printf -v "CPU_${w%%:*}" '%s' "$(awk -v a="${before[$i]}" -v b="$(cpu_ticks "${w#*:}")" \
-      -v hz="$hz" -v m="$MESSAGES" 'BEGIN { printf "%.0f", (b - a) * 1e6 / hz / m }')"
+      -v hz="$HZ" -v m="$MESSAGES" 'BEGIN { printf "%.0f", (b - a) * 1e6 / hz / m }')"
     i=$((i + 1))
   done
 }
