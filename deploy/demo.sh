@@ -157,7 +157,9 @@ myhostname = upstream.test.local
 mydomain = test.local
 myorigin = \$myhostname
 inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
+# Both families, though it listens on 127.0.0.1 only: with ipv4 alone Postfix refuses an IPv6
+# client's address in XCLIENT (501 5.5.4 Bad ADDR syntax) and every IPv6 sender is tempfailed.
+inet_protocols = all
 mynetworks = 127.0.0.0/8
 mydestination =
 alias_maps =

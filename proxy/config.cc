@@ -2,6 +2,7 @@
 
 #include "proxy/config.h"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -12,6 +13,7 @@
 
 #include "portcullis/reply.h"
 #include "proxy/config_section_impl.h"
+#include "proxy/dns/dns_transport.h"
 
 namespace portcullis {
 namespace {
@@ -35,6 +37,27 @@ SocketAddress parseAddressOrThrow(const std::string& key, const std::string& tex
   return *a;
 }
 
+// A listen address bind() will take: IPv6 listeners are IPV6_V6ONLY (server.cc), and Linux
+// refuses a v4-mapped address on such a socket (EINVAL), so it must be written as IPv4.
+SocketAddress parseListenAddressOrThrow(const std::string& key, const std::string& text) {
+  const SocketAddress a = parseAddressOrThrow(key, text);
+  if (a.family() == AF_INET6 &&
+      IN6_IS_ADDR_V4MAPPED(&reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr)) {
+    throw ConfigError(
+        key, "\"" + text + "\" is an IPv4-mapped IPv6 address; write it as " + a.toString());
+  }
+  return a;
+}
+
+// Whether bind() would refuse `b` once `a` listens: the same address and port however spelt
+// ("localhost:25", "127.0.0.1:25"; "*:25", ":25", "0.0.0.0:25"), or a wildcard and any address
+// of its family on one port (Linux refuses that overlap against a listening socket, with
+// SO_REUSEADDR or without). IPv6 listeners are IPv6-only, so [::]:25 and 0.0.0.0:25 coexist.
+bool sameSocket(const SocketAddress& a, const SocketAddress& b) {
+  if (a.family() != b.family() || a.port() != b.port()) return false;
+  return a.isWildcard() || b.isWildcard() || a.host() == b.host();
+}
+
 void parseListeners(const YAML::Node& node, Config& cfg) {
   if (!node.IsDefined() || node.IsNull()) return;
   std::vector<YAML::Node> items;
@@ -51,11 +74,11 @@ void parseListeners(const YAML::Node& node, Config& cfg) {
     ListenerConfig l;
     if (items[i].IsScalar()) {
       l.text = items[i].Scalar();
-      l.address = parseAddressOrThrow(path, l.text);
+      l.address = parseListenAddressOrThrow(path, l.text);
     } else if (items[i].IsMap()) {
       const ConfigSection s = makeConfigSection(items[i], path);
       l.text = s.getString("address");
-      l.address = parseAddressOrThrow(s.keyPath("address"), l.text);
+      l.address = parseListenAddressOrThrow(s.keyPath("address"), l.text);
       const std::string tls = s.getChoice("tls", {"starttls", "implicit", "none"}, "starttls");
       l.tls = tls == "implicit" ? TlsListenMode::kImplicit
               : tls == "none"   ? TlsListenMode::kNone
@@ -64,6 +87,13 @@ void parseListeners(const YAML::Node& node, Config& cfg) {
       s.rejectUnknownKeys();
     } else {
       throw ConfigError(path, "expected \"ADDRESS:PORT\" or a map with address:");
+    }
+    for (std::size_t j = 0; j < cfg.listeners.size(); ++j) {
+      if (sameSocket(cfg.listeners[j].address, l.address)) {
+        throw ConfigError(path, "\"" + l.text + "\" is the same socket as listen[" +
+                                    std::to_string(j) + "] (\"" + cfg.listeners[j].text +
+                                    "\"); start-up would fail with \"Address already in use\"");
+      }
     }
     cfg.listeners.push_back(std::move(l));
   }
@@ -79,11 +109,23 @@ void parseUpstream(const ConfigSection& s, Config& cfg) {
                           : identity == "proxy-v2" ? IdentityMode::kProxyV2
                                                    : IdentityMode::kXclient;
   cfg.upstream.connectTimeout = s.getDuration("connect_timeout", cfg.upstream.connectTimeout);
+  if (cfg.upstream.connectTimeout.count() <= 0)
+    s.fail("connect_timeout", "must be greater than zero");
   cfg.upstream.commandTimeout = s.getDuration("command_timeout", cfg.upstream.commandTimeout);
+  if (cfg.upstream.commandTimeout.count() <= 0)
+    s.fail("command_timeout", "must be greater than zero");
+  // The probe timer re-arms with this interval: 0 would probe the MTA on every loop iteration.
   cfg.upstream.probeInterval = s.getDuration("probe_interval", cfg.upstream.probeInterval);
+  if (cfg.upstream.probeInterval < kMinProbeInterval) {
+    s.fail("probe_interval", "must be at least 1s");
+  }
   cfg.upstream.poolSize = static_cast<std::size_t>(
       s.getInt("pool_size", static_cast<std::int64_t>(cfg.upstream.poolSize), 0, 10000));
+  // The pool sweep re-arms every half of this: below 1s it would spin while the pool is full.
   cfg.upstream.poolIdleTimeout = s.getDuration("pool_idle_timeout", cfg.upstream.poolIdleTimeout);
+  if (cfg.upstream.poolIdleTimeout < kMinPoolIdleTimeout) {
+    s.fail("pool_idle_timeout", "must be at least 1s");
+  }
   cfg.upstream.poolMaxReuse =
       static_cast<std::uint32_t>(s.getInt("pool_max_reuse", cfg.upstream.poolMaxReuse, 1, 1000000));
   cfg.upstream.keepaliveInterval =
@@ -209,7 +251,11 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   l.maxConnectionsPerIp = static_cast<std::size_t>(limits.getInt(
       "max_connections_per_ip", static_cast<std::int64_t>(l.maxConnectionsPerIp), 1, 1000000));
   l.maxErrors = static_cast<int>(limits.getInt("max_errors", l.maxErrors, 1, 1000));
-  l.minDataRate = limits.getSize("min_data_rate", l.minDataRate);
+  l.minDataRate = limits.getSize("min_data_rate", l.minDataRate);  // 0: no rate check
+  l.maxLineLength = static_cast<std::uint64_t>(limits.getInt(
+      "max_line_length", static_cast<std::int64_t>(l.maxLineLength), 0, 1'000'000'000));
+  l.ipv6PrefixLength =
+      static_cast<int>(limits.getInt("ipv6_prefix_length", l.ipv6PrefixLength, 1, 128));
 
   const ConfigSection t = s.section("timeouts");
   auto& to = cfg->timeouts;
@@ -236,14 +282,31 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
       "level", {"trace", "debug", "info", "warn", "error", "critical", "off"}, cfg->log.level);
 
   const ConfigSection dns = s.section("dns");
+  // The same checks DnsResolver::create makes at start-up, so --check-config fails where
+  // start-up would, naming the key.
   cfg->dns.servers = dns.getStringList("servers", std::vector<std::string>{});
-  for (const auto& srv : cfg->dns.servers) {
-    if (!parseSocketAddress(srv) && !parseSocketAddress(srv + ":53") &&
-        !parseSocketAddress("[" + srv + "]:53")) {
-      dns.fail("servers", "\"" + srv + "\" is not ADDRESS or ADDRESS:PORT");
+  for (std::size_t i = 0; i < cfg->dns.servers.size(); ++i) {
+    std::string why;
+    const auto server = parseDnsServer(cfg->dns.servers[i], &why);
+    if (!server) {
+      dns.fail("servers[" + std::to_string(i) + "]",
+               why + " (want a numeric ADDRESS, ADDRESS:PORT or [IPV6]:PORT)");
+    }
+    // getaddrinfo (behind parseDnsServer) also takes "*", "127.1" and "0x7f.0.0.1"; a config
+    // should say exactly which address it means, so the loader wants inet_pton's forms only.
+    const std::string& t = server->text;  // "host:port" or "[host]:port"
+    const std::string host =
+        t.front() == '[' ? t.substr(1, t.find(']') - 1) : t.substr(0, t.rfind(':'));
+    unsigned char bytes[sizeof(in6_addr)];
+    if (inet_pton(AF_INET, host.c_str(), bytes) != 1 &&
+        inet_pton(AF_INET6, host.c_str(), bytes) != 1) {
+      dns.fail(
+          "servers[" + std::to_string(i) + "]",
+          "\"" + cfg->dns.servers[i] + "\" is not a numeric ADDRESS, ADDRESS:PORT or [IPV6]:PORT");
     }
   }
   cfg->dns.timeout = dns.getDuration("timeout", cfg->dns.timeout);
+  if (cfg->dns.timeout.count() <= 0) dns.fail("timeout", "must be greater than zero");
   cfg->dns.attempts = static_cast<int>(dns.getInt("attempts", cfg->dns.attempts, 1, 10));
   cfg->dns.reverseLookup = dns.getBool("reverse_lookup", cfg->dns.reverseLookup);
 
@@ -260,7 +323,8 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   // Command-line flags override the file.
   if (overrides.listen) {
     cfg->listeners.clear();
-    cfg->listeners.push_back({*overrides.listen, parseAddressOrThrow("--listen", *overrides.listen),
+    cfg->listeners.push_back({*overrides.listen,
+                              parseListenAddressOrThrow("--listen", *overrides.listen),
                               TlsListenMode::kStartTls, false});
   }
   if (overrides.upstream) cfg->upstream.text = *overrides.upstream;
@@ -270,6 +334,11 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
 }
 
 }  // namespace
+
+std::size_t descriptorsNeeded(const Config& config) {
+  return 4 * config.limits.maxConnections + config.upstream.poolSize + config.listeners.size() +
+         kDescriptorReserve;
+}
 
 std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,
                                                    const CommandLineOverrides& overrides,

@@ -68,6 +68,12 @@ struct LimitsConfig {
   std::size_t maxConnectionsPerIp = 50;
   int maxErrors = 10;
   std::uint64_t minDataRate = 1024;  // octets/s during DATA, checked after timeouts.data_grace
+  // RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF. A message with a
+  // longer line is refused after the dot (554 5.6.0); 0 disables the check.
+  std::uint64_t maxLineLength = 998;
+  // IPv6 clients are counted per prefix for max_connections_per_ip, since one host commonly
+  // holds a whole /64 (as Postfix 3.8's smtpd_client_ipv6_prefix_length and postscreen do).
+  int ipv6PrefixLength = 64;
 };
 
 struct TimeoutsConfig {
@@ -124,6 +130,20 @@ struct CommandLineOverrides {
   std::optional<std::string> listen;
   std::optional<std::string> upstream;
 };
+
+// Smallest values the runtime can live with (config.cc refuses anything below, naming the key).
+inline constexpr milliseconds kMinProbeInterval{1000};    // 0 would probe the MTA every loop
+inline constexpr milliseconds kMinPoolIdleTimeout{1000};  // the sweep runs every half of it
+inline constexpr std::size_t kDescriptorReserve = 32;     // stdio, logs, epoll, signals, TLS files
+
+// The open-files budget the config needs at its limits, checked against RLIMIT_NOFILE by main
+// (--check-config and start-up alike):
+//   4 * limits.max_connections   a client socket, an MTA socket, a spool file (DATA past
+//                                spool.memory_limit) and one DNS socket per session
+//   + upstream.pool_size         idle MTA connections kept for reuse
+//   + listeners                  one socket each
+//   + kDescriptorReserve         everything else
+std::size_t descriptorsNeeded(const Config& config);
 
 // Loads `path` (if set) over the defaults and applies the overrides. Throws ConfigError.
 std::shared_ptr<const Config> loadConfig(const std::optional<std::string>& path,

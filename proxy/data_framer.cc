@@ -47,10 +47,12 @@ DataFramer::Result DataFramer::feed(std::string_view in, ByteSink& sink) {
       case State::kCr:
         if (data[pos] == '\n') {
           emit("\r\n", 2, sink);
+          lineLength_ = 0;
           state_ = State::kLineStart;
           ++pos;
         } else {
           bareCr_ = true;  // never turned into CRLF
+          countLine(1);    // the bare CR is part of the line
           state_ = State::kMid;
         }
         break;
@@ -68,25 +70,31 @@ DataFramer::Result DataFramer::feed(std::string_view in, ByteSink& sink) {
             // (as if the input had been cut there); from now on the message is poisoned.
             const auto lfPos = static_cast<std::size_t>(static_cast<const char*>(lf) - data);
             emit(data + start, lfPos - start, sink);
+            countLine(lfPos + 1 - pos);  // a bare LF does not end the line either
             bareLf_ = true;
             pos = start = lfPos + 1;
             continue;
           }
           if (crPos == n) {  // the line goes on in the next chunk
+            countLine(n - pos);
             pos = n;
             break;
           }
           if (crPos + 1 == n) {  // a CR at the very end: kCr decides when the next byte comes
+            countLine(crPos - pos);
             emit(data + start, crPos - start, sink);
             state_ = State::kCr;
             return {false, n};
           }
           if (data[crPos + 1] != '\n') {
             emit(data + start, crPos - start, sink);
+            countLine(crPos + 1 - pos);
             bareCr_ = true;  // never turned into CRLF
             pos = start = crPos + 1;
             continue;
           }
+          countLine(crPos - pos);  // RFC 5321 4.5.3.1.6: the CRLF is not counted against it
+          lineLength_ = 0;
           pos = crPos + 2;  // a complete line, CRLF included
           if (pos == n || data[pos] == '.') {
             state_ = State::kLineStart;

@@ -4,6 +4,8 @@
 // in chunks of any size, memory stays constant, and the result never depends on how the input
 // was split. Only <CRLF>.<CRLF> ends the data; a bare CR or LF anywhere poisons the message
 // (SMTP smuggling, CVE-2023-51764) and is never rewritten into CRLF (DESIGN invariant 1).
+// A text line longer than the line limit marks the message too (RFC 5321 4.5.3.1.6); framing
+// goes on to the real end of data either way, so that the refusal comes after the dot.
 // Fuzzed by tests/fuzz/fuzz_data_framer.cc.
 
 #include <cstddef>
@@ -23,7 +25,10 @@ class ByteSink {
 
 class DataFramer {
  public:
-  explicit DataFramer(std::uint64_t maxSize) : maxSize_(maxSize) {}
+  // maxLine: the longest text line accepted, in octets without the CRLF and without the dot
+  // that dot-stuffing added (RFC 5321 4.5.3.1.6: 1000 with CRLF, so 998); 0 means no limit.
+  explicit DataFramer(std::uint64_t maxSize, std::uint64_t maxLine = 0)
+      : maxSize_(maxSize), maxLine_(maxLine) {}
 
   struct Result {
     bool ended = false;        // the final <CRLF>.<CRLF> was seen
@@ -39,17 +44,28 @@ class DataFramer {
   bool bareCr() const { return bareCr_; }
   bool bareLf() const { return bareLf_; }
   bool poisoned() const { return bareCr_ || bareLf_; }
+  // Some line was longer than maxLine. Unlike poison, storing goes on (the size limit bounds
+  // it): what is stored then never depends on how the input was split.
+  bool lineTooLong() const { return lineTooLong_; }
 
  private:
   enum class State { kLineStart, kDot, kDotCr, kMid, kCr };
 
   void emit(const char* p, std::size_t n, ByteSink& sink);
+  // `n` more octets of the current line (never its CRLF).
+  void countLine(std::size_t n) {
+    lineLength_ += n;
+    if (maxLine_ != 0 && lineLength_ > maxLine_) lineTooLong_ = true;
+  }
 
   std::uint64_t maxSize_;
+  std::uint64_t maxLine_;
   std::uint64_t size_ = 0;
+  std::uint64_t lineLength_ = 0;  // octets of the current line so far
   State state_ = State::kLineStart;
   bool bareCr_ = false;
   bool bareLf_ = false;
+  bool lineTooLong_ = false;
 };
 
 // Applies dot-stuffing (RFC 5321 4.5.2) to canonical message bytes on their way upstream.

@@ -5,12 +5,14 @@
 
 #include <getopt.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 
 #include "portcullis/filter_registry.h"
@@ -57,6 +59,34 @@ bool makeSpoolDirectory(const std::string& dir, std::string* error) {
     }
   }
   return true;
+}
+
+struct OpenFilesLimit {
+  rlim_t before = 0;  // the soft limit we were started with
+  rlim_t soft = 0;    // the soft limit now
+  rlim_t hard = 0;
+};
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (DESIGN.md invariant 10: descriptors are a
+// budget, and the common soft default of 1024 is far below what max_connections needs). An
+// unlimited hard limit is capped at fs.nr_open, the most setrlimit accepts for open files.
+OpenFilesLimit raiseOpenFilesLimit() {
+  OpenFilesLimit out;
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return out;
+  out.before = out.soft = rl.rlim_cur;
+  out.hard = rl.rlim_max;
+  rlim_t target = rl.rlim_max;
+  if (target == RLIM_INFINITY) {
+    std::ifstream in("/proc/sys/fs/nr_open");
+    unsigned long long nrOpen = 0;
+    target = (in >> nrOpen) && nrOpen > 0 ? static_cast<rlim_t>(nrOpen) : rl.rlim_cur;
+  }
+  if (rl.rlim_cur != RLIM_INFINITY && target > rl.rlim_cur) {
+    rl.rlim_cur = target;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) == 0) out.soft = target;
+  }
+  return out;
 }
 
 }  // namespace
@@ -116,6 +146,18 @@ int main(int argc, char** argv) {
     std::cerr << "portcullis: config error: " << e.what() << "\n";
     return 2;
   }
+  // Checked here rather than in the loader because it depends on the process, not the file; but
+  // before --check-config returns, so the check fails exactly where start-up would.
+  const OpenFilesLimit fdLimit = raiseOpenFilesLimit();
+  const std::size_t fdNeeded = descriptorsNeeded(*config);
+  if (fdLimit.soft != RLIM_INFINITY && fdNeeded > fdLimit.soft) {
+    std::cerr << "portcullis: config error: limits.max_connections: "
+              << config->limits.maxConnections << " connections need " << fdNeeded
+              << " file descriptors (4 per connection + upstream.pool_size + listeners + "
+              << kDescriptorReserve << "), but the open-files limit is " << fdLimit.soft
+              << "; raise it (ulimit -n, systemd LimitNOFILE=) or lower limits.max_connections\n";
+    return 2;
+  }
   std::string error;
   if (!makeSpoolDirectory(config->spool.directory, &error)) {
     std::cerr << "portcullis: config error: spool.directory: " << error << "\n";
@@ -134,6 +176,17 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (config->upstream.tls != UpstreamTls::kNone) {
+    // As for the server certificate: a missing upstream.ca_file fails here, not at start-up.
+    TlsClientSettings c;
+    c.verify = config->upstream.tlsVerify;
+    c.caFile = config->upstream.caFile;
+    c.name = config->upstream.tlsName;
+    if (!TlsContext::client(c, &error)) {
+      std::cerr << "portcullis: config error: " << error << "\n";
+      return 2;
+    }
+  }
   if (checkOnly) {
     std::cout << "portcullis: configuration OK (" << config->listeners.size() << " listener(s), "
               << config->filters.size() << " filter(s), upstream "
@@ -142,6 +195,8 @@ int main(int argc, char** argv) {
   }
 
   setupLogging(config->log.level);
+  spdlog::info("event=fd-limit soft={} hard={} was={} needed={}", fdLimit.soft, fdLimit.hard,
+               fdLimit.before, fdNeeded);
   std::signal(SIGPIPE, SIG_IGN);
   // Every message allocates and frees its spool and buffers; with glibc's default, dynamic
   // trim threshold the heap top kept shrinking and regrowing (a brk pair every few messages

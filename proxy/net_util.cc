@@ -96,6 +96,8 @@ std::optional<SocketAddress> parseSocketAddress(std::string_view text) {
   }
   const auto p = parsePort(port);
   if (!p) return std::nullopt;
+  // inet_pton reads a C string: an embedded NUL would hide whatever follows it.
+  if (host.find('\0') != std::string_view::npos) return std::nullopt;
   if (host.empty() || host == "*") host = "0.0.0.0";
   if (host == "localhost") host = "127.0.0.1";
   SocketAddress out;
@@ -130,6 +132,26 @@ std::optional<SocketAddress> fromSockaddr(const sockaddr* sa, socklen_t len) {
   std::memcpy(&out.storage, sa, len);
   out.length = len;
   return out;
+}
+
+std::string clientCountKey(std::string_view address, int ipv6PrefixLength) {
+  if (address.find('\0') != std::string_view::npos) return std::string(address);
+  const std::string text(address);
+  in_addr v4{};
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) return formatV4(v4);
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, text.c_str(), &v6) != 1) return text;
+  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+    std::memcpy(&v4, v6.s6_addr + 12, 4);
+    return formatV4(v4);
+  }
+  const int prefix = ipv6PrefixLength < 1 ? 1 : ipv6PrefixLength > 128 ? 128 : ipv6PrefixLength;
+  for (int bit = prefix; bit < 128; ++bit) {
+    v6.s6_addr[bit / 8] &= static_cast<unsigned char>(~(0x80u >> (bit % 8)));
+  }
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET6, &v6, buf, sizeof buf);
+  return std::string(buf) + "/" + std::to_string(prefix);
 }
 
 std::optional<Cidr> Cidr::parse(std::string_view text) {

@@ -31,6 +31,12 @@ std::optional<SocketAddress> fromSockaddr(const sockaddr* sa, socklen_t len);
 // A textual IP (v4 or v6, no brackets) and a port.
 std::optional<SocketAddress> socketAddress(std::string_view host, std::uint16_t port);
 
+// The key per-IP connection limits count a client under: an IPv4 address as it is, an IPv6
+// address masked to its first `ipv6PrefixLength` bits (1..128, clamped) in canonical RFC 5952
+// text with the prefix, "2001:db8:1:2::/64"; an IPv4-mapped IPv6 address counts as its IPv4
+// address. Text that is not a numeric address comes back unchanged.
+std::string clientCountKey(std::string_view address, int ipv6PrefixLength);
+
 // A CIDR block: "10.0.0.0/8", "::1/128", or a bare address (a /32 or /128).
 class Cidr {
  public:

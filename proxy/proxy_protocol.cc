@@ -23,17 +23,37 @@ ProxyHeader error(std::string why) {
   return h;
 }
 
+// proxy-protocol.txt 2.1: a TCP4 address is a dotted quad, a TCP6 one a numeric IPv6 address,
+// and a port a decimal number without leading zeros. Nothing else is taken: not the config's
+// "*" or "localhost", not a NUL with junk after it (inet_pton would stop at it), not a name.
+// Port 0 is refused too: it is never the end of a real TCP connection (as for v2 below).
 std::optional<SocketAddress> address(std::string_view ip, std::string_view port, bool v6) {
-  if (ip.empty() || port.empty() || port.size() > 5) return std::nullopt;
-  for (const char c : port) {
-    if (c < '0' || c > '9') return std::nullopt;
+  if (ip.empty() || ip.size() >= INET6_ADDRSTRLEN || port.empty() || port.size() > 5) {
+    return std::nullopt;
   }
-  if (port.size() > 1 && port[0] == '0') return std::nullopt;  // the spec forbids leading zeros
-  const std::string text = v6 ? "[" + std::string(ip) + "]:" + std::string(port)
-                              : std::string(ip) + ":" + std::string(port);
-  auto a = parseSocketAddress(text);
-  if (!a || (a->family() == AF_INET6) != v6) return std::nullopt;
-  return a;
+  if (port.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  if (port[0] == '0') return std::nullopt;  // a leading zero, or port 0
+  unsigned portNumber = 0;
+  std::from_chars(port.data(), port.data() + port.size(), portNumber);
+  if (portNumber > 65535) return std::nullopt;
+  const std::string_view allowed = v6 ? "0123456789abcdefABCDEF:." : "0123456789.";
+  if (ip.find_first_not_of(allowed) != std::string_view::npos) return std::nullopt;
+  const std::string text(ip);  // no NUL inside: the character check above excludes it
+  SocketAddress out;
+  if (v6) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+    if (inet_pton(AF_INET6, text.c_str(), &in6->sin6_addr) != 1) return std::nullopt;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(static_cast<std::uint16_t>(portNumber));
+    out.length = sizeof(sockaddr_in6);
+  } else {
+    auto* in4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+    if (inet_pton(AF_INET, text.c_str(), &in4->sin_addr) != 1) return std::nullopt;
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(static_cast<std::uint16_t>(portNumber));
+    out.length = sizeof(sockaddr_in);
+  }
+  return out;
 }
 
 ProxyHeader parseV1(std::string_view in) {

@@ -2,6 +2,7 @@
 
 #include "proxy/server.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +13,16 @@
 #include "proxy/log.h"
 
 namespace portcullis {
+namespace {
+
+constexpr std::chrono::milliseconds kAcceptBackoff{250};
+constexpr std::chrono::seconds kAcceptPauseLogEvery{10};
+constexpr int kMaxTurnedAwayPerBackoff = 64;  // per listener: bounded work per back-off
+constexpr std::string_view kBusy421 = "421 4.3.2 Error: server too busy, try again later\r\n";
+
+int openSpareDescriptor() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
+}  // namespace
 
 Server::Server(event_base* base, std::shared_ptr<const Config> config)
     : base_(base),
@@ -25,7 +36,9 @@ Server::Server(event_base* base, std::shared_ptr<const Config> config)
                   }),
       exitTimer_(base, [this] { event_base_loopexit(base_, nullptr); }),
       probeTimer_(base, [this] { probe(); }),
-      poolTimer_(base, [this] { expirePool(); }) {
+      poolTimer_(base, [this] { expirePool(); }),
+      spareFd_(openSpareDescriptor()),
+      acceptTimer_(base, [this] { resumeAccepting(); }) {
   probeSettings_.address = config_->upstream.address;
   probeSettings_.identity = IdentityMode::kNone;
   probeSettings_.hostname = config_->hostname;
@@ -38,6 +51,7 @@ Server::~Server() {
   probe_.reset();
   for (auto& p : pool_) p.upstream->quit();
   pool_.clear();
+  if (spareFd_ >= 0) ::close(spareFd_);
 }
 
 std::unique_ptr<Upstream> Server::takeUpstream() {
@@ -169,6 +183,7 @@ void Server::onSignal(evutil_socket_t sig, short, void* self) {
 void Server::beginDrain() {
   if (draining_) return;
   draining_ = true;
+  acceptTimer_.stop();
   listeners_.clear();  // stop accepting at once
   probeTimer_.stop();
   for (auto& p : pool_) p.upstream->quit();
@@ -209,19 +224,75 @@ bool Server::reloadTls(std::string* error) {
   return true;
 }
 
-bool Server::rekeyClient(const std::string& before, const std::string& after) {
-  if (auto p = perIp_.find(before); p != perIp_.end() && --p->second == 0) perIp_.erase(p);
-  return ++perIp_[after] <= config_->limits.maxConnectionsPerIp;
+std::string Server::countKey(const std::string& address) const {
+  return clientCountKey(address, config_->limits.ipv6PrefixLength);
 }
 
-void Server::onAcceptError(evconnlistener*, void*) {
-  const int err = EVUTIL_SOCKET_ERROR();
-  // EMFILE and friends: log and carry on; the listener retries on the next event.
-  spdlog::error("event=accept-error error={}", logValue(evutil_socket_error_to_string(err)));
+bool Server::rekeyClient(const std::string& before, const std::string& after) {
+  if (auto p = perIp_.find(countKey(before)); p != perIp_.end() && --p->second == 0) {
+    perIp_.erase(p);
+  }
+  return ++perIp_[countKey(after)] <= config_->limits.maxConnectionsPerIp;
+}
+
+void Server::onAcceptError(evconnlistener*, void* self) {
+  // libevent retries EINTR, EAGAIN and ECONNABORTED itself; what reaches us (EMFILE, ENFILE,
+  // ENOBUFS, ENOMEM) would fail again at once while the client waits in the backlog, so the
+  // listener would spin: back off instead.
+  static_cast<ListenerContext*>(self)->server->pauseAccepting(EVUTIL_SOCKET_ERROR());
+}
+
+void Server::pauseAccepting(int err) {
+  const auto now = std::chrono::steady_clock::now();
+  int turnedAway = 0;
+  if (spareFd_ >= 0) ::close(spareFd_);
+  for (std::size_t i = 0; i < listeners_.size(); ++i) {
+    const evutil_socket_t lfd = evconnlistener_get_fd(listeners_[i].get());
+    const bool tls = listenerContexts_[i]->config->tls == TlsListenMode::kImplicit;
+    for (int n = 0; n < kMaxTurnedAwayPerBackoff; ++n) {
+      const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) break;  // the backlog is empty (EAGAIN), or even one descriptor is too many
+      // An implicit-TLS client would read a plaintext line as a broken handshake: just close.
+      if (!tls) ::send(fd, kBusy421.data(), kBusy421.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      ::close(fd);
+      ++turnedAway;
+    }
+    evconnlistener_disable(listeners_[i].get());
+  }
+  spareFd_ = openSpareDescriptor();
+  AcceptPause& p = acceptPause_;
+  const bool first = !p.active;
+  if (first) p = AcceptPause{true, now, now, 0, 0};
+  ++p.backoffs;
+  p.turnedAway += static_cast<std::uint64_t>(turnedAway);
+  if (first || now - p.lastLog >= kAcceptPauseLogEvery) {
+    p.lastLog = now;
+    spdlog::error(
+        "event=accept-paused error={} sessions={} backoff_ms={} backoffs={} turned_away={} "
+        "spare_fd={} detail=\"not accepting new connections until descriptors free up; raise "
+        "the open-files limit or lower limits.max_connections\"",
+        logValue(evutil_socket_error_to_string(err)), sessions_.size(), kAcceptBackoff.count(),
+        p.backoffs, p.turnedAway, spareFd_ >= 0 ? "yes" : "no");
+  }
+  if (!draining_) acceptTimer_.start(kAcceptBackoff);
+}
+
+void Server::resumeAccepting() {
+  // Listen again; the episode ends at the next accept that works (see accept()).
+  for (auto& l : listeners_) evconnlistener_enable(l.get());
 }
 
 void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const ListenerConfig& listener) {
-  const std::string ip = peer.host();
+  if (acceptPause_.active) {
+    const auto& p = acceptPause_;
+    spdlog::warn("event=accept-resumed paused_ms={} backoffs={} turned_away={}",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - p.since)
+                     .count(),
+                 p.backoffs, p.turnedAway);
+    acceptPause_.active = false;
+  }
+  const std::string ip = countKey(peer.host());  // an IPv6 client counts by its /64 (default)
   if (listener.proxyProtocol) {
     // Only a trusted load balancer may tell us who the client is (DESIGN invariant 3).
     bool trusted = false;
@@ -277,7 +348,7 @@ void Server::reap() {
   for (Session* s : closed) {
     auto it = sessions_.find(s);
     if (it == sessions_.end()) continue;
-    const std::string ip = s->clientAddress();
+    const std::string ip = countKey(s->clientAddress());
     sessions_.erase(it);
     if (auto p = perIp_.find(ip); p != perIp_.end() && --p->second == 0) perIp_.erase(p);
   }
@@ -299,15 +370,19 @@ void Server::probe() {
     if (r.ok()) {
       caps_ = probe_->capabilities();
       if (probeFailing_) spdlog::info("event=upstream-probe result=ok");
-      probeFailing_ = false;
       spdlog::debug("event=upstream-probe result=ok smtputf8={} 8bitmime={} xclient={}",
                     caps_.smtputf8, caps_.eightBitMime, caps_.xclient);
+      const bool recovered = probeFailing_;
       if (config_->upstream.identity == IdentityMode::kXclient && !caps_.xclient) {
         spdlog::error(
             "event=upstream-probe problem=\"MTA does not offer XCLIENT to us; mail will be "
             "tempfailed (Postfix: smtpd_authorized_xclient_hosts)\"");
+      } else if (config_->upstream.identity == IdentityMode::kXclient && ipv6ClientsPossible() &&
+                 (!ipv6Checked_ || recovered)) {
+        checkIpv6Xclient();  // once, and again whenever the MTA comes back (maybe reconfigured)
       }
       probe_->quit();
+      probeFailing_ = false;
     } else {
       if (!probeFailing_) {
         spdlog::warn("event=upstream-probe result=failed failure={} detail={}",
@@ -319,6 +394,47 @@ void Server::probe() {
     event_active(reapEvent_.get(), 0, 0);
   });
   if (!draining_) probeTimer_.start(config_->upstream.probeInterval);
+}
+
+bool Server::ipv6ClientsPossible() const {
+  // An IPv4 listener never sees an IPv6 client (v4-mapped listen addresses are refused); an
+  // IPv6 one does, and so does a PROXY listener, whose header may name either family.
+  for (const ListenerConfig& l : config_->listeners) {
+    if (l.proxyProtocol || l.address.family() == AF_INET6) return true;
+  }
+  return false;
+}
+
+void Server::checkIpv6Xclient() {
+  // An MTA that takes XCLIENT may still refuse an IPv6 ADDR (Postfix with inet_protocols =
+  // ipv4). Find out now rather than from the first IPv6 client's 451: pass a documentation
+  // address (RFC 3849) on a connection of its own, then QUIT.
+  ipv6Checked_ = true;
+  if (ipv6Probe_) retired_.push_back(std::move(ipv6Probe_));
+  UpstreamSettings settings = probeSettings_;
+  settings.identity = IdentityMode::kXclient;
+  settings.tls = config_->upstream.tls;  // an identity goes only where a session's would
+  settings.tlsContext = clientTls_;
+  XclientIdentity id;
+  id.name = "[UNAVAILABLE]";
+  id.addr = "2001:db8::1";
+  id.ipv6 = true;
+  id.proto = "ESMTP";
+  id.helo = config_->hostname;
+  ipv6Probe_ = std::make_unique<Upstream>(base_, settings, "probe-ipv6");
+  ipv6Probe_->open(id, [this](UpstreamResult r) {
+    if (r.ok()) {
+      spdlog::debug("event=upstream-probe check=ipv6-xclient result=ok");
+      ipv6Probe_->quit();
+    } else if (r.failure == UpstreamFailure::kIdentity) {
+      spdlog::error("event=upstream-probe check=ipv6-xclient problem={}", logValue(r.detail));
+    } else if (r.failure == UpstreamFailure::kConnect || r.failure == UpstreamFailure::kClosed ||
+               r.failure == UpstreamFailure::kTimeout) {
+      ipv6Checked_ = false;  // the MTA went away meanwhile: check again on the next probe
+    }                        // anything else (TLS, a refusal) every session meets too, and logs
+    retired_.push_back(std::move(ipv6Probe_));
+    event_active(reapEvent_.get(), 0, 0);
+  });
 }
 
 }  // namespace portcullis

@@ -7,6 +7,8 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -65,9 +67,18 @@ class Server final : public SessionHost {
     Server* server;
     const ListenerConfig* config;
   };
+  // The per-IP limit's key for a client address (limits.ipv6_prefix_length).
+  std::string countKey(const std::string& address) const;
   void accept(evutil_socket_t fd, const SocketAddress& peer, const ListenerConfig& listener);
+  // accept() failed for want of descriptors (EMFILE, ENFILE) or memory: turn the clients
+  // waiting in the backlog away with a 421 through the spare descriptor, stop accepting for
+  // kAcceptBackoff and log once per episode, never per attempt.
+  void pauseAccepting(int err);
+  void resumeAccepting();
   void reap();
   void probe();
+  bool ipv6ClientsPossible() const;
+  void checkIpv6Xclient();
   void maybeExit();
   void expirePool();
 
@@ -80,7 +91,7 @@ class Server final : public SessionHost {
   std::unique_ptr<Resolver> resolver_;
   FilterContext context_;
   std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
-  std::unordered_map<std::string, std::size_t> perIp_;
+  std::unordered_map<std::string, std::size_t> perIp_;  // by countKey()
   std::vector<Session*> closed_;
   std::vector<std::unique_ptr<Upstream>> retired_;  // probes and pool leftovers, freed in reap()
   EventPtr reapEvent_;
@@ -91,12 +102,22 @@ class Server final : public SessionHost {
   UpstreamCapabilities caps_;
   UpstreamSettings probeSettings_;
   std::unique_ptr<Upstream> probe_;
+  std::unique_ptr<Upstream> ipv6Probe_;
+  bool ipv6Checked_ = false;
   struct Pooled {
     std::unique_ptr<Upstream> upstream;
     std::chrono::steady_clock::time_point since;
   };
   std::vector<Pooled> pool_;
   Timer poolTimer_;
+  // Out of descriptors: one kept open so a waiting client can still be accepted and told 421.
+  int spareFd_ = -1;
+  Timer acceptTimer_;
+  struct AcceptPause {
+    bool active = false;  // an episode: from the first failed accept to the next good one
+    std::chrono::steady_clock::time_point since, lastLog;
+    std::uint64_t backoffs = 0, turnedAway = 0;
+  } acceptPause_;
   bool probeFailing_ = false;
   bool draining_ = false;
 };

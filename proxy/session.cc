@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "proxy/log.h"
 #include "proxy/proxy_protocol.h"
@@ -16,6 +17,11 @@ namespace {
 constexpr std::size_t kInputHighWater = 64 * 1024;   // stop reading while this much is unparsed
 constexpr std::size_t kOutputHighWater = 64 * 1024;  // stop answering while the client won't read
 constexpr std::size_t kMaxTranscript = 64;
+// A command line over kMaxCommandLine that still ends within this many octets (its LF
+// included) is answered 500 5.5.2 and dropped, and the session goes on. This many octets with
+// no LF at all is not an SMTP client: 500 5.5.6 and close, at once, rather than swallowing
+// input until the command timeout. Well under kInputHighWater, so reading never stalls first.
+constexpr std::size_t kMaxUnterminatedLine = 2 * kMaxCommandLine;
 constexpr std::chrono::milliseconds kLingerTime{2000};
 constexpr std::chrono::milliseconds kProxyHeaderTimeout{10'000};
 
@@ -153,14 +159,27 @@ void Session::readProxyHeader() {
                  h.source.toString(), h.destination.toString());
     // Connection limits count the real client, not the load balancer.
     if (!host_.rekeyClient(before, view_.client.address)) {
-      verb_ = "CONNECT";
-      reply(*Reply::make(421, "4.7.0",
-                         {"Error: too many connections from your address, try again later"}),
-            verb_);
-      return;
+      overPerIpLimit_ = true;
+      // On an implicit-TLS listener the client speaks TLS from its first byte: a plaintext 421
+      // would read as a broken handshake, so the refusal waits for the handshake.
+      if (listener_->tls != TlsListenMode::kImplicit) {
+        refuseOverPerIpLimit();
+        return;
+      }
     }
   }
   startTransport();
+}
+
+void Session::refuseOverPerIpLimit() {
+  spdlog::warn(
+      "{} event=connection-refused client={} reason=\"too many connections from your "
+      "address\"",
+      view_.id, peer_.toString());
+  verb_ = "CONNECT";
+  reply(*Reply::make(421, "4.7.0",
+                     {"Error: too many connections from your address, try again later"}),
+        verb_);
 }
 
 void Session::startTransport() {
@@ -168,7 +187,9 @@ void Session::startTransport() {
     // RFC 8314: TLS from the first byte; the greeting waits for the handshake.
     phase_ = Phase::kTlsHandshake;
     guardTimer_.start(config_->timeouts.command);
-    stream_->startTls(host_.serverTls()->newSsl(), true);
+    // Whatever came in the same read as a PROXY header is the client's ClientHello: it belongs
+    // to the TLS session. (No STARTTLS here: pre-TLS bytes exist only after a PROXY header.)
+    stream_->startTls(host_.serverTls()->newSsl(), true, Stream::PreTlsInput::kKeep);
     return;
   }
   phase_ = Phase::kStarting;
@@ -261,8 +282,10 @@ void Session::onReadable() {
 
 void Session::onDrained() {
   if (phase_ == Phase::kClosing) {
-    if (quit_ && !finalized_ && evbuffer_get_length(stream_->input()) == 0) {
-      finalize();  // after QUIT nothing is unread: a plain close cannot turn into a reset
+    if ((quit_ || stream_->eof()) && !finalized_ && evbuffer_get_length(stream_->input()) == 0) {
+      // After QUIT, or after the client's FIN, nothing is unread: a plain close cannot turn
+      // into a reset.
+      finalize();
       return;
     }
     if (!lingering_ && !finalized_) {
@@ -290,8 +313,28 @@ void Session::onStreamEvent(Stream::Event event, const std::string& detail) {
                  logValue(detail));
   }
   if (phase_ == Phase::kClosing) {
+    // Our last replies may still be on their way to a client that only half-closed: onDrained
+    // (or the linger timer, which close() started) finishes.
+    if (event == Stream::Event::kEof && stream_->pendingOutput() > 0) return;
     finalize();
     return;
+  }
+  if (event == Stream::Event::kEof) {
+    // A FIN may be a half-close after the client's last commands (shutdown(SHUT_WR) after
+    // "...<CRLF>.<CRLF>QUIT<CRLF>"): what it sent in full is still carried out and answered,
+    // as Postfix does, and the session ends after that (processInput). What it left unfinished
+    // (a partial line, DATA without its final dot, a BDAT chunk) is an abort: nothing goes on.
+    switch (phase_) {
+      case Phase::kBusy:      // a command's filters or the MTA are still working on it
+      case Phase::kDataDone:  // the message is with the filters or the MTA
+        spdlog::debug("{} event=client-eof action=finish-pending", view_.id);
+        return;
+      case Phase::kIdle:
+        processInput();
+        return;
+      default:
+        break;
+    }
   }
   closedBy_ = ClosedBy::kClient;
   phase_ = Phase::kClosing;
@@ -307,6 +350,10 @@ void Session::tlsReady() {
                view_.tls.protocol, view_.tls.cipher, view_.tls.bits,
                view_.tls.resumed ? "yes" : "no");
   if (!greeted_) {  // implicit TLS: now the session begins
+    if (overPerIpLimit_) {
+      refuseOverPerIpLimit();
+      return;
+    }
     phase_ = Phase::kStarting;
     beginSession();
     return;
@@ -336,16 +383,25 @@ void Session::processInput() {
     const LineScan scan = scanLine(std::string_view(p, want));
     if (scan.status == LineScan::Status::kNeedMore) break;
     if (scan.status == LineScan::Status::kTooLong) {
-      // RFC 5321 4.5.3.1.4. Answer now, then discard up to the end of the line.
-      verb_ = verbForSummary(std::string_view(p, want));
+      // RFC 5321 4.5.3.1.4: at most 512 octets with the CRLF (4.5.3.1.10: "500 Line too long").
+      const std::size_t window = std::min(avail, kMaxUnterminatedLine);
+      const auto* w =
+          reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(window)));
+      const void* lf = std::memchr(w, '\n', window);
+      if (lf == nullptr && avail < kMaxUnterminatedLine) break;  // it may still end in time
+      verb_ = verbForSummary(std::string_view(w, window));
       idleTimer_.stop();
-      evbuffer_drain(in, want);
+      if (lf == nullptr) {
+        // X.5.6 is the enhanced code RFC 4954 registered for an over-long line (there, of an
+        // AUTH exchange); RFC 3463 has none for a command line.
+        spdlog::info("{} event=line-too-long octets={} action=close", view_.id, avail);
+        reply(*Reply::make(500, "5.5.6", {"Error: line too long"}), verb_);
+        close(ClosedBy::kServer, "command line without a line end");
+        break;
+      }
+      evbuffer_drain(in, static_cast<std::size_t>(static_cast<const char*>(lf) - w) + 1);
       reply(*Reply::make(500, "5.5.2", {"Error: line too long"}), verb_);
-      if (phase_ == Phase::kClosing) break;
-      phase_ = Phase::kSkipping;
-      skipToLineEnd_ = true;
-      idleTimer_.start(config_->timeouts.command);
-      skipInput();
+      commandDone();
       continue;
     }
     const std::string line(scan.line);
@@ -363,26 +419,23 @@ void Session::processInput() {
     handleLine(line);
   }
   processing_ = false;
+  if (phase_ == Phase::kIdle && !outputBlocked_ && stream_->eof()) {
+    // The client half-closed and every command it sent in full is answered: the end. An
+    // unfinished line left in the input is dropped unanswered.
+    close(ClosedBy::kClient,
+          evbuffer_get_length(in) > 0 ? "client disconnected mid-command" : "client disconnected");
+    return;
+  }
   if (!finalized_) stream_->updateReading();
 }
 
 void Session::skipInput() {
   evbuffer* in = stream_->input();
-  if (skipToLineEnd_) {
-    const evbuffer_ptr lf = evbuffer_search(in, "\n", 1, nullptr);
-    if (lf.pos < 0) {
-      evbuffer_drain(in, evbuffer_get_length(in));
-      return;
-    }
-    evbuffer_drain(in, static_cast<std::size_t>(lf.pos) + 1);
-    skipToLineEnd_ = false;
-  } else {
-    const std::size_t n =
-        static_cast<std::size_t>(std::min<std::uint64_t>(evbuffer_get_length(in), skipRemaining_));
-    evbuffer_drain(in, n);
-    skipRemaining_ -= n;
-    if (skipRemaining_ > 0) return;
-  }
+  const std::size_t n =
+      static_cast<std::size_t>(std::min<std::uint64_t>(evbuffer_get_length(in), skipRemaining_));
+  evbuffer_drain(in, n);
+  skipRemaining_ -= n;
+  if (skipRemaining_ > 0) return;
   phase_ = Phase::kIdle;
   processInput();
 }
@@ -491,15 +544,22 @@ void Session::finalize() {
     chain_->notifyTransactionEnd(view_);
   }
   chain_->notifyDisconnect(view_);
-  if (upstream_) {
-    if (!upstreamTransaction_ && !upstreamLost_ && config_->upstream.poolSize > 0) {
-      host_.returnUpstream(std::move(upstream_));  // the pool decides whether it is clean
-    } else {
-      upstream_->quit();
-    }
-  }
+  releaseUpstream();
   logSummary();
   host_.sessionClosed(this);
+}
+
+void Session::releaseUpstream() {
+  // Every path that lets go of a live MTA connection comes here; the pool takes it only if
+  // Upstream::reusable() says it is clean (no transaction open, no negative reply seen).
+  if (!upstream_) return;
+  if (!upstreamLost_ && config_->upstream.poolSize > 0) {
+    host_.returnUpstream(std::move(upstream_));
+  } else {
+    upstream_->quit();
+    retireUpstream();
+  }
+  upstreamTransaction_ = false;
 }
 
 void Session::logSummary() {

@@ -81,7 +81,7 @@ class Session {
     kBusy,          // a command is being processed (filters, upstream)
     kData,          // receiving the message
     kDataDone,      // end of data seen; filters and upstream running
-    kSkipping,      // discarding input (an over-long line, a BDAT chunk)
+    kSkipping,      // discarding input (a BDAT chunk)
     kClosing,       // flushing the last reply
   };
   enum class ClosedBy { kClient, kServer };
@@ -105,6 +105,7 @@ class Session {
   void onQuit();
   void onStartTls();
   void endOfData();
+  [[nodiscard]] bool judgeHeaderBlock();  // false: refused, the reply is sent
   void afterEndOfHeaders(ChainOutcome outcome);
   void deliver(const std::vector<HeaderField>& headers);
   std::string tlsReceivedHeader() const;
@@ -117,6 +118,7 @@ class Session {
   void applyOutcome(const ChainOutcome& outcome, std::string_view verb,
                     const std::function<void()>& onContinue);
   void readProxyHeader();
+  void refuseOverPerIpLimit();
   void startTransport();
   void beginSession();
   void tlsReady();
@@ -130,6 +132,7 @@ class Session {
   void upstreamFailed(const UpstreamResult& result, std::string_view verb, bool atEndOfData);
   void upstreamLost(const std::string& why);
   void retireUpstream();
+  void releaseUpstream();  // to the pool if clean, else QUIT
   void finishData(const Reply& r);
   void endTransaction();
   XclientIdentity identity() const;
@@ -177,17 +180,18 @@ class Session {
   bool outputBlocked_ = false;
   bool upstreamTransaction_ = false;  // MAIL accepted by the MTA; RSET needed to abort
   bool upstreamLost_ = false;
+  bool overPerIpLimit_ = false;  // PROXY named a client over max_connections_per_ip
   bool discard_ = false;
   bool drainRequested_ = false;
   int errors_ = 0;
   std::uint64_t skipRemaining_ = 0;  // BDAT chunk octets still to discard
-  bool skipToLineEnd_ = false;
-  std::string verb_;  // the command being answered, for the summary
+  std::string verb_;                 // the command being answered, for the summary
 
   // DATA.
   std::unique_ptr<DataFramer> framer_;
   std::unique_ptr<Spool> spool_;
   std::chrono::steady_clock::time_point dataStart_;
+  std::string traceHeader_;  // our Received: line for this message, as the filters saw it
 
   // Summary.
   std::chrono::steady_clock::time_point started_;

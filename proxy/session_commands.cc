@@ -279,10 +279,8 @@ void Session::onStartTls() {
   view_.helo.clear();
   view_.esmtp = false;
   enterState(SmtpState::kGreeted);
-  if (upstream_) {
-    // The MTA heard our client's pre-TLS identity; the next MAIL passes it anew.
-    host_.returnUpstream(std::move(upstream_));
-  }
+  // The MTA heard our client's pre-TLS identity; the next MAIL passes it anew.
+  releaseUpstream();
   guardTimer_.start(config_->timeouts.command);
   stream_->startTls(host_.serverTls()->newSsl(), true);
   // phase_ stays kBusy until tlsReady()

@@ -6,14 +6,13 @@
 
 #include <ctime>
 
+#include "proxy/header_block.h"
 #include "proxy/header_util.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
 
 namespace portcullis {
 namespace {
-
-constexpr std::size_t kMaxHeaderBytes = 256 * 1024;
 
 Reply make(int code, std::string_view enhanced, std::string text) {
   return *Reply::make(code, enhanced, {std::move(text)});
@@ -24,7 +23,8 @@ Reply make(int code, std::string_view enhanced, std::string text) {
 void Session::onData() {
   chain_->run(Stage::kData, view_, [this](ChainOutcome o) {
     applyOutcome(o, "DATA", [this] {
-      framer_ = std::make_unique<DataFramer>(config_->limits.maxMessageSize);
+      framer_ = std::make_unique<DataFramer>(config_->limits.maxMessageSize,
+                                             config_->limits.maxLineLength);
       spool_ = std::make_unique<Spool>(config_->spool.memoryLimit, config_->spool.directory);
       reply(*Reply::make(354, "", {"End data with <CR><LF>.<CR><LF>"}), "DATA");
       enterState(SmtpState::kData);
@@ -53,6 +53,11 @@ void Session::feedData() {
     }
   }
   if (phase_ != Phase::kData) return;
+  if (stream_->eof()) {
+    // The client's input ended before the final dot: an aborted message, never delivered.
+    close(ClosedBy::kClient, "client disconnected during DATA");
+    return;
+  }
   stream_->updateReading();
   dataTimer_.start(config_->timeouts.dataBlock);
   // A minimum data rate, after a grace period, defeats slowloris-style trickling.
@@ -118,9 +123,65 @@ void Session::endOfData() {
                     "Error: bare <CR> or <LF> in message data (RFC 5321 2.3.8); message refused"));
     return;
   }
-  if (!m.oversized) m.headers = parseHeaders(*spool_, kMaxHeaderBytes);
+  if (framer_->lineTooLong()) {
+    // RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF; relayed, a longer
+    // one is cut or refused somewhere downstream. 554 is the end-of-data refusal (4.3.2);
+    // RFC 3463 has no code for line length, and X.6.0 (other media error) says "the content"
+    // without claiming the message is too big (X.3.4).
+    spdlog::info("{} event=reject stage=end_of_message reason=line-too-long limit={} size={}",
+                 view_.id, config_->limits.maxLineLength, m.size);
+    finishData(make(554, "5.6.0",
+                    "Error: message has a line longer than " +
+                        std::to_string(config_->limits.maxLineLength) +
+                        " octets (RFC 5321 4.5.3.1.6); message refused"));
+    return;
+  }
+  if (!m.oversized && !judgeHeaderBlock()) return;
   chain_->run(Stage::kEndOfHeaders, view_,
               [this](ChainOutcome o) { afterEndOfHeaders(std::move(o)); });
+}
+
+bool Session::judgeHeaderBlock() {
+  // DESIGN invariant 8: filters judge the header block the MTA will see, our own trace header
+  // first, and every header of it; what cannot be judged whole is refused, never skipped.
+  HeaderBlock block = parseHeaderBlock(*spool_, HeaderBlockLimits{});
+  MessageInfo& m = view_.message;
+  if (block.status == HeaderBlock::Status::kLeadingContinuation) {
+    spdlog::info("{} event=reject stage=end_of_message reason=leading-continuation size={}",
+                 view_.id, m.size);
+    finishData(make(554, "5.6.0",
+                    "Error: message header starts with a continuation line (RFC 5322 2.2.3)"));
+    return false;
+  }
+  if (block.status == HeaderBlock::Status::kTooLarge) {
+    spdlog::info("{} event=reject stage=end_of_message reason=header-too-large size={}", view_.id,
+                 m.size);
+    finishData(make(552, "5.3.4", "Error: message header too large"));
+    return false;
+  }
+  if (block.truncated > 0) {
+    spdlog::info("{} event=header-truncated fields={} limit={}", view_.id, block.truncated,
+                 kMaxHeaderValue);
+  }
+  traceHeader_.clear();
+  if (view_.tls.active && config_->tls.receivedHeader) {
+    traceHeader_ = tlsReceivedHeader();
+    if (!traceHeader_.empty()) {
+      // Built here by us, so its shape is known: "Received: value\r\n", maybe folded.
+      std::string value = traceHeader_.substr(10, traceHeader_.size() - 12);
+      std::string unfolded;
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        if (value[i] == '\r' && i + 1 < value.size() && value[i + 1] == '\n') {
+          ++i;
+          continue;
+        }
+        unfolded.push_back(value[i]);
+      }
+      block.fields.insert(block.fields.begin(), HeaderField{"Received", std::move(unfolded)});
+    }
+  }
+  m.headers = std::move(block.fields);
+  return true;
 }
 
 void Session::afterEndOfHeaders(ChainOutcome first) {
@@ -194,8 +255,8 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
                    true);
     return;
   }
-  std::string prefix;
-  if (view_.tls.active && config_->tls.receivedHeader) prefix = tlsReceivedHeader();
+  std::string prefix = std::move(traceHeader_);  // the one the filters saw
+  traceHeader_.clear();
   for (const auto& h : headers) {
     if (auto line = formatHeader(h.name, h.value)) {
       prefix += *line;

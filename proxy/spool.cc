@@ -1,4 +1,4 @@
-// Spool and header parsing. See spool.h.
+// Spool. See spool.h.
 
 #include "proxy/spool.h"
 
@@ -15,7 +15,6 @@ namespace portcullis {
 namespace {
 constexpr std::size_t kFileWriteChunk = 64 * 1024;
 constexpr std::size_t kInitialMemory = 16 * 1024;  // most messages fit; no regrowth for them
-constexpr std::size_t kHeaderReadChunk = 4 * 1024;
 }  // namespace
 
 Spool::Spool(std::size_t memoryLimit, std::string directory)
@@ -112,51 +111,6 @@ int removeStaleSpoolFiles(const std::string& directory) {
   }
   ::closedir(dir);
   return removed;
-}
-
-std::vector<HeaderField> parseHeaders(const MessageReader& message, std::size_t maxBytes) {
-  // Only the header block is read: chunk by chunk until its closing empty line (or maxBytes).
-  const std::size_t limit =
-      static_cast<std::size_t>(std::min<std::uint64_t>(message.size(), maxBytes));
-  std::string head;
-  char chunk[kHeaderReadChunk];
-  while (head.size() < limit) {
-    const std::size_t got =
-        message.read(head.size(), chunk, std::min(sizeof chunk, limit - head.size()));
-    if (got == 0) break;
-    const std::size_t searchFrom = head.size() < 3 ? 0 : head.size() - 3;
-    head.append(chunk, got);
-    if ((head.size() >= 2 && head.compare(0, 2, "\r\n") == 0) ||
-        head.find("\r\n\r\n", searchFrom) != std::string::npos) {
-      break;
-    }
-  }
-  std::vector<HeaderField> out;
-  std::size_t pos = 0;
-  while (pos < head.size()) {
-    const auto eol = head.find("\r\n", pos);
-    if (eol == std::string::npos) break;  // truncated header: ignore the partial line
-    const std::string_view line(head.data() + pos, eol - pos);
-    pos = eol + 2;
-    if (line.empty()) break;  // end of the header block
-    if ((line[0] == ' ' || line[0] == '\t') && !out.empty()) {
-      // RFC 5322 2.2.3: unfolding removes the CRLF before the folding whitespace.
-      out.back().value.append(line);
-      continue;
-    }
-    const auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) break;  // not a header: body starts
-    HeaderField f;
-    std::string_view name = line.substr(0, colon);
-    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
-    f.name = std::string(name);
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-      value.remove_prefix(1);
-    f.value = std::string(value);
-    out.push_back(std::move(f));
-  }
-  return out;
 }
 
 }  // namespace portcullis

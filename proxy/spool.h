@@ -55,8 +55,4 @@ class Spool final : public ByteSink, public MessageReader {
 // Removes leftover spool files (from a crash) in `directory`; returns how many.
 int removeStaleSpoolFiles(const std::string& directory);
 
-// Parses the header block at the start of a message (RFC 5322 2.2): unfolded fields, in order,
-// reading at most maxBytes. Stops at the first empty line.
-std::vector<HeaderField> parseHeaders(const MessageReader& message, std::size_t maxBytes);
-
 }  // namespace portcullis

@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "proxy/tls.h"
+
 namespace portcullis {
 namespace {
 
@@ -113,8 +115,8 @@ void Stream::write(std::string_view data) {
 
 void Stream::updateReading() {
   if (tls_ || tlsPending_) return;  // the bufferevent's read watermark does this
-  const bool want =
-      !closed_ && !connecting_ && !stopped_ && evbuffer_get_length(input_.get()) < readLimit_;
+  const bool want = !closed_ && !eof_ && !connecting_ && !stopped_ &&
+                    evbuffer_get_length(input_.get()) < readLimit_;
   if (want && !reading_) {
     event_add(readEvent_.get(), nullptr);
     reading_ = true;
@@ -138,7 +140,30 @@ void Stream::shutdownWrite() {
     shutdownPending_ = true;
     return;
   }
+  finishWrite();
+}
+
+void Stream::finishWrite() {
+  if (tls_) sendCloseNotify();
   ::shutdown(fd_, SHUT_WR);
+}
+
+void Stream::writeFinal(std::string_view data) {
+  if (closed_ || connecting_ || tlsPending_ || pendingOutput() > 0) return;
+  if (!tls_) {
+    ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return;
+  }
+  SSL* s = ssl();
+  if (s == nullptr || SSL_is_init_finished(s) != 1) return;
+  // The output buffer is empty, so the bufferevent has no SSL_write of its own outstanding.
+  // A write the kernel cannot take whole leaves a partial record: then no close_notify either.
+  ERR_clear_error();
+  if (SSL_write(s, data.data(), static_cast<int>(data.size())) <= 0) {
+    ERR_clear_error();
+    return;
+  }
+  finishWrite();
 }
 
 void Stream::onReadable(evutil_socket_t, short, void* self) {
@@ -159,7 +184,19 @@ void Stream::readSome() {
     return;
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-  fail(n == 0 ? Event::kEof : Event::kError, n == 0 ? "end of stream" : std::strerror(errno));
+  if (n < 0) {
+    fail(Event::kError, std::strerror(errno));
+    return;
+  }
+  // The peer's FIN ends its input only: it may be a half-close (shutdown(SHUT_WR)) with its
+  // commands still to be answered. Reading stops for good; writing goes on until the owner
+  // closes (RFC 9293 3.6: a half-closed connection still carries data the other way).
+  eof_ = true;
+  if (reading_) {
+    event_del(readEvent_.get());
+    reading_ = false;
+  }
+  if (cb_.onEvent) cb_.onEvent(Event::kEof, "end of stream");  // may destroy this
 }
 
 void Stream::onFlush(evutil_socket_t, short, void* self) {
@@ -224,7 +261,7 @@ void Stream::flush() {
   }
   if (shutdownPending_) {
     shutdownPending_ = false;
-    ::shutdown(fd_, SHUT_WR);
+    finishWrite();
   }
   if (tlsPending_) {
     beginTls();
@@ -250,12 +287,18 @@ void Stream::fail(Event e, std::string detail) {
 
 SSL* Stream::ssl() const { return tls_ ? bufferevent_openssl_get_ssl(tls_.get()) : nullptr; }
 
-void Stream::startTls(SSL* ssl, bool server) {
+void Stream::startTls(SSL* ssl, bool server, PreTlsInput pre) {
   pendingSsl_ = ssl;
   tlsServer_ = server;
-  // Plaintext that arrived after the STARTTLS command (or after the server's 220) is thrown
-  // away, never fed to the TLS session (CVE-2011-0411).
-  evbuffer_drain(input_.get(), evbuffer_get_length(input_.get()));
+  const std::size_t unread = evbuffer_get_length(input_.get());
+  if (pre == PreTlsInput::kKeep && unread > 0) {
+    tlsPrefix_.resize(unread);
+    evbuffer_remove(input_.get(), tlsPrefix_.data(), unread);
+  } else {
+    // Plaintext that arrived after the STARTTLS command (or after the server's 220) is thrown
+    // away, never fed to the TLS session (CVE-2011-0411).
+    evbuffer_drain(input_.get(), unread);
+  }
   if (reading_) {
     event_del(readEvent_.get());
     reading_ = false;
@@ -277,6 +320,16 @@ void Stream::beginTls() {
   tlsPending_ = false;
   readEvent_.reset();
   writeEvent_.reset();
+  if (!tlsPrefix_.empty()) {
+    // The kept bytes are already out of the socket, so readability cannot announce them; the
+    // handshake still starts at once: the bufferevent begins writable and tries it then.
+    const bool attached = attachSocketWithPrefix(pendingSsl_, fd_, std::move(tlsPrefix_));
+    tlsPrefix_.clear();
+    if (!attached) {
+      fail(Event::kError, "cannot start TLS");
+      return;
+    }
+  }
   bufferevent* bev = bufferevent_openssl_socket_new(
       base_, fd_, pendingSsl_, tlsServer_ ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
       BEV_OPT_CLOSE_ON_FREE);
@@ -301,9 +354,22 @@ void Stream::onTlsWrite(bufferevent*, void* self) {
   auto* s = static_cast<Stream*>(self);
   if (s->shutdownPending_) {
     s->shutdownPending_ = false;
-    ::shutdown(s->fd_, SHUT_WR);
+    s->finishWrite();
   }
   if (s->cb_.onDrained) s->cb_.onDrained();
+}
+
+void Stream::sendCloseNotify() {
+  SSL* s = ssl();
+  if (s == nullptr || SSL_is_init_finished(s) != 1 || (SSL_get_shutdown(s) & SSL_SENT_SHUTDOWN)) {
+    return;
+  }
+  // RFC 8446 6.1 (RFC 5246 7.2.1): close_notify tells the peer that the end is intended, not a
+  // truncation (Exim: "TLS connection was non-properly terminated" without it). Sent once, and
+  // never waited for: the initiator may close without the peer's answer, and the FIN follows
+  // at once. If the kernel cannot take the alert now, the FIN goes alone.
+  ERR_clear_error();
+  if (SSL_shutdown(s) < 0) ERR_clear_error();
 }
 
 void Stream::onTlsEvent(bufferevent*, short what, void* self) {
@@ -314,6 +380,7 @@ void Stream::onTlsEvent(bufferevent*, short what, void* self) {
   }
   if (what & BEV_EVENT_EOF) {
     s->closed_ = true;
+    s->eof_ = true;
     if (s->cb_.onEvent) s->cb_.onEvent(Event::kEof, "end of stream");
     return;
   }

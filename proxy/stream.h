@@ -57,15 +57,32 @@ class Stream {
   void setReadLimit(std::size_t bytes) { readLimit_ = bytes; }
   void updateReading();
   void stopReading();
-  // Half-close once the output is flushed.
+  // The peer ended its input (onEvent(kEof) was called): no more will be read. Over plain TCP
+  // writing still works (a half-close); over TLS it is treated as the end of the connection.
+  bool eof() const { return eof_; }
+  // Orderly close of our direction once the output is flushed: over TLS a close_notify first
+  // (RFC 8446 6.1), then the FIN. Never waits for the peer's close_notify.
   void shutdownWrite();
+  // Last words before the owner destroys this Stream, without waiting for anything: `data`
+  // straight to the socket (through TLS when active, then close_notify), then the FIN. Best
+  // effort: nothing is sent when other output is still queued (it must not jump the queue),
+  // and what the kernel does not take at once is dropped.
+  void writeFinal(std::string_view data);
 
   evutil_socket_t fd() const { return fd_; }
   bool tls() const { return static_cast<bool>(tls_); }
-  // Switches the socket to TLS (server or client side). Unread plaintext input is discarded:
-  // bytes sent before the handshake never reach the TLS session (CVE-2011-0411 class).
-  // Takes ownership of `ssl`. onEvent(kTlsReady) or kError follows.
-  void startTls(SSL* ssl, bool server);
+  // What startTls does with input already read and not yet consumed.
+  enum class PreTlsInput {
+    // STARTTLS, on both sides: bytes sent before the handshake never reach the TLS session
+    // (CVE-2011-0411 class).
+    kDiscard,
+    // Implicit TLS after a PROXY header: the rest of that read is the peer's first TLS bytes
+    // (its ClientHello) and is fed to OpenSSL.
+    kKeep,
+  };
+  // Switches the socket to TLS (server or client side). Takes ownership of `ssl`.
+  // onEvent(kTlsReady) or kError follows.
+  void startTls(SSL* ssl, bool server, PreTlsInput pre = PreTlsInput::kDiscard);
   SSL* ssl() const;
 
  private:
@@ -80,6 +97,8 @@ class Stream {
   void flush();
   void fail(Event e, std::string detail);
   void beginTls();
+  void finishWrite();
+  void sendCloseNotify();
 
   event_base* base_;
   evutil_socket_t fd_;
@@ -96,11 +115,13 @@ class Stream {
   bool flushScheduled_ = false;
   bool shutdownPending_ = false;
   bool closed_ = false;
+  bool eof_ = false;  // the peer's FIN was read
   bool stopped_ = false;
   bool tlsPending_ = false;
   bool tlsServer_ = false;
   SSL* pendingSsl_ = nullptr;
-  BufferEventPtr tls_;  // set once TLS starts; then all I/O goes through it
+  std::string tlsPrefix_;  // PreTlsInput::kKeep: read before the handshake, fed to it first
+  BufferEventPtr tls_;     // set once TLS starts; then all I/O goes through it
   std::shared_ptr<bool> alive_;
 };
 

@@ -2,8 +2,12 @@
 
 #include "proxy/tls.h"
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cstring>
 
 namespace portcullis {
 namespace {
@@ -19,7 +23,97 @@ std::string lastError(const std::string& what) {
   return out;
 }
 
+// A filter BIO that hands out bytes read earlier, then reads through to the next BIO (the
+// socket). Only a read side: once the prefix is used up it is a plain pass-through, so the
+// event loop's view of the socket (readable or not) stays true.
+struct PrefixData {
+  std::string bytes;
+  std::size_t offset = 0;
+  std::size_t left() const { return bytes.size() - offset; }
+};
+
+int prefixRead(BIO* b, char* out, int len) {
+  BIO_clear_retry_flags(b);
+  auto* d = static_cast<PrefixData*>(BIO_get_data(b));
+  if (d != nullptr && d->left() > 0) {
+    if (out == nullptr || len <= 0) return 0;
+    const std::size_t n = std::min(d->left(), static_cast<std::size_t>(len));
+    std::memcpy(out, d->bytes.data() + d->offset, n);
+    d->offset += n;
+    return static_cast<int>(n);
+  }
+  BIO* next = BIO_next(b);
+  if (next == nullptr) return 0;
+  const int n = BIO_read(next, out, len);
+  BIO_copy_next_retry(b);
+  return n;
+}
+
+int prefixWrite(BIO* b, const char* in, int len) {
+  BIO_clear_retry_flags(b);
+  BIO* next = BIO_next(b);
+  if (next == nullptr) return 0;
+  const int n = BIO_write(next, in, len);
+  BIO_copy_next_retry(b);
+  return n;
+}
+
+long prefixCtrl(BIO* b, int cmd, long num, void* ptr) {
+  BIO* next = BIO_next(b);
+  const long below = next == nullptr ? 0 : BIO_ctrl(next, cmd, num, ptr);
+  if (cmd == BIO_CTRL_PENDING) {
+    const auto* d = static_cast<const PrefixData*>(BIO_get_data(b));
+    return below + (d == nullptr ? 0 : static_cast<long>(d->left()));
+  }
+  return below;
+}
+
+int prefixCreate(BIO* b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+int prefixDestroy(BIO* b) {
+  delete static_cast<PrefixData*>(BIO_get_data(b));
+  BIO_set_data(b, nullptr);
+  return 1;
+}
+
+const BIO_METHOD* prefixMethod() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_FILTER, "portcullis prefix");
+    if (m != nullptr) {
+      BIO_meth_set_read(m, prefixRead);
+      BIO_meth_set_write(m, prefixWrite);
+      BIO_meth_set_ctrl(m, prefixCtrl);
+      BIO_meth_set_create(m, prefixCreate);
+      BIO_meth_set_destroy(m, prefixDestroy);
+    }
+    return m;
+  }();
+  return method;
+}
+
 }  // namespace
+
+bool attachSocketWithPrefix(SSL* ssl, int fd, std::string prefix) {
+  const BIO_METHOD* method = prefixMethod();
+  if (method == nullptr) return false;
+  BIO* filter = BIO_new(method);
+  BIO* rsock = BIO_new_socket(fd, BIO_NOCLOSE);
+  BIO* wsock = BIO_new_socket(fd, BIO_NOCLOSE);
+  if (filter == nullptr || rsock == nullptr || wsock == nullptr) {
+    BIO_free(filter);
+    BIO_free(rsock);
+    BIO_free(wsock);
+    return false;
+  }
+  BIO_set_data(filter, new PrefixData{std::move(prefix)});
+  BIO_push(filter, rsock);
+  // The write BIO is the plain socket: libevent learns the fd from it (SSL_get_wbio).
+  SSL_set_bio(ssl, filter, wsock);
+  return true;
+}
 
 int tlsVersionFromName(const std::string& name) {
   if (name == "1.0") return TLS1_VERSION;

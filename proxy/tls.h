@@ -52,4 +52,10 @@ int tlsVersionFromName(const std::string& name);
 // Protocol, cipher and bits of an established connection.
 TlsInfo describeTls(SSL* ssl);
 
+// Gives `ssl` its socket BIOs for `fd`, reading `prefix` first and then the socket: bytes
+// already read from the socket that belong to the TLS session (implicit TLS, where the
+// ClientHello can arrive in the same segment as a PROXY header). Never for bytes read before a
+// STARTTLS: those are discarded (CVE-2011-0411). The SSL owns the BIOs; `fd` stays open.
+[[nodiscard]] bool attachSocketWithPrefix(SSL* ssl, int fd, std::string prefix);
+
 }  // namespace portcullis

@@ -114,7 +114,8 @@ bool Upstream::reusable(std::uint32_t maxReuse) const {
   // A PROXY header names one client for the life of the connection: never reused.
   const bool perClient =
       settings_.identity == IdentityMode::kProxyV1 || settings_.identity == IdentityMode::kProxyV2;
-  return state_ == State::kReady && stream_ && !negativeSeen_ && uses_ < maxReuse && !perClient;
+  return state_ == State::kReady && stream_ && !transactionOpen_ && !negativeSeen_ &&
+         uses_ < maxReuse && !perClient;
 }
 
 void Upstream::command(const std::string& line, Expect expect, Callback done) {
@@ -144,9 +145,10 @@ void Upstream::sendMessage(const Spool& spool, std::string prefix, Callback done
 }
 
 void Upstream::quit() {
-  if (stream_ && state_ == State::kReady && !stream_->tls()) {
-    // Written straight to the socket: the session is going away and will not wait for 221.
-    ::send(stream_->fd(), "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (stream_ && state_ == State::kReady) {
+    // Written straight out: the session is going away and will not wait for 221. Over TLS the
+    // close_notify follows, so the MTA sees an orderly end rather than a truncated connection.
+    stream_->writeFinal("QUIT\r\n");
   }
   stream_.reset();
   timer_.stop();
@@ -304,6 +306,13 @@ void Upstream::handleReply(Reply reply) {
   }
   state_ = State::kReady;
   spool_ = nullptr;
+  // The MTA's view of the transaction, whatever the session believes: a positive MAIL opens
+  // one; a positive RSET or any reply to the final dot ends it (RFC 5321 4.1.1.4, 4.1.1.5).
+  // A refused DATA leaves it open. reusable() never pools a connection with one open.
+  if (expect_ == Expect::kMail && reply.isPositive()) transactionOpen_ = true;
+  if ((expect_ == Expect::kRset && reply.isPositive()) || expect_ == Expect::kDot) {
+    transactionOpen_ = false;
+  }
   if (reply.closesConnection()) state_ = State::kBroken;  // 421: the MTA is going away
   complete({UpstreamFailure::kNone, std::move(reply), {}});
 }
@@ -314,6 +323,12 @@ void Upstream::openStep(Reply reply) {
     // Opportunistic: a refused STARTTLS (e.g. 454) leaves the session usable in plaintext.
     spdlog::info("{} event=upstream-starttls-refused reply={}", id_, logValue(reply.summary()));
     sendIdentity();
+    return;
+  }
+  if (reply.isNegative() && step_ == OpenStep::kXclient && identity_.ipv6 && reply.code() == 501) {
+    // Postfix with inet_protocols = ipv4 cannot hold an IPv6 client address: "501 5.5.4 Bad
+    // ADDR syntax". Not the client's fault and not transient: name the MTA setting to change.
+    fail(UpstreamFailure::kIdentity, std::string(kIpv6XclientRefused) + ": " + reply.summary());
     return;
   }
   if (reply.isNegative()) {

@@ -63,6 +63,11 @@ enum class UpstreamFailure {
 };
 std::string_view upstreamFailureName(UpstreamFailure f);
 
+// Why an IPv6 client cannot be passed on (kIdentity), and what to change in the MTA.
+inline constexpr std::string_view kIpv6XclientRefused =
+    "MTA refuses IPv6 client addresses in XCLIENT; every IPv6 client is tempfailed until it "
+    "accepts them (Postfix: inet_protocols = all, or ipv4, ipv6)";
+
 struct UpstreamResult {
   UpstreamFailure failure = UpstreamFailure::kNone;
   std::optional<Reply> reply;  // the MTA's validated reply, when there was one
@@ -147,6 +152,7 @@ class Upstream {
   std::shared_ptr<bool> alive_;
   std::string connectError_;
   bool negativeSeen_ = false;
+  bool transactionOpen_ = false;  // MAIL accepted, not yet ended by the dot or RSET
   bool pendingReady_ = false;
   std::uint32_t uses_ = 0;
   bool sessionUsed_ = false;

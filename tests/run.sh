@@ -134,7 +134,7 @@ fuzz_all() {
   else
     logged "$LOGS/build-fuzz.log" cmake --build --preset fuzz -j"$JOBS"
   fi
-  local found=0 failed=0 bin name corpus work
+  local found=0 failed=0 bin name corpus work extra
   for bin in build-fuzz/tests/fuzz/fuzz_*; do
     [[ -f $bin && -x $bin ]] || continue
     found=1
@@ -143,8 +143,11 @@ fuzz_all() {
     mkdir -p "$work" build-fuzz/fuzz-artifacts
     corpus=()
     [[ -d tests/fuzz/corpus/$name ]] && corpus=("tests/fuzz/corpus/$name")
+    extra=()
+    [[ -f tests/fuzz/dict/$name.dict ]] && extra+=("-dict=tests/fuzz/dict/$name.dict")
+    [[ $name == fuzz_config ]] && extra+=("-max_len=4096")  # a config file, not a megabyte
     echo "--- $name for ${FUZZ_SECONDS}s ${corpus[*]:+(seed corpus ${corpus[*]})}"
-    if "$bin" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+    if "$bin" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 "${extra[@]}" \
         -artifact_prefix="build-fuzz/fuzz-artifacts/$name-" "$work" "${corpus[@]}" \
         >"$LOGS/fuzz-$name.log" 2>&1; then
       grep -E '^(stat::number_of_executed_units|#[0-9]+.*DONE)' "$LOGS/fuzz-$name.log" | tail -n 2 || true

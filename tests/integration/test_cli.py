@@ -4,8 +4,11 @@ the file, built-in defaults with no file at all, and one clear error line (exit 
 key for every kind of bad config.
 """
 
+import json
 import os
+import resource
 import socket
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -100,6 +103,146 @@ class CliTest(HarnessTestCase):
                 self.assertEqual(len(lines), 1, f"want one line, got: {r.stderr!r}")
                 self.assertIn(want, lines[0])
                 self.assertTrue(lines[0].startswith("portcullis: config error: "), lines[0])
+
+    # Values that passed --check-config and then broke start-up or the running daemon (hardening
+    # item 10). Each must fail --check-config with one line naming the key, and starting the
+    # daemon on the same file must fail the same way (exit 2, the same line), not later at
+    # start-up (exit 1, "Address already in use", a key it never named) or never.
+    RUNTIME_CASES = [
+        ({"upstream": {"probe_interval": "0"}}, "upstream.probe_interval"),
+        ({"upstream": {"probe_interval": "500ms"}}, "upstream.probe_interval"),
+        ({"upstream": {"connect_timeout": "0"}}, "upstream.connect_timeout"),
+        ({"upstream": {"command_timeout": "0s"}}, "upstream.command_timeout"),
+        ({"upstream": {"pool_idle_timeout": "0"}}, "upstream.pool_idle_timeout"),
+        ({"upstream": {"tls": "require", "tls_verify": True,
+                       "ca_file": "/nonexistent/ca.pem"}},
+         "upstream.ca_file"),
+        ({"timeouts": {"command": "0"}}, "timeouts.command"),
+        ({"dns": {"timeout": "0"}}, "dns.timeout"),
+        ({"dns": {"attempts": 0}}, "dns.attempts"),
+        ({"dns": {"servers": ["localhost"]}}, "dns.servers[0]"),
+        ({"dns": {"servers": ["127.0.0.1:5353", "127.0.0.1:0"]}}, "dns.servers[1]"),
+        ({"limits": {"ipv6_prefix_length": 0}}, "limits.ipv6_prefix_length"),
+        ({"listen": ["127.0.0.1:{port}", "localhost:{port}"]}, "listen[1]"),
+        ({"listen": ["127.0.0.1:{port}", {"address": "127.0.0.1:{port}", "tls": "none"}]},
+         "listen[1]"),
+        ({"listen": ["0.0.0.0:{port}", "127.0.0.1:{port}"]}, "listen[1]"),
+        ({"listen": ["[::ffff:127.0.0.1]:{port}"]}, "listen[0]"),
+    ]
+
+    def runnable_config(self, overlay, port):
+        """A config that starts (loopback DNS, a spool we own) with `overlay` merged per
+        section; "{port}" in listen addresses becomes `port`."""
+        cfg = {"listen": [f"127.0.0.1:{port}"],
+               "upstream": {"address": "127.0.0.1:1", "probe_interval": "1h"},
+               "dns": {"servers": ["127.0.0.1:9"]},
+               "spool": {"directory": self.spool}}
+        for section, value in overlay.items():
+            if isinstance(value, dict) and isinstance(cfg.get(section), dict):
+                cfg[section] = {**cfg[section], **value}
+            else:
+                cfg[section] = value
+        cfg["listen"] = [json.loads(json.dumps(l).replace("{port}", str(port)))
+                         for l in cfg["listen"]]
+        return json.dumps(cfg, indent=2)
+
+    def assert_one_config_error(self, r, key, what):
+        self.assertEqual(r.returncode, 2, f"{what}: got exit {r.returncode}: {r.stdout}{r.stderr}")
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, f"{what}: want one line, got: {r.stderr!r}")
+        self.assertTrue(lines[0].startswith(f"portcullis: config error: {key}: "),
+                        f"{what}: got {lines[0]!r}, want it to name {key}")
+        return lines[0]
+
+    def test_check_config_fails_where_start_up_would(self):
+        for overlay, key in self.RUNTIME_CASES:
+            with self.subTest(config=overlay):
+                text = self.runnable_config(overlay, free_port())
+                checked = self.assert_one_config_error(
+                    run_binary(["--check-config"], config_text=text), key, "--check-config")
+                try:
+                    started = run_binary([], config_text=text, timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.fail(f"the daemon ran with {overlay}; want exit 2 naming {key}")
+                self.assertEqual(self.assert_one_config_error(started, key, "start-up"), checked)
+
+    def test_runnable_config_starts(self):
+        # The battery above is only meaningful if its base config does start.
+        port = free_port()
+        from harness.portcullis import default_binary
+        from harness.process import ManagedProcess
+        from harness.ports import wait_listening
+        path = os.path.join(self.tmp, "ok.yaml")
+        with open(path, "w") as f:
+            f.write(self.runnable_config({"listen": ["0.0.0.0:{port}", "[::]:{port}"]}, port))
+        proc = ManagedProcess([default_binary(), "--config", path],
+                              os.path.join(self.tmp, "ok.log"))
+        self.addCleanup(proc.terminate)
+        wait_listening(port, 10, alive=proc.alive)
+        rc, killed = proc.terminate()
+        self.assertFalse(killed)
+        self.assertEqual(rc, 0, proc.log_text())
+
+    # File descriptors are a budget (DESIGN.md invariant 10): the soft RLIMIT_NOFILE is raised
+    # to the hard limit at start-up, and a config whose limits cannot fit in it is refused.
+    def run_with_nofile(self, soft, hard, args, text):
+        hard = min(hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        soft = min(soft, hard)
+        path = os.path.join(self.tmp, "nofile.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        from harness.portcullis import default_binary
+        return subprocess.run(
+            [default_binary(), "--config", path] + args, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=5,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+
+    def test_max_connections_must_fit_the_open_files_limit(self):
+        port = free_port()
+        too_many = self.runnable_config({"limits": {"max_connections": 1000}}, port)
+        for args in (["--check-config"], []):
+            with self.subTest(args=args):
+                try:
+                    r = self.run_with_nofile(1024, 1024, args, too_many)
+                except subprocess.TimeoutExpired:
+                    self.fail("started with 1000 connections under a 1024 open-files limit")
+                line = self.assert_one_config_error(r, "limits.max_connections", str(args))
+                self.assertIn("4065", line)  # 4 * 1000 + pool 32 + 1 listener + 32
+                self.assertIn("1024", line)
+                self.assertIn("ulimit -n", line)
+                self.assertIn("LimitNOFILE", line)
+        ok = self.runnable_config({"limits": {"max_connections": 100}}, port)
+        r = self.run_with_nofile(1024, 1024, ["--check-config"], ok)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_soft_open_files_limit_is_raised_at_start_up(self):
+        hard = min(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        if hard < 1024:
+            self.skipTest(f"hard open-files limit {hard} is too low for this test")
+        port = free_port()
+        # 100 connections need 465 descriptors: more than the soft 256 we start with, so this
+        # only starts if the soft limit is raised.
+        path = os.path.join(self.tmp, "raise.yaml")
+        with open(path, "w") as f:
+            f.write(self.runnable_config({"limits": {"max_connections": 100}}, port))
+        log_path = os.path.join(self.tmp, "raise.log")
+        from harness.portcullis import default_binary
+        from harness.ports import wait_listening
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [default_binary(), "--config", path], stdin=subprocess.DEVNULL, stdout=log,
+                stderr=log,
+                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        wait_listening(port, 10, alive=lambda: proc.poll() is None)
+        with open(f"/proc/{proc.pid}/limits") as f:
+            row = [l for l in f if l.startswith("Max open files")][0].split()
+        self.assertEqual((int(row[3]), int(row[4])), (hard, hard), row)
+        proc.terminate()
+        self.assertEqual(proc.wait(timeout=10), 0)
+        with open(log_path) as f:
+            text = f.read()
+        self.assertIn(f"event=fd-limit soft={hard} hard={hard} was=256 needed=465", text)
 
     def test_missing_file_is_a_config_error(self):
         r = run_binary(["--check-config", "--config", "/nonexistent/portcullis.yaml"])

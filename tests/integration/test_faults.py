@@ -11,6 +11,7 @@ Run: python3 tests/integration/test_faults.py -v   (root, loopback-only netns: t
 
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -483,6 +484,26 @@ class SlowBackendTest(FaultTestCase):
         self.assertNothingSmuggled(fake)
         time.sleep(2.5)  # the late 250 goes to a closed connection
         self.assertServesNextSession(pc, fake)
+
+    def test_half_close_while_the_mta_answers_the_dot(self):
+        # smtp-sink holds its reply to the dot for 2 s; the client's body, dot, QUIT and FIN
+        # are all in by then. The MTA's 250 must still reach the client, then the 221.
+        sink = self.start(SmtpSink(delay={".": 2}))
+        pc = self.portcullis(sink, timeouts={"end_of_data": "20s"})
+        c = self.client(pc)
+        self.envelope(c)
+        c.send(dot_stuff(MESSAGE) + b"QUIT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        self.assertReply(c.read_reply(timeout=15), 250)
+        self.assertReply(c.read_reply(), 221)
+        c.expect_closed()
+        [msg] = sink.messages(1)
+        self.assertIn(RCPT, " ".join(msg.rcpts))
+        self.assertIn(b".hidden dot line", msg.data)
+        pc.wait_for_sessions(1)
+        [summary] = pc.sessions()
+        self.assertTrue(summary["commands"].endswith(".:250,QUIT:221"), summary)
+        self.assertEqual(summary["messages"], "1")
 
     def test_slow_greeting_for_session(self):
         fake = self.start(FakeSmtp(handler=Once("CONNECT", delay=5.0, times=2)))

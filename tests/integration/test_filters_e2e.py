@@ -15,6 +15,7 @@ message.
 import os
 import re
 import smtplib
+import ssl
 import sys
 import unittest
 
@@ -81,6 +82,24 @@ class FilterE2E(HarnessTestCase):
         self.assertEqual(s["commands"], "CONNECT:554,EHLO:503,QUIT:221")
         self.assertIn("dnsbl.test=127.0.0.2", pc.log_text())  # the full reason is logged
         self.assertFalse(self.postfix_saw("127.0.0.2"))
+
+    def test_dnsbl_txt_cannot_inject_reply_lines(self):
+        # The TXT holds CR LF "250 2.0.0 Ok" CR LF "MAIL FROM:..." and an escape sequence; the
+        # client must get exactly one single-line 554, the text sanitised (DESIGN invariant 6).
+        answers = self.dns.query("12.0.0.127.dnsbl.test", "TXT").answers
+        self.assertTrue(any("\r\n250 2.0.0 Ok" in a[3] for a in answers), answers)
+        pc = self.portcullis([DNSBL])
+        with session(pc, "127.0.0.12") as c:
+            code, lines = c.read_reply()
+            self.assertEqual(code, 554)
+            self.assertEqual(len(lines), 1, lines)
+            self.assertTrue(lines[0].startswith("5.7.1 Service unavailable; client [127.0.0.12] "
+                                                "blocked using dnsbl.test; Listed"), lines)
+            self.assertNotRegex(lines[0], r"[\x00-\x1f\x7f]")
+            self.assertEqual(c.cmd("QUIT"), (221, ["2.0.0 Bye"]))
+            c.expect_closed()
+        self.assertNotRegex(pc.log_text(), r"[\x00-\x08\x0b-\x1f\x7f]")
+        self.assertFalse(self.postfix_saw("127.0.0.12"))
 
     def test_dnsbl_deferred_to_rcpt_logs_the_envelope(self):
         pc = self.portcullis([dict(DNSBL, defer_to="rcpt")])
@@ -221,6 +240,102 @@ class FilterE2E(HarnessTestCase):
         verdicts = pc.sessions()[0]["verdicts"]
         self.assertIn("header_checks@end_of_headers:reject:550", verdicts)
         self.assertIn("header_checks@end_of_headers:discard", verdicts)
+
+
+class HeaderBlockE2E(HarnessTestCase):
+    """header_checks sees every header of the block Postfix will see, whatever its size (the
+    hardening issue's bypasses: padding in front, a 300 KB line, a leading continuation line
+    folding the message into our own Received: header). What cannot be judged whole is refused,
+    never passed on half-checked."""
+
+    RULES = [{"match": "^Subject:.*viagra", "action": "reject",
+              "reply": "550 5.7.1 Message content rejected"},
+             {"match": "^Received: from \\S+ \\(.*\\) by \\S+ \\(portcullis\\)",
+              "action": "add_header", "header": "X-Saw-Our-Trace: yes"}]
+
+    def setUp(self):
+        self.pf = self.start(Postfix())
+
+    def portcullis(self, **extra):
+        # No line-length limit here: the 300 KB line must reach header_checks (with the default
+        # 998 it is refused before, by the DATA line limit; test_bad_input covers that).
+        return self.start(Portcullis(upstream=self.pf, config={
+            "filters": [{"name": "header_checks", "rules": self.RULES}],
+            "limits": {"max_line_length": 0}, **extra}))
+
+    def send_raw(self, pc, message):
+        with RawClient("127.0.0.1", pc.port, timeout=30) as c:
+            c.read_reply()
+            c.cmd("EHLO client.test")
+            self.assertEqual(c.cmd("MAIL FROM:<sender@mx.test>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<user@test.local>")[0], 250)
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            c.send(message + b".\r\n")
+            reply = c.read_reply(timeout=30)
+            self.assertEqual(c.cmd("QUIT")[0], 221)
+        return reply
+
+    def assert_only_control_delivered(self, pc):
+        self.assertEqual(self.send_raw(pc, make_message(subject="control"))[0], 250)
+        [msg] = self.pf.messages(1, timeout=15)
+        self.assertIn(b"Subject: control", msg)
+
+    def test_subject_behind_270k_of_padding_headers_is_checked(self):
+        pc = self.portcullis()
+        pad = b"".join(b"X-Padding-%d: %s\r\n" % (i, b"p" * 900) for i in range(320))
+        self.assertGreater(len(pad), 270 * 1024)
+        code, lines = self.send_raw(pc, pad + b"Subject: buy viagra\r\n\r\nbody\r\n")
+        self.assertEqual((code, lines[0]), (550, "5.7.1 Message content rejected"))
+        self.assert_only_control_delivered(pc)
+
+    def test_subject_followed_by_300k_on_the_same_line_is_checked(self):
+        pc = self.portcullis()
+        code, lines = self.send_raw(
+            pc, b"Subject: buy viagra" + b"x" * 300_000 + b"\r\nTo: <u@test.local>\r\n\r\nb\r\n")
+        self.assertEqual((code, lines[0]), (550, "5.7.1 Message content rejected"))
+        pc.wait_for_log(r"event=header-truncated fields=1 limit=102400")
+        self.assert_only_control_delivered(pc)
+
+    def test_header_block_over_the_limit_is_refused_with_552(self):
+        pc = self.portcullis()
+        pad = b"".join(b"X-Padding-%d: %s\r\n" % (i, b"p" * 990) for i in range(1100))
+        self.assertGreater(len(pad), 1024 * 1024)
+        code, lines = self.send_raw(pc, pad + b"Subject: fine\r\n\r\nbody\r\n")
+        self.assertEqual((code, lines[0]), (552, "5.3.4 Error: message header too large"))
+        pc.wait_for_log(r"event=reject stage=end_of_message reason=header-too-large")
+        self.assert_only_control_delivered(pc)
+
+    def test_leading_continuation_line_is_refused_in_clear(self):
+        pc = self.portcullis()
+        code, lines = self.send_raw(pc, b" x\r\nSubject: buy viagra\r\n\r\nbody\r\n")
+        self.assertEqual(code, 554)
+        self.assertEqual(lines[0], "5.6.0 Error: message header starts with a continuation line "
+                                   "(RFC 5322 2.2.3)")
+        self.assert_only_control_delivered(pc)
+
+    def test_leading_continuation_cannot_extend_our_received_header(self):
+        # With TLS, our trace header goes first; " x" would have become part of it, and the
+        # Subject below a real header for Postfix but not for header_checks.
+        certs = self.make_certs()
+        pc = self.portcullis(tls={"cert": certs.cert, "key": certs.key,
+                                  "received_header": True})
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with smtplib.SMTP("127.0.0.1", pc.port, local_hostname="client.test", timeout=30) as s:
+            s.starttls(context=ctx)
+            s.ehlo("client.test")
+            with self.assertRaises(smtplib.SMTPDataError) as cm:
+                s.sendmail("sender@mx.test", ["user@test.local"],
+                           b" x\r\nSubject: buy viagra\r\n\r\nbody\r\n")
+            self.assertEqual(cm.exception.smtp_code, 554)
+            # The trace header is the first field header_checks sees: it matched and tagged.
+            s.sendmail("sender@mx.test", ["user@test.local"], make_message(subject="tls ok"))
+        [msg] = self.pf.messages(1, timeout=15)
+        self.assertIn(b"X-Saw-Our-Trace: yes", msg)
+        unfolded = re.sub(rb"\r?\n[ \t]+", b" ", msg.split(b"\n\n", 1)[0])
+        self.assertRegex(unfolded, rb"Received: from client\.test .*\(portcullis\) with ESMTPS")
+        self.assertNotIn(b"viagra", msg)
 
 
 class DnsDownE2E(HarnessTestCase):

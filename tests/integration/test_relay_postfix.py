@@ -8,12 +8,13 @@ in order), the session summary line, and connection reuse with a fresh XCLIENT p
 
 import os
 import smtplib
+import socket
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (HarnessTestCase, Portcullis, Postfix, RawClient,  # noqa: E402
-                     make_message)
+                     free_port, ipv6_loopback_usable, make_message, wait_until)
 
 REJECT = "550 5.1.1 <nobody@test.local>: Recipient address rejected: no such user here"
 
@@ -180,6 +181,153 @@ class RelayTest(HarnessTestCase):
             c.cmd("EHLO client.test")
             code, lines = c.cmd("MAIL FROM:<jörg@client.test>")
             self.assertEqual((code, lines[0].split()[0]), (553, "5.6.7"))
+
+
+
+class Ipv6ClientTest(HarnessTestCase):
+    """IPv6 clients in front of Postfix. With inet_protocols = ipv4 Postfix refuses an IPv6
+    address in XCLIENT (501 5.5.4 Bad ADDR syntax), so every IPv6 client would be tempfailed
+    for good: the start-up probe says so and names the setting, and each refused session's log
+    line does too. With both families (the demo's setting and the fixture's default) they are
+    delivered under their own address. The IPv6 clients arrive through a trusted PROXY listener,
+    plus over ::1 where the machine has IPv6 loopback."""
+
+    def portcullis(self, pf):
+        self.proxy_port = free_port()
+        return self.start(Portcullis(upstream=pf, config={
+            "listen": [f"127.0.0.1:{free_port()}",
+                       {"address": f"127.0.0.1:{self.proxy_port}", "proxy_protocol": True}],
+            "trusted_proxies": ["127.0.0.1/32"]}))
+
+    def proxied_transaction(self, pc, source, subject):
+        with RawClient("127.0.0.1", self.proxy_port) as c:
+            c.send(f"PROXY TCP6 {source} 2001:db8:ffff::25 41000 25\r\n".encode())
+            self.assertEqual(c.read_reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO v6.client.test")[0], 250)
+            reply = c.cmd("MAIL FROM:<sender@client.test>")
+            if reply[0] == 250:
+                self.assertEqual(c.cmd("RCPT TO:<user@test.local>")[0], 250)
+                self.assertEqual(c.cmd("DATA")[0], 354)
+                c.send(make_message(subject=subject) + b".\r\n")
+                reply = c.read_reply(timeout=30)
+            c.cmd("QUIT")
+        return reply
+
+    def test_ipv6_client_is_passed_to_postfix_with_both_families(self):
+        pf = self.start(Postfix())  # inet_protocols = all
+        pc = self.portcullis(pf)
+        code, _ = self.proxied_transaction(pc, "2001:db8:5::7", "over v6")
+        self.assertEqual(code, 250)
+        [msg] = pf.messages(1, timeout=15)
+        self.assertEqual(header(msg, b"Subject"), b"over v6")
+        pf.wait_for_log(r"client=unknown\[2001:db8:5::7\]")
+        self.assertEqual(pc.log_lines(r"check=ipv6-xclient problem"), [])
+
+    @unittest.skipUnless(ipv6_loopback_usable(), "no IPv6 loopback on this machine")
+    def test_client_on_ipv6_loopback_is_delivered(self):
+        pf = self.start(Postfix())
+        port = free_port()
+        pc = self.start(Portcullis(upstream=pf, config={"listen": [f"[::1]:{port}"]}))
+        with smtplib.SMTP("::1", port, local_hostname="v6.client.test", timeout=30) as s:
+            self.assertEqual(s.sendmail("sender@client.test", ["user@test.local"],
+                                        make_message(subject="on ::1")), {})
+        [msg] = pf.messages(1, timeout=15)
+        self.assertEqual(header(msg, b"Subject"), b"on ::1")
+        pf.wait_for_log(r"client=\S*\[::1\]")
+
+    def test_ipv4_only_postfix_is_named_at_start_up_and_in_each_refusal(self):
+        pf = self.start(Postfix(inet_protocols="ipv4"))
+        pc = self.portcullis(pf)
+        line = pc.wait_for_log(r"event=upstream-probe check=ipv6-xclient problem=.*").group(0)
+        self.assertIn("inet_protocols = all", line)
+        self.assertIn("Bad ADDR syntax", line)
+        code, lines = self.proxied_transaction(pc, "2001:db8:5::8", "refused")
+        self.assertEqual((code, lines[0][:6]), (451, "4.3.5 "))
+        failure = pc.wait_for_log(r"event=upstream-failure verb=MAIL failure=identity.*").group(0)
+        self.assertIn("inet_protocols", failure)
+        # IPv4 clients are not affected.
+        with smtp_from("127.0.0.1", pc.port, "127.0.0.9") as s:
+            self.assertEqual(s.sendmail("sender@client.test", ["user@test.local"],
+                                        make_message(subject="over v4")), {})
+        [msg] = pf.messages(1, timeout=15)
+        self.assertEqual(header(msg, b"Subject"), b"over v4")
+
+
+class HalfCloseTest(HarnessTestCase):
+    """A client's FIN after its last command (shutdown(SHUT_WR)) ends its input, not the
+    session: everything it sent in full is carried out and answered before portcullis closes,
+    as Postfix itself does. Only what it left unfinished is dropped."""
+
+    def setUp(self):
+        self.pf = self.start(Postfix())
+        self.pc = self.start(Portcullis(upstream=self.pf))
+
+    def client(self):
+        c = RawClient("127.0.0.1", self.pc.port, timeout=15)
+        self.addCleanup(c.close)
+        self.assertEqual(c.read_reply()[0], 220)
+        return c
+
+    def test_whole_transaction_and_quit_then_half_close_is_delivered(self):
+        c = self.client()
+        msg = make_message(subject="half close")
+        c.send(b"EHLO client.test\r\nMAIL FROM:<sender@client.test>\r\n"
+               b"RCPT TO:<user@test.local>\r\nDATA\r\n" + msg + b".\r\nQUIT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        codes = [code for code, _ in c.read_replies(6)]
+        self.assertEqual(codes, [250, 250, 250, 354, 250, 221])
+        c.expect_closed()
+        [delivered] = self.pf.messages(1, timeout=15)
+        self.assertEqual(header(delivered, b"Subject"), b"half close")
+        self.pc.wait_for_sessions(1)
+        [summary] = self.pc.sessions()
+        self.assertEqual(summary["commands"],
+                         "CONNECT:220,EHLO:250,MAIL:250,RCPT:250,DATA:354,.:250,QUIT:221")
+        self.assertEqual(summary["messages"], "1")
+        self.assertEqual(summary["quit"], "yes")
+
+    def test_pipelined_commands_without_quit_then_half_close_are_answered(self):
+        # MAIL and RCPT wait for Postfix while the FIN is already read; RSET and NOOP follow.
+        c = self.client()
+        c.send(b"EHLO client.test\r\nMAIL FROM:<sender@client.test>\r\n"
+               b"RCPT TO:<user@test.local>\r\nRSET\r\nNOOP\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        codes = [code for code, _ in c.read_replies(5)]
+        self.assertEqual(codes, [250, 250, 250, 250, 250])
+        c.expect_closed()
+        self.pc.wait_for_sessions(1)
+        [summary] = self.pc.sessions()
+        self.assertEqual(summary["commands"],
+                         "CONNECT:220,EHLO:250,MAIL:250,RCPT:250,RSET:250,NOOP:250")
+        self.assertEqual(summary["closed_by"], "client")
+        self.assertEqual(summary["quit"], "no")
+
+    def test_unfinished_line_at_half_close_is_dropped(self):
+        c = self.client()
+        c.send(b"EHLO client.test\r\nMAIL FROM:<sender@client.test>\r\nNOO")
+        c.sock.shutdown(socket.SHUT_WR)
+        codes = [code for code, _ in c.read_replies(2)]
+        self.assertEqual(codes, [250, 250])
+        c.expect_closed()  # no reply to the partial "NOO"
+        self.pc.wait_for_sessions(1)
+        self.assertEqual(self.pc.sessions()[0]["reason"], "client disconnected mid-command")
+
+    def test_unfinished_data_at_half_close_is_not_delivered(self):
+        c = self.client()
+        self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+        self.assertEqual(c.cmd("MAIL FROM:<sender@client.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<user@test.local>")[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(make_message(subject="never ends") + b"QUIT\r\n")  # no final dot
+        c.sock.shutdown(socket.SHUT_WR)
+        c.expect_closed()
+        self.pc.wait_for_sessions(1)
+        self.assertEqual(self.pc.sessions()[0]["messages"], "0")
+        # Postfix opened a queue file at MAIL; it removes it once its smtpd has seen our QUIT,
+        # which may be just after our session ended. Then nothing was delivered either.
+        wait_until(lambda: self.pf.queued() == [], 10, what="Postfix to drop the open queue file")
+        self.pf.wait_for_log(r"disconnect from .* mail=1 rcpt=1 quit=1")  # no DATA sent
+        self.assertEqual(self.pf.messages(0), [])
 
 
 if __name__ == "__main__":

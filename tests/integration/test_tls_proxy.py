@@ -15,6 +15,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -54,6 +55,14 @@ def tls_portcullis_config(certs, listen=None, **tls):
     if listen is not None:
         cfg["listen"] = listen
     return cfg
+
+
+def client_xclients(fake):
+    """The XCLIENT lines the MTA got for clients; on a PROXY listener (it may carry IPv6 clients)
+    portcullis also checks at start-up that the MTA takes an IPv6 address (RFC 3849's
+    2001:db8::1), on a connection of its own."""
+    return [l for l in fake.commands()
+            if l.upper().startswith("XCLIENT") and "ADDR=IPV6:2001:db8::1 " not in l]
 
 
 def raw_transaction(c, subject="raw", mail_from=SENDER, rcpt=RCPT):
@@ -650,7 +659,7 @@ class ProxyProtocolTest(HarnessTestCase):
             self.assertEqual(c.cmd("QUIT")[0], 221)
         [s] = pc.wait_for_sessions(1)
         self.assertTrue(s["client"].startswith("unknown[127.0.0.51]"), s)
-        xclients = [l for l in fake.commands() if l.upper().startswith("XCLIENT")]
+        xclients = client_xclients(fake)
         self.assertTrue(xclients and all("ADDR=127.0.0.51" in l for l in xclients), xclients)
 
     def test_proxy_v1_header_and_smtp_in_one_segment(self):
@@ -666,7 +675,7 @@ class ProxyProtocolTest(HarnessTestCase):
             self.assertEqual(c.cmd("QUIT")[0], 221)
         [s] = pc.wait_for_sessions(1)
         self.assertTrue(s["client"].startswith("unknown[192.0.2.77]:41000"), s)
-        xclients = [l for l in fake.commands() if l.upper().startswith("XCLIENT")]
+        xclients = client_xclients(fake)
         self.assertTrue(xclients and all("ADDR=192.0.2.77" in l for l in xclients), xclients)
 
     def _identity_to_postfix(self, identity):
@@ -704,8 +713,357 @@ class ProxyProtocolTest(HarnessTestCase):
 
 
 # ---------------------------------------------------------------------------------------------
+# PROXY header and ClientHello in one segment (implicit TLS behind a load balancer)
+# ---------------------------------------------------------------------------------------------
+
+def proxy_v1_header(src=("192.0.2.61", 41061), dst=("127.0.0.1", 465)):
+    return f"PROXY TCP4 {src[0]} {dst[0]} {src[1]} {dst[1]}\r\n".encode()
+
+
+def proxy_v2_header(src=("192.0.2.62", 41062), dst=("127.0.0.1", 465)):
+    body = (socket.inet_aton(src[0]) + socket.inet_aton(dst[0])
+            + src[1].to_bytes(2, "big") + dst[1].to_bytes(2, "big"))
+    # Signature, version 2 / PROXY, TCP over IPv4, address block length.
+    return b"\r\n\r\n\x00\r\nQUIT\n" + b"\x21\x11" + len(body).to_bytes(2, "big") + body
+
+
+def greeting_with_hello_in_header_segment(port, header, timeout=10.0):
+    """Connect, send `header` and the TLS ClientHello in ONE send(), finish the handshake over
+    memory BIOs and return the first reply line read through TLS."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = no_verify_context().wrap_bio(inc, out, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = out.read()
+        assert hello, "no ClientHello produced"
+        sock.sendall(header + hello)
+
+        def pump():
+            pending = out.read()
+            if pending:
+                sock.sendall(pending)
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("portcullis closed the connection")
+            inc.write(data)
+
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+        buf = b""
+        while b"\r\n" not in buf:
+            try:
+                buf += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pump()
+        out.read()
+        return buf.split(b"\r\n", 1)[0]
+
+
+class ProxyImplicitTlsTest(HarnessTestCase):
+    """Regression: bytes after the PROXY header were drained as if they were pipelined before a
+    STARTTLS, so a ClientHello that came in the same segment was lost and the handshake hung
+    until the command timeout. The command timeout is short here so that the failure is a
+    clear close by portcullis, not a long hang."""
+
+    def setUp(self):
+        self.certs = self.make_certs()
+
+    def proxied_implicit_tls(self, fake):
+        port = free_port()
+        return self.start(Portcullis(upstream=fake, config=tls_portcullis_config(
+            self.certs, listen=[{"address": f"127.0.0.1:{port}", "proxy_protocol": True,
+                                 "tls": "implicit"}]) | {
+            "trusted_proxies": ["127.0.0.1/32"], "timeouts": {"command": "3s"}}))
+
+    def _one_segment(self, header, client):
+        fake = self.start(FakeSmtp())
+        pc = self.proxied_implicit_tls(fake)
+        try:
+            line = greeting_with_hello_in_header_segment(pc.port, header)
+        except (ConnectionError, OSError) as exc:
+            raise AssertionError(f"no greeting: {exc!r}\n{pc.log_text()[-1500:]}") from None
+        self.assertTrue(line.startswith(b"220 "), line)
+        [s] = pc.wait_for_sessions(1)
+        self.assertRegex(s["tls"], r"^TLSv1\.[23]$")
+        self.assertTrue(s["client"].startswith(f"unknown[{client}]"), s)
+
+    def test_proxy_v1_header_and_client_hello_in_one_segment(self):
+        self._one_segment(proxy_v1_header(), "192.0.2.61")
+
+    def test_proxy_v2_header_and_client_hello_in_one_segment(self):
+        self._one_segment(proxy_v2_header(), "192.0.2.62")
+
+    def _through_haproxy(self, version):
+        fake = self.start(FakeSmtp())
+        pc = self.proxied_implicit_tls(fake)
+        hap = self.start(HAProxy(backend=pc, send_proxy=version))
+        ctx = no_verify_context()
+        outcomes = []
+        for _ in range(10):
+            with socket.create_connection(("127.0.0.1", hap.port), timeout=10) as raw:
+                try:
+                    with ctx.wrap_socket(raw) as s:
+                        greeting = s.recv(1024)
+                        if greeting.startswith(b"220"):
+                            s.sendall(b"QUIT\r\n")
+                            s.recv(1024)
+                        outcomes.append(greeting[:3])
+                except (OSError, ssl.SSLError) as exc:
+                    outcomes.append(type(exc).__name__)
+        self.assertEqual(outcomes, [b"220"] * 10, pc.log_text()[-2000:])
+        pc.wait_for_sessions(10)
+
+    def test_per_ip_limit_421_is_sent_inside_tls(self):
+        # The PROXY header names a client over max_connections_per_ip. A plaintext 421 would be
+        # garbage to a client that speaks TLS from its first byte: it comes after the handshake.
+        fake = self.start(FakeSmtp())
+        port = free_port()
+        pc = self.start(Portcullis(upstream=fake, config=tls_portcullis_config(
+            self.certs, listen=[{"address": f"127.0.0.1:{port}", "proxy_protocol": True,
+                                 "tls": "implicit"}]) | {
+            "trusted_proxies": ["127.0.0.1/32"], "limits": {"max_connections_per_ip": 1}}))
+        ctx = no_verify_context()
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        raw.sendall(proxy_v1_header(src=("192.0.2.70", 41070), dst=("127.0.0.1", port)))
+        held = ctx.wrap_socket(raw)
+        self.addCleanup(held.close)
+        self.assertTrue(held.recv(1024).startswith(b"220 "))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(proxy_v1_header(src=("192.0.2.70", 41071), dst=("127.0.0.1", port)))
+            with ctx.wrap_socket(raw, suppress_ragged_eofs=False) as s:
+                self.assertEqual(s.recv(1024),
+                                 b"421 4.7.0 Error: too many connections from your address, "
+                                 b"try again later\r\n")
+                self.assertEqual(tls_end(s), ("close_notify", b""))
+        pc.wait_for_log(r"event=connection-refused client=192\.0\.2\.70:41071")
+
+    def test_haproxy_send_proxy_v1_to_implicit_tls_ten_handshakes(self):
+        self._through_haproxy("v1")
+
+    def test_haproxy_send_proxy_v2_to_implicit_tls_ten_handshakes(self):
+        self._through_haproxy("v2")
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS close_notify on every orderly close, to the client and to the MTA
+# ---------------------------------------------------------------------------------------------
+
+def tls_end(sock, timeout=10.0):
+    """How the TLS peer ended the connection, read on `sock` (wrapped with
+    suppress_ragged_eofs=False): "close_notify", "eof" (FIN without close_notify), "reset" or
+    "timeout"; with any bytes that came before."""
+    sock.settimeout(timeout)
+    extra = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ssl.SSLZeroReturnError:
+            return "close_notify", extra
+        except ssl.SSLEOFError:
+            return "eof", extra
+        except ConnectionResetError:
+            return "reset", extra
+        except socket.timeout:
+            return "timeout", extra
+        if not chunk:
+            return "close_notify", extra  # b"" only after a close_notify when not suppressed
+        extra += chunk
+
+
+class TlsCloseNotifyTest(HarnessTestCase):
+    """Regression: portcullis closed TLS connections with a bare FIN (Exim: "TLS connection was
+    non-properly terminated"; Python: SSLEOFError). An orderly close sends close_notify first."""
+
+    def setUp(self):
+        self.certs = self.make_certs()
+
+    def implicit(self, **extra):
+        port = free_port()
+        fake = self.start(FakeSmtp())
+        cfg = tls_portcullis_config(self.certs, listen=[{"address": f"127.0.0.1:{port}",
+                                                         "tls": "implicit"}])
+        return self.start(Portcullis(upstream=fake, config=cfg | extra))
+
+    def implicit_client(self, pc):
+        c = RawClient("127.0.0.1", pc.port)
+        c.sock = no_verify_context().wrap_socket(c.sock, suppress_ragged_eofs=False)
+        return c
+
+    def starttls_client(self, pc):
+        """A RawClient past greeting, EHLO, STARTTLS and EHLO again, that sees a missing
+        close_notify (ragged EOFs are errors)."""
+        c = RawClient("127.0.0.1", pc.port)
+        self.assertEqual(c.read_reply()[0], 220)
+        self.assertEqual(c.cmd("EHLO close.test")[0], 250)
+        self.assertEqual(c.cmd("STARTTLS")[0], 220)
+        c.sock = no_verify_context().wrap_socket(c.sock, suppress_ragged_eofs=False)
+        self.assertEqual(c.cmd("EHLO close.test")[0], 250)
+        return c
+
+    def assert_close_notify(self, c):
+        self.assertEqual(c.buf, b"", c.format_transcript())
+        how, extra = tls_end(c.sock)
+        self.assertEqual((how, extra), ("close_notify", b""), c.format_transcript())
+
+    def test_implicit_tls_quit_ends_with_close_notify(self):
+        pc = self.implicit()
+        with self.implicit_client(pc) as c:
+            self.assertEqual(c.read_reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO close.test")[0], 250)
+            self.assertEqual(c.cmd("QUIT")[0], 221)
+            self.assert_close_notify(c)
+        pc.wait_for_sessions(1)
+
+    def test_starttls_quit_ends_with_close_notify(self):
+        fake = self.start(FakeSmtp())
+        pc = self.start(Portcullis(upstream=fake, config=tls_portcullis_config(self.certs)))
+        with self.starttls_client(pc) as c:
+            self.assertEqual(c.cmd("QUIT")[0], 221)
+            self.assert_close_notify(c)
+        pc.wait_for_sessions(1)
+
+    def test_implicit_tls_421_too_many_errors_ends_with_close_notify(self):
+        pc = self.implicit(limits={"max_errors": 2})
+        with self.implicit_client(pc) as c:
+            self.assertEqual(c.read_reply()[0], 220)
+            self.assertEqual([c.cmd("BOGUS")[0] for _ in range(2)], [500, 500])
+            self.assertEqual(c.read_reply()[0], 421, c.format_transcript())  # unasked
+            self.assert_close_notify(c)
+        [s] = pc.wait_for_sessions(1)
+        self.assertEqual(s["closed_by"], "server")
+
+    def test_starttls_421_timeout_ends_with_close_notify(self):
+        fake = self.start(FakeSmtp())
+        pc = self.start(Portcullis(upstream=fake, config=tls_portcullis_config(self.certs) | {
+            "timeouts": {"command": "1s"}}))
+        with self.starttls_client(pc) as c:
+            code, lines = c.read_reply(timeout=15)  # say nothing: the idle timeout's 421
+            self.assertEqual(code, 421, lines)
+            self.assert_close_notify(c)
+        pc.wait_for_sessions(1)
+
+    def test_implicit_tls_421_drain_ends_with_close_notify(self):
+        pc = self.implicit()
+        with self.implicit_client(pc) as c:
+            self.assertEqual(c.read_reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO close.test")[0], 250)
+            pc.signal(signal.SIGTERM)
+            code, lines = c.read_reply(timeout=10)
+            self.assertEqual((code, lines[0].split()[0]), (421, "4.3.2"))
+            self.assert_close_notify(c)
+        self.assertEqual(pc.wait_exit(timeout=10), 0)
+
+    def _upstream_close(self, upstream_cfg):
+        fake = self.start(FakeSmtp(ehlo_caps=DEFAULT_CAPS + ["STARTTLS"],
+                                   tls_context=self.certs.server_context(),
+                                   observe_tls_close=True))
+        pc = self.start(Portcullis(upstream=fake, config={
+            "upstream": {"tls": "require", **upstream_cfg}}))
+        with RawClient("127.0.0.1", pc.port) as c:
+            self.assertEqual(c.read_reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+            self.assertEqual(raw_transaction(c, subject="close_notify upstream"),
+                             [250, 250, 354, 250], c.format_transcript())
+            self.assertEqual(c.cmd("QUIT")[0], 221)
+        [s] = [s for s in fake.wait_closed(timeout=20) if s.tls]  # not the plain probe
+        self.assertEqual(s.commands[-1].upper(), "QUIT", s.commands)
+        self.assertEqual(s.tls_close, "close_notify", s.commands)
+
+    def test_upstream_tls_quit_sends_close_notify_to_mta(self):
+        self._upstream_close({"pool_size": 0})
+
+    def test_upstream_tls_pool_retirement_sends_close_notify_to_mta(self):
+        # Pooled after the session, then retired by the pool's idle timeout.
+        self._upstream_close({"pool_size": 1, "pool_idle_timeout": "1s"})
+
+
+# ---------------------------------------------------------------------------------------------
 # SIGHUP certificate reload
 # ---------------------------------------------------------------------------------------------
+
+class PoolCleanTest(HarnessTestCase):
+    """Every path that lets go of an MTA connection decides pooling the same way: a connection
+    whose transaction the MTA still holds open (MAIL accepted, RSET not yet passed on) is never
+    handed to the next client. With `identity: none` nothing resets Postfix between clients, so
+    a dirty pooled connection would answer the next client's MAIL with 503 5.5.1 (nested MAIL),
+    a 5xx that bounces the mail."""
+
+    def setUp(self):
+        self.certs = self.make_certs()
+        self.pf = self.start(Postfix())
+        self.pc = self.start(Portcullis(upstream=self.pf, config={
+            **tls_portcullis_config(self.certs),
+            "upstream": {"pool_size": 2, "identity": "none", "probe_interval": "1h"}}))
+
+    def open_transaction_then_rset(self):
+        c = RawClient("127.0.0.1", self.pc.port)
+        self.addCleanup(c.close)
+        self.assertEqual(c.read_reply()[0], 220)
+        self.assertEqual(c.cmd("EHLO first.test")[0], 250)
+        self.assertEqual(c.cmd(f"MAIL FROM:<{SENDER}>")[0], 250)
+        self.assertEqual(c.cmd(f"RCPT TO:<{RCPT}>")[0], 250)
+        self.assertEqual(c.cmd("RSET")[0], 250)  # answered by us; the MTA still holds MAIL
+        return c
+
+    def assertNextClientDelivers(self, sessions):
+        self.pc.wait_for_sessions(sessions)
+        with RawClient("127.0.0.1", self.pc.port) as c:
+            self.assertEqual(c.read_reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO second.test")[0], 250)
+            self.assertEqual(raw_transaction(c, subject="after the pool"), [250, 250, 354, 250])
+            self.assertEqual(c.cmd("QUIT")[0], 221)
+        [msg] = self.pf.messages(1, timeout=15)
+        self.assertIn(b"Subject: after the pool", msg)
+        self.assertNotRegex(self.pf.log_text(), r"nested MAIL")
+
+    def test_starttls_after_rset_does_not_pool_the_open_transaction(self):
+        c = self.open_transaction_then_rset()
+        self.assertEqual(c.cmd("STARTTLS")[0], 220)
+        starttls(c)
+        self.assertEqual(c.cmd("EHLO first.test")[0], 250)
+        self.assertEqual(c.cmd("QUIT")[0], 221)
+        c.expect_closed()
+        self.assertNextClientDelivers(1)
+
+    def test_quit_after_rset_does_not_pool_the_open_transaction(self):
+        c = self.open_transaction_then_rset()
+        self.assertEqual(c.cmd("QUIT")[0], 221)
+        c.expect_closed()
+        self.assertNextClientDelivers(1)
+
+    def test_disconnect_mid_transaction_does_not_pool_it(self):
+        c = RawClient("127.0.0.1", self.pc.port)
+        self.assertEqual(c.read_reply()[0], 220)
+        self.assertEqual(c.cmd("EHLO first.test")[0], 250)
+        self.assertEqual(c.cmd(f"MAIL FROM:<{SENDER}>")[0], 250)
+        self.assertEqual(c.cmd(f"RCPT TO:<{RCPT}>")[0], 250)
+        c.close()
+        self.assertNextClientDelivers(1)
+
+    def test_clean_connection_is_pooled_and_reused(self):
+        # The pool still works: after a delivered message (the dot ends the MTA's transaction)
+        # the next client is served on the same MTA connection.
+        for i in range(2):
+            with RawClient("127.0.0.1", self.pc.port) as c:
+                self.assertEqual(c.read_reply()[0], 220)
+                self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+                self.assertEqual(raw_transaction(c, subject=f"pooled {i}"), [250, 250, 354, 250])
+                self.assertEqual(c.cmd("QUIT")[0], 221)
+                c.expect_closed()
+            self.pc.wait_for_sessions(i + 1)
+        self.assertEqual(len(self.pf.messages(2, timeout=15)), 2)
+        # Draining closes the pool; Postfix then logs one connection that carried both.
+        self.pc.signal(signal.SIGTERM)
+        self.pc.wait_exit()
+        self.pf.wait_for_log(r"disconnect from \S+ .*mail=2 rcpt=2 data=2")
+
 
 class CertReloadTest(HarnessTestCase):
     def test_sighup_reloads_certificate_and_keeps_old_one_on_broken_files(self):

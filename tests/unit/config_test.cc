@@ -76,6 +76,7 @@ void expectDefaults(const Config& c) {
   EXPECT_EQ(c.limits.maxConnectionsPerIp, 50u);
   EXPECT_EQ(c.limits.maxErrors, 10);
   EXPECT_EQ(c.limits.minDataRate, 1024u);
+  EXPECT_EQ(c.limits.ipv6PrefixLength, 64);
   EXPECT_EQ(c.timeouts.command, milliseconds(300'000));
   EXPECT_EQ(c.timeouts.dataBlock, milliseconds(180'000));
   EXPECT_EQ(c.timeouts.endOfData, milliseconds(300'000));
@@ -160,6 +161,7 @@ limits:
   max_connections_per_ip: 5
   max_errors: 3
   min_data_rate: 0
+  ipv6_prefix_length: 56
 timeouts:
   command: 30s
   data_block: 5m
@@ -219,6 +221,7 @@ filters:
   EXPECT_EQ(c->limits.maxConnectionsPerIp, 5u);
   EXPECT_EQ(c->limits.maxErrors, 3);
   EXPECT_EQ(c->limits.minDataRate, 0u);
+  EXPECT_EQ(c->limits.ipv6PrefixLength, 56);
   EXPECT_EQ(c->timeouts.command, milliseconds(30'000));
   EXPECT_EQ(c->timeouts.dataBlock, milliseconds(300'000));
   EXPECT_EQ(c->timeouts.endOfData, milliseconds(250));
@@ -319,7 +322,7 @@ TEST(Config, ErrorsNameTheKeyPath) {
       {"spool: {directory: \"\"}", "spool.directory", "empty"},
       {"spool: {memory_limit: lots}", "spool.memory_limit", "size"},
       {"log: {level: loud}", "log.level", "info"},
-      {"dns: {servers: [\"not an address\"]}", "dns.servers", "not an address"},
+      {"dns: {servers: [\"not an address\"]}", "dns.servers[0]", "not an address"},
       {"dns: {attempts: 0}", "dns.attempts", "out of range"},
       {"dns: {timeout: forever}", "dns.timeout", "duration"},
       {"dns: {reverse_lookup: maybe}", "dns.reverse_lookup", "true or false"},
@@ -360,6 +363,88 @@ TEST(Config, ErrorsNameTheKeyPath) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/portcullis.yaml"), std::string::npos)
         << e.what();
+  }
+}
+
+// Values that used to pass the loader and then broke start-up or the runtime (hardening issue
+// item 10): each must be refused here, naming the key, so --check-config fails where start-up
+// would.
+TEST(Config, RefusesValuesTheRuntimeCannotLiveWith) {
+  const std::vector<ErrorCase> cases = {
+      {"upstream: {probe_interval: 0}", "upstream.probe_interval", "at least 1s"},
+      {"upstream: {probe_interval: 0ms}", "upstream.probe_interval", "at least 1s"},
+      {"upstream: {probe_interval: 999ms}", "upstream.probe_interval", "at least 1s"},
+      {"upstream: {connect_timeout: 0}", "upstream.connect_timeout", "greater than zero"},
+      {"upstream: {command_timeout: 0s}", "upstream.command_timeout", "greater than zero"},
+      {"upstream: {pool_idle_timeout: 0}", "upstream.pool_idle_timeout", "at least 1s"},
+      {"upstream: {pool_idle_timeout: 500ms}", "upstream.pool_idle_timeout", "at least 1s"},
+      {"timeouts: {data_block: 0}", "timeouts.data_block", "greater than zero"},
+      {"dns: {timeout: 0}", "dns.timeout", "greater than zero"},
+      {"dns: {timeout: 0ms}", "dns.timeout", "greater than zero"},
+      {"dns: {attempts: 11}", "dns.attempts", "out of range"},
+      {"dns: {servers: [localhost]}", "dns.servers[0]", "numeric"},
+      {"dns: {servers: [\"127.0.0.1:0\"]}", "dns.servers[0]", "port"},
+      {"dns: {servers: [\"127.0.0.1:65536\"]}", "dns.servers[0]", "port"},
+      {"dns: {servers: [\"[::1\"]}", "dns.servers[0]", "]"},
+      {"dns: {servers: [\"*\"]}", "dns.servers[0]", "numeric"},
+      {"dns: {servers: [\"127.1\"]}", "dns.servers[0]", "numeric"},
+      {"dns: {servers: [\"0x7f.0.0.1:53\"]}", "dns.servers[0]", "numeric"},
+      {"dns: {servers: [\"127.0.0.1\", \"localhost:53\"]}", "dns.servers[1]", "localhost"},
+      {"limits: {ipv6_prefix_length: 0}", "limits.ipv6_prefix_length", "out of range"},
+      {"limits: {ipv6_prefix_length: 129}", "limits.ipv6_prefix_length", "out of range"},
+      {"limits: {ipv6_prefix_length: /64}", "limits.ipv6_prefix_length", "integer"},
+      {"limits: {max_line_length: -1}", "limits.max_line_length", "out of range"},
+      {"limits: {max_line_length: 998x}", "limits.max_line_length", "integer"},
+      // The same socket twice, however spelt: bind() fails with "Address already in use".
+      {"listen: [\"127.0.0.1:25\", \"127.0.0.1:25\"]", "listen[1]", "listen[0]"},
+      {"listen: [\"localhost:25\", \"127.0.0.1:25\"]", "listen[1]", "same socket"},
+      {"listen: [\"*:25\", \"0.0.0.0:25\"]", "listen[1]", "same socket"},
+      {"listen: [\":25\", \"127.0.0.1:26\", \"127.0.0.1:25\"]", "listen[2]", "listen[0]"},
+      {"listen: [\"127.0.0.1:25\", \"0.0.0.0:25\"]", "listen[1]", "same socket"},
+      {"listen: [\"[::1]:25\", \"[0:0::1]:25\"]", "listen[1]", "same socket"},
+      {"listen: [\"[::]:25\", \"[2001:db8::1]:25\"]", "listen[1]", "same socket"},
+      {"listen: [\"127.0.0.1:25\", {address: \"127.0.0.1:25\", tls: none}]", "listen[1]",
+       "same socket"},
+      {"listen: [\"[::ffff:127.0.0.1]:25\"]", "listen[0]", "IPv4-mapped"},
+      {"listen: [{address: \"[::ffff:127.0.0.1]:25\"}]", "listen[0].address", "127.0.0.1:25"},
+  };
+  for (const auto& tc : cases) expectError(tc);
+  expectError({"", "--listen", "IPv4-mapped"},
+              {std::string("[::ffff:127.0.0.1]:25"), std::nullopt});
+}
+
+TEST(Config, DistinctListenersAndSmallestValuesAreAccepted) {
+  for (const char* yaml : {
+           "listen: [\"0.0.0.0:25\", \"[::]:25\"]",  // IPv6 listeners are IPv6-only
+           "listen: [\"127.0.0.1:25\", \"127.0.0.1:26\"]",
+           "listen: [\"127.0.0.1:25\", \"127.0.0.2:25\", \"[::1]:25\"]",
+           "upstream: {probe_interval: 1s, pool_idle_timeout: 1s, connect_timeout: 1ms, "
+           "command_timeout: 1ms, keepalive_interval: 0}",
+           "dns: {timeout: 1ms, attempts: 1, servers: [\"127.0.0.1\", \"::1\", \"[::1]:5353\"]}",
+           "limits: {ipv6_prefix_length: 1}",
+           "limits: {ipv6_prefix_length: 128, min_data_rate: 0}",
+           "timeouts: {data_grace: 0, greeting_delay: 0, shutdown: 0}",
+           "spool: {memory_limit: 0}",
+       }) {
+    EXPECT_NO_THROW(load(yaml)) << yaml;
+  }
+}
+
+TEST(Config, DescriptorsNeeded) {
+  const struct {
+    std::string yaml;
+    std::size_t want;
+  } cases[] = {
+      // 4 per connection + pool + listeners + reserve
+      {"", 4 * 1000 + 32 + 1 + kDescriptorReserve},
+      {"limits: {max_connections: 100}", 4 * 100 + 32 + 1 + kDescriptorReserve},
+      {"limits: {max_connections: 1}\nupstream: {pool_size: 0}\n"
+       "listen: [\"127.0.0.1:25\", \"127.0.0.1:587\"]",
+       4 + 0 + 2 + kDescriptorReserve},
+  };
+  for (const auto& tc : cases) {
+    const std::size_t got = descriptorsNeeded(*load(tc.yaml));
+    EXPECT_EQ(got, tc.want) << tc.yaml << ": got " << got << ", want " << tc.want;
   }
 }
 

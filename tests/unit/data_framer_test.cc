@@ -32,19 +32,21 @@ struct Outcome {
   bool oversized = false;
   bool bareCr = false;
   bool bareLf = false;
+  bool lineTooLong = false;
   bool operator==(const Outcome&) const = default;
 };
 
 std::ostream& operator<<(std::ostream& os, const Outcome& o) {
   return os << "{ended=" << o.ended << " consumed=" << o.consumed << " output=" << escape(o.output)
             << " size=" << o.size << " oversized=" << o.oversized << " bareCr=" << o.bareCr
-            << " bareLf=" << o.bareLf << "}";
+            << " bareLf=" << o.bareLf << " lineTooLong=" << o.lineTooLong << "}";
 }
 
 // Feeds `input` cut at the offsets in `cuts` (ascending), as the session does: stop at the end
 // of data, and never feed again what was not consumed.
-Outcome run(std::string_view input, std::uint64_t maxSize, const std::vector<std::size_t>& cuts) {
-  DataFramer f(maxSize);
+Outcome run(std::string_view input, std::uint64_t maxSize, const std::vector<std::size_t>& cuts,
+            std::uint64_t maxLine = 0) {
+  DataFramer f(maxSize, maxLine);
   StringSink sink;
   Outcome o;
   std::size_t start = 0;
@@ -68,6 +70,7 @@ Outcome run(std::string_view input, std::uint64_t maxSize, const std::vector<std
   o.oversized = f.oversized();
   o.bareCr = f.bareCr();
   o.bareLf = f.bareLf();
+  o.lineTooLong = f.lineTooLong();
   return o;
 }
 
@@ -77,23 +80,24 @@ Outcome run(std::string_view input, std::uint64_t maxSize = 1 << 20) {
 
 // Every split into chunks of 1..4 octets, every single cut, and every pair of cuts for short
 // inputs: all must give the unsplit outcome.
-void expectSplitInvariant(std::string_view input, std::uint64_t maxSize, const Outcome& want) {
+void expectSplitInvariant(std::string_view input, std::uint64_t maxSize, const Outcome& want,
+                          std::uint64_t maxLine = 0) {
   for (std::size_t chunk = 1; chunk <= 4; ++chunk) {
     std::vector<std::size_t> cuts;
     for (std::size_t at = chunk; at < input.size(); at += chunk) cuts.push_back(at);
-    const Outcome got = run(input, maxSize, cuts);
+    const Outcome got = run(input, maxSize, cuts, maxLine);
     ASSERT_EQ(got, want) << escape(input) << " in " << chunk << "-octet chunks: got " << got
                          << ", want " << want;
   }
   for (std::size_t at = 0; at <= input.size(); ++at) {
-    const Outcome got = run(input, maxSize, {at});
+    const Outcome got = run(input, maxSize, {at}, maxLine);
     ASSERT_EQ(got, want) << escape(input) << " cut at " << at << ": got " << got << ", want "
                          << want;
   }
   if (input.size() <= 48) {
     for (std::size_t a = 0; a <= input.size(); ++a) {
       for (std::size_t b = a; b <= input.size(); ++b) {
-        const Outcome got = run(input, maxSize, {a, b});
+        const Outcome got = run(input, maxSize, {a, b}, maxLine);
         ASSERT_EQ(got, want) << escape(input) << " cut at " << a << " and " << b << ": got " << got
                              << ", want " << want;
       }
@@ -240,6 +244,87 @@ TEST(DataFramer, PoisonStopsStoring) {
       << "the size still counts every data octet";
 }
 
+// RFC 5321 4.5.3.1.6: a text line is at most 1000 octets including the CRLF, "not counting
+// the leading dot duplicated for transparency". The limit counts what is left after
+// unstuffing, without the CRLF: 998 by default (limits.max_line_length).
+TEST(DataFramer, LineLengthLimit) {
+  const auto x = [](std::size_t n) { return std::string(n, 'x'); };
+  const struct {
+    std::string name;
+    std::string input;
+    std::uint64_t maxLine;
+    bool tooLong;
+  } cases[] = {
+      {"exactly 998", x(998) + "\r\n.\r\n", 998, false},
+      {"999", x(999) + "\r\n.\r\n", 998, true},
+      {"999 in the middle of the message", "a\r\n" + x(999) + "\r\nb\r\n.\r\n", 998, true},
+      {"998 then 999", x(998) + "\r\n" + x(999) + "\r\n.\r\n", 998, true},
+      {"many lines of 998: the count restarts at each CRLF",
+       x(998) + "\r\n" + x(998) + "\r\n" + x(998) + "\r\n.\r\n", 998, false},
+      {"stuffed: the added dot is not counted", "." + std::string(998, '.') + "\r\n.\r\n", 998,
+       false},
+      {"stuffed: one more is counted", "." + std::string(999, '.') + "\r\n.\r\n", 998, true},
+      {"a leading dot followed by 998", "." + x(998) + "\r\n.\r\n", 998, false},
+      {"limit 0: no limit", x(100'000) + "\r\n.\r\n", 0, false},
+      {"small limit: 3 ok", "abc\r\n.\r\n", 3, false},
+      {"small limit: 4 refused", "abcd\r\n.\r\n", 3, true},
+      {"the end-of-data line is not a text line", "x\r\n.\r\n", 1, false},
+      {"empty message", ".\r\n", 1, false},
+      {"a bare CR is counted as an octet of the line", "ab\rc\r\n.\r\n", 3, true},
+      {"a bare LF is counted as an octet of the line", "ab\nc\r\n.\r\n", 3, true},
+  };
+  for (const auto& tc : cases) {
+    SCOPED_TRACE(tc.name);
+    const Outcome got = run(tc.input, 1 << 20, {}, tc.maxLine);
+    EXPECT_EQ(got.lineTooLong, tc.tooLong)
+        << tc.name << ": got lineTooLong=" << got.lineTooLong << ", want " << tc.tooLong;
+    EXPECT_TRUE(got.ended) << tc.name << ": framing goes on to the real end of data";
+    EXPECT_EQ(got.consumed, tc.input.size()) << tc.name;
+    if (tc.input.size() <= 64) {
+      expectSplitInvariant(tc.input, 1 << 20, got, tc.maxLine);
+    } else {
+      // Long lines: a few cut patterns (every pair would be quadratic in the line length).
+      for (const std::vector<std::size_t>& cuts :
+           {std::vector<std::size_t>{1}, {997, 998, 999, 1000, 1001}, {500, 1001, 1002}}) {
+        const Outcome split = run(tc.input, 1 << 20, cuts, tc.maxLine);
+        ASSERT_EQ(split, got) << tc.name << ": got " << split << ", want " << got;
+      }
+    }
+  }
+}
+
+TEST(DataFramer, LongLineAcrossManyFeeds) {
+  // 8 MiB without a CRLF, in 4 KiB reads, then the end: one flag, the message still frames,
+  // and the size limit still bounds what is stored.
+  DataFramer f(1 << 20, 998);
+  StringSink sink;
+  const std::string chunk(4096, 'y');
+  for (int i = 0; i < 2048; ++i) {
+    const auto r = f.feed(chunk, sink);
+    ASSERT_FALSE(r.ended);
+    ASSERT_EQ(r.consumed, chunk.size());
+  }
+  EXPECT_TRUE(f.lineTooLong());
+  const auto r = f.feed("\r\n.\r\nQUIT\r\n", sink);
+  EXPECT_TRUE(r.ended);
+  EXPECT_EQ(r.consumed, 5U) << "the next command is not consumed";
+  EXPECT_EQ(f.size(), 8U * 1024 * 1024 + 2);
+  EXPECT_LE(sink.out.size(), std::size_t{1} << 20) << "stored no more than the size limit";
+
+  // One octet per feed: the same outcome as whole (split invariance on a long line).
+  DataFramer g(1 << 20, 998);
+  StringSink s2;
+  const std::string line = std::string(999, 'z') + "\r\n.\r\n";
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const auto rr = g.feed(std::string_view(line).substr(i, 1), s2);
+    if (rr.ended) {
+      EXPECT_EQ(i, line.size() - 1);
+      break;
+    }
+  }
+  EXPECT_TRUE(g.lineTooLong());
+}
+
 // ---- DotStuffer ----
 
 std::string stuffAll(std::string_view in, const std::vector<std::size_t>& cuts = {}) {
@@ -325,12 +410,13 @@ TEST(DataFramer, RandomInputsAreSplitInvariant) {
     const int n = static_cast<int>(rng() % 24);
     for (int i = 0; i < n; ++i) in.push_back(alphabet[rng() % alphabet.size()]);
     const std::uint64_t max = rng() % 3 == 0 ? rng() % 8 : 1 << 20;
-    const Outcome want = run(in, max);
+    const std::uint64_t maxLine = rng() % 4;  // 0: no limit
+    const Outcome want = run(in, max, {}, maxLine);
     if (!want.oversized) {
       ASSERT_FALSE(hasBareCrOrLf(want.output)) << escape(in) << ": got " << want;
     }
     ASSERT_LE(want.output.size(), max);
-    expectSplitInvariant(in, max, want);
+    expectSplitInvariant(in, max, want, maxLine);
   }
 }
 

@@ -46,6 +46,8 @@ TEST(ParseSocketAddress, Forms) {
       {"256.0.0.1:25", false, 0, "", 0, ""},
       {"", false, 0, "", 0, ""},
       {":", false, 0, "", 0, ""},
+      // inet_pton reads a C string: a NUL must not cut the host short.
+      {std::string("127.0.0.1\0junk:25", 17), false, 0, "", 0, ""},
   };
   for (const auto& tc : cases) {
     const auto a = parseSocketAddress(tc.in);
@@ -59,6 +61,42 @@ TEST(ParseSocketAddress, Forms) {
     EXPECT_EQ(a->toString(), tc.text) << tc.in << ": got " << a->toString();
     EXPECT_EQ(a->length, tc.family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
   }
+}
+
+TEST(ClientCountKey, IPv4AsIsIPv6ByPrefix) {
+  const struct {
+    std::string address;
+    int prefix;
+    std::string want;
+  } cases[] = {
+      {"192.0.2.1", 64, "192.0.2.1"},
+      {"192.0.2.1", 1, "192.0.2.1"},  // the prefix is for IPv6 only
+      {"2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"},
+      {"2001:db8:1:2:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::/64"},
+      {"2001:DB8:1:2::1", 64, "2001:db8:1:2::/64"},  // canonical text (RFC 5952: lower case)
+      {"2001:0db8:0001:0002:0000:0000:0000:0001", 64, "2001:db8:1:2::/64"},
+      {"2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6/128"},
+      {"2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48"},
+      {"2001:db8:1:ff:3:4:5:6", 56, "2001:db8:1::/56"},
+      {"2001:db8:1:1ff:3:4:5:6", 56, "2001:db8:1:100::/56"},
+      {"2001:db8:1:2:3:4:5:6", 63, "2001:db8:1:2::/63"},
+      {"2001:db8:1:3:3:4:5:6", 63, "2001:db8:1:2::/63"},  // a bit inside the last nibble
+      {"ffff::1", 1, "8000::/1"},
+      {"::1", 64, "::/64"},
+      {"::ffff:192.0.2.7", 64, "192.0.2.7"},  // an IPv4 client on a dual-stack socket
+      {"2001:db8::1", 0, "::/1"},             // clamped into 1..128
+      {"2001:db8::1", 200, "2001:db8::1/128"},
+      {"not-an-address", 64, "not-an-address"},
+      {"", 64, ""},
+  };
+  for (const auto& tc : cases) {
+    const std::string got = clientCountKey(tc.address, tc.prefix);
+    EXPECT_EQ(got, tc.want) << "clientCountKey(\"" << tc.address << "\", " << tc.prefix
+                            << "): got \"" << got << "\", want \"" << tc.want << "\"";
+  }
+  // Two hosts in one /64 share a key; the next /64 does not.
+  EXPECT_EQ(clientCountKey("2001:db8:0:1::a", 64), clientCountKey("2001:db8:0:1::b", 64));
+  EXPECT_NE(clientCountKey("2001:db8:0:1::a", 64), clientCountKey("2001:db8:0:2::a", 64));
 }
 
 TEST(SocketAddress, HostAndWildcard) {

@@ -1,5 +1,5 @@
 // Spool (memory -> file spill, mode 0600, removal on destruction, read across the boundary),
-// removeStaleSpoolFiles, and parseHeaders (unfolding, missing blank line, byte limit).
+// removeStaleSpoolFiles.
 
 #include "proxy/spool.h"
 
@@ -186,89 +186,6 @@ TEST_F(SpoolTest, RemoveStaleSpoolFiles) {
   EXPECT_EQ(left, (std::vector<std::string>{"keep.txt", "portcullis-spoo", "xportcullis-spool-1"}));
   EXPECT_EQ(removeStaleSpoolFiles(dir_), 0);
   EXPECT_EQ(removeStaleSpoolFiles(dir_ + "/missing"), 0);
-}
-
-// ---- parseHeaders ----
-
-class StringReader final : public MessageReader {
- public:
-  explicit StringReader(std::string s) : s_(std::move(s)) {}
-  std::uint64_t size() const override { return s_.size(); }
-  std::size_t read(std::uint64_t offset, char* buf, std::size_t n) const override {
-    if (offset >= s_.size()) return 0;
-    const std::size_t count = std::min<std::size_t>(n, s_.size() - offset);
-    std::memcpy(buf, s_.data() + offset, count);
-    return count;
-  }
-
- private:
-  std::string s_;
-};
-
-std::string show(const std::vector<HeaderField>& h) {
-  std::string out;
-  for (const auto& f : h) out += (out.empty() ? "" : ", ") + f.name + "=\"" + f.value + "\"";
-  return "[" + out + "]";
-}
-
-TEST(ParseHeaders, Table) {
-  const struct {
-    std::string name;
-    std::string message;
-    std::size_t max;
-    std::vector<HeaderField> want;
-  } cases[] = {
-      {"simple",
-       "From: a@b.example\r\nSubject: hi\r\n\r\nbody\r\nX-Not: header\r\n",
-       4096,
-       {{"From", "a@b.example"}, {"Subject", "hi"}}},
-      {"folded (RFC 5322 2.2.3 unfolding keeps the whitespace)",
-       "Subject: a\r\n b\r\n\tc\r\nTo: x\r\n\r\n",
-       4096,
-       {{"Subject", "a b\tc"}, {"To", "x"}}},
-      {"folded Received",
-       "Received: from a\r\n\tby b\r\n\tfor c;\r\n date\r\n\r\n",
-       4096,
-       {{"Received", "from a\tby b\tfor c; date"}}},
-      {"no blank line, body right after",
-       "From: a\r\nThis is the body\r\nX: y\r\n",
-       4096,
-       {{"From", "a"}}},
-      {"no body at all", "From: a\r\nTo: b\r\n", 4096, {{"From", "a"}, {"To", "b"}}},
-      {"truncated last line is ignored", "From: a\r\nTo: b", 4096, {{"From", "a"}}},
-      {"header limit cuts the second field",
-       "From: a\r\nSubject: long\r\n\r\n",
-       15,
-       {{"From", "a"}}},
-      {"header limit at the end of the second field",
-       "From: a\r\nSubject: long\r\n\r\n",
-       24,
-       {{"From", "a"}, {"Subject", "long"}}},
-      {"limit 0", "From: a\r\n\r\n", 0, {}},
-      {"empty message", "", 4096, {}},
-      {"empty header block", "\r\nbody\r\n", 4096, {}},
-      {"spaces around the colon", "Subject :   x y  \r\n\r\n", 4096, {{"Subject", "x y  "}}},
-      {"empty value", "X-Empty:\r\nX-Next: 1\r\n\r\n", 4096, {{"X-Empty", ""}, {"X-Next", "1"}}},
-      {"colon in the value", "X: a: b\r\n\r\n", 4096, {{"X", "a: b"}}},
-      {"leading continuation is the body", " folded\r\nX: y\r\n\r\n", 4096, {}},
-      {"colon first is the body", ":x\r\nX: y\r\n\r\n", 4096, {}},
-  };
-  for (const auto& tc : cases) {
-    const StringReader r(tc.message);
-    const auto got = parseHeaders(r, tc.max);
-    EXPECT_EQ(got, tc.want) << tc.name << ": got " << show(got) << ", want " << show(tc.want);
-  }
-}
-
-TEST_F(SpoolTest, ParseHeadersFromASpilledSpool) {
-  Spool s(8, dir_);
-  const std::string msg = "Subject: spilled\r\n over\r\nFrom: x@y.example\r\n\r\nbody\r\n";
-  s.append(msg.data(), msg.size());
-  ASSERT_TRUE(s.finish());
-  ASSERT_FALSE(s.inMemory());
-  const auto got = parseHeaders(s, 4096);
-  const std::vector<HeaderField> want = {{"Subject", "spilled over"}, {"From", "x@y.example"}};
-  EXPECT_EQ(got, want) << "got " << show(got) << ", want " << show(want);
 }
 
 }  // namespace

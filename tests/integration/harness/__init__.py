@@ -19,7 +19,7 @@ started through HarnessTestCase.start() so that cleanup is automatic:
 Nothing here talks to anything but 127.0.0.0/8 or ::1.
 """
 
-from .dns import DnsResponse, SlowDns, Unbound, dns_query
+from .dns import DnsResponse, SlowDns, Unbound, dns_query, ipv6_loopback_usable
 from .fakesmtp import DEFAULT_CAPS, FakeSmtp
 from .haproxy import HAProxy
 from .portcullis import Portcullis, deep_merge, default_binary, parse_kv, run_binary
@@ -35,6 +35,6 @@ __all__ = [
     "Certs", "DEFAULT_CAPS", "DaemonTestCase", "DnsResponse", "FakeSmtp", "Fixture", "HAProxy", "HarnessTestCase",
     "Portcullis", "Postfix", "REPO_ROOT", "RawClient", "SinkMessage", "SlowDns",
     "SmtpProtocolError", "SmtpSink", "Unbound", "deep_merge", "default_binary", "dns_query", "dot_stuff",
-    "free_port", "is_listening", "make_certs", "make_message", "parse_kv", "run_binary",
+    "free_port", "ipv6_loopback_usable", "is_listening", "make_certs", "make_message", "parse_kv", "run_binary",
     "send_mail", "split_hostport", "wait_listening", "wait_port", "wait_until",
 ]

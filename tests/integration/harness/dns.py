@@ -133,7 +133,7 @@ def _recv_exact(sock, n):
     return data
 
 
-def _ipv6_loopback_usable():
+def ipv6_loopback_usable():
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
             s.bind(("::1", 0))
@@ -154,7 +154,7 @@ class Unbound(ProcessFixture):
         self.zones_text = zones_text
         self.host = "127.0.0.1"
         self.port = port or free_port()
-        self.ipv6 = _ipv6_loopback_usable() if ipv6 is None else ipv6
+        self.ipv6 = ipv6_loopback_usable() if ipv6 is None else ipv6
         self.verbosity = verbosity
         self.start_timeout = start_timeout
         self.conf_path = None

@@ -14,10 +14,16 @@ applies only to the 2nd RCPT of a connection and wins over a plain "RCPT".
         close_after={"."},                           # hang up without a reply
         close_in_data_after=100,                     # hang up after 100 body bytes
         after_starttls=b"250 injected\\r\\n",          # sent right after our STARTTLS 220
+        observe_tls_close=True,                      # record how a TLS client ends (below)
     ).start()
     fake.sessions()   [bytes received on connection 1, ...]
     fake.bodies()     [raw DATA body as on the wire (dot-stuffed, ends in CRLF), ...]
     fake.commands(0)  command lines of connection 0
+
+observe_tls_close: on a TLS connection, session.tls_close records how the client ended it:
+"close_notify" (a TLS close_notify, then EOF), "eof" (a FIN with no close_notify: a truncation
+to TLS), "reset", "timeout" or "error: ...". After our 221 to QUIT the fake reads on (up to 10 s)
+until the client closes, instead of hanging up at once. Off: nothing changes.
 
 Any reply that starts with 421 closes the connection after it is sent. XCLIENT is answered
 with a fresh 220 greeting, like Postfix. Connections are served one thread each.
@@ -63,6 +69,7 @@ class FakeSession:
         self.closed_by = None  # "client" or "server"
         self.counts = {}
         self.tls = False
+        self.tls_close = None  # observe_tls_close: how the client ended the TLS connection
 
 
 class FakeSmtp(Fixture):
@@ -71,7 +78,8 @@ class FakeSmtp(Fixture):
     def __init__(self, *, port=None, host="127.0.0.1", hostname="fake.test.local",
                  greeting=None, ehlo_caps=None, replies=None, extra_replies=None,
                  delays_ms=None, close_after=(), close_in_data_after=None,
-                 after_starttls=None, tls_context=None, handler=None, extra_delays_ms=None):
+                 after_starttls=None, tls_context=None, handler=None, extra_delays_ms=None,
+                 observe_tls_close=False):
         """handler: optional callable(session, key, line) → bytes | None | NotImplemented,
         consulted before everything else for each command (NotImplemented = default path)."""
         super().__init__()
@@ -89,6 +97,7 @@ class FakeSmtp(Fixture):
         self.after_starttls = after_starttls
         self.tls_context = tls_context
         self.handler = handler
+        self.observe_tls_close = observe_tls_close
         self._sessions = []
         self._lock = threading.Lock()
         self._threads = []
@@ -189,9 +198,11 @@ class FakeSmtp(Fixture):
             while state["open"] and not self._stopping:
                 try:
                     chunk = state["conn"].recv(65536)
-                except (OSError, ssl.SSLError):
+                except (OSError, ssl.SSLError) as exc:
+                    self._note_tls_close(session, exc)
                     chunk = b""
                 if not chunk:
+                    self._note_tls_close(session, None)
                     session.closed_by = session.closed_by or "client"
                     break
                 with self._lock:
@@ -256,6 +267,8 @@ class FakeSmtp(Fixture):
             if verb == "DATA" and sent.startswith(b"354"):
                 state["in_data"] = True
             elif verb == "QUIT" and sent.startswith(b"221"):
+                if self.observe_tls_close and session.tls:
+                    self._read_to_tls_end(state, session)
                 self._hang_up(state, session)
             elif verb == "STARTTLS" and sent.startswith(b"220"):
                 self._start_tls(state, session)
@@ -321,10 +334,47 @@ class FakeSmtp(Fixture):
         if self.tls_context is None:
             return
         try:
-            state["conn"] = self.tls_context.wrap_socket(state["conn"], server_side=True)
+            if self.observe_tls_close:  # a FIN without close_notify raises SSLEOFError
+                state["conn"] = self.tls_context.wrap_socket(state["conn"], server_side=True,
+                                                             suppress_ragged_eofs=False)
+            else:
+                state["conn"] = self.tls_context.wrap_socket(state["conn"], server_side=True)
             session.tls = True
         except (OSError, ssl.SSLError):
             self._hang_up(state, session)
+
+    def _note_tls_close(self, session, exc):
+        """observe_tls_close: how the TLS connection ended (exc: what recv raised, if any)."""
+        if not (self.observe_tls_close and session.tls) or session.tls_close is not None:
+            return
+        if exc is None or isinstance(exc, ssl.SSLZeroReturnError):
+            how = "close_notify"  # recv gives b"" only after the peer's close_notify
+        elif isinstance(exc, ssl.SSLEOFError):
+            how = "eof"
+        elif isinstance(exc, ConnectionResetError):
+            how = "reset"
+        elif isinstance(exc, socket.timeout):
+            how = "timeout"
+        else:
+            how = f"error: {exc}"
+        with self._lock:
+            session.tls_close = how
+
+    def _read_to_tls_end(self, state, session, timeout=10.0):
+        """After our 221: read (and record) until the client closes, so that we see whether a
+        close_notify came before its FIN."""
+        conn = state["conn"]
+        try:
+            conn.settimeout(timeout)
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    self._note_tls_close(session, None)
+                    return
+                with self._lock:
+                    session.received += chunk
+        except (OSError, ssl.SSLError) as exc:
+            self._note_tls_close(session, exc)
 
 
 def _close(sock):

@@ -75,7 +75,7 @@ class Postfix(Fixture):
     def __init__(self, *, port=None, proxy_port=None, hostname="upstream.test.local",
                  extra_main_cf=None, extra_master_cf=None, reject_recipients=None,
                  relayhost=None, message_size_limit=52428800, start_timeout=30.0,
-                 tls_certs=None):
+                 tls_certs=None, inet_protocols="all"):
         """extra_main_cf: str of main.cf lines or dict name→value, appended last (wins).
         extra_master_cf: str appended to master.cf (e.g. another smtpd with -o overrides).
         reject_recipients: {address: expected reply}, e.g.
@@ -83,7 +83,9 @@ class Postfix(Fixture):
         relayhost: e.g. "[127.0.0.1]:20025"; other domains are then relayed there instead of
             discarded.
         tls_certs: a Certs (harness.tls.make_certs); smtpd then offers STARTTLS
-            (smtpd_tls_security_level = may) and logs "... TLS connection established from ..."."""
+            (smtpd_tls_security_level = may) and logs "... TLS connection established from ...".
+        inet_protocols: "all" (as deploy/demo.sh) takes IPv6 client addresses in XCLIENT even
+            though it listens on 127.0.0.1 only; "ipv4" refuses them (501 5.5.4)."""
         super().__init__()
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -95,6 +97,7 @@ class Postfix(Fixture):
         self.relayhost = relayhost or ""
         self.message_size_limit = message_size_limit
         self.tls_certs = tls_certs
+        self.inet_protocols = inet_protocols
         self.start_timeout = start_timeout
         self.dir = self.conf_dir = self.maildir = self.maillog = None
 
@@ -118,7 +121,7 @@ myhostname = {self.hostname}
 mydomain = test.local
 myorigin = $myhostname
 inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
+inet_protocols = {self.inet_protocols}
 mynetworks = 127.0.0.0/8
 mydestination =
 alias_maps =
