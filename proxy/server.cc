@@ -361,12 +361,14 @@ void Server::learnUpstreamCapabilities(const UpstreamCapabilities& caps) { caps_
 void Server::probe() {
   // Learn what the MTA offers without waiting for the first client (the EHLO we advertise
   // depends on it), and refresh it now and then.
-  if (probe_) {
+  if (probe_) {  // the last one has not finished: superseded, its result ignored
     retired_.push_back(std::move(probe_));
     event_active(reapEvent_.get(), 0, 0);
   }
   probe_ = std::make_unique<Upstream>(base_, probeSettings_, "probe");
-  probe_->open(XclientIdentity{}, [this](UpstreamResult r) {
+  Upstream* const self = probe_.get();
+  probe_->open(XclientIdentity{}, [this, self](UpstreamResult r) {
+    if (probe_.get() != self) return;
     if (r.ok()) {
       caps_ = probe_->capabilities();
       if (probeFailing_) spdlog::info("event=upstream-probe result=ok");
@@ -410,7 +412,10 @@ void Server::checkIpv6Xclient() {
   // ipv4). Find out now rather than from the first IPv6 client's 451: pass a documentation
   // address (RFC 3849) on a connection of its own, then QUIT.
   ipv6Checked_ = true;
-  if (ipv6Probe_) retired_.push_back(std::move(ipv6Probe_));
+  if (ipv6Probe_) {
+    retired_.push_back(std::move(ipv6Probe_));
+    event_active(reapEvent_.get(), 0, 0);
+  }
   UpstreamSettings settings = probeSettings_;
   settings.identity = IdentityMode::kXclient;
   settings.tls = config_->upstream.tls;  // an identity goes only where a session's would
@@ -422,7 +427,9 @@ void Server::checkIpv6Xclient() {
   id.proto = "ESMTP";
   id.helo = config_->hostname;
   ipv6Probe_ = std::make_unique<Upstream>(base_, settings, "probe-ipv6");
-  ipv6Probe_->open(id, [this](UpstreamResult r) {
+  Upstream* const self = ipv6Probe_.get();
+  ipv6Probe_->open(id, [this, self](UpstreamResult r) {
+    if (ipv6Probe_.get() != self) return;  // superseded by a newer check
     if (r.ok()) {
       spdlog::debug("event=upstream-probe check=ipv6-xclient result=ok");
       ipv6Probe_->quit();

@@ -366,8 +366,11 @@ void Session::openUpstream(std::function<void()> then, std::string_view verb) {
 }
 
 void Session::retireUpstream() {
-  // Never destroyed inside its own callback: parked, and freed from the loop.
+  // Never destroyed inside its own callback: parked, and freed from the loop. Cut off from the
+  // session first: a parked connection that ends before the reap must not report its loss as
+  // the loss of whatever connection the session has opened since.
   if (upstream_) {
+    upstream_->setIdleFailureHandler([](const std::string&) {});
     retiredUpstream_.push_back(std::move(upstream_));
     reapTimer_.start(std::chrono::milliseconds(0));
   }

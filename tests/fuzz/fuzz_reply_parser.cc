@@ -1,8 +1,11 @@
-// Fuzz target: ReplyParser (upstream replies), Reply::parseNegative and sanitizeText.
+// Fuzz target: ReplyParser (upstream replies), the EHLO capability parser and the enhanced-code
+// fill-in applied to relayed replies, Reply::parseNegative and sanitizeText.
 // Input lines are separated by LF (a CR before it is dropped). Invariants: never crash; a kDone
 // reply is valid (code 2xx-5xx with second digit <= 5, 1..64 lines, matching enhanced code), its
 // wire form has CRLF-terminated lines of at most 512 octets and re-parses to the same reply;
-// an error leaves the parser ready for the next reply. (Reply::positive is left out: it has a
+// an error leaves the parser ready for the next reply; EHLO capabilities have non-empty
+// upper-case keywords and space-free parameters; withEnhancedCode gives every 2xx/4xx/5xx reply
+// an enhanced code of its own class and keeps code and text. (Reply::positive is left out: it has a
 // known crash on 2xx/3xx codes with a second digit > 5, see tests/unit/reply_test.cc.)
 
 #include <cstdint>
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "portcullis/reply.h"
+#include "proxy/ehlo.h"
 #include "proxy/reply_parser.h"
 
 namespace {
@@ -64,6 +68,25 @@ void checkReply(const Reply& r) {
   require(p.take() == r, "wire form re-parses to another reply");
 }
 
+void checkMtaReply(const Reply& r) {
+  for (const auto& cap : portcullis::parseEhloCapabilities(r)) {
+    require(!cap.keyword.empty(), "empty EHLO keyword");
+    for (const char ch : cap.keyword) {
+      require(ch != ' ' && !(ch >= 'a' && ch <= 'z'), "EHLO keyword not upper-case");
+    }
+    for (const auto& param : cap.params) {
+      require(!param.empty() && param.find(' ') == std::string::npos, "bad EHLO parameter");
+    }
+  }
+  (void)portcullis::UpstreamCapabilities::fromEhlo(portcullis::parseEhloCapabilities(r));
+  const Reply e = portcullis::withEnhancedCode(r, "2.0.0");
+  checkReply(e);
+  require(e.code() == r.code(), "withEnhancedCode changed the code");
+  if (r.code() / 100 != 3 && e.lines() == r.lines()) {
+    require(!e.enhanced().empty(), "withEnhancedCode left a reply without an enhanced code");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -81,10 +104,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case ReplyParser::Status::kNeedMore:
         require(parser.midReply(), "need-more outside a reply");
         break;
-      case ReplyParser::Status::kDone:
+      case ReplyParser::Status::kDone: {
         require(!parser.midReply(), "done but mid-reply");
-        checkReply(parser.take());
+        const Reply r = parser.take();
+        checkReply(r);
+        checkMtaReply(r);
         break;
+      }
       case ReplyParser::Status::kError:
         require(!parser.midReply(), "error but mid-reply");
         require(!parser.error().empty(), "error without a reason");

@@ -216,6 +216,24 @@ class HangUpTest(FaultTestCase):
         self.assertNothingSmuggled(fake)
         self.assertServesNextSession(pc, fake)
 
+    def test_mta_refuses_rset_and_hangs_up_next_mail_is_answered(self):
+        # Regression (found in review): the connection retired after the refused RSET ended on
+        # the next loop pass and reported its loss as the session's; the fresh connection the
+        # session had opened meanwhile was dropped, and MAIL never got a reply. With half-close
+        # support the client's FIN then no longer reaped the session either.
+        fake = self.start(FakeSmtp(replies={"RSET": "421 4.4.2 going away"}))
+        pc = self.portcullis(fake)
+        c = self.client(pc)
+        self.assertReply(c.cmd(f"MAIL FROM:<{SENDER}>"), 250)
+        self.assertReply(c.cmd(f"RCPT TO:<{RCPT}>"), 250)
+        self.assertReply(c.cmd("RSET"), 250)  # ours; the MTA hears it before the next MAIL
+        self.assertReply(self.transaction(c), 250)  # on a fresh MTA connection
+        self.assertReply(c.cmd("QUIT"), 221)
+        c.expect_closed()
+        pc.wait_for_sessions(1)
+        self.assertEqual(len(fake.bodies()), 1)
+        self.assertNothingSmuggled(fake)
+
     def test_backend_closes_without_reply_after_dot(self):
         sink = self.start(SmtpSink(quit_silently=["."]))
         pc = self.portcullis(sink)
