@@ -102,12 +102,11 @@ void parseListeners(const YAML::Node& node, Config& cfg) {
 
 void parseUpstream(const ConfigSection& s, Config& cfg) {
   cfg.upstream.text = s.getString("address", cfg.upstream.text);
-  const std::string identity =
-      s.getChoice("identity", {"xclient", "none", "proxy-v1", "proxy-v2"}, "xclient");
-  cfg.upstream.identity = identity == "none"       ? IdentityMode::kNone
-                          : identity == "proxy-v1" ? IdentityMode::kProxyV1
-                          : identity == "proxy-v2" ? IdentityMode::kProxyV2
-                                                   : IdentityMode::kXclient;
+  const std::vector<std::string> names(kIdentityModeNames.begin(), kIdentityModeNames.end());
+  const std::string identity = s.getChoice("identity", names, "xclient");
+  for (std::size_t i = 0; i < kIdentityModeNames.size(); ++i) {
+    if (identity == kIdentityModeNames[i]) cfg.upstream.identity = static_cast<IdentityMode>(i);
+  }
   cfg.upstream.connectTimeout = s.getDuration("connect_timeout", cfg.upstream.connectTimeout);
   if (cfg.upstream.connectTimeout.count() <= 0)
     s.fail("connect_timeout", "must be greater than zero");

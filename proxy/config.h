@@ -4,11 +4,13 @@
 // is a ConfigError naming the key (main prints one line and exits 2). A reload builds a new
 // snapshot; each session keeps the snapshot it started with. Nothing here does I/O at runtime.
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "portcullis/filter_factory.h"
@@ -22,6 +24,12 @@ using std::chrono::milliseconds;
 
 enum class TlsListenMode { kNone, kStartTls, kImplicit };
 enum class IdentityMode { kXclient, kNone, kProxyV1, kProxyV2 };
+// The config spelling of each IdentityMode, in enum order (upstream.identity, logs).
+inline constexpr std::array<std::string_view, 4> kIdentityModeNames = {"xclient", "none",
+                                                                       "proxy-v1", "proxy-v2"};
+inline std::string_view identityModeName(IdentityMode m) {
+  return kIdentityModeNames[static_cast<std::size_t>(m)];
+}
 enum class UpstreamTls { kNone, kOpportunistic, kRequire };
 enum class FilterMode { kEnforce, kObserve };
 enum class OnError { kTempfail, kContinue };

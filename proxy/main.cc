@@ -165,24 +165,14 @@ int main(int argc, char** argv) {
   }
   if (config->tls.enabled()) {
     // Certificates are checked up front too, so --check-config catches a missing key.
-    TlsServerSettings t;
-    t.cert = config->tls.cert;
-    t.key = config->tls.key;
-    t.ciphers = config->tls.ciphers;
-    t.ciphersuites = config->tls.ciphersuites;
-    t.minVersion = tlsVersionFromName(config->tls.minVersion);
-    if (!TlsContext::server(t, &error)) {
+    if (!TlsContext::server(serverTlsSettings(*config), &error)) {
       std::cerr << "portcullis: config error: " << error << "\n";
       return 2;
     }
   }
   if (config->upstream.tls != UpstreamTls::kNone) {
     // As for the server certificate: a missing upstream.ca_file fails here, not at start-up.
-    TlsClientSettings c;
-    c.verify = config->upstream.tlsVerify;
-    c.caFile = config->upstream.caFile;
-    c.name = config->upstream.tlsName;
-    if (!TlsContext::client(c, &error)) {
+    if (!TlsContext::client(upstreamTlsSettings(*config), &error)) {
       std::cerr << "portcullis: config error: " << error << "\n";
       return 2;
     }

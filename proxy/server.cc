@@ -24,6 +24,24 @@ int openSpareDescriptor() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
 }  // namespace
 
+TlsServerSettings serverTlsSettings(const Config& config) {
+  TlsServerSettings t;
+  t.cert = config.tls.cert;
+  t.key = config.tls.key;
+  t.ciphers = config.tls.ciphers;
+  t.ciphersuites = config.tls.ciphersuites;
+  t.minVersion = tlsVersionFromName(config.tls.minVersion);
+  return t;
+}
+
+TlsClientSettings upstreamTlsSettings(const Config& config) {
+  TlsClientSettings c;
+  c.verify = config.upstream.tlsVerify;
+  c.caFile = config.upstream.caFile;
+  c.name = config.upstream.tlsName;
+  return c;
+}
+
 Server::Server(event_base* base, std::shared_ptr<const Config> config)
     : base_(base),
       config_(std::move(config)),
@@ -116,11 +134,7 @@ bool Server::start(std::string* error) {
 
   if (config_->tls.enabled() && !reloadTls(error)) return false;
   if (config_->upstream.tls != UpstreamTls::kNone) {
-    TlsClientSettings c;
-    c.verify = config_->upstream.tlsVerify;
-    c.caFile = config_->upstream.caFile;
-    c.name = config_->upstream.tlsName;
-    clientTls_ = TlsContext::client(c, error);
+    clientTls_ = TlsContext::client(upstreamTlsSettings(*config_), error);
     if (!clientTls_) return false;
   }
 
@@ -138,14 +152,13 @@ bool Server::start(std::string* error) {
     evconnlistener_set_error_cb(listener, &Server::onAcceptError);
     setNoDelay(evconnlistener_get_fd(listener));  // inherited by every accepted socket
     listeners_.emplace_back(listener);
-    static constexpr const char* kIdentity[] = {"xclient", "none", "proxy-v1", "proxy-v2"};
     spdlog::info("event=listening address={} tls={} proxy_protocol={} upstream={} identity={}",
                  l.address.toString(),
                  l.tls == TlsListenMode::kImplicit                   ? "implicit"
                  : (l.tls == TlsListenMode::kStartTls && serverTls_) ? "starttls"
                                                                      : "none",
                  l.proxyProtocol ? "yes" : "no", config_->upstream.address.toString(),
-                 kIdentity[static_cast<int>(config_->upstream.identity)]);
+                 identityModeName(config_->upstream.identity));
   }
   for (const int sig : {SIGTERM, SIGINT, SIGHUP}) {
     signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
@@ -212,13 +225,7 @@ void Server::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int l
 }
 
 bool Server::reloadTls(std::string* error) {
-  TlsServerSettings t;
-  t.cert = config_->tls.cert;
-  t.key = config_->tls.key;
-  t.ciphers = config_->tls.ciphers;
-  t.ciphersuites = config_->tls.ciphersuites;
-  t.minVersion = tlsVersionFromName(config_->tls.minVersion);
-  auto fresh = TlsContext::server(t, error);
+  auto fresh = TlsContext::server(serverTlsSettings(*config_), error);
   if (!fresh) return false;
   serverTls_ = std::move(fresh);
   return true;

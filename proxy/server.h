@@ -23,6 +23,11 @@
 
 namespace portcullis {
 
+// The TLS settings of the config, for the listeners and for the connection to the MTA: built
+// here for the server and for --check-config alike, so both load exactly the same files.
+TlsServerSettings serverTlsSettings(const Config& config);
+TlsClientSettings upstreamTlsSettings(const Config& config);
+
 class Server final : public SessionHost {
  public:
   Server(event_base* base, std::shared_ptr<const Config> config);
