@@ -72,6 +72,12 @@ Server::~Server() {
   if (spareFd_ >= 0) ::close(spareFd_);
 }
 
+void Server::retire(std::unique_ptr<Upstream> upstream) {
+  // Never freed inside its own callback: parked, and freed from the loop (reap()).
+  retired_.push_back(std::move(upstream));
+  event_active(reapEvent_.get(), 0, 0);
+}
+
 std::unique_ptr<Upstream> Server::takeUpstream() {
   while (!pool_.empty()) {
     Pooled p = std::move(pool_.back());
@@ -80,8 +86,7 @@ std::unique_ptr<Upstream> Server::takeUpstream() {
       p.upstream->markReused();
       return std::move(p.upstream);
     }
-    retired_.push_back(std::move(p.upstream));  // closed while idle: free from the loop
-    event_active(reapEvent_.get(), 0, 0);
+    retire(std::move(p.upstream));  // closed while idle: free from the loop
   }
   return nullptr;
 }
@@ -90,8 +95,7 @@ void Server::returnUpstream(std::unique_ptr<Upstream> upstream) {
   if (draining_ || pool_.size() >= config_->upstream.poolSize ||
       !upstream->reusable(config_->upstream.poolMaxReuse)) {
     upstream->quit();
-    retired_.push_back(std::move(upstream));
-    event_active(reapEvent_.get(), 0, 0);
+    retire(std::move(upstream));
     return;
   }
   upstream->setSessionId("pool");
@@ -369,8 +373,7 @@ void Server::probe() {
   // Learn what the MTA offers without waiting for the first client (the EHLO we advertise
   // depends on it), and refresh it now and then.
   if (probe_) {  // the last one has not finished: superseded, its result ignored
-    retired_.push_back(std::move(probe_));
-    event_active(reapEvent_.get(), 0, 0);
+    retire(std::move(probe_));
   }
   probe_ = std::make_unique<Upstream>(base_, probeSettings_, "probe");
   Upstream* const self = probe_.get();
@@ -399,8 +402,7 @@ void Server::probe() {
       }
       probeFailing_ = true;
     }
-    retired_.push_back(std::move(probe_));
-    event_active(reapEvent_.get(), 0, 0);
+    retire(std::move(probe_));
   });
   if (!draining_) probeTimer_.start(config_->upstream.probeInterval);
 }
@@ -420,8 +422,7 @@ void Server::checkIpv6Xclient() {
   // address (RFC 3849) on a connection of its own, then QUIT.
   ipv6Checked_ = true;
   if (ipv6Probe_) {
-    retired_.push_back(std::move(ipv6Probe_));
-    event_active(reapEvent_.get(), 0, 0);
+    retire(std::move(ipv6Probe_));
   }
   UpstreamSettings settings = probeSettings_;
   settings.identity = IdentityMode::kXclient;
@@ -446,8 +447,7 @@ void Server::checkIpv6Xclient() {
                r.failure == UpstreamFailure::kTimeout) {
       ipv6Checked_ = false;  // the MTA went away meanwhile: check again on the next probe
     }                        // anything else (TLS, a refusal) every session meets too, and logs
-    retired_.push_back(std::move(ipv6Probe_));
-    event_active(reapEvent_.get(), 0, 0);
+    retire(std::move(ipv6Probe_));
   });
 }
 

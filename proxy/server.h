@@ -80,6 +80,7 @@ class Server final : public SessionHost {
   // kAcceptBackoff and log once per episode, never per attempt.
   void pauseAccepting(int err);
   void resumeAccepting();
+  void retire(std::unique_ptr<Upstream> upstream);  // frees it from the loop
   void reap();
   void probe();
   bool ipv6ClientsPossible() const;

@@ -108,7 +108,7 @@ class Session {
   [[nodiscard]] bool judgeHeaderBlock();  // false: refused, the reply is sent
   void afterEndOfHeaders(ChainOutcome outcome);
   void deliver(const std::vector<HeaderField>& headers);
-  std::string tlsReceivedHeader() const;
+  std::string tlsReceivedValue() const;  // our TLS Received: trace header's value
   void keepalive();
 
   // Replies and state.

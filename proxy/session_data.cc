@@ -6,6 +6,7 @@
 
 #include <ctime>
 
+#include "portcullis/reply.h"
 #include "proxy/header_block.h"
 #include "proxy/header_util.h"
 #include "proxy/log.h"
@@ -165,19 +166,11 @@ bool Session::judgeHeaderBlock() {
   }
   traceHeader_.clear();
   if (view_.tls.active && config_->tls.receivedHeader) {
-    traceHeader_ = tlsReceivedHeader();
-    if (!traceHeader_.empty()) {
-      // Built here by us, so its shape is known: "Received: value\r\n", maybe folded.
-      std::string value = traceHeader_.substr(10, traceHeader_.size() - 12);
-      std::string unfolded;
-      for (std::size_t i = 0; i < value.size(); ++i) {
-        if (value[i] == '\r' && i + 1 < value.size() && value[i + 1] == '\n') {
-          ++i;
-          continue;
-        }
-        unfolded.push_back(value[i]);
-      }
-      block.fields.insert(block.fields.begin(), HeaderField{"Received", std::move(unfolded)});
+    // Sanitised as formatHeader does, so the filters see exactly what the MTA gets, unfolded.
+    std::string value = sanitizeText(tlsReceivedValue(), 1024);
+    if (auto line = formatHeader("Received", value, 1024)) {
+      traceHeader_ = std::move(*line);
+      block.fields.insert(block.fields.begin(), HeaderField{"Received", std::move(value)});
     }
   }
   m.headers = std::move(block.fields);
@@ -212,7 +205,7 @@ void Session::afterEndOfHeaders(ChainOutcome first) {
   });
 }
 
-std::string Session::tlsReceivedHeader() const {
+std::string Session::tlsReceivedValue() const {
   // Postfix's XCLIENT takes PROTO=SMTP|ESMTP only (PROTO=ESMTPS is refused with 501) and has
   // no attribute for the cipher, so the one place the client's TLS can be recorded for
   // everyone downstream is a trace header (RFC 5321 4.4; "with ESMTPS" is RFC 3848).
@@ -222,12 +215,10 @@ std::string Session::tlsReceivedHeader() const {
   localtime_r(&now, &tm);
   std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
   const std::string name = view_.client.name.empty() ? "unknown" : view_.client.name;
-  const std::string value =
-      "from " + (view_.helo.empty() ? std::string("unknown") : view_.helo) + " (" + name + " [" +
-      view_.client.address + "]) by " + config_->hostname +
-      " (portcullis) with ESMTPS (version=" + view_.tls.protocol + " cipher=" + view_.tls.cipher +
-      " bits=" + std::to_string(view_.tls.bits) + "); " + date;
-  return formatHeader("Received", value, 1024).value_or("");
+  return "from " + (view_.helo.empty() ? std::string("unknown") : view_.helo) + " (" + name + " [" +
+         view_.client.address + "]) by " + config_->hostname +
+         " (portcullis) with ESMTPS (version=" + view_.tls.protocol +
+         " cipher=" + view_.tls.cipher + " bits=" + std::to_string(view_.tls.bits) + "); " + date;
 }
 
 void Session::deliver(const std::vector<HeaderField>& headers) {
