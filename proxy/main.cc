@@ -16,12 +16,12 @@
 #include <iostream>
 
 #include "portcullis/filter_registry.h"
-#include "proxy/config.h"
-#include "proxy/event_util.h"
-#include "proxy/log.h"
-#include "proxy/server.h"
-#include "proxy/spool.h"
-#include "proxy/tls.h"
+#include "proxy/base/event_util.h"
+#include "proxy/base/log.h"
+#include "proxy/config/config.h"
+#include "proxy/net/tls.h"
+#include "proxy/server/server.h"
+#include "proxy/smtp/spool.h"
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/smtp_parser.h"
+#include "proxy/smtp/smtp_parser.h"
 
 namespace {
 

@@ -15,7 +15,7 @@
 
 #include "portcullis/config_section.h"
 #include "portcullis/filter_registry.h"
-#include "proxy/config.h"
+#include "proxy/config/config.h"
 
 namespace {
 

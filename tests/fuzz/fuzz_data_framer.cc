@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/data_framer.h"
+#include "proxy/smtp/data_framer.h"
 
 namespace {
 

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "portcullis/resolver.h"
-#include "proxy/dns/dns_packet.h"
+#include "proxy/services/dns/dns_packet.h"
 
 namespace {
 

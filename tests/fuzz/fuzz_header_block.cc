@@ -14,7 +14,7 @@
 #include <cstring>
 #include <string_view>
 
-#include "proxy/header_block.h"
+#include "proxy/smtp/header_block.h"
 
 namespace {
 

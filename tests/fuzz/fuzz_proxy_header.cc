@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "proxy/proxy_protocol.h"
+#include "proxy/net/proxy_protocol.h"
 
 namespace {
 

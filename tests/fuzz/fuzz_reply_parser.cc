@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "portcullis/reply.h"
-#include "proxy/ehlo.h"
-#include "proxy/reply_parser.h"
+#include "proxy/smtp/ehlo.h"
+#include "proxy/smtp/reply_parser.h"
 
 namespace {
 

@@ -19,8 +19,8 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/ehlo.h"
-#include "proxy/xtext.h"
+#include "proxy/smtp/ehlo.h"
+#include "proxy/smtp/xtext.h"
 
 namespace {
 

@@ -13,7 +13,7 @@
 #include "portcullis/filter_factory.h"
 #include "portcullis/filter_registry.h"
 #include "portcullis/resolver.h"
-#include "proxy/config_section_impl.h"
+#include "proxy/api/config_section_impl.h"
 
 namespace portcullis::testing {
 

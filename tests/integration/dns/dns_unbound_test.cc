@@ -26,8 +26,8 @@
 #include <vector>
 
 #include "portcullis/resolver.h"
-#include "proxy/dns/dns_resolver.h"
-#include "proxy/event_util.h"
+#include "proxy/base/event_util.h"
+#include "proxy/services/dns/dns_resolver.h"
 
 extern char** environ;
 

@@ -1,0 +1,292 @@
+// FilterChain. See filter_chain.h.
+
+#include "proxy/chain/filter_chain.h"
+
+#include <algorithm>
+#include <array>
+#include <exception>
+#include <initializer_list>
+
+#include "proxy/base/log.h"
+
+namespace portcullis {
+namespace {
+
+struct StageCodes {
+  std::initializer_list<int> allowed;
+  int transientDefault;
+  int permanentDefault;
+};
+
+// DESIGN stage table (RFC 5321 4.3.2). Indexed by Stage.
+const std::array<StageCodes, kStageCount> kStageCodes = {{
+    {{421, 554}, 421, 554},                                     // connect
+    {{421, 450, 550, 504}, 450, 550},                           // helo
+    {{421, 451, 452, 455, 550, 552, 553, 555}, 451, 550},       // mail
+    {{421, 450, 451, 452, 550, 551, 552, 553, 555}, 450, 550},  // rcpt
+    {{421, 451, 554}, 451, 554},                                // data
+    {{421, 450, 451, 452, 550, 552, 554}, 451, 550},            // end_of_headers
+    {{421, 450, 451, 452, 550, 552, 554}, 451, 550},            // end_of_message
+}};
+
+}  // namespace
+
+Reply normalizeForStage(Stage stage, const Reply& reply) {
+  const StageCodes& codes = kStageCodes[static_cast<std::size_t>(stage)];
+  if (!reply.isNegative()) return reply;
+  if (std::find(codes.allowed.begin(), codes.allowed.end(), reply.code()) != codes.allowed.end()) {
+    return reply;
+  }
+  return reply.withCode(reply.isTransient() ? codes.transientDefault : codes.permanentDefault);
+}
+
+struct FilterChain::Sink final : detail::CompletionSink {
+  explicit Sink(FilterChain* c) : chain(c) {}
+  void complete(std::uint64_t call, std::optional<Verdict> verdict, std::string error) override {
+    if (chain) chain->onComplete(call, std::move(verdict), std::move(error));
+  }
+  void duplicate(std::uint64_t call) override {
+    if (chain) chain->onDuplicate(call);
+  }
+  FilterChain* chain;
+};
+
+FilterChain::FilterChain(event_base* base, std::string sessionId,
+                         const std::vector<FilterSpec>& specs, const FilterContext& context)
+    : id_(std::move(sessionId)),
+      sink_(std::make_shared<Sink>(this)),
+      timer_(base, [this] { onTimeout(); }) {
+  filters_.reserve(specs.size());
+  for (const FilterSpec& spec : specs) filters_.push_back({&spec, spec.creator(context)});
+}
+
+FilterChain::~FilterChain() {
+  // Disarm first: a filter destroyed below may drop a pending Next, which must find no chain.
+  sink_->chain = nullptr;
+  sink_.reset();
+  filters_.clear();
+}
+
+void FilterChain::run(Stage stage, const SessionView& view, Done done) {
+  stage_ = stage;
+  view_ = &view;
+  done_ = std::move(done);
+  index_ = 0;
+  decided_ = false;
+  outcome_ = ChainOutcome{};
+  // defer_to: a held connect/helo verdict lands on every RCPT (postscreen "enforce").
+  if (stage == Stage::kRcptTo && held_) {
+    outcome_ = *held_;
+    outcome_.reply = normalizeForStage(stage, *outcome_.reply);
+    decided_ = true;
+  }
+  advance();
+}
+
+void FilterChain::advance() {
+  looping_ = true;
+  while (!decided_ && index_ < filters_.size()) {
+    startCurrent();
+    if (waiting_) {
+      looping_ = false;
+      return;  // completion or timeout resumes
+    }
+  }
+  looping_ = false;
+  finish();
+}
+
+void FilterChain::startCurrent() {
+  Slot& slot = filters_[index_];
+  waiting_ = true;
+  const std::uint64_t call = ++call_;
+  Next next(sink_, call);
+  Filter& f = *slot.filter;
+  inHook_ = true;
+  try {
+    switch (stage_) {
+      case Stage::kConnect:
+        f.onConnect(*view_, std::move(next));
+        break;
+      case Stage::kHelo:
+        f.onHelo(*view_, std::move(next));
+        break;
+      case Stage::kMailFrom:
+        f.onMailFrom(*view_, std::move(next));
+        break;
+      case Stage::kRcptTo:
+        f.onRcptTo(*view_, std::move(next));
+        break;
+      case Stage::kData:
+        f.onData(*view_, std::move(next));
+        break;
+      case Stage::kEndOfHeaders:
+        f.onEndOfHeaders(*view_, std::move(next));
+        break;
+      case Stage::kEndOfMessage:
+        f.onEndOfMessage(*view_, std::move(next));
+        break;
+    }
+  } catch (const std::exception& e) {
+    // A throwing filter must not take the daemon down; it counts as a filter error.
+    threwDuringCall(call, std::string("exception: ") + e.what());
+  } catch (...) {
+    threwDuringCall(call, "exception of unknown type");
+  }
+  inHook_ = false;
+  // Only an asynchronous call needs the timer (inline completions have already run).
+  if (waiting_ && call == call_) timer_.start(slot.spec->timeout);
+}
+
+void FilterChain::threwDuringCall(std::uint64_t call, std::string error) {
+  inHook_ = false;
+  if (call != call_) return;
+  // The Next given to the hook was destroyed while the exception unwound; that reported
+  // "dropped" (held back below), and the exception is the better reason.
+  if (waiting_ || droppedByThrow_) {
+    droppedByThrow_ = false;
+    waiting_ = true;
+    onComplete(call, std::nullopt, std::move(error));
+  }
+}
+
+void FilterChain::onComplete(std::uint64_t call, std::optional<Verdict> verdict,
+                             std::string error) {
+  if (inHook_ && call == call_ && !verdict && std::uncaught_exceptions() > 0) {
+    waiting_ = false;
+    droppedByThrow_ = true;  // threwDuringCall() completes it with the exception's text
+    return;
+  }
+  if (!waiting_ || call != call_) {
+    // The chain gave up on that call (timeout) or moved on: a late completion is dropped.
+    spdlog::debug("{} event=filter-late-completion call={}", id_, call);
+    return;
+  }
+  waiting_ = false;
+  timer_.stop();
+  apply(filters_[index_], std::move(verdict), error);
+  ++index_;
+  if (!looping_) advance();
+}
+
+void FilterChain::onDuplicate(std::uint64_t call) {
+  const std::string name =
+      (call == call_ && index_ < filters_.size()) ? filters_[index_].spec->label : "?";
+  spdlog::warn("{} event=filter-duplicate-completion stage={} call={} filter={}", id_,
+               stageName(stage_), call, name);
+}
+
+void FilterChain::onTimeout() {
+  if (!waiting_) return;
+  onComplete(call_, std::nullopt,
+             "timeout after " + std::to_string(filters_[index_].spec->timeout.count()) + "ms");
+}
+
+void FilterChain::record(const Slot& slot, VerdictKind kind, const std::optional<Reply>& reply,
+                         const std::string& reason, bool observed, bool deferred, bool error) {
+  VerdictRecord r{slot.spec->label, stage_,   kind,     reply ? reply->code() : 0,
+                  reason,           observed, deferred, error};
+  spdlog::info("{} event={} stage={} filter={} verdict={} code={} mode={} reason={}", id_,
+               error ? "filter-error" : (observed ? "observe" : (deferred ? "defer" : "verdict")),
+               stageName(stage_), slot.spec->label, verdictName(kind), r.code,
+               slot.spec->mode == FilterMode::kObserve ? "observe" : "enforce",
+               logValue(reason, 512));
+  if (records_.size() < 64) records_.push_back(std::move(r));
+}
+
+void FilterChain::apply(const Slot& slot, std::optional<Verdict> verdict,
+                        const std::string& error) {
+  const FilterSpec& spec = *slot.spec;
+  if (!verdict) {
+    // Filter failure or timeout: on_error decides (tempfail, or fail open).
+    if (spec.onError == OnError::kContinue || spec.mode == FilterMode::kObserve) {
+      record(slot, VerdictKind::kContinue, std::nullopt, error, spec.mode == FilterMode::kObserve,
+             false, true);
+      return;
+    }
+    verdict = Verdict::tempfail(
+        Reply::transient(451, "4.3.0", "Temporary failure, try again later"), error);
+    record(slot, VerdictKind::kTempfail, verdict->reply(), error, false, false, true);
+  } else if (verdict->kind() != VerdictKind::kContinue) {
+    const bool observed = spec.mode == FilterMode::kObserve;
+    const bool holdable = verdict->kind() == VerdictKind::kReject ||
+                          verdict->kind() == VerdictKind::kTempfail ||
+                          verdict->kind() == VerdictKind::kDisconnect;
+    const bool deferred = !observed && holdable && spec.deferTo &&
+                          static_cast<int>(stage_) < static_cast<int>(*spec.deferTo);
+    record(slot, verdict->kind(), verdict->reply(), verdict->reason(), observed, deferred, false);
+    if (observed) return;
+    if (deferred) {
+      if (!held_) {
+        ChainOutcome h;
+        // A held disconnect becomes a plain reject/tempfail at RCPT: the envelope gets logged,
+        // and a 421 (which would close the connection) becomes an ordinary 450.
+        const Reply& r = *verdict->reply();
+        h.kind = r.isTransient() ? VerdictKind::kTempfail : VerdictKind::kReject;
+        h.reply = r.closesConnection() ? r.withCode(450) : r;
+        h.filter = spec.label;
+        h.reason = verdict->reason();
+        held_ = std::move(h);
+      }
+      return;
+    }
+  }
+
+  for (const auto& h : verdict->headers()) outcome_.headers.push_back(h);
+  switch (verdict->kind()) {
+    case VerdictKind::kContinue:
+      return;
+    case VerdictKind::kAccept:
+      decided_ = true;  // allowlisted: the rest of this stage's chain is skipped
+      outcome_.kind = VerdictKind::kContinue;
+      outcome_.filter = spec.label;
+      outcome_.reason = verdict->reason();
+      return;
+    default:
+      decided_ = true;
+      outcome_.kind = verdict->kind();
+      if (verdict->reply()) outcome_.reply = normalizeForStage(stage_, *verdict->reply());
+      outcome_.filter = spec.label;
+      outcome_.reason = verdict->reason();
+      return;
+  }
+}
+
+void FilterChain::finish() {
+  Done done = std::move(done_);
+  done_ = nullptr;
+  view_ = nullptr;
+  if (done) done(std::move(outcome_));  // may destroy this chain: touch nothing afterwards
+}
+
+void FilterChain::cancel() {
+  done_ = nullptr;
+  view_ = nullptr;
+  waiting_ = false;
+  decided_ = true;
+  timer_.stop();
+}
+
+void FilterChain::notifyTransactionEnd(const SessionView& view) {
+  for (auto& slot : filters_) {
+    try {
+      slot.filter->onTransactionEnd(view);
+    } catch (const std::exception& e) {
+      spdlog::warn("{} event=filter-error filter={} hook=transaction_end error={}", id_,
+                   slot.spec->label, logValue(e.what()));
+    }
+  }
+}
+
+void FilterChain::notifyDisconnect(const SessionView& view) {
+  for (auto& slot : filters_) {
+    try {
+      slot.filter->onDisconnect(view);
+    } catch (const std::exception& e) {
+      spdlog::warn("{} event=filter-error filter={} hook=disconnect error={}", id_,
+                   slot.spec->label, logValue(e.what()));
+    }
+  }
+}
+
+}  // namespace portcullis

@@ -1,0 +1,112 @@
+#pragma once
+// FilterChain: runs one session's filters for a stage, in order, and produces one outcome.
+// Owns the per-session Filter instances. The first non-continue verdict of an enforcing filter
+// decides; observe-mode filters are logged and counted but change nothing; `accept` ends the
+// stage early. The chain, not the filters, enforces each filter's timeout, on_error, observe
+// mode and defer_to, exactly-once completion (a duplicate is logged and ignored, a late one
+// dropped) and the reply class each stage allows. It loops rather than recurses, so a filter
+// that completes inline is safe. The outcome callback may run inline (all filters inline) or
+// later from the event loop; destroying the chain cancels everything pending.
+
+#include <event2/event.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "portcullis/filter.h"
+#include "portcullis/filter_factory.h"
+#include "proxy/base/event_util.h"
+#include "proxy/config/config.h"
+
+namespace portcullis {
+
+// The code classes each stage allows (DESIGN stage table). A filter reply outside its stage's
+// list keeps its text and enhanced code but gets the stage default code of its class.
+Reply normalizeForStage(Stage stage, const Reply& reply);
+
+struct VerdictRecord {
+  std::string filter;
+  Stage stage;
+  VerdictKind kind;
+  int code = 0;
+  std::string reason;
+  bool observed = false;  // observe mode: logged only
+  bool deferred = false;  // held until RCPT (defer_to)
+  bool error = false;     // a filter failure or timeout
+};
+
+struct ChainOutcome {
+  VerdictKind kind = VerdictKind::kContinue;  // kContinue also after an accept
+  std::optional<Reply> reply;                 // tempfail / reject / disconnect
+  std::string filter;                         // who decided
+  std::string reason;
+  std::vector<HeaderField> headers;  // to add to the message (end_of_headers/end_of_message)
+};
+
+class FilterChain {
+ public:
+  using Done = std::function<void(ChainOutcome)>;
+
+  FilterChain(event_base* base, std::string sessionId, const std::vector<FilterSpec>& specs,
+              const FilterContext& context);
+  ~FilterChain();
+  FilterChain(const FilterChain&) = delete;
+  FilterChain& operator=(const FilterChain&) = delete;
+
+  // Runs `stage`. `view` must stay valid until `done` runs. One run at a time.
+  void run(Stage stage, const SessionView& view, Done done);
+  bool running() const { return static_cast<bool>(done_); }
+  // Abandons the current run: its outcome callback will not be called.
+  void cancel();
+
+  void notifyTransactionEnd(const SessionView& view);
+  void notifyDisconnect(const SessionView& view);
+
+  // A verdict held by defer_to, applied at the first RCPT (and every RCPT after it).
+  const std::optional<ChainOutcome>& held() const { return held_; }
+  const std::vector<VerdictRecord>& records() const { return records_; }
+  std::size_t size() const { return filters_.size(); }
+
+ private:
+  struct Sink;
+  struct Slot {
+    const FilterSpec* spec;
+    std::unique_ptr<Filter> filter;
+  };
+
+  void advance();
+  void startCurrent();
+  void onComplete(std::uint64_t call, std::optional<Verdict> verdict, std::string error);
+  void threwDuringCall(std::uint64_t call, std::string error);
+  void onDuplicate(std::uint64_t call);
+  void onTimeout();
+  void apply(const Slot& slot, std::optional<Verdict> verdict, const std::string& error);
+  void finish();
+  void record(const Slot& slot, VerdictKind kind, const std::optional<Reply>& reply,
+              const std::string& reason, bool observed, bool deferred, bool error);
+
+  std::string id_;
+  std::vector<Slot> filters_;
+  std::shared_ptr<Sink> sink_;
+  Timer timer_;
+
+  // The current run.
+  Stage stage_ = Stage::kConnect;
+  const SessionView* view_ = nullptr;
+  Done done_;
+  std::size_t index_ = 0;
+  std::uint64_t call_ = 0;
+  bool waiting_ = false;
+  bool inHook_ = false;
+  bool droppedByThrow_ = false;
+  bool looping_ = false;
+  bool decided_ = false;
+  ChainOutcome outcome_;
+  std::optional<ChainOutcome> held_;
+  std::vector<VerdictRecord> records_;
+};
+
+}  // namespace portcullis

@@ -1,0 +1,373 @@
+// Config loading: defaults <- YAML file <- command line. See config.h.
+
+#include "proxy/config/config.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "portcullis/reply.h"
+#include "proxy/api/config_section_impl.h"
+#include "proxy/services/dns/dns_transport.h"
+
+namespace portcullis {
+namespace {
+
+constexpr std::string_view kMandatoryFilters[] = {"size", "recipients"};
+
+std::string defaultHostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+SocketAddress parseAddressOrThrow(const std::string& key, const std::string& text) {
+  auto a = parseSocketAddress(text);
+  if (!a) {
+    throw ConfigError(key,
+                      "expected a numeric ADDRESS:PORT such as 127.0.0.1:2525 or [::1]:25, "
+                      "got \"" +
+                          text + "\"");
+  }
+  return *a;
+}
+
+// A listen address bind() will take: IPv6 listeners are IPV6_V6ONLY (server.cc), and Linux
+// refuses a v4-mapped address on such a socket (EINVAL), so it must be written as IPv4.
+SocketAddress parseListenAddressOrThrow(const std::string& key, const std::string& text) {
+  const SocketAddress a = parseAddressOrThrow(key, text);
+  if (a.family() == AF_INET6 &&
+      IN6_IS_ADDR_V4MAPPED(&reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr)) {
+    throw ConfigError(
+        key, "\"" + text + "\" is an IPv4-mapped IPv6 address; write it as " + a.toString());
+  }
+  return a;
+}
+
+// Whether bind() would refuse `b` once `a` listens: the same address and port however spelt
+// ("localhost:25", "127.0.0.1:25"; "*:25", ":25", "0.0.0.0:25"), or a wildcard and any address
+// of its family on one port (Linux refuses that overlap against a listening socket, with
+// SO_REUSEADDR or without). IPv6 listeners are IPv6-only, so [::]:25 and 0.0.0.0:25 coexist.
+bool sameSocket(const SocketAddress& a, const SocketAddress& b) {
+  if (a.family() != b.family() || a.port() != b.port()) return false;
+  return a.isWildcard() || b.isWildcard() || a.host() == b.host();
+}
+
+void parseListeners(const YAML::Node& node, Config& cfg) {
+  if (!node.IsDefined() || node.IsNull()) return;
+  std::vector<YAML::Node> items;
+  if (node.IsScalar() || node.IsMap()) {
+    items.push_back(node);
+  } else if (node.IsSequence()) {
+    for (std::size_t i = 0; i < node.size(); ++i) items.push_back(node[i]);
+  } else {
+    throw ConfigError("listen", "expected a list of addresses");
+  }
+  cfg.listeners.clear();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const std::string path = "listen[" + std::to_string(i) + "]";
+    ListenerConfig l;
+    if (items[i].IsScalar()) {
+      l.text = items[i].Scalar();
+      l.address = parseListenAddressOrThrow(path, l.text);
+    } else if (items[i].IsMap()) {
+      const ConfigSection s = makeConfigSection(items[i], path);
+      l.text = s.getString("address");
+      l.address = parseListenAddressOrThrow(s.keyPath("address"), l.text);
+      const std::string tls = s.getChoice("tls", {"starttls", "implicit", "none"}, "starttls");
+      l.tls = tls == "implicit" ? TlsListenMode::kImplicit
+              : tls == "none"   ? TlsListenMode::kNone
+                                : TlsListenMode::kStartTls;
+      l.proxyProtocol = s.getBool("proxy_protocol", false);
+      s.rejectUnknownKeys();
+    } else {
+      throw ConfigError(path, "expected \"ADDRESS:PORT\" or a map with address:");
+    }
+    for (std::size_t j = 0; j < cfg.listeners.size(); ++j) {
+      if (sameSocket(cfg.listeners[j].address, l.address)) {
+        throw ConfigError(path, "\"" + l.text + "\" is the same socket as listen[" +
+                                    std::to_string(j) + "] (\"" + cfg.listeners[j].text +
+                                    "\"); start-up would fail with \"Address already in use\"");
+      }
+    }
+    cfg.listeners.push_back(std::move(l));
+  }
+  if (cfg.listeners.empty()) throw ConfigError("listen", "at least one listener is required");
+}
+
+void parseUpstream(const ConfigSection& s, Config& cfg) {
+  cfg.upstream.text = s.getString("address", cfg.upstream.text);
+  const std::vector<std::string> names(kIdentityModeNames.begin(), kIdentityModeNames.end());
+  const std::string identity = s.getChoice("identity", names, "xclient");
+  for (std::size_t i = 0; i < kIdentityModeNames.size(); ++i) {
+    if (identity == kIdentityModeNames[i]) cfg.upstream.identity = static_cast<IdentityMode>(i);
+  }
+  cfg.upstream.connectTimeout = s.getDuration("connect_timeout", cfg.upstream.connectTimeout);
+  if (cfg.upstream.connectTimeout.count() <= 0)
+    s.fail("connect_timeout", "must be greater than zero");
+  cfg.upstream.commandTimeout = s.getDuration("command_timeout", cfg.upstream.commandTimeout);
+  if (cfg.upstream.commandTimeout.count() <= 0)
+    s.fail("command_timeout", "must be greater than zero");
+  // The probe timer re-arms with this interval: 0 would probe the MTA on every loop iteration.
+  cfg.upstream.probeInterval = s.getDuration("probe_interval", cfg.upstream.probeInterval);
+  if (cfg.upstream.probeInterval < kMinProbeInterval) {
+    s.fail("probe_interval", "must be at least 1s");
+  }
+  cfg.upstream.poolSize = static_cast<std::size_t>(
+      s.getInt("pool_size", static_cast<std::int64_t>(cfg.upstream.poolSize), 0, 10000));
+  // The pool sweep re-arms every half of this: below 1s it would spin while the pool is full.
+  cfg.upstream.poolIdleTimeout = s.getDuration("pool_idle_timeout", cfg.upstream.poolIdleTimeout);
+  if (cfg.upstream.poolIdleTimeout < kMinPoolIdleTimeout) {
+    s.fail("pool_idle_timeout", "must be at least 1s");
+  }
+  cfg.upstream.poolMaxReuse =
+      static_cast<std::uint32_t>(s.getInt("pool_max_reuse", cfg.upstream.poolMaxReuse, 1, 1000000));
+  cfg.upstream.keepaliveInterval =
+      s.getDuration("keepalive_interval", cfg.upstream.keepaliveInterval);
+  const std::string tls = s.getChoice("tls", {"none", "opportunistic", "require"}, "none");
+  cfg.upstream.tls = tls == "require"         ? UpstreamTls::kRequire
+                     : tls == "opportunistic" ? UpstreamTls::kOpportunistic
+                                              : UpstreamTls::kNone;
+  cfg.upstream.tlsVerify = s.getBool("tls_verify", false);
+  cfg.upstream.caFile = s.getString("ca_file", "");
+  cfg.upstream.tlsName = s.getString("tls_name", "");
+}
+
+void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Config& cfg) {
+  std::map<std::string, int> seen;
+  for (const ConfigSection& s : root.getSectionList("filters")) {
+    FilterSpec spec;
+    spec.name = s.getString("name");
+    const FilterFactory* factory = registry.find(spec.name);
+    if (factory == nullptr) {
+      std::string known;
+      for (const auto& n : registry.names()) known += (known.empty() ? "" : ", ") + n;
+      s.fail("name", "unknown filter \"" + spec.name + "\" (known: " + known + ")");
+    }
+    const int n = ++seen[spec.name];
+    spec.label = n == 1 ? spec.name : spec.name + "#" + std::to_string(n);
+    spec.mode = s.getChoice("mode", {"enforce", "observe"}, "enforce") == "observe"
+                    ? FilterMode::kObserve
+                    : FilterMode::kEnforce;
+    spec.timeout = s.getDuration("timeout", spec.timeout);
+    if (spec.timeout.count() <= 0) s.fail("timeout", "must be greater than zero");
+    spec.onError = s.getChoice("on_error", {"tempfail", "continue"}, "tempfail") == "continue"
+                       ? OnError::kContinue
+                       : OnError::kTempfail;
+    if (s.has("defer_to")) {
+      s.getChoice("defer_to", {"rcpt"});
+      spec.deferTo = Stage::kRcptTo;
+    }
+    const bool mandatory = std::find(std::begin(kMandatoryFilters), std::end(kMandatoryFilters),
+                                     spec.name) != std::end(kMandatoryFilters);
+    if (mandatory && spec.mode == FilterMode::kObserve) {
+      s.fail("mode", "the " + spec.name +
+                         " filter enforces a resource limit and cannot run in observe mode");
+    }
+    spec.creator = factory->configure(s);
+    s.rejectUnknownKeys();
+    cfg.filters.push_back(std::move(spec));
+  }
+  // The resource limits (message size, recipient count) always apply: their filters are added
+  // at the front of the chain when the config does not place them itself.
+  for (auto it = std::rbegin(kMandatoryFilters); it != std::rend(kMandatoryFilters); ++it) {
+    const std::string name(*it);
+    if (seen.count(name)) continue;
+    const FilterFactory* factory = registry.find(name);
+    if (factory == nullptr) continue;
+    FilterSpec spec;
+    spec.name = spec.label = name;
+    spec.creator = factory->configure(
+        makeConfigSection(YAML::Node(YAML::NodeType::Map), "filters(" + name + ")"));
+    cfg.filters.insert(cfg.filters.begin(), std::move(spec));
+  }
+}
+
+std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& source,
+                                    const CommandLineOverrides& overrides,
+                                    const FilterRegistry& registry) {
+  auto cfg = std::make_shared<Config>();
+  cfg->sourcePath = source;
+  cfg->listeners.push_back(
+      {"127.0.0.1:2525", *parseSocketAddress("127.0.0.1:2525"), TlsListenMode::kStartTls, false});
+  if (!root.IsNull() && root.IsDefined() && !root.IsMap()) {
+    throw ConfigError("", "the config file must be a YAML map");
+  }
+  const YAML::Node map = root.IsMap() ? root : YAML::Node(YAML::NodeType::Map);
+  const ConfigSection s = makeConfigSection(map, "");
+
+  cfg->hostname = s.getString("hostname", defaultHostname());
+  // It goes into every greeting and EHLO reply, so it must be a plain DNS name.
+  if (cfg->hostname.empty() || cfg->hostname.size() > 253 ||
+      cfg->hostname.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789.-_") != std::string::npos) {
+    s.fail("hostname",
+           "must be a DNS name (letters, digits, '-', '.'; at most 253 octets), got \"" +
+               sanitizeText(cfg->hostname, 64) + "\"");
+  }
+  s.markUsed("listen");
+  parseListeners(map["listen"], *cfg);
+  for (const auto& c : s.getStringList("trusted_proxies", std::vector<std::string>{})) {
+    auto cidr = Cidr::parse(c);
+    if (!cidr) s.fail("trusted_proxies", "\"" + c + "\" is not an address or CIDR block");
+    cfg->trustedProxies.push_back(*cidr);
+  }
+  parseUpstream(s.section("upstream"), *cfg);
+
+  const ConfigSection tls = s.section("tls");
+  cfg->tls.cert = tls.getString("cert", "");
+  cfg->tls.key = tls.getString("key", cfg->tls.cert);
+  cfg->tls.ciphers = tls.getString("ciphers", "");
+  cfg->tls.ciphersuites = tls.getString("ciphersuites", "");
+  cfg->tls.minVersion = tls.getChoice("min_version", {"1.0", "1.1", "1.2", "1.3"}, "1.2");
+  cfg->tls.require = tls.getBool("require", false);
+  cfg->tls.receivedHeader = tls.getBool("received_header", true);
+  if (cfg->tls.require && !cfg->tls.enabled()) tls.fail("require", "needs tls.cert and tls.key");
+  for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
+    if (cfg->listeners[i].tls == TlsListenMode::kImplicit && !cfg->tls.enabled()) {
+      throw ConfigError("listen[" + std::to_string(i) + "].tls",
+                        "implicit TLS needs tls.cert and tls.key");
+    }
+    if (cfg->listeners[i].proxyProtocol && cfg->trustedProxies.empty()) {
+      throw ConfigError("listen[" + std::to_string(i) + "].proxy_protocol",
+                        "needs trusted_proxies: the sources allowed to send a PROXY header");
+    }
+  }
+
+  const ConfigSection limits = s.section("limits");
+  auto& l = cfg->limits;
+  l.maxMessageSize = limits.getSize("max_message_size", l.maxMessageSize);
+  if (l.maxMessageSize == 0) limits.fail("max_message_size", "must be greater than zero");
+  l.maxRecipients = static_cast<std::size_t>(
+      limits.getInt("max_recipients", static_cast<std::int64_t>(l.maxRecipients), 1, 100000));
+  l.maxConnections = static_cast<std::size_t>(
+      limits.getInt("max_connections", static_cast<std::int64_t>(l.maxConnections), 1, 1000000));
+  l.maxConnectionsPerIp = static_cast<std::size_t>(limits.getInt(
+      "max_connections_per_ip", static_cast<std::int64_t>(l.maxConnectionsPerIp), 1, 1000000));
+  l.maxErrors = static_cast<int>(limits.getInt("max_errors", l.maxErrors, 1, 1000));
+  l.minDataRate = limits.getSize("min_data_rate", l.minDataRate);  // 0: no rate check
+  l.maxLineLength = static_cast<std::uint64_t>(limits.getInt(
+      "max_line_length", static_cast<std::int64_t>(l.maxLineLength), 0, 1'000'000'000));
+  l.ipv6PrefixLength =
+      static_cast<int>(limits.getInt("ipv6_prefix_length", l.ipv6PrefixLength, 1, 128));
+
+  const ConfigSection t = s.section("timeouts");
+  auto& to = cfg->timeouts;
+  to.command = t.getDuration("command", to.command);
+  to.dataBlock = t.getDuration("data_block", to.dataBlock);
+  to.endOfData = t.getDuration("end_of_data", to.endOfData);
+  to.dataGrace = t.getDuration("data_grace", to.dataGrace);
+  to.greetingDelay = t.getDuration("greeting_delay", to.greetingDelay);
+  to.shutdown = t.getDuration("shutdown", to.shutdown);
+  for (const auto& [key, value] : {std::pair{"command", to.command},
+                                   {"data_block", to.dataBlock},
+                                   {"end_of_data", to.endOfData}}) {
+    if (value.count() <= 0) t.fail(key, "must be greater than zero");
+  }
+
+  const ConfigSection sp = s.section("spool");
+  cfg->spool.memoryLimit =
+      static_cast<std::size_t>(sp.getSize("memory_limit", cfg->spool.memoryLimit));
+  cfg->spool.directory = sp.getString("directory", cfg->spool.directory);
+  if (cfg->spool.directory.empty()) sp.fail("directory", "must not be empty");
+
+  const ConfigSection lg = s.section("log");
+  cfg->log.level = lg.getChoice(
+      "level", {"trace", "debug", "info", "warn", "error", "critical", "off"}, cfg->log.level);
+
+  const ConfigSection dns = s.section("dns");
+  // The same checks DnsResolver::create makes at start-up, so --check-config fails where
+  // start-up would, naming the key.
+  cfg->dns.servers = dns.getStringList("servers", std::vector<std::string>{});
+  for (std::size_t i = 0; i < cfg->dns.servers.size(); ++i) {
+    std::string why;
+    const auto server = parseDnsServer(cfg->dns.servers[i], &why);
+    if (!server) {
+      dns.fail("servers[" + std::to_string(i) + "]",
+               why + " (want a numeric ADDRESS, ADDRESS:PORT or [IPV6]:PORT)");
+    }
+    // getaddrinfo (behind parseDnsServer) also takes "*", "127.1" and "0x7f.0.0.1"; a config
+    // should say exactly which address it means, so the loader wants inet_pton's forms only.
+    const std::string& t = server->text;  // "host:port" or "[host]:port"
+    const std::string host =
+        t.front() == '[' ? t.substr(1, t.find(']') - 1) : t.substr(0, t.rfind(':'));
+    unsigned char bytes[sizeof(in6_addr)];
+    if (inet_pton(AF_INET, host.c_str(), bytes) != 1 &&
+        inet_pton(AF_INET6, host.c_str(), bytes) != 1) {
+      dns.fail(
+          "servers[" + std::to_string(i) + "]",
+          "\"" + cfg->dns.servers[i] + "\" is not a numeric ADDRESS, ADDRESS:PORT or [IPV6]:PORT");
+    }
+  }
+  cfg->dns.timeout = dns.getDuration("timeout", cfg->dns.timeout);
+  if (cfg->dns.timeout.count() <= 0) dns.fail("timeout", "must be greater than zero");
+  cfg->dns.attempts = static_cast<int>(dns.getInt("attempts", cfg->dns.attempts, 1, 10));
+  cfg->dns.reverseLookup = dns.getBool("reverse_lookup", cfg->dns.reverseLookup);
+
+  parseFilters(s, registry, *cfg);
+  s.rejectUnknownKeys();
+  for (std::size_t i = 0; i < cfg->filters.size(); ++i) {
+    if (cfg->filters[i].name == "rdns" && !cfg->dns.reverseLookup) {
+      throw ConfigError("dns.reverse_lookup",
+                        "the rdns filter (" + cfg->filters[i].label +
+                            ") judges the core's reverse lookup; it needs reverse_lookup: true");
+    }
+  }
+
+  // Command-line flags override the file.
+  if (overrides.listen) {
+    cfg->listeners.clear();
+    cfg->listeners.push_back({*overrides.listen,
+                              parseListenAddressOrThrow("--listen", *overrides.listen),
+                              TlsListenMode::kStartTls, false});
+  }
+  if (overrides.upstream) cfg->upstream.text = *overrides.upstream;
+  cfg->upstream.address = parseAddressOrThrow(
+      overrides.upstream ? "--upstream" : "upstream.address", cfg->upstream.text);
+  return cfg;
+}
+
+}  // namespace
+
+std::size_t descriptorsNeeded(const Config& config) {
+  return 4 * config.limits.maxConnections + config.upstream.poolSize + config.listeners.size() +
+         kDescriptorReserve;
+}
+
+std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,
+                                                   const CommandLineOverrides& overrides,
+                                                   const FilterRegistry& registry) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(
+        "", "YAML syntax error at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  return build(root, "", overrides, registry);
+}
+
+std::shared_ptr<const Config> loadConfig(const std::optional<std::string>& path,
+                                         const CommandLineOverrides& overrides,
+                                         const FilterRegistry& registry) {
+  if (!path) return build(YAML::Node(), "", overrides, registry);
+  std::ifstream in(*path);
+  if (!in) throw ConfigError("", "cannot read config file " + *path);
+  std::stringstream text;
+  text << in.rdbuf();
+  YAML::Node root;
+  try {
+    root = YAML::Load(text.str());
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("", *path + ": YAML syntax error at line " + std::to_string(e.mark.line + 1) +
+                              ": " + e.msg);
+  }
+  return build(root, *path, overrides, registry);
+}
+
+}  // namespace portcullis

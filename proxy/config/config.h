@@ -1,0 +1,166 @@
+#pragma once
+// Config: the validated, immutable configuration snapshot (shared_ptr<const Config>).
+// Built once from built-in defaults, then the YAML file, then command-line overrides; any error
+// is a ConfigError naming the key (main prints one line and exits 2). A reload builds a new
+// snapshot; each session keeps the snapshot it started with. Nothing here does I/O at runtime.
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "portcullis/filter_factory.h"
+#include "portcullis/filter_registry.h"
+#include "portcullis/stage.h"
+#include "proxy/base/net_util.h"
+
+namespace portcullis {
+
+using std::chrono::milliseconds;
+
+enum class TlsListenMode { kNone, kStartTls, kImplicit };
+enum class IdentityMode { kXclient, kNone, kProxyV1, kProxyV2 };
+// The config spelling of each IdentityMode, in enum order (upstream.identity, logs).
+inline constexpr std::array<std::string_view, 4> kIdentityModeNames = {"xclient", "none",
+                                                                       "proxy-v1", "proxy-v2"};
+inline std::string_view identityModeName(IdentityMode m) {
+  return kIdentityModeNames[static_cast<std::size_t>(m)];
+}
+enum class UpstreamTls { kNone, kOpportunistic, kRequire };
+enum class FilterMode { kEnforce, kObserve };
+enum class OnError { kTempfail, kContinue };
+
+struct ListenerConfig {
+  std::string text;  // as written, for logs
+  SocketAddress address;
+  TlsListenMode tls = TlsListenMode::kStartTls;  // STARTTLS offered when tls.cert is set
+  bool proxyProtocol = false;
+};
+
+struct UpstreamConfig {
+  std::string text = "127.0.0.1:10025";
+  SocketAddress address;
+  IdentityMode identity = IdentityMode::kXclient;
+  milliseconds connectTimeout{10'000};
+  milliseconds commandTimeout{120'000};
+  milliseconds probeInterval{60'000};
+  std::size_t poolSize = 32;  // idle connections kept for reuse; 0 disables the pool
+  milliseconds poolIdleTimeout{30'000};
+  std::uint32_t poolMaxReuse = 100;        // sessions per connection
+  milliseconds keepaliveInterval{60'000};  // NOOP to the MTA while a slow client sends DATA
+  UpstreamTls tls = UpstreamTls::kNone;
+  bool tlsVerify = false;
+  std::string caFile;
+  std::string tlsName;
+};
+
+struct TlsConfig {
+  std::string cert;  // empty: no TLS (no STARTTLS offered, no implicit listeners)
+  std::string key;
+  std::string ciphers;
+  std::string ciphersuites;
+  std::string minVersion = "1.2";
+  bool require = false;        // MAIL needs STARTTLS first (530 5.7.0)
+  bool receivedHeader = true;  // record the client's TLS in a Received: trace header
+  bool enabled() const { return !cert.empty(); }
+};
+
+struct LimitsConfig {
+  std::uint64_t maxMessageSize = 10'240'000;  // Postfix's default message_size_limit
+  std::size_t maxRecipients = 1000;           // Postfix's smtpd_recipient_limit
+  std::size_t maxConnections = 1000;
+  std::size_t maxConnectionsPerIp = 50;
+  int maxErrors = 10;
+  std::uint64_t minDataRate = 1024;  // octets/s during DATA, checked after timeouts.data_grace
+  // RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF. A message with a
+  // longer line is refused after the dot (554 5.6.0); 0 disables the check.
+  std::uint64_t maxLineLength = 998;
+  // IPv6 clients are counted per prefix for max_connections_per_ip, since one host commonly
+  // holds a whole /64 (as Postfix 3.8's smtpd_client_ipv6_prefix_length and postscreen do).
+  int ipv6PrefixLength = 64;
+};
+
+struct TimeoutsConfig {
+  milliseconds command{300'000};    // RFC 5321 4.5.3.2.7 server timeout
+  milliseconds dataBlock{180'000};  // RFC 5321 4.5.3.2.6 between data chunks
+  milliseconds endOfData{300'000};  // our answer to the final dot (filters + MTA)
+  milliseconds dataGrace{30'000};   // before min_data_rate applies
+  milliseconds greetingDelay{0};    // hold the 220 this long (pre-greeting talkers get 554)
+  milliseconds shutdown{30'000};    // SIGTERM drain deadline
+};
+
+struct SpoolConfig {
+  std::size_t memoryLimit = 1024 * 1024;
+  std::string directory = "/var/spool/portcullis";
+};
+
+struct LogConfig {
+  std::string level = "info";
+};
+
+struct DnsConfig {
+  std::vector<std::string> servers;  // empty: /etc/resolv.conf
+  milliseconds timeout{2000};
+  int attempts = 2;
+  bool reverseLookup = true;  // FCrDNS of every client, like Postfix smtpd
+};
+
+struct FilterSpec {
+  std::string name;
+  std::string label;  // "dnsbl" or "dnsbl#2" when a name repeats; used in logs
+  FilterMode mode = FilterMode::kEnforce;
+  milliseconds timeout{30'000};
+  OnError onError = OnError::kTempfail;
+  std::optional<Stage> deferTo;  // hold connect/helo rejects until this stage (rcpt)
+  FilterCreator creator;
+};
+
+struct Config {
+  std::string hostname;
+  std::vector<ListenerConfig> listeners;
+  std::vector<Cidr> trustedProxies;
+  UpstreamConfig upstream;
+  TlsConfig tls;
+  LimitsConfig limits;
+  TimeoutsConfig timeouts;
+  SpoolConfig spool;
+  LogConfig log;
+  DnsConfig dns;
+  std::vector<FilterSpec> filters;
+  std::string sourcePath;  // the file it came from, empty for built-in defaults
+};
+
+struct CommandLineOverrides {
+  std::optional<std::string> listen;
+  std::optional<std::string> upstream;
+};
+
+// Smallest values the runtime can live with (config.cc refuses anything below, naming the key).
+inline constexpr milliseconds kMinProbeInterval{1000};    // 0 would probe the MTA every loop
+inline constexpr milliseconds kMinPoolIdleTimeout{1000};  // the sweep runs every half of it
+inline constexpr std::size_t kDescriptorReserve = 32;     // stdio, logs, epoll, signals, TLS files
+
+// The open-files budget the config needs at its limits, checked against RLIMIT_NOFILE by main
+// (--check-config and start-up alike):
+//   4 * limits.max_connections   a client socket, an MTA socket, a spool file (DATA past
+//                                spool.memory_limit) and one DNS socket per session
+//   + upstream.pool_size         idle MTA connections kept for reuse
+//   + listeners                  one socket each
+//   + kDescriptorReserve         everything else
+std::size_t descriptorsNeeded(const Config& config);
+
+// Loads `path` (if set) over the defaults and applies the overrides. Throws ConfigError.
+std::shared_ptr<const Config> loadConfig(const std::optional<std::string>& path,
+                                         const CommandLineOverrides& overrides,
+                                         const FilterRegistry& registry);
+
+// Same, from YAML text (tests).
+std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,
+                                                   const CommandLineOverrides& overrides,
+                                                   const FilterRegistry& registry);
+
+}  // namespace portcullis

@@ -1,0 +1,393 @@
+// Stream. See stream.h.
+
+#include "proxy/net/stream.h"
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "proxy/net/tls.h"
+
+namespace portcullis {
+namespace {
+
+constexpr std::size_t kReadChunk = 32 * 1024;
+constexpr std::size_t kLastWriteMax = 4096;
+
+std::string sslErrors() {
+  std::string out;
+  while (const unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "TLS error" : out;
+}
+
+}  // namespace
+
+void setNoDelay(evutil_socket_t fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+Stream::Stream(event_base* base, evutil_socket_t fd)
+    : base_(base),
+      fd_(fd),
+      input_(evbuffer_new()),
+      output_(evbuffer_new()),
+      readEvent_(event_new(base, fd, EV_READ | EV_PERSIST, &Stream::onReadable, this)),
+      writeEvent_(event_new(base, fd, EV_WRITE | EV_PERSIST, &Stream::onWritable, this)),
+      flushEvent_(event_new(base, -1, 0, &Stream::onFlush, this)),
+      alive_(std::make_shared<bool>(true)) {}
+
+std::unique_ptr<Stream> Stream::connect(event_base* base, const SocketAddress& to,
+                                        std::string* error) {
+  const evutil_socket_t fd =
+      ::socket(to.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) {
+    *error = std::string("socket: ") + std::strerror(errno);
+    return nullptr;
+  }
+  setNoDelay(fd);
+  auto s = std::make_unique<Stream>(base, fd);
+  if (::connect(fd, to.get(), to.length) != 0 && errno != EINPROGRESS) {
+    *error = std::string("connect: ") + std::strerror(errno);
+    return nullptr;
+  }
+  s->connecting_ = true;  // completion (or failure) shows as writability
+  return s;
+}
+
+Stream::~Stream() {
+  *alive_ = false;
+  if (pendingSsl_ != nullptr) SSL_free(pendingSsl_);
+  readEvent_.reset();
+  writeEvent_.reset();
+  flushEvent_.reset();
+  if (tls_) {
+    tls_.reset();  // BEV_OPT_CLOSE_ON_FREE: frees the SSL and closes the socket
+  } else if (fd_ >= 0) {
+    ::close(fd_);
+  }
+}
+
+evbuffer* Stream::input() { return tls_ ? bufferevent_get_input(tls_.get()) : input_.get(); }
+
+void Stream::setCallbacks(Callbacks callbacks) { cb_ = std::move(callbacks); }
+
+void Stream::start() {
+  if (connecting_) {
+    event_add(writeEvent_.get(), nullptr);
+    writeArmed_ = true;
+    return;
+  }
+  updateReading();
+}
+
+std::size_t Stream::pendingOutput() const {
+  if (tls_) return evbuffer_get_length(bufferevent_get_output(tls_.get()));
+  return evbuffer_get_length(output_.get());
+}
+
+void Stream::write(std::string_view data) {
+  if (closed_) return;
+  if (tls_) {
+    bufferevent_write(tls_.get(), data.data(), data.size());
+    return;
+  }
+  evbuffer_add(output_.get(), data.data(), data.size());
+  if (!flushScheduled_ && !writeArmed_) {
+    // Coalesce everything written during this callback into one send, later in this same
+    // loop iteration; no syscall until then, and no write event unless the kernel pushes back.
+    flushScheduled_ = true;
+    event_active(flushEvent_.get(), 0, 0);
+  }
+}
+
+void Stream::updateReading() {
+  if (tls_ || tlsPending_) return;  // the bufferevent's read watermark does this
+  const bool want = !closed_ && !eof_ && !connecting_ && !stopped_ &&
+                    evbuffer_get_length(input_.get()) < readLimit_;
+  if (want && !reading_) {
+    event_add(readEvent_.get(), nullptr);
+    reading_ = true;
+  } else if (!want && reading_) {
+    event_del(readEvent_.get());
+    reading_ = false;
+  }
+}
+
+void Stream::stopReading() {
+  stopped_ = true;
+  if (tls_) {
+    bufferevent_disable(tls_.get(), EV_READ);
+    return;
+  }
+  updateReading();
+}
+
+void Stream::shutdownWrite() {
+  if (pendingOutput() > 0) {
+    shutdownPending_ = true;
+    return;
+  }
+  finishWrite();
+}
+
+void Stream::finishWrite() {
+  if (tls_) sendCloseNotify();
+  ::shutdown(fd_, SHUT_WR);
+}
+
+void Stream::writeFinal(std::string_view data) {
+  if (closed_ || connecting_ || tlsPending_ || pendingOutput() > 0) return;
+  if (!tls_) {
+    ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return;
+  }
+  SSL* s = ssl();
+  if (s == nullptr || SSL_is_init_finished(s) != 1) return;
+  // The output buffer is empty, so the bufferevent has no SSL_write of its own outstanding.
+  // A write the kernel cannot take whole leaves a partial record: then no close_notify either.
+  ERR_clear_error();
+  if (SSL_write(s, data.data(), static_cast<int>(data.size())) <= 0) {
+    ERR_clear_error();
+    return;
+  }
+  finishWrite();
+}
+
+void Stream::onReadable(evutil_socket_t, short, void* self) {
+  static_cast<Stream*>(self)->readSome();
+}
+
+void Stream::readSome() {
+  // One scratch buffer for every stream, copied into input() by size: reserving kReadChunk in
+  // the evbuffer itself allocated and freed a 32 KiB chain for every 6-byte "QUIT\r\n".
+  thread_local char scratch[kReadChunk];
+  const ssize_t n = ::read(fd_, scratch, sizeof scratch);
+  if (n > 0) {
+    evbuffer_add(input_.get(), scratch, static_cast<std::size_t>(n));
+    auto alive = alive_;
+    if (cb_.onRead) cb_.onRead();
+    if (!*alive) return;
+    updateReading();
+    return;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (n < 0) {
+    fail(Event::kError, std::strerror(errno));
+    return;
+  }
+  // The peer's FIN ends its input only: it may be a half-close (shutdown(SHUT_WR)) with its
+  // commands still to be answered. Reading stops for good; writing goes on until the owner
+  // closes (RFC 9293 3.6: a half-closed connection still carries data the other way).
+  eof_ = true;
+  if (reading_) {
+    event_del(readEvent_.get());
+    reading_ = false;
+  }
+  if (cb_.onEvent) cb_.onEvent(Event::kEof, "end of stream");  // may destroy this
+}
+
+void Stream::onFlush(evutil_socket_t, short, void* self) {
+  auto* s = static_cast<Stream*>(self);
+  s->flushScheduled_ = false;
+  s->flush();
+}
+
+void Stream::onWritable(evutil_socket_t, short, void* self) {
+  auto* s = static_cast<Stream*>(self);
+  if (s->connecting_) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(s->fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    s->connecting_ = false;
+    event_del(s->writeEvent_.get());
+    s->writeArmed_ = false;
+    if (err != 0) {
+      s->fail(Event::kError, std::strerror(err));
+      return;
+    }
+    auto alive = s->alive_;
+    if (s->cb_.onEvent) s->cb_.onEvent(Event::kConnected, {});
+    if (!*alive) return;
+    s->updateReading();
+    if (s->pendingOutput() > 0) s->flush();
+    return;
+  }
+  s->flush();
+}
+
+void Stream::flush() {
+  if (closed_ || connecting_ || tls_) return;
+  while (const std::size_t pending = evbuffer_get_length(output_.get())) {
+    int n;
+    if (shutdownPending_ && pending <= kLastWriteMax) {
+      // The last bytes before our FIN (a 221 or 421): corked with MSG_MORE, so that the
+      // shutdown below sends them and the FIN in one segment instead of two.
+      const auto* p = evbuffer_pullup(output_.get(), static_cast<ev_ssize_t>(pending));
+      n = static_cast<int>(::send(fd_, p, pending, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT));
+      if (n > 0) evbuffer_drain(output_.get(), static_cast<std::size_t>(n));
+    } else {
+      n = evbuffer_write(output_.get(), fd_);
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (!writeArmed_) {
+          event_add(writeEvent_.get(), nullptr);
+          writeArmed_ = true;
+        }
+        return;
+      }
+      if (errno == EINTR) continue;
+      fail(Event::kError, std::strerror(errno));
+      return;
+    }
+    if (n == 0) break;
+  }
+  if (writeArmed_) {
+    event_del(writeEvent_.get());
+    writeArmed_ = false;
+  }
+  if (shutdownPending_) {
+    shutdownPending_ = false;
+    finishWrite();
+  }
+  if (tlsPending_) {
+    beginTls();
+    return;
+  }
+  if (cb_.onDrained) cb_.onDrained();
+}
+
+void Stream::fail(Event e, std::string detail) {
+  closed_ = true;
+  if (reading_) {
+    event_del(readEvent_.get());
+    reading_ = false;
+  }
+  if (writeArmed_) {
+    event_del(writeEvent_.get());
+    writeArmed_ = false;
+  }
+  if (cb_.onEvent) cb_.onEvent(e, std::move(detail));  // may destroy this
+}
+
+// ---- TLS ----
+
+SSL* Stream::ssl() const { return tls_ ? bufferevent_openssl_get_ssl(tls_.get()) : nullptr; }
+
+void Stream::startTls(SSL* ssl, bool server, PreTlsInput pre) {
+  pendingSsl_ = ssl;
+  tlsServer_ = server;
+  const std::size_t unread = evbuffer_get_length(input_.get());
+  if (pre == PreTlsInput::kKeep && unread > 0) {
+    tlsPrefix_.resize(unread);
+    evbuffer_remove(input_.get(), tlsPrefix_.data(), unread);
+  } else {
+    // Plaintext that arrived after the STARTTLS command (or after the server's 220) is thrown
+    // away, never fed to the TLS session (CVE-2011-0411).
+    evbuffer_drain(input_.get(), unread);
+  }
+  if (reading_) {
+    event_del(readEvent_.get());
+    reading_ = false;
+  }
+  tlsPending_ = true;
+  // The plaintext reply that announced TLS must leave first.
+  if (evbuffer_get_length(output_.get()) > 0) {
+    if (!flushScheduled_ && !writeArmed_) {
+      flushScheduled_ = true;
+      event_active(flushEvent_.get(), 0, 0);
+    }
+    return;
+  }
+  flushScheduled_ = true;
+  event_active(flushEvent_.get(), 0, 0);  // begin from the loop, never inline
+}
+
+void Stream::beginTls() {
+  tlsPending_ = false;
+  readEvent_.reset();
+  writeEvent_.reset();
+  if (!tlsPrefix_.empty()) {
+    // The kept bytes are already out of the socket, so readability cannot announce them; the
+    // handshake still starts at once: the bufferevent begins writable and tries it then.
+    const bool attached = attachSocketWithPrefix(pendingSsl_, fd_, std::move(tlsPrefix_));
+    tlsPrefix_.clear();
+    if (!attached) {
+      fail(Event::kError, "cannot start TLS");
+      return;
+    }
+  }
+  bufferevent* bev = bufferevent_openssl_socket_new(
+      base_, fd_, pendingSsl_, tlsServer_ ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
+      BEV_OPT_CLOSE_ON_FREE);
+  pendingSsl_ = nullptr;
+  if (bev == nullptr) {
+    fail(Event::kError, "cannot start TLS");
+    return;
+  }
+  tls_.reset(bev);
+  bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+  bufferevent_setcb(bev, &Stream::onTlsRead, &Stream::onTlsWrite, &Stream::onTlsEvent, this);
+  bufferevent_setwatermark(bev, EV_READ, 0, readLimit_);
+  bufferevent_enable(bev, stopped_ ? EV_WRITE : (EV_READ | EV_WRITE));
+}
+
+void Stream::onTlsRead(bufferevent*, void* self) {
+  auto* s = static_cast<Stream*>(self);
+  if (s->cb_.onRead) s->cb_.onRead();
+}
+
+void Stream::onTlsWrite(bufferevent*, void* self) {
+  auto* s = static_cast<Stream*>(self);
+  if (s->shutdownPending_) {
+    s->shutdownPending_ = false;
+    s->finishWrite();
+  }
+  if (s->cb_.onDrained) s->cb_.onDrained();
+}
+
+void Stream::sendCloseNotify() {
+  SSL* s = ssl();
+  if (s == nullptr || SSL_is_init_finished(s) != 1 || (SSL_get_shutdown(s) & SSL_SENT_SHUTDOWN)) {
+    return;
+  }
+  // RFC 8446 6.1 (RFC 5246 7.2.1): close_notify tells the peer that the end is intended, not a
+  // truncation (Exim: "TLS connection was non-properly terminated" without it). Sent once, and
+  // never waited for: the initiator may close without the peer's answer, and the FIN follows
+  // at once. If the kernel cannot take the alert now, the FIN goes alone.
+  ERR_clear_error();
+  if (SSL_shutdown(s) < 0) ERR_clear_error();
+}
+
+void Stream::onTlsEvent(bufferevent*, short what, void* self) {
+  auto* s = static_cast<Stream*>(self);
+  if (what & BEV_EVENT_CONNECTED) {
+    if (s->cb_.onEvent) s->cb_.onEvent(Event::kTlsReady, {});
+    return;
+  }
+  if (what & BEV_EVENT_EOF) {
+    s->closed_ = true;
+    s->eof_ = true;
+    if (s->cb_.onEvent) s->cb_.onEvent(Event::kEof, "end of stream");
+    return;
+  }
+  if (what & BEV_EVENT_ERROR) {
+    s->closed_ = true;
+    if (s->cb_.onEvent) s->cb_.onEvent(Event::kError, sslErrors());
+  }
+}
+
+}  // namespace portcullis

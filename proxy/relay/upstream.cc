@@ -1,0 +1,469 @@
+// Upstream connection to the MTA. See upstream.h.
+
+#include "proxy/relay/upstream.h"
+
+#include <event2/buffer.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "proxy/base/log.h"
+#include "proxy/net/proxy_protocol.h"
+
+namespace portcullis {
+namespace {
+
+constexpr std::size_t kHighWater = 256 * 1024;  // pump the message while output is below this
+constexpr std::size_t kChunk = 64 * 1024;
+
+}  // namespace
+
+std::string_view upstreamFailureName(UpstreamFailure f) {
+  switch (f) {
+    case UpstreamFailure::kNone:
+      return "none";
+    case UpstreamFailure::kConnect:
+      return "connect";
+    case UpstreamFailure::kTimeout:
+      return "timeout";
+    case UpstreamFailure::kClosed:
+      return "closed";
+    case UpstreamFailure::kProtocol:
+      return "protocol";
+    case UpstreamFailure::kRefused:
+      return "refused";
+    case UpstreamFailure::kIdentity:
+      return "identity";
+    case UpstreamFailure::kTls:
+      return "tls";
+  }
+  return "unknown";
+}
+
+Upstream::Upstream(event_base* base, const UpstreamSettings& settings, std::string sessionId)
+    : base_(base),
+      settings_(settings),
+      id_(std::move(sessionId)),
+      timer_(base,
+             [this] {
+               if (pendingReady_) {
+                 pendingReady_ = false;
+                 state_ = State::kReady;
+                 complete({UpstreamFailure::kNone, std::nullopt, {}});
+                 return;
+               }
+               if (state_ == State::kConnecting && !stream_) {
+                 fail(UpstreamFailure::kConnect, connectError_);
+               } else {
+                 fail(UpstreamFailure::kTimeout, "no reply in time");
+               }
+             }),
+      alive_(std::make_shared<bool>(true)) {}
+
+Upstream::~Upstream() { *alive_ = false; }
+
+void Upstream::open(const XclientIdentity& identity, Callback done) {
+  done_ = std::move(done);
+  identity_ = identity;
+  state_ = State::kConnecting;
+  std::string error;
+  stream_ = Stream::connect(base_, settings_.address, &error);
+  if (!stream_) {
+    // Report through the loop, never inline: the caller is still inside open().
+    connectError_ = error;
+    timer_.start(std::chrono::milliseconds(0));
+    return;
+  }
+  stream_->setCallbacks({[this] { readReplies(); },
+                         [this] {
+                           if (state_ == State::kSending) pumpMessage();
+                         },
+                         [this](Stream::Event e, std::string d) { onStreamEvent(e, d); }});
+  timer_.start(settings_.connectTimeout);
+  stream_->start();
+}
+
+void Upstream::reidentify(const XclientIdentity& identity, Callback done) {
+  done_ = std::move(done);
+  identity_ = identity;
+  if (state_ != State::kReady) {
+    fail(UpstreamFailure::kClosed, "pooled connection not ready");
+    return;
+  }
+  if (settings_.identity != IdentityMode::kXclient) {
+    // Nothing to pass: report success from the loop, never inline.
+    state_ = State::kOpening;
+    step_ = OpenStep::kEhloAgain;
+    pendingReady_ = true;
+    timer_.start(std::chrono::milliseconds(0));
+    return;
+  }
+  xclientLines_ = xclientCommands(identity_, caps_);
+  xclientIndex_ = 0;
+  state_ = State::kOpening;
+  step_ = OpenStep::kXclient;
+  if (xclientLines_.empty()) {
+    fail(UpstreamFailure::kIdentity, "no XCLIENT attributes to send");
+    return;
+  }
+  send(xclientLines_[xclientIndex_++], Expect::kXclient, settings_.commandTimeout);
+}
+
+bool Upstream::reusable(std::uint32_t maxReuse) const {
+  // A PROXY header names one client for the life of the connection: never reused.
+  const bool perClient =
+      settings_.identity == IdentityMode::kProxyV1 || settings_.identity == IdentityMode::kProxyV2;
+  return state_ == State::kReady && stream_ && !transactionOpen_ && !negativeSeen_ &&
+         uses_ < maxReuse && !perClient;
+}
+
+void Upstream::command(const std::string& line, Expect expect, Callback done) {
+  if (state_ != State::kReady) {
+    done_ = std::move(done);
+    fail(UpstreamFailure::kClosed, "upstream not ready");
+    return;
+  }
+  done_ = std::move(done);
+  state_ = State::kBusy;
+  send(line, expect, settings_.commandTimeout);
+}
+
+void Upstream::sendMessage(const Spool& spool, std::string prefix, Callback done) {
+  if (state_ != State::kReady) {
+    done_ = std::move(done);
+    fail(UpstreamFailure::kClosed, "upstream not ready");
+    return;
+  }
+  done_ = std::move(done);
+  spool_ = &spool;
+  prefix_ = std::move(prefix);
+  offset_ = 0;
+  stuffer_ = DotStuffer();
+  state_ = State::kBusy;
+  send("DATA", Expect::kData, settings_.commandTimeout);
+}
+
+void Upstream::quit() {
+  if (stream_ && state_ == State::kReady) {
+    // Written straight out: the session is going away and will not wait for 221. Over TLS the
+    // close_notify follows, so the MTA sees an orderly end rather than a truncated connection.
+    stream_->writeFinal("QUIT\r\n");
+  }
+  stream_.reset();
+  timer_.stop();
+  state_ = State::kBroken;
+  done_ = nullptr;
+}
+
+void Upstream::send(const std::string& line, Expect expect, std::chrono::milliseconds timeout) {
+  expect_ = expect;
+  parser_.reset();
+  stream_->write(line + "\r\n");
+  if (spdlog::should_log(spdlog::level::trace)) {
+    spdlog::trace("{} event=upstream-send line={}", id_, logValue(line));
+  }
+  timer_.start(timeout);
+}
+
+void Upstream::onStreamEvent(Stream::Event event, const std::string& detail) {
+  if (event == Stream::Event::kConnected) {
+    state_ = State::kOpening;
+    step_ = OpenStep::kGreeting;
+    expect_ = Expect::kGreeting;
+    // PROXY identity: the header goes first, before the MTA says anything.
+    if (settings_.identity == IdentityMode::kProxyV1 ||
+        settings_.identity == IdentityMode::kProxyV2) {
+      const auto src = socketAddress(identity_.addr, identity_.port);
+      const auto dst = socketAddress(identity_.destAddr, identity_.destPort);
+      if (!src || !dst || src->family() != dst->family()) {
+        fail(UpstreamFailure::kIdentity, "cannot express the client's address in a PROXY header");
+        return;
+      }
+      stream_->write(settings_.identity == IdentityMode::kProxyV1 ? proxyV1Header(*src, *dst)
+                                                                  : proxyV2Header(*src, *dst));
+    }
+    return;
+  }
+  if (event == Stream::Event::kTlsReady) {
+    if (step_ != OpenStep::kHandshake) return;
+    const TlsInfo t = describeTls(stream_->ssl());
+    spdlog::debug("{} event=upstream-tls protocol={} cipher={}", id_, t.protocol, t.cipher);
+    // RFC 3207 4.2: forget what the server said before TLS; ask again.
+    step_ = OpenStep::kEhloTls;
+    send("EHLO " + settings_.hostname, Expect::kEhlo, settings_.commandTimeout);
+    return;
+  }
+  if (state_ == State::kOpening && step_ == OpenStep::kHandshake) {
+    fail(UpstreamFailure::kTls, "TLS handshake with the MTA failed: " + detail);
+    return;
+  }
+  if (state_ == State::kConnecting) {
+    fail(UpstreamFailure::kConnect, detail);
+  } else {
+    fail(UpstreamFailure::kClosed,
+         event == Stream::Event::kEof ? "connection closed by MTA" : detail);
+  }
+}
+
+void Upstream::readReplies() {
+  auto guard = alive_;
+  Stream* const stream = stream_.get();
+  evbuffer* in = stream->input();
+  char line[Reply::kMaxLineLength];
+  while (evbuffer_get_length(in) > 0) {
+    const bool waiting = state_ == State::kOpening || state_ == State::kBusy;
+    if (!waiting) {
+      char peek[64];
+      const auto n = evbuffer_copyout(in, peek, sizeof peek);
+      fail(UpstreamFailure::kProtocol,
+           "unsolicited data from MTA: " +
+               logValue(std::string_view(peek, n > 0 ? static_cast<std::size_t>(n) : 0), 64));
+      return;
+    }
+    std::size_t eolLen = 0;
+    const evbuffer_ptr eol = evbuffer_search_eol(in, nullptr, &eolLen, EVBUFFER_EOL_LF);
+    if (eol.pos < 0) {
+      if (evbuffer_get_length(in) >= sizeof line)
+        fail(UpstreamFailure::kProtocol, "reply line too long");
+      return;  // wait for the rest of the line
+    }
+    const auto len = static_cast<std::size_t>(eol.pos);
+    if (len + 1 > sizeof line) {
+      fail(UpstreamFailure::kProtocol, "reply line too long");
+      return;
+    }
+    evbuffer_remove(in, line, len + 1);
+    if (len == 0 || line[len - 1] != '\r') {
+      fail(UpstreamFailure::kProtocol, "reply line without CRLF");
+      return;
+    }
+    const auto status = parser_.feed(std::string_view(line, len - 1));
+    if (status == ReplyParser::Status::kError) {
+      fail(UpstreamFailure::kProtocol, "garbage reply: " + parser_.error());
+      return;
+    }
+    if (status == ReplyParser::Status::kNeedMore) continue;
+    Reply reply = parser_.take();
+    // We never pipeline upstream: bytes after a complete reply answer nothing we asked. After
+    // the 220 to STARTTLS they are discarded instead (Stream::startTls), never read as replies:
+    // the mirror image of the STARTTLS command-injection attack.
+    if (evbuffer_get_length(in) > 0 && !(expect_ == Expect::kStartTls && reply.code() == 220)) {
+      fail(UpstreamFailure::kProtocol,
+           "unsolicited data after reply " + std::to_string(reply.code()));
+      return;
+    }
+    handleReply(std::move(reply));
+    // The reply may have ended this Upstream, or only its connection (a failure drops the
+    // stream, and its input buffer with it): either way, stop reading.
+    if (!*guard || stream_.get() != stream) return;
+  }
+}
+
+bool Upstream::legal(Expect expect, const Reply& reply) const {
+  if (reply.isNegative()) return true;
+  const int c = reply.code();
+  switch (expect) {
+    case Expect::kGreeting:
+    case Expect::kXclient:
+      return c == 220 || c == 250;  // Postfix answers XCLIENT with a new 220 greeting
+    case Expect::kStartTls:
+      return c == 220;
+    case Expect::kEhlo:
+    case Expect::kMail:
+    case Expect::kRset:
+    case Expect::kDot:
+    case Expect::kNoop:
+      return c == 250;
+    case Expect::kRcpt:
+      return c == 250 || c == 251;
+    case Expect::kData:
+      return c == 354;
+    case Expect::kQuit:
+      return c == 221;
+  }
+  return false;
+}
+
+void Upstream::handleReply(Reply reply) {
+  if (spdlog::should_log(spdlog::level::trace)) {
+    spdlog::trace("{} event=upstream-reply reply={}", id_, logValue(reply.summary()));
+  }
+  if (reply.isNegative()) negativeSeen_ = true;
+  if (!legal(expect_, reply)) {
+    fail(UpstreamFailure::kProtocol, "unexpected reply " + std::to_string(reply.code()));
+    return;
+  }
+  if (state_ == State::kOpening) {
+    openStep(std::move(reply));
+    return;
+  }
+  if (expect_ == Expect::kData && reply.code() == 354) {
+    state_ = State::kSending;
+    timer_.start(settings_.dataTimeout);
+    pumpMessage();
+    return;
+  }
+  state_ = State::kReady;
+  spool_ = nullptr;
+  // The MTA's view of the transaction, whatever the session believes: a positive MAIL opens
+  // one; a positive RSET or any reply to the final dot ends it (RFC 5321 4.1.1.4, 4.1.1.5).
+  // A refused DATA leaves it open. reusable() never pools a connection with one open.
+  if (expect_ == Expect::kMail && reply.isPositive()) transactionOpen_ = true;
+  if ((expect_ == Expect::kRset && reply.isPositive()) || expect_ == Expect::kDot) {
+    transactionOpen_ = false;
+  }
+  if (reply.closesConnection()) state_ = State::kBroken;  // 421: the MTA is going away
+  complete({UpstreamFailure::kNone, std::move(reply), {}});
+}
+
+void Upstream::openStep(Reply reply) {
+  if (reply.isNegative() && step_ == OpenStep::kStartTls &&
+      settings_.tls == UpstreamTls::kOpportunistic) {
+    // Opportunistic: a refused STARTTLS (e.g. 454) leaves the session usable in plaintext.
+    spdlog::info("{} event=upstream-starttls-refused reply={}", id_, logValue(reply.summary()));
+    sendIdentity();
+    return;
+  }
+  if (reply.isNegative() && step_ == OpenStep::kXclient && identity_.ipv6 && reply.code() == 501) {
+    // Postfix with inet_protocols = ipv4 cannot hold an IPv6 client address: "501 5.5.4 Bad
+    // ADDR syntax". Not the client's fault and not transient: name the MTA setting to change.
+    fail(UpstreamFailure::kIdentity, std::string(kIpv6XclientRefused) + ": " + reply.summary());
+    return;
+  }
+  if (reply.isNegative()) {
+    const std::string what = step_ == OpenStep::kGreeting   ? "greeting"
+                             : step_ == OpenStep::kXclient  ? "XCLIENT"
+                             : step_ == OpenStep::kStartTls ? "STARTTLS"
+                                                            : "EHLO";
+    UpstreamResult r{UpstreamFailure::kRefused, reply,
+                     "MTA refused " + what + ": " + reply.summary()};
+    state_ = State::kBroken;
+    timer_.stop();
+    stream_.reset();
+    complete(std::move(r));
+    return;
+  }
+  switch (step_) {
+    case OpenStep::kGreeting:
+      step_ = OpenStep::kEhlo;
+      send("EHLO " + settings_.hostname, Expect::kEhlo, settings_.commandTimeout);
+      return;
+    case OpenStep::kEhlo:
+      caps_ = UpstreamCapabilities::fromEhlo(parseEhloCapabilities(reply));
+      if (settings_.tls != UpstreamTls::kNone && !stream_->tls()) {
+        if (caps_.starttls) {
+          step_ = OpenStep::kStartTls;
+          send("STARTTLS", Expect::kStartTls, settings_.commandTimeout);
+          return;
+        }
+        if (settings_.tls == UpstreamTls::kRequire) {
+          fail(UpstreamFailure::kTls, "MTA does not offer STARTTLS (upstream.tls: require)");
+          return;
+        }
+      }
+      sendIdentity();
+      return;
+    case OpenStep::kStartTls:
+      // The plaintext 220 is all we take; whatever came with it is dropped by startTls.
+      step_ = OpenStep::kHandshake;
+      stream_->startTls(settings_.tlsContext->newSsl(), false);
+      return;
+    case OpenStep::kHandshake:
+      return;
+    case OpenStep::kEhloTls:
+      caps_ = UpstreamCapabilities::fromEhlo(parseEhloCapabilities(reply));
+      sendIdentity();
+      return;
+    case OpenStep::kXclient:
+      if (xclientIndex_ < xclientLines_.size()) {
+        send(xclientLines_[xclientIndex_++], Expect::kXclient, settings_.commandTimeout);
+        return;
+      }
+      // XCLIENT resets the MTA's session: greet again, as the client did.
+      step_ = OpenStep::kEhloAgain;
+      send("EHLO " + (identity_.helo.empty() ? settings_.hostname : identity_.helo), Expect::kEhlo,
+           settings_.commandTimeout);
+      return;
+    case OpenStep::kEhloAgain:
+      caps_ = UpstreamCapabilities::fromEhlo(parseEhloCapabilities(reply));
+      break;
+  }
+  state_ = State::kReady;
+  complete({UpstreamFailure::kNone, std::move(reply), {}});
+}
+
+void Upstream::sendIdentity() {
+  if (settings_.identity == IdentityMode::kXclient) {
+    if (!caps_.xclient) {
+      fail(UpstreamFailure::kIdentity,
+           "MTA does not offer XCLIENT to us (Postfix: smtpd_authorized_xclient_hosts)");
+      return;
+    }
+    xclientLines_ = xclientCommands(identity_, caps_);
+    xclientIndex_ = 0;
+    if (!xclientLines_.empty()) {
+      step_ = OpenStep::kXclient;
+      send(xclientLines_[xclientIndex_++], Expect::kXclient, settings_.commandTimeout);
+      return;
+    }
+  }
+  state_ = State::kReady;
+  complete({UpstreamFailure::kNone, std::nullopt, {}});
+}
+
+void Upstream::pumpMessage() {
+  if (!prefix_.empty()) {
+    stream_->write(prefix_);
+    prefix_.clear();
+  }
+  const std::uint64_t size = spool_->size();
+  std::string buf;
+  // Fill up to the high-water mark; the stream's onDrained calls back for the rest.
+  while (offset_ < size && stream_->pendingOutput() < kHighWater) {
+    std::string_view chunk;
+    if (spool_->inMemory()) {
+      chunk = spool_->memory().substr(static_cast<std::size_t>(offset_), kChunk);
+    } else {
+      buf.resize(kChunk);
+      buf.resize(spool_->read(offset_, buf.data(), buf.size()));
+      chunk = buf;
+    }
+    if (chunk.empty()) {
+      fail(UpstreamFailure::kProtocol, "spool read failed");
+      return;
+    }
+    stuffer_.stuff(chunk, [this](std::string_view s) { stream_->write(s); });
+    offset_ += chunk.size();
+  }
+  if (offset_ < size) return;
+  // A canonical message ends with CRLF; the final dot follows (RFC 5321 4.1.1.4).
+  if (!stuffer_.atLineStart()) stream_->write("\r\n");
+  stream_->write(".\r\n");
+  expect_ = Expect::kDot;
+  parser_.reset();
+  state_ = State::kBusy;  // the message is queued; now only the reply to the dot is awaited
+}
+
+void Upstream::fail(UpstreamFailure failure, std::string detail) {
+  const bool hadCommand = static_cast<bool>(done_);
+  state_ = State::kBroken;
+  timer_.stop();
+  stream_.reset();  // a broken exchange is never reused: closing aborts the MTA's transaction
+  spool_ = nullptr;
+  if (hadCommand) {
+    complete({failure, std::nullopt, std::move(detail)});
+  } else if (onIdleFailure_) {
+    auto handler = onIdleFailure_;
+    handler(std::string(upstreamFailureName(failure)) + ": " + detail);
+  }
+}
+
+void Upstream::complete(UpstreamResult result) {
+  timer_.stop();
+  Callback cb = std::move(done_);
+  done_ = nullptr;
+  if (cb) cb(std::move(result));  // may destroy this
+}
+
+}  // namespace portcullis

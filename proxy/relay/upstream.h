@@ -1,0 +1,174 @@
+#pragma once
+// Upstream: one SMTP client connection from portcullis to the MTA, owned by one session.
+// It connects, reads the greeting, sends EHLO, passes the client identity (XCLIENT, then EHLO
+// again), and then carries one command at a time, matching each reply to its command.
+// Every reply is validated (ReplyParser) and checked against what that command may get; a
+// garbage, unexpected or unsolicited reply is a protocol failure, never relayed (DESIGN 4).
+// Every wait has a timer. Callbacks run from the event loop; a callback may destroy the
+// Upstream (nothing touches members after a callback returns).
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "portcullis/reply.h"
+#include "proxy/base/event_util.h"
+#include "proxy/config/config.h"
+#include "proxy/net/stream.h"
+#include "proxy/net/tls.h"
+#include "proxy/smtp/data_framer.h"
+#include "proxy/smtp/ehlo.h"
+#include "proxy/smtp/reply_parser.h"
+#include "proxy/smtp/spool.h"
+#include "proxy/smtp/xtext.h"
+
+namespace portcullis {
+
+struct UpstreamSettings {
+  SocketAddress address;
+  IdentityMode identity = IdentityMode::kXclient;
+  std::string hostname;  // our EHLO name
+  std::chrono::milliseconds connectTimeout{10'000};
+  std::chrono::milliseconds commandTimeout{120'000};
+  std::chrono::milliseconds dataTimeout{300'000};
+  UpstreamTls tls = UpstreamTls::kNone;
+  std::shared_ptr<const TlsContext> tlsContext;  // set when tls != kNone
+};
+
+// What a command may legally get back (RFC 5321 4.3.2). Negative replies are always legal.
+enum class Expect {
+  kGreeting,
+  kEhlo,
+  kStartTls,
+  kXclient,
+  kMail,
+  kRcpt,
+  kRset,
+  kData,
+  kDot,
+  kQuit,
+  kNoop
+};
+
+enum class UpstreamFailure {
+  kNone,
+  kConnect,   // could not connect
+  kTimeout,   // no (complete) reply in time
+  kClosed,    // the MTA closed the connection
+  kProtocol,  // garbage, unexpected or unsolicited reply
+  kRefused,   // the MTA refused the session set-up (greeting, EHLO or XCLIENT)
+  kIdentity,  // identity could not be passed (no XCLIENT offered)
+  kTls,       // STARTTLS required but not offered, or the handshake failed
+};
+std::string_view upstreamFailureName(UpstreamFailure f);
+
+// Why an IPv6 client cannot be passed on (kIdentity), and what to change in the MTA.
+inline constexpr std::string_view kIpv6XclientRefused =
+    "MTA refuses IPv6 client addresses in XCLIENT; every IPv6 client is tempfailed until it "
+    "accepts them (Postfix: inet_protocols = all, or ipv4, ipv6)";
+
+struct UpstreamResult {
+  UpstreamFailure failure = UpstreamFailure::kNone;
+  std::optional<Reply> reply;  // the MTA's validated reply, when there was one
+  std::string detail;          // for logs
+
+  bool ok() const { return failure == UpstreamFailure::kNone; }
+};
+
+class Upstream {
+ public:
+  using Callback = std::function<void(UpstreamResult)>;
+
+  Upstream(event_base* base, const UpstreamSettings& settings, std::string sessionId);
+  ~Upstream();
+  Upstream(const Upstream&) = delete;
+  Upstream& operator=(const Upstream&) = delete;
+
+  // Connect, greeting, EHLO, identity. On success the connection is ready for MAIL.
+  void open(const XclientIdentity& identity, Callback done);
+  // One command line (no CRLF), one reply.
+  void command(const std::string& line, Expect expect, Callback done);
+  // DATA, then (after 354) `prefix` (our added headers) and the spooled message with our own
+  // dot-stuffing, then the final dot; `done` gets the reply to the dot (or to DATA if negative).
+  void sendMessage(const Spool& spool, std::string prefix, Callback done);
+  // Polite close: QUIT without waiting for the reply.
+  void quit();
+
+  // Connection reuse (the server's pool). A reused connection is handed to a new session,
+  // which passes its own client identity with XCLIENT (the MTA resets its session state on
+  // XCLIENT) before the first MAIL. Only clean connections are reused: ready, no transaction
+  // open, no negative reply ever seen (so the MTA's error counters cannot build up across
+  // clients), and under the reuse limit.
+  void reidentify(const XclientIdentity& identity, Callback done);
+  bool reusable(std::uint32_t maxReuse) const;
+  void setSessionId(std::string id) { id_ = std::move(id); }
+  std::uint32_t uses() const { return uses_; }
+  bool reused() const { return uses_ > 0; }
+  bool tls() const { return stream_ && stream_->tls(); }
+  void markReused() {
+    ++uses_;
+    sessionUsed_ = false;
+  }
+  // Whether the current session has sent a command on it yet (a stale pooled connection is
+  // only discovered by its first command).
+  bool usedBySession() const { return sessionUsed_; }
+  void markUsedBySession() { sessionUsed_ = true; }
+
+  bool ready() const { return state_ == State::kReady; }
+  bool broken() const { return state_ == State::kBroken; }
+  const UpstreamCapabilities& capabilities() const { return caps_; }
+  // The upstream failed while no command was outstanding (closed, unsolicited bytes).
+  void setIdleFailureHandler(std::function<void(std::string)> handler) {
+    onIdleFailure_ = std::move(handler);
+  }
+
+ private:
+  enum class State { kIdle, kConnecting, kOpening, kReady, kBusy, kSending, kBroken };
+  enum class OpenStep { kGreeting, kEhlo, kStartTls, kHandshake, kEhloTls, kXclient, kEhloAgain };
+
+  void onStreamEvent(Stream::Event event, const std::string& detail);
+
+  void readReplies();
+  void send(const std::string& line, Expect expect, std::chrono::milliseconds timeout);
+  void handleReply(Reply reply);
+  void openStep(Reply reply);
+  void sendIdentity();
+  void pumpMessage();
+  void fail(UpstreamFailure failure, std::string detail);
+  void complete(UpstreamResult result);
+  bool legal(Expect expect, const Reply& reply) const;
+
+  event_base* base_;
+  UpstreamSettings settings_;  // a copy: a pooled connection outlives the session that made it
+  std::string id_;
+  std::unique_ptr<Stream> stream_;
+  Timer timer_;
+  State state_ = State::kIdle;
+  ReplyParser parser_;
+  Expect expect_ = Expect::kGreeting;
+  Callback done_;
+  std::function<void(std::string)> onIdleFailure_;
+  std::shared_ptr<bool> alive_;
+  std::string connectError_;
+  bool negativeSeen_ = false;
+  bool transactionOpen_ = false;  // MAIL accepted, not yet ended by the dot or RSET
+  bool pendingReady_ = false;
+  std::uint32_t uses_ = 0;
+  bool sessionUsed_ = false;
+
+  // Opening.
+  OpenStep step_ = OpenStep::kGreeting;
+  XclientIdentity identity_;
+  std::vector<std::string> xclientLines_;
+  std::size_t xclientIndex_ = 0;
+  UpstreamCapabilities caps_;
+
+  // Sending a message.
+  const Spool* spool_ = nullptr;
+  std::string prefix_;
+  std::uint64_t offset_ = 0;
+  DotStuffer stuffer_;
+};
+
+}  // namespace portcullis

@@ -1,0 +1,454 @@
+// Server. See server.h.
+
+#include "proxy/server/server.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "proxy/base/log.h"
+#include "proxy/services/dns/dns_resolver.h"
+
+namespace portcullis {
+namespace {
+
+constexpr std::chrono::milliseconds kAcceptBackoff{250};
+constexpr std::chrono::seconds kAcceptPauseLogEvery{10};
+constexpr int kMaxTurnedAwayPerBackoff = 64;  // per listener: bounded work per back-off
+constexpr std::string_view kBusy421 = "421 4.3.2 Error: server too busy, try again later\r\n";
+
+int openSpareDescriptor() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
+}  // namespace
+
+TlsServerSettings serverTlsSettings(const Config& config) {
+  TlsServerSettings t;
+  t.cert = config.tls.cert;
+  t.key = config.tls.key;
+  t.ciphers = config.tls.ciphers;
+  t.ciphersuites = config.tls.ciphersuites;
+  t.minVersion = tlsVersionFromName(config.tls.minVersion);
+  return t;
+}
+
+TlsClientSettings upstreamTlsSettings(const Config& config) {
+  TlsClientSettings c;
+  c.verify = config.upstream.tlsVerify;
+  c.caFile = config.upstream.caFile;
+  c.name = config.upstream.tlsName;
+  return c;
+}
+
+Server::Server(event_base* base, std::shared_ptr<const Config> config)
+    : base_(base),
+      config_(std::move(config)),
+      reapEvent_(event_new(base, -1, 0, &Server::onReap, this)),
+      drainTimer_(base,
+                  [this] {
+                    spdlog::warn("event=drain-deadline sessions={}", sessions_.size());
+                    for (auto& [ptr, s] : sessions_) s->drain(true);
+                    exitTimer_.start(std::chrono::milliseconds(5000));  // last resort
+                  }),
+      exitTimer_(base, [this] { event_base_loopexit(base_, nullptr); }),
+      probeTimer_(base, [this] { probe(); }),
+      poolTimer_(base, [this] { expirePool(); }),
+      spareFd_(openSpareDescriptor()),
+      acceptTimer_(base, [this] { resumeAccepting(); }) {
+  probeSettings_.address = config_->upstream.address;
+  probeSettings_.identity = IdentityMode::kNone;
+  probeSettings_.hostname = config_->hostname;
+  probeSettings_.connectTimeout = config_->upstream.connectTimeout;
+  probeSettings_.commandTimeout = config_->upstream.connectTimeout;
+}
+
+Server::~Server() {
+  sessions_.clear();
+  probe_.reset();
+  for (auto& p : pool_) p.upstream->quit();
+  pool_.clear();
+  if (spareFd_ >= 0) ::close(spareFd_);
+}
+
+void Server::retire(std::unique_ptr<Upstream> upstream) {
+  // Never freed inside its own callback: parked, and freed from the loop (reap()).
+  retired_.push_back(std::move(upstream));
+  event_active(reapEvent_.get(), 0, 0);
+}
+
+std::unique_ptr<Upstream> Server::takeUpstream() {
+  while (!pool_.empty()) {
+    Pooled p = std::move(pool_.back());
+    pool_.pop_back();
+    if (p.upstream->reusable(config_->upstream.poolMaxReuse)) {
+      p.upstream->markReused();
+      return std::move(p.upstream);
+    }
+    retire(std::move(p.upstream));  // closed while idle: free from the loop
+  }
+  return nullptr;
+}
+
+void Server::returnUpstream(std::unique_ptr<Upstream> upstream) {
+  if (draining_ || pool_.size() >= config_->upstream.poolSize ||
+      !upstream->reusable(config_->upstream.poolMaxReuse)) {
+    upstream->quit();
+    retire(std::move(upstream));
+    return;
+  }
+  upstream->setSessionId("pool");
+  upstream->setIdleFailureHandler([](const std::string&) {});  // reusable() turns false
+  pool_.push_back({std::move(upstream), std::chrono::steady_clock::now()});
+  if (!poolTimer_.armed()) poolTimer_.start(config_->upstream.poolIdleTimeout);
+}
+
+void Server::expirePool() {
+  // Oldest first; Postfix would drop them at its own idle timeout anyway.
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Pooled> keep;
+  for (auto& p : pool_) {
+    if (now - p.since >= config_->upstream.poolIdleTimeout ||
+        !p.upstream->reusable(config_->upstream.poolMaxReuse)) {
+      p.upstream->quit();
+      retired_.push_back(std::move(p.upstream));
+    } else {
+      keep.push_back(std::move(p));
+    }
+  }
+  pool_.swap(keep);
+  if (!retired_.empty()) event_active(reapEvent_.get(), 0, 0);
+  if (!pool_.empty()) poolTimer_.start(config_->upstream.poolIdleTimeout / 2);
+}
+
+bool Server::start(std::string* error) {
+  DnsSettings dns;
+  dns.servers = config_->dns.servers;
+  if (dns.servers.empty()) dns.servers = DnsResolver::serversFromResolvConf();
+  dns.timeout = config_->dns.timeout;
+  dns.attempts = config_->dns.attempts;
+  std::string dnsError;
+  resolver_ = DnsResolver::create(base_, dns, &dnsError);
+  if (!resolver_) {
+    *error = "dns.servers: " + dnsError;
+    return false;
+  }
+  context_.resolver = resolver_.get();
+
+  if (config_->tls.enabled() && !reloadTls(error)) return false;
+  if (config_->upstream.tls != UpstreamTls::kNone) {
+    clientTls_ = TlsContext::client(upstreamTlsSettings(*config_), error);
+    if (!clientTls_) return false;
+  }
+
+  for (const ListenerConfig& l : config_->listeners) {
+    unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+    if (l.address.family() == AF_INET6) flags |= LEV_OPT_BIND_IPV6ONLY;
+    listenerContexts_.push_back(std::make_unique<ListenerContext>(ListenerContext{this, &l}));
+    evconnlistener* listener =
+        evconnlistener_new_bind(base_, &Server::onAccept, listenerContexts_.back().get(), flags,
+                                1024, l.address.get(), static_cast<int>(l.address.length));
+    if (listener == nullptr) {
+      *error = "listen " + l.text + ": " + std::strerror(errno);
+      return false;
+    }
+    evconnlistener_set_error_cb(listener, &Server::onAcceptError);
+    setNoDelay(evconnlistener_get_fd(listener));  // inherited by every accepted socket
+    listeners_.emplace_back(listener);
+    spdlog::info("event=listening address={} tls={} proxy_protocol={} upstream={} identity={}",
+                 l.address.toString(),
+                 l.tls == TlsListenMode::kImplicit                   ? "implicit"
+                 : (l.tls == TlsListenMode::kStartTls && serverTls_) ? "starttls"
+                                                                     : "none",
+                 l.proxyProtocol ? "yes" : "no", config_->upstream.address.toString(),
+                 identityModeName(config_->upstream.identity));
+  }
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
+    event_add(signals_.back().get(), nullptr);
+  }
+  probe();
+  return true;
+}
+
+void Server::onSignal(evutil_socket_t sig, short, void* self) {
+  auto* s = static_cast<Server*>(self);
+  if (sig == SIGHUP) {
+    // Full configuration reload is not built yet; certificates are (the usual reason to HUP).
+    std::string error;
+    if (!s->config_->tls.enabled()) {
+      spdlog::info(
+          "event=sighup action=none detail=\"no TLS configured; config reload is not "
+          "implemented yet\"");
+    } else if (s->reloadTls(&error)) {
+      spdlog::info("event=sighup action=tls-reload result=ok cert={}",
+                   logValue(s->config_->tls.cert));
+    } else {
+      spdlog::error(
+          "event=sighup action=tls-reload result=failed error={} detail=\"keeping the "
+          "previous certificate\"",
+          logValue(error));
+    }
+    return;
+  }
+  spdlog::info("event=signal signal={} action=drain sessions={}", sig == SIGTERM ? "TERM" : "INT",
+               s->sessions_.size());
+  s->beginDrain();
+}
+
+void Server::beginDrain() {
+  if (draining_) return;
+  draining_ = true;
+  acceptTimer_.stop();
+  listeners_.clear();  // stop accepting at once
+  probeTimer_.stop();
+  for (auto& p : pool_) p.upstream->quit();
+  pool_.clear();
+  poolTimer_.stop();
+  for (auto& [ptr, s] : sessions_) s->drain(false);
+  drainTimer_.start(config_->timeouts.shutdown);
+  maybeExit();
+}
+
+void Server::maybeExit() {
+  if (draining_ && sessions_.empty() && closed_.empty()) {
+    spdlog::info("event=drained");
+    event_base_loopexit(base_, nullptr);
+  }
+}
+
+void Server::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len, void* self) {
+  auto* ctx = static_cast<ListenerContext*>(self);
+  auto peer = fromSockaddr(addr, static_cast<socklen_t>(len));
+  if (!peer) {
+    ::close(fd);
+    return;
+  }
+  ctx->server->accept(fd, *peer, *ctx->config);
+}
+
+bool Server::reloadTls(std::string* error) {
+  auto fresh = TlsContext::server(serverTlsSettings(*config_), error);
+  if (!fresh) return false;
+  serverTls_ = std::move(fresh);
+  return true;
+}
+
+std::string Server::countKey(const std::string& address) const {
+  return clientCountKey(address, config_->limits.ipv6PrefixLength);
+}
+
+bool Server::rekeyClient(const std::string& before, const std::string& after) {
+  if (auto p = perIp_.find(countKey(before)); p != perIp_.end() && --p->second == 0) {
+    perIp_.erase(p);
+  }
+  return ++perIp_[countKey(after)] <= config_->limits.maxConnectionsPerIp;
+}
+
+void Server::onAcceptError(evconnlistener*, void* self) {
+  // libevent retries EINTR, EAGAIN and ECONNABORTED itself; what reaches us (EMFILE, ENFILE,
+  // ENOBUFS, ENOMEM) would fail again at once while the client waits in the backlog, so the
+  // listener would spin: back off instead.
+  static_cast<ListenerContext*>(self)->server->pauseAccepting(EVUTIL_SOCKET_ERROR());
+}
+
+void Server::pauseAccepting(int err) {
+  const auto now = std::chrono::steady_clock::now();
+  int turnedAway = 0;
+  if (spareFd_ >= 0) ::close(spareFd_);
+  for (std::size_t i = 0; i < listeners_.size(); ++i) {
+    const evutil_socket_t lfd = evconnlistener_get_fd(listeners_[i].get());
+    const bool tls = listenerContexts_[i]->config->tls == TlsListenMode::kImplicit;
+    for (int n = 0; n < kMaxTurnedAwayPerBackoff; ++n) {
+      const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) break;  // the backlog is empty (EAGAIN), or even one descriptor is too many
+      // An implicit-TLS client would read a plaintext line as a broken handshake: just close.
+      if (!tls) ::send(fd, kBusy421.data(), kBusy421.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      ::close(fd);
+      ++turnedAway;
+    }
+    evconnlistener_disable(listeners_[i].get());
+  }
+  spareFd_ = openSpareDescriptor();
+  AcceptPause& p = acceptPause_;
+  const bool first = !p.active;
+  if (first) p = AcceptPause{true, now, now, 0, 0};
+  ++p.backoffs;
+  p.turnedAway += static_cast<std::uint64_t>(turnedAway);
+  if (first || now - p.lastLog >= kAcceptPauseLogEvery) {
+    p.lastLog = now;
+    spdlog::error(
+        "event=accept-paused error={} sessions={} backoff_ms={} backoffs={} turned_away={} "
+        "spare_fd={} detail=\"not accepting new connections until descriptors free up; raise "
+        "the open-files limit or lower limits.max_connections\"",
+        logValue(evutil_socket_error_to_string(err)), sessions_.size(), kAcceptBackoff.count(),
+        p.backoffs, p.turnedAway, spareFd_ >= 0 ? "yes" : "no");
+  }
+  if (!draining_) acceptTimer_.start(kAcceptBackoff);
+}
+
+void Server::resumeAccepting() {
+  // Listen again; the episode ends at the next accept that works (see accept()).
+  for (auto& l : listeners_) evconnlistener_enable(l.get());
+}
+
+void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const ListenerConfig& listener) {
+  if (acceptPause_.active) {
+    const auto& p = acceptPause_;
+    spdlog::warn("event=accept-resumed paused_ms={} backoffs={} turned_away={}",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - p.since)
+                     .count(),
+                 p.backoffs, p.turnedAway);
+    acceptPause_.active = false;
+  }
+  const std::string ip = countKey(peer.host());  // an IPv6 client counts by its /64 (default)
+  if (listener.proxyProtocol) {
+    // Only a trusted load balancer may tell us who the client is (DESIGN invariant 3).
+    bool trusted = false;
+    for (const Cidr& c : config_->trustedProxies) trusted = trusted || c.contains(peer);
+    if (!trusted) {
+      spdlog::warn("event=proxy-refused source={} listener={} reason=\"not in trusted_proxies\"",
+                   peer.toString(), listener.address.toString());
+      ::close(fd);
+      return;
+    }
+  }
+  const char* refusal = nullptr;
+  if (draining_) {
+    refusal = "421 4.3.2 Service shutting down\r\n";
+  } else if (sessions_.size() >= config_->limits.maxConnections) {
+    refusal = "421 4.7.0 Error: too many connections, try again later\r\n";
+  } else if (!listener.proxyProtocol && perIp_[ip] >= config_->limits.maxConnectionsPerIp) {
+    refusal = "421 4.7.0 Error: too many connections from your address, try again later\r\n";
+  }
+  if (refusal != nullptr) {
+    // No session, no upstream connection: one line and close.
+    spdlog::warn("event=connection-refused client={} reason={} sessions={} from_ip={}",
+                 peer.toString(), logValue(refusal + 10), sessions_.size(), perIp_[ip]);
+    ::send(fd, refusal, std::strlen(refusal), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::shutdown(fd, SHUT_WR);
+    ::close(fd);
+    if (perIp_[ip] == 0) perIp_.erase(ip);
+    return;
+  }
+  // A listener on a specific address knows the local end already; only a wildcard one asks.
+  SocketAddress local = listener.address;
+  if (local.isWildcard()) {
+    local.length = sizeof local.storage;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&local.storage), &local.length);
+  }
+  auto session = std::make_unique<Session>(*this, config_, listener, fd, peer, local);
+  Session* raw = session.get();
+  sessions_.emplace(raw, std::move(session));
+  ++perIp_[ip];
+  raw->start();
+}
+
+void Server::sessionClosed(Session* session) {
+  closed_.push_back(session);
+  event_active(reapEvent_.get(), 0, 0);
+}
+
+void Server::onReap(evutil_socket_t, short, void* self) { static_cast<Server*>(self)->reap(); }
+
+void Server::reap() {
+  std::vector<Session*> closed;
+  closed.swap(closed_);
+  for (Session* s : closed) {
+    auto it = sessions_.find(s);
+    if (it == sessions_.end()) continue;
+    const std::string ip = countKey(s->clientAddress());
+    sessions_.erase(it);
+    if (auto p = perIp_.find(ip); p != perIp_.end() && --p->second == 0) perIp_.erase(p);
+  }
+  retired_.clear();
+  maybeExit();
+}
+
+void Server::learnUpstreamCapabilities(const UpstreamCapabilities& caps) { caps_ = caps; }
+
+void Server::probe() {
+  // Learn what the MTA offers without waiting for the first client (the EHLO we advertise
+  // depends on it), and refresh it now and then.
+  if (probe_) {  // the last one has not finished: superseded, its result ignored
+    retire(std::move(probe_));
+  }
+  probe_ = std::make_unique<Upstream>(base_, probeSettings_, "probe");
+  Upstream* const self = probe_.get();
+  probe_->open(XclientIdentity{}, [this, self](UpstreamResult r) {
+    if (probe_.get() != self) return;
+    if (r.ok()) {
+      caps_ = probe_->capabilities();
+      if (probeFailing_) spdlog::info("event=upstream-probe result=ok");
+      spdlog::debug("event=upstream-probe result=ok smtputf8={} 8bitmime={} xclient={}",
+                    caps_.smtputf8, caps_.eightBitMime, caps_.xclient);
+      const bool recovered = probeFailing_;
+      if (config_->upstream.identity == IdentityMode::kXclient && !caps_.xclient) {
+        spdlog::error(
+            "event=upstream-probe problem=\"MTA does not offer XCLIENT to us; mail will be "
+            "tempfailed (Postfix: smtpd_authorized_xclient_hosts)\"");
+      } else if (config_->upstream.identity == IdentityMode::kXclient && ipv6ClientsPossible() &&
+                 (!ipv6Checked_ || recovered)) {
+        checkIpv6Xclient();  // once, and again whenever the MTA comes back (maybe reconfigured)
+      }
+      probe_->quit();
+      probeFailing_ = false;
+    } else {
+      if (!probeFailing_) {
+        spdlog::warn("event=upstream-probe result=failed failure={} detail={}",
+                     upstreamFailureName(r.failure), logValue(r.detail));
+      }
+      probeFailing_ = true;
+    }
+    retire(std::move(probe_));
+  });
+  if (!draining_) probeTimer_.start(config_->upstream.probeInterval);
+}
+
+bool Server::ipv6ClientsPossible() const {
+  // An IPv4 listener never sees an IPv6 client (v4-mapped listen addresses are refused); an
+  // IPv6 one does, and so does a PROXY listener, whose header may name either family.
+  for (const ListenerConfig& l : config_->listeners) {
+    if (l.proxyProtocol || l.address.family() == AF_INET6) return true;
+  }
+  return false;
+}
+
+void Server::checkIpv6Xclient() {
+  // An MTA that takes XCLIENT may still refuse an IPv6 ADDR (Postfix with inet_protocols =
+  // ipv4). Find out now rather than from the first IPv6 client's 451: pass a documentation
+  // address (RFC 3849) on a connection of its own, then QUIT.
+  ipv6Checked_ = true;
+  if (ipv6Probe_) {
+    retire(std::move(ipv6Probe_));
+  }
+  UpstreamSettings settings = probeSettings_;
+  settings.identity = IdentityMode::kXclient;
+  settings.tls = config_->upstream.tls;  // an identity goes only where a session's would
+  settings.tlsContext = clientTls_;
+  XclientIdentity id;
+  id.name = "[UNAVAILABLE]";
+  id.addr = "2001:db8::1";
+  id.ipv6 = true;
+  id.proto = "ESMTP";
+  id.helo = config_->hostname;
+  ipv6Probe_ = std::make_unique<Upstream>(base_, settings, "probe-ipv6");
+  Upstream* const self = ipv6Probe_.get();
+  ipv6Probe_->open(id, [this, self](UpstreamResult r) {
+    if (ipv6Probe_.get() != self) return;  // superseded by a newer check
+    if (r.ok()) {
+      spdlog::debug("event=upstream-probe check=ipv6-xclient result=ok");
+      ipv6Probe_->quit();
+    } else if (r.failure == UpstreamFailure::kIdentity) {
+      spdlog::error("event=upstream-probe check=ipv6-xclient problem={}", logValue(r.detail));
+    } else if (r.failure == UpstreamFailure::kConnect || r.failure == UpstreamFailure::kClosed ||
+               r.failure == UpstreamFailure::kTimeout) {
+      ipv6Checked_ = false;  // the MTA went away meanwhile: check again on the next probe
+    }                        // anything else (TLS, a refusal) every session meets too, and logs
+    retire(std::move(ipv6Probe_));
+  });
+}
+
+}  // namespace portcullis

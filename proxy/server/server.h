@@ -1,0 +1,131 @@
+#pragma once
+// Server: listeners, accept, connection limits, the upstream capability probe, signals and the
+// SIGTERM drain. Owns every Session and frees closed ones from its own event (never inside a
+// session's callback). Owns the shared services sessions use (DNS resolver, filter context).
+// Single-threaded: everything runs on one event loop.
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "portcullis/resolver.h"
+#include "proxy/base/event_util.h"
+#include "proxy/config/config.h"
+#include "proxy/net/tls.h"
+#include "proxy/relay/session.h"
+#include "proxy/relay/upstream.h"
+
+namespace portcullis {
+
+// The TLS settings of the config, for the listeners and for the connection to the MTA: built
+// here for the server and for --check-config alike, so both load exactly the same files.
+TlsServerSettings serverTlsSettings(const Config& config);
+TlsClientSettings upstreamTlsSettings(const Config& config);
+
+class Server final : public SessionHost {
+ public:
+  Server(event_base* base, std::shared_ptr<const Config> config);
+  ~Server() override;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds every listener and starts the probe and signal handlers. False, with `error`, when a
+  // listener cannot be bound or the resolver cannot be built.
+  [[nodiscard]] bool start(std::string* error);
+  // SIGTERM: stop accepting, let sessions finish until timeouts.shutdown, then 421 the rest.
+  void beginDrain();
+
+  std::size_t sessionCount() const { return sessions_.size(); }
+
+  // SessionHost.
+  event_base* base() override { return base_; }
+  const UpstreamCapabilities& upstreamCapabilities() const override { return caps_; }
+  void learnUpstreamCapabilities(const UpstreamCapabilities& caps) override;
+  const FilterContext& filterContext() const override { return context_; }
+  Resolver* resolver() override { return resolver_.get(); }
+  bool draining() const override { return draining_; }
+  void sessionClosed(Session* session) override;
+  std::unique_ptr<Upstream> takeUpstream() override;
+  void returnUpstream(std::unique_ptr<Upstream> upstream) override;
+  std::shared_ptr<const TlsContext> serverTls() const override { return serverTls_; }
+  std::shared_ptr<const TlsContext> clientTls() const override { return clientTls_; }
+  bool rekeyClient(const std::string& before, const std::string& after) override;
+
+  // Re-reads tls.cert / tls.key; new handshakes use them, sessions already in TLS are not
+  // affected. On error the old certificate stays in use. Called on SIGHUP.
+  bool reloadTls(std::string* error);
+
+ private:
+  static void onAccept(evconnlistener* listener, evutil_socket_t fd, sockaddr* addr, int len,
+                       void* self);
+  static void onAcceptError(evconnlistener* listener, void* self);
+  static void onSignal(evutil_socket_t sig, short, void* self);
+  static void onReap(evutil_socket_t, short, void* self);
+
+  struct ListenerContext {
+    Server* server;
+    const ListenerConfig* config;
+  };
+  // The per-IP limit's key for a client address (limits.ipv6_prefix_length).
+  std::string countKey(const std::string& address) const;
+  void accept(evutil_socket_t fd, const SocketAddress& peer, const ListenerConfig& listener);
+  // accept() failed for want of descriptors (EMFILE, ENFILE) or memory: turn the clients
+  // waiting in the backlog away with a 421 through the spare descriptor, stop accepting for
+  // kAcceptBackoff and log once per episode, never per attempt.
+  void pauseAccepting(int err);
+  void resumeAccepting();
+  void retire(std::unique_ptr<Upstream> upstream);  // frees it from the loop
+  void reap();
+  void probe();
+  bool ipv6ClientsPossible() const;
+  void checkIpv6Xclient();
+  void maybeExit();
+  void expirePool();
+
+  event_base* base_;
+  std::shared_ptr<const Config> config_;
+  std::vector<ListenerPtr> listeners_;
+  std::vector<std::unique_ptr<ListenerContext>> listenerContexts_;
+  std::shared_ptr<const TlsContext> serverTls_;
+  std::shared_ptr<const TlsContext> clientTls_;
+  std::unique_ptr<Resolver> resolver_;
+  FilterContext context_;
+  std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
+  std::unordered_map<std::string, std::size_t> perIp_;  // by countKey()
+  std::vector<Session*> closed_;
+  std::vector<std::unique_ptr<Upstream>> retired_;  // probes and pool leftovers, freed in reap()
+  EventPtr reapEvent_;
+  std::vector<EventPtr> signals_;
+  Timer drainTimer_;
+  Timer exitTimer_;
+  Timer probeTimer_;
+  UpstreamCapabilities caps_;
+  UpstreamSettings probeSettings_;
+  std::unique_ptr<Upstream> probe_;
+  std::unique_ptr<Upstream> ipv6Probe_;
+  bool ipv6Checked_ = false;
+  struct Pooled {
+    std::unique_ptr<Upstream> upstream;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::vector<Pooled> pool_;
+  Timer poolTimer_;
+  // Out of descriptors: one kept open so a waiting client can still be accepted and told 421.
+  int spareFd_ = -1;
+  Timer acceptTimer_;
+  struct AcceptPause {
+    bool active = false;  // an episode: from the first failed accept to the next good one
+    std::chrono::steady_clock::time_point since, lastLog;
+    std::uint64_t backoffs = 0, turnedAway = 0;
+  } acceptPause_;
+  bool probeFailing_ = false;
+  bool draining_ = false;
+};
+
+}  // namespace portcullis

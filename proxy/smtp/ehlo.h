@@ -1,0 +1,47 @@
+#pragma once
+// The EHLO offer the client sees: our own policy intersected with what the upstream offers
+// (DESIGN: strip EHLO keywords we do not implement). Never CHUNKING, XCLIENT, XFORWARD, AUTH.
+// UpstreamCapabilities is learned from the upstream's EHLO reply (start-up probe, refreshed,
+// and every real session). Pure.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "portcullis/reply.h"
+#include "proxy/smtp/reply_parser.h"
+
+namespace portcullis {
+
+struct UpstreamCapabilities {
+  bool known = false;  // false until a probe or a session has seen the upstream's EHLO
+  bool pipelining = false;
+  bool eightBitMime = false;
+  bool smtputf8 = false;
+  bool dsn = false;
+  bool enhancedStatusCodes = false;
+  bool starttls = false;
+  bool xclient = false;
+  std::vector<std::string> xclientAttributes;  // upper-case, as advertised
+  std::optional<std::uint64_t> size;           // SIZE n (0 or absent: no limit announced)
+
+  static UpstreamCapabilities fromEhlo(const std::vector<Capability>& caps);
+  bool hasXclientAttribute(std::string_view name) const;
+};
+
+struct EhloPolicy {
+  std::string hostname;
+  std::uint64_t maxMessageSize = 0;
+  bool offerStartTls = false;
+};
+
+// The multi-line 250 reply to EHLO.
+Reply buildEhloReply(const EhloPolicy& policy, const UpstreamCapabilities& upstream);
+// The one-line 250 reply to HELO.
+Reply buildHeloReply(const EhloPolicy& policy);
+// The SIZE value we announce: ours, or the upstream's when that is smaller.
+std::uint64_t effectiveSizeLimit(const EhloPolicy& policy, const UpstreamCapabilities& upstream);
+
+}  // namespace portcullis
