@@ -16,6 +16,7 @@
 #include <iostream>
 
 #include "portcullis/filter_registry.h"
+#include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"
 #include "proxy/base/log.h"
 #include "proxy/config/config.h"
@@ -206,7 +207,8 @@ int main(int argc, char** argv) {
   }
   int rc = 0;
   {
-    Server server(base.get(), config);
+    EventDispatcher dispatcher(base.get());
+    Server server(dispatcher, config);
     if (!server.start(&error)) {
       spdlog::critical("event=startup-failed error={}", logValue(error));
       return 1;

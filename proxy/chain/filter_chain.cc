@@ -51,11 +51,12 @@ struct FilterChain::Sink final : detail::CompletionSink {
   FilterChain* chain;
 };
 
-FilterChain::FilterChain(event_base* base, std::string sessionId,
+FilterChain::FilterChain(Dispatcher& dispatcher, std::string sessionId,
                          const std::vector<FilterSpec>& specs, const FilterContext& context)
     : id_(std::move(sessionId)),
       sink_(std::make_shared<Sink>(this)),
-      timer_(base, [this] { onTimeout(); }) {
+      timer_(dispatcher, [this] { onTimeout(); }),
+      deliver_(dispatcher, [this] { finish(); }) {
   filters_.reserve(specs.size());
   for (const FilterSpec& spec : specs) filters_.push_back({&spec, spec.creator(context)});
 }
@@ -73,6 +74,7 @@ void FilterChain::run(Stage stage, const SessionView& view, Done done) {
   done_ = std::move(done);
   index_ = 0;
   decided_ = false;
+  inRun_ = true;
   outcome_ = ChainOutcome{};
   // defer_to: a held connect/helo verdict lands on every RCPT (postscreen "enforce").
   if (stage == Stage::kRcptTo && held_) {
@@ -81,6 +83,7 @@ void FilterChain::run(Stage stage, const SessionView& view, Done done) {
     decided_ = true;
   }
   advance();
+  inRun_ = false;
 }
 
 void FilterChain::advance() {
@@ -253,13 +256,20 @@ void FilterChain::apply(const Slot& slot, std::optional<Verdict> verdict,
 }
 
 void FilterChain::finish() {
+  if (inRun_) {
+    // Every filter answered inline: the outcome still reaches the session from the loop, never
+    // inside run().
+    deliver_.schedule();
+    return;
+  }
   Done done = std::move(done_);
   done_ = nullptr;
   view_ = nullptr;
-  if (done) done(std::move(outcome_));  // may destroy this chain: touch nothing afterwards
+  if (done) done(std::move(outcome_));
 }
 
 void FilterChain::cancel() {
+  deliver_.cancel();
   done_ = nullptr;
   view_ = nullptr;
   waiting_ = false;

@@ -5,8 +5,8 @@
 // stage early. The chain, not the filters, enforces each filter's timeout, on_error, observe
 // mode and defer_to, exactly-once completion (a duplicate is logged and ignored, a late one
 // dropped) and the reply class each stage allows. It loops rather than recurses, so a filter
-// that completes inline is safe. The outcome callback may run inline (all filters inline) or
-// later from the event loop; destroying the chain cancels everything pending.
+// that completes inline is safe. The outcome callback always runs from the event loop, never
+// inside run(); destroying the chain cancels everything pending.
 
 #include <event2/event.h>
 
@@ -18,7 +18,7 @@
 
 #include "portcullis/filter.h"
 #include "portcullis/filter_factory.h"
-#include "proxy/base/event_util.h"
+#include "proxy/base/dispatcher.h"
 #include "proxy/config/config.h"
 
 namespace portcullis {
@@ -50,7 +50,7 @@ class FilterChain {
  public:
   using Done = std::function<void(ChainOutcome)>;
 
-  FilterChain(event_base* base, std::string sessionId, const std::vector<FilterSpec>& specs,
+  FilterChain(Dispatcher& dispatcher, std::string sessionId, const std::vector<FilterSpec>& specs,
               const FilterContext& context);
   ~FilterChain();
   FilterChain(const FilterChain&) = delete;
@@ -92,6 +92,7 @@ class FilterChain {
   std::vector<Slot> filters_;
   std::shared_ptr<Sink> sink_;
   Timer timer_;
+  DeferredCall deliver_;  // the outcome of a run whose filters all answered inline
 
   // The current run.
   Stage stage_ = Stage::kConnect;
@@ -103,6 +104,7 @@ class FilterChain {
   bool inHook_ = false;
   bool droppedByThrow_ = false;
   bool looping_ = false;
+  bool inRun_ = false;
   bool decided_ = false;
   ChainOutcome outcome_;
   std::optional<ChainOutcome> held_;

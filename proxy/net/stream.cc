@@ -46,8 +46,7 @@ Stream::Stream(event_base* base, evutil_socket_t fd)
       output_(evbuffer_new()),
       readEvent_(event_new(base, fd, EV_READ | EV_PERSIST, &Stream::onReadable, this)),
       writeEvent_(event_new(base, fd, EV_WRITE | EV_PERSIST, &Stream::onWritable, this)),
-      flushEvent_(event_new(base, -1, 0, &Stream::onFlush, this)),
-      alive_(std::make_shared<bool>(true)) {}
+      flushEvent_(event_new(base, -1, 0, &Stream::onFlush, this)) {}
 
 std::unique_ptr<Stream> Stream::connect(event_base* base, const SocketAddress& to,
                                         std::string* error) {
@@ -68,7 +67,6 @@ std::unique_ptr<Stream> Stream::connect(event_base* base, const SocketAddress& t
 }
 
 Stream::~Stream() {
-  *alive_ = false;
   if (pendingSsl_ != nullptr) SSL_free(pendingSsl_);
   readEvent_.reset();
   writeEvent_.reset();
@@ -177,9 +175,7 @@ void Stream::readSome() {
   const ssize_t n = ::read(fd_, scratch, sizeof scratch);
   if (n > 0) {
     evbuffer_add(input_.get(), scratch, static_cast<std::size_t>(n));
-    auto alive = alive_;
-    if (cb_.onRead) cb_.onRead();
-    if (!*alive) return;
+    if (!detached_ && cb_.onRead) cb_.onRead();
     updateReading();
     return;
   }
@@ -196,7 +192,7 @@ void Stream::readSome() {
     event_del(readEvent_.get());
     reading_ = false;
   }
-  if (cb_.onEvent) cb_.onEvent(Event::kEof, "end of stream");  // may destroy this
+  if (!detached_ && cb_.onEvent) cb_.onEvent(Event::kEof, "end of stream");
 }
 
 void Stream::onFlush(evutil_socket_t, short, void* self) {
@@ -218,9 +214,7 @@ void Stream::onWritable(evutil_socket_t, short, void* self) {
       s->fail(Event::kError, std::strerror(err));
       return;
     }
-    auto alive = s->alive_;
-    if (s->cb_.onEvent) s->cb_.onEvent(Event::kConnected, {});
-    if (!*alive) return;
+    if (!s->detached_ && s->cb_.onEvent) s->cb_.onEvent(Event::kConnected, {});
     s->updateReading();
     if (s->pendingOutput() > 0) s->flush();
     return;
@@ -267,7 +261,7 @@ void Stream::flush() {
     beginTls();
     return;
   }
-  if (cb_.onDrained) cb_.onDrained();
+  if (!detached_ && cb_.onDrained) cb_.onDrained();
 }
 
 void Stream::fail(Event e, std::string detail) {
@@ -280,7 +274,7 @@ void Stream::fail(Event e, std::string detail) {
     event_del(writeEvent_.get());
     writeArmed_ = false;
   }
-  if (cb_.onEvent) cb_.onEvent(e, std::move(detail));  // may destroy this
+  if (!detached_ && cb_.onEvent) cb_.onEvent(e, std::move(detail));
 }
 
 // ---- TLS ----
@@ -347,7 +341,7 @@ void Stream::beginTls() {
 
 void Stream::onTlsRead(bufferevent*, void* self) {
   auto* s = static_cast<Stream*>(self);
-  if (s->cb_.onRead) s->cb_.onRead();
+  if (!s->detached_ && s->cb_.onRead) s->cb_.onRead();
 }
 
 void Stream::onTlsWrite(bufferevent*, void* self) {
@@ -356,7 +350,7 @@ void Stream::onTlsWrite(bufferevent*, void* self) {
     s->shutdownPending_ = false;
     s->finishWrite();
   }
-  if (s->cb_.onDrained) s->cb_.onDrained();
+  if (!s->detached_ && s->cb_.onDrained) s->cb_.onDrained();
 }
 
 void Stream::sendCloseNotify() {
@@ -375,18 +369,18 @@ void Stream::sendCloseNotify() {
 void Stream::onTlsEvent(bufferevent*, short what, void* self) {
   auto* s = static_cast<Stream*>(self);
   if (what & BEV_EVENT_CONNECTED) {
-    if (s->cb_.onEvent) s->cb_.onEvent(Event::kTlsReady, {});
+    if (!s->detached_ && s->cb_.onEvent) s->cb_.onEvent(Event::kTlsReady, {});
     return;
   }
   if (what & BEV_EVENT_EOF) {
     s->closed_ = true;
     s->eof_ = true;
-    if (s->cb_.onEvent) s->cb_.onEvent(Event::kEof, "end of stream");
+    if (!s->detached_ && s->cb_.onEvent) s->cb_.onEvent(Event::kEof, "end of stream");
     return;
   }
   if (what & BEV_EVENT_ERROR) {
     s->closed_ = true;
-    if (s->cb_.onEvent) s->cb_.onEvent(Event::kError, sslErrors());
+    if (!s->detached_ && s->cb_.onEvent) s->cb_.onEvent(Event::kError, sslErrors());
   }
 }
 

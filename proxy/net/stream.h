@@ -6,8 +6,9 @@
 // buffer is full is a write event armed. (The benchmark showed bufferevents spending ~45 of
 // ~110 syscalls per relayed message on epoll_ctl and ioctl.) TLS, once started, runs through
 // libevent's bufferevent_openssl on the same socket; the interface does not change.
-// Callbacks run from the event loop, never inside a Stream method; a callback may destroy the
-// Stream (it checks a liveness token before touching itself again).
+// Callbacks run from the event loop, never inside a Stream method. A callback never destroys
+// the Stream: its owner lets go of it through Dispatcher::deferredDelete (DESIGN: one lifetime
+// idiom), so the Stream may go on touching itself after a callback returns.
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -20,6 +21,7 @@
 
 #include "proxy/base/event_util.h"
 #include "proxy/base/net_util.h"
+#include "proxy/net/byte_stream.h"
 
 namespace portcullis {
 
@@ -27,63 +29,40 @@ namespace portcullis {
 // accepted sockets inherit it from their listener, so the server sets it once per listener.
 void setNoDelay(evutil_socket_t fd);
 
-class Stream {
+class Stream final : public ByteStream {
  public:
-  enum class Event { kConnected, kEof, kError, kTlsReady };
-  struct Callbacks {
-    std::function<void()> onRead;     // input() has new bytes
-    std::function<void()> onDrained;  // everything written has been handed to the kernel
-    std::function<void(Event, std::string)> onEvent;
-  };
-
   // Takes ownership of an accepted, connected socket (TCP_NODELAY already set: setNoDelay on
   // the listener).
   Stream(event_base* base, evutil_socket_t fd);
   // A new non-blocking connection to `to`; kConnected or kError follows through onEvent.
   static std::unique_ptr<Stream> connect(event_base* base, const SocketAddress& to,
                                          std::string* error);
-  ~Stream();
+  ~Stream() override;
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
-  void setCallbacks(Callbacks callbacks);
-  void start();  // begin reading (and, for connect(), wait for the connection)
-
-  evbuffer* input();
-  void write(std::string_view data);
-  std::size_t pendingOutput() const;
-  // Stop reading while input() holds at least this much; updateReading() re-evaluates after
-  // the consumer drained input().
-  void setReadLimit(std::size_t bytes) { readLimit_ = bytes; }
-  void updateReading();
-  void stopReading();
-  // The peer ended its input (onEvent(kEof) was called): no more will be read. Over plain TCP
-  // writing still works (a half-close); over TLS it is treated as the end of the connection.
-  bool eof() const { return eof_; }
-  // Orderly close of our direction once the output is flushed: over TLS a close_notify first
-  // (RFC 8446 6.1), then the FIN. Never waits for the peer's close_notify.
-  void shutdownWrite();
-  // Last words before the owner destroys this Stream, without waiting for anything: `data`
-  // straight to the socket (through TLS when active, then close_notify), then the FIN. Best
-  // effort: nothing is sent when other output is still queued (it must not jump the queue),
-  // and what the kernel does not take at once is dropped.
-  void writeFinal(std::string_view data);
+  void setCallbacks(Callbacks callbacks) override;
+  void start() override;
+  evbuffer* input() override;
+  void write(std::string_view data) override;
+  std::size_t pendingOutput() const override;
+  void setReadLimit(std::size_t bytes) override { readLimit_ = bytes; }
+  void updateReading() override;
+  void stopReading() override;
+  bool eof() const override { return eof_; }
+  void detach() override {
+    detached_ = true;
+    stopReading();
+  }
+  void shutdownWrite() override;
+  // Best effort: nothing is sent when other output is still queued (it must not jump the
+  // queue), and what the kernel does not take at once is dropped.
+  void writeFinal(std::string_view data) override;
 
   evutil_socket_t fd() const { return fd_; }
-  bool tls() const { return static_cast<bool>(tls_); }
-  // What startTls does with input already read and not yet consumed.
-  enum class PreTlsInput {
-    // STARTTLS, on both sides: bytes sent before the handshake never reach the TLS session
-    // (CVE-2011-0411 class).
-    kDiscard,
-    // Implicit TLS after a PROXY header: the rest of that read is the peer's first TLS bytes
-    // (its ClientHello) and is fed to OpenSSL.
-    kKeep,
-  };
-  // Switches the socket to TLS (server or client side). Takes ownership of `ssl`.
-  // onEvent(kTlsReady) or kError follows.
-  void startTls(SSL* ssl, bool server, PreTlsInput pre = PreTlsInput::kDiscard);
-  SSL* ssl() const;
+  bool tls() const override { return static_cast<bool>(tls_); }
+  void startTls(SSL* ssl, bool server, PreTlsInput pre = PreTlsInput::kDiscard) override;
+  SSL* ssl() const override;
 
  private:
   static void onReadable(evutil_socket_t, short, void* self);
@@ -115,14 +94,14 @@ class Stream {
   bool flushScheduled_ = false;
   bool shutdownPending_ = false;
   bool closed_ = false;
-  bool eof_ = false;  // the peer's FIN was read
+  bool eof_ = false;       // the peer's FIN was read
+  bool detached_ = false;  // the owner let go: no more callbacks
   bool stopped_ = false;
   bool tlsPending_ = false;
   bool tlsServer_ = false;
   SSL* pendingSsl_ = nullptr;
   std::string tlsPrefix_;  // PreTlsInput::kKeep: read before the handshake, fed to it first
   BufferEventPtr tls_;     // set once TLS starts; then all I/O goes through it
-  std::shared_ptr<bool> alive_;
 };
 
 }  // namespace portcullis

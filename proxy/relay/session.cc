@@ -16,7 +16,6 @@ namespace {
 
 constexpr std::size_t kInputHighWater = 64 * 1024;   // stop reading while this much is unparsed
 constexpr std::size_t kOutputHighWater = 64 * 1024;  // stop answering while the client won't read
-constexpr std::size_t kMaxTranscript = 64;
 // A command line over kMaxCommandLine that still ends within this many octets (its LF
 // included) is answered 500 5.5.2 and dropped, and the session goes on. This many octets with
 // no LF at all is not an SMTP client: 500 5.5.6 and close, at once, rather than swallowing
@@ -24,6 +23,12 @@ constexpr std::size_t kMaxTranscript = 64;
 constexpr std::size_t kMaxUnterminatedLine = 2 * kMaxCommandLine;
 constexpr std::chrono::milliseconds kLingerTime{2000};
 constexpr std::chrono::milliseconds kProxyHeaderTimeout{10'000};
+
+SessionView freshView() {
+  SessionView v;
+  v.id = newSessionId();
+  return v;
+}
 
 std::string verbForSummary(std::string_view line) {
   std::string v;
@@ -40,46 +45,38 @@ std::string verbForSummary(std::string_view line) {
 
 }  // namespace
 
+namespace {
+
+UpstreamLinkSettings linkSettings(const Config& config, std::shared_ptr<const TlsContext> tls) {
+  UpstreamLinkSettings s;
+  s.upstream.address = config.upstream.address;
+  s.upstream.identity = config.upstream.identity;
+  s.upstream.hostname = config.hostname;
+  s.upstream.connectTimeout = config.upstream.connectTimeout;
+  s.upstream.commandTimeout = config.upstream.commandTimeout;
+  s.upstream.dataTimeout = config.timeouts.endOfData;
+  s.upstream.tls = config.upstream.tls;
+  s.upstream.tlsContext = std::move(tls);
+  s.pooling = config.upstream.poolSize > 0;
+  s.keepalive = config.upstream.keepaliveInterval;
+  return s;
+}
+
+}  // namespace
+
 Session::Session(SessionHost& host, std::shared_ptr<const Config> config,
-                 const ListenerConfig& listener, evutil_socket_t fd, const SocketAddress& peer,
-                 const SocketAddress& local)
+                 const ListenerConfig& listener, std::unique_ptr<ByteStream> stream,
+                 const SocketAddress& peer, const SocketAddress& local)
     : host_(host),
       config_(std::move(config)),
       listener_(&listener),
+      view_(freshView()),
       peer_(peer),
-      local_(local),
-      stream_(std::make_unique<Stream>(host.base(), fd)),
-      idleTimer_(host.base(),
-                 [this] {
-                   verb_ = "TIMEOUT";
-                   reply(
-                       *Reply::make(421, "4.4.2", {config_->hostname + " Error: timeout exceeded"}),
-                       verb_);
-                 }),
-      dataTimer_(host.base(),
-                 [this] {
-                   reply(
-                       *Reply::make(421, "4.4.2", {config_->hostname + " Error: timeout exceeded"}),
-                       "DATA-TIMEOUT");
-                 }),
-      startTimer_(host.base(),
-                  [this] {
-                    delayDone_ = true;
-                    maybeGreet();
-                  }),
-      closeTimer_(host.base(), [this] { finalize(); }),
-      reapTimer_(host.base(), [this] { retiredUpstream_.clear(); }),
-      guardTimer_(host.base(),
-                  [this] {
-                    // No PROXY header or TLS handshake in time: nothing to say, just close.
-                    closeReason_ = phase_ == Phase::kProxyHeader ? "no PROXY header in time"
-                                                                 : "TLS handshake timed out";
-                    phase_ = Phase::kClosing;
-                    finalize();
-                  }),
-      keepaliveTimer_(host.base(), [this] { keepalive(); }),
-      started_(std::chrono::steady_clock::now()) {
-  view_.id = newSessionId();
+      stream_(std::move(stream)),
+      timer_(host.dispatcher(), [this] { onDeadline(); }),
+      link_(host, linkSettings(*config_, host.clientTls()), view_.id,
+            [this] { return identity(); }),
+      summary_(host.dispatcher().now()) {
   view_.client.address = peer.host();
   view_.client.port = peer.port();
   view_.client.ipv6 = view_.client.address.find(':') != std::string::npos;
@@ -88,24 +85,45 @@ Session::Session(SessionHost& host, std::shared_ptr<const Config> config,
   view_.hostname = config_->hostname;
   view_.limits = {config_->limits.maxMessageSize, config_->limits.maxRecipients};
 
-  upstreamSettings_.address = config_->upstream.address;
-  upstreamSettings_.identity = config_->upstream.identity;
-  upstreamSettings_.hostname = config_->hostname;
-  upstreamSettings_.connectTimeout = config_->upstream.connectTimeout;
-  upstreamSettings_.commandTimeout = config_->upstream.commandTimeout;
-  upstreamSettings_.dataTimeout = config_->timeouts.endOfData;
-  upstreamSettings_.tls = config_->upstream.tls;
-  upstreamSettings_.tlsContext = host.clientTls();
-
   ehloPolicy_.hostname = config_->hostname;
   ehloPolicy_.maxMessageSize = config_->limits.maxMessageSize;
   ehloPolicy_.offerStartTls = config_->tls.enabled() && listener.tls == TlsListenMode::kStartTls;
 
-  chain_ =
-      std::make_unique<FilterChain>(host.base(), view_.id, config_->filters, host.filterContext());
+  chain_ = std::make_unique<FilterChain>(host.dispatcher(), view_.id, config_->filters,
+                                         host.filterContext());
+  if (spdlog::should_log(spdlog::level::info)) {  // arguments cost something; skip them too
+    spdlog::info("{} event=connect client={} local={}{}", view_.id, peer.toString(),
+                 local.toString(), listener.proxyProtocol ? " proxy_protocol=expected" : "");
+  }
 }
 
 Session::~Session() = default;
+
+std::string_view Session::phaseName(Phase p) {
+  switch (p) {
+    case Phase::kProxyHeader:
+      return "proxy-header";
+    case Phase::kTlsHandshake:
+      return "tls-handshake";
+    case Phase::kStarting:
+      return "starting";
+    case Phase::kIdle:
+      return "idle";
+    case Phase::kBusy:
+      return "busy";
+    case Phase::kData:
+      return "data";
+    case Phase::kDataDone:
+      return "data-done";
+    case Phase::kSkipping:
+      return "skipping";
+    case Phase::kClosing:
+      return "closing";
+    case Phase::kFinished:
+      return "finished";
+  }
+  return "unknown";
+}
 
 bool Session::inTransaction() const {
   return state_ == SmtpState::kMail || state_ == SmtpState::kRcpt || state_ == SmtpState::kData ||
@@ -114,17 +132,13 @@ bool Session::inTransaction() const {
 
 void Session::start() {
   stream_->setCallbacks({[this] { onReadable(); }, [this] { onDrained(); },
-                         [this](Stream::Event e, std::string d) { onStreamEvent(e, d); }});
+                         [this](ByteStream::Event e, std::string d) { onStreamEvent(e, d); }});
   stream_->setReadLimit(kInputHighWater);
   stream_->start();
-  if (spdlog::should_log(spdlog::level::info)) {  // arguments cost something; skip them too
-    spdlog::info("{} event=connect client={} local={}{}", view_.id, peer_.toString(),
-                 local_.toString(), listener_->proxyProtocol ? " proxy_protocol=expected" : "");
-  }
   if (listener_->proxyProtocol) {
     // A trusted load balancer speaks first: the PROXY header, within a bounded time.
-    phase_ = Phase::kProxyHeader;
-    guardTimer_.start(kProxyHeaderTimeout);
+    enter(Phase::kProxyHeader);
+    timer_.start(kProxyHeaderTimeout);
     return;
   }
   startTransport();
@@ -136,12 +150,11 @@ void Session::readProxyHeader() {
   const auto* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(avail)));
   const ProxyHeader h = parseProxyHeader(std::string_view(p, avail));
   if (h.status == ProxyHeader::Status::kNeedMore) return;
-  guardTimer_.stop();
+  timer_.stop();
   if (h.status == ProxyHeader::Status::kError) {
     spdlog::warn("{} event=proxy-header-error proxy={} error={}", view_.id, peer_.toString(),
                  logValue(h.error));
-    phase_ = Phase::kClosing;
-    closeReason_ = "bad PROXY header: " + h.error;
+    summary_.reason("bad PROXY header: " + h.error);
     finalize();
     return;
   }
@@ -149,7 +162,6 @@ void Session::readProxyHeader() {
   if (!h.local) {
     const std::string before = view_.client.address;
     peer_ = h.source;
-    local_ = h.destination;
     view_.client.address = h.source.host();
     view_.client.port = h.source.port();
     view_.client.ipv6 = view_.client.address.find(':') != std::string::npos;
@@ -159,7 +171,7 @@ void Session::readProxyHeader() {
                  h.source.toString(), h.destination.toString());
     // Connection limits count the real client, not the load balancer.
     if (!host_.rekeyClient(before, view_.client.address)) {
-      overPerIpLimit_ = true;
+      opening_.overPerIpLimit = true;
       // On an implicit-TLS listener the client speaks TLS from its first byte: a plaintext 421
       // would read as a broken handshake, so the refusal waits for the handshake.
       if (listener_->tls != TlsListenMode::kImplicit) {
@@ -185,22 +197,22 @@ void Session::refuseOverPerIpLimit() {
 void Session::startTransport() {
   if (listener_->tls == TlsListenMode::kImplicit) {
     // RFC 8314: TLS from the first byte; the greeting waits for the handshake.
-    phase_ = Phase::kTlsHandshake;
-    guardTimer_.start(config_->timeouts.command);
+    enter(Phase::kTlsHandshake);
+    timer_.start(config_->timeouts.command);
     // Whatever came in the same read as a PROXY header is the client's ClientHello: it belongs
     // to the TLS session. (No STARTTLS here: pre-TLS bytes exist only after a PROXY header.)
-    stream_->startTls(host_.serverTls()->newSsl(), true, Stream::PreTlsInput::kKeep);
+    stream_->startTls(host_.serverTls()->newSsl(), true, ByteStream::PreTlsInput::kKeep);
     return;
   }
-  phase_ = Phase::kStarting;
+  enter(Phase::kStarting);
   beginSession();
 }
 
 void Session::beginSession() {
   if (config_->timeouts.greetingDelay.count() > 0) {
-    startTimer_.start(config_->timeouts.greetingDelay);
+    timer_.start(config_->timeouts.greetingDelay);
   } else {
-    delayDone_ = true;
+    opening_.delayDone = true;
   }
   if (config_->dns.reverseLookup && host_.resolver() != nullptr) {
     nameLookup_ = std::make_unique<ClientNameLookup>();
@@ -220,14 +232,14 @@ void Session::beginSession() {
 
 void Session::runConnectStage() {
   chain_->run(Stage::kConnect, view_, [this](ChainOutcome outcome) {
-    connectDone_ = true;
-    connectOutcome_ = std::move(outcome);
+    opening_.connectDone = true;
+    opening_.connectOutcome = std::move(outcome);
     maybeGreet();
   });
 }
 
 void Session::maybeGreet() {
-  if (!connectDone_ || !delayDone_ || phase_ != Phase::kStarting) return;
+  if (!opening_.connectDone || !opening_.delayDone || phase_ != Phase::kStarting) return;
   evbuffer* in = stream_->input();
   if (evbuffer_get_length(in) > 0) {
     // RFC 5321 3.1 / 4.3.1: the client must wait for the greeting (postscreen's PREGREET).
@@ -235,24 +247,24 @@ void Session::maybeGreet() {
     reply(*Reply::make(554, "5.5.1",
                        {"Error: SMTP protocol synchronization (command sent before greeting)"}),
           "CONNECT");
-    close(ClosedBy::kServer, "command sent before greeting");
+    close(SessionSummary::ClosedBy::kServer, "command sent before greeting");
     return;
   }
-  const ChainOutcome& o = connectOutcome_;
-  if (o.kind == VerdictKind::kDiscard) discardSession_ = true;
+  const ChainOutcome& o = opening_.connectOutcome;
+  if (o.kind == VerdictKind::kDiscard) flags_.discardSession = true;
   if (o.reply && o.reply->isNegative()) {
     reply(*o.reply, "CONNECT");
     if (o.kind == VerdictKind::kDisconnect || o.reply->closesConnection()) {
-      close(ClosedBy::kServer, "rejected at connect by " + o.filter);
+      close(SessionSummary::ClosedBy::kServer, "rejected at connect by " + o.filter);
       return;
     }
     // RFC 5321 3.1: after a 554 greeting, wait for QUIT and answer 503 to anything else.
-    rejectedAtConnect_ = true;
+    opening_.rejected = true;
   } else {
     reply(*Reply::make(220, "", {config_->hostname + " ESMTP"}), "CONNECT");
   }
-  greeted_ = true;
-  enterState(SmtpState::kGreeted);
+  opening_.greeted = true;
+  enter(SmtpState::kGreeted);
   commandDone();
 }
 
@@ -282,32 +294,65 @@ void Session::onReadable() {
 
 void Session::onDrained() {
   if (phase_ == Phase::kClosing) {
-    if ((quit_ || stream_->eof()) && !finalized_ && evbuffer_get_length(stream_->input()) == 0) {
+    if ((summary_.quitSeen() || stream_->eof()) && evbuffer_get_length(stream_->input()) == 0) {
       // After QUIT, or after the client's FIN, nothing is unread: a plain close cannot turn
       // into a reset.
       finalize();
       return;
     }
-    if (!lingering_ && !finalized_) {
+    if (!input_.lingering) {
       // Everything is written (and the FIN with it, see close()): give the client a moment to
       // read it, so that unread input does not turn our last reply into a reset.
-      lingering_ = true;
-      closeTimer_.start(kLingerTime);
+      input_.lingering = true;
+      timer_.start(kLingerTime);
     }
     return;
   }
-  if (outputBlocked_) {
-    outputBlocked_ = false;
+  if (input_.outputBlocked) {
+    input_.outputBlocked = false;
     processInput();
   }
 }
 
-void Session::onStreamEvent(Stream::Event event, const std::string& detail) {
-  if (event == Stream::Event::kTlsReady) {
+void Session::onDeadline() {
+  // One timer, and what running out of time means depends on what the session is doing.
+  switch (phase_) {
+    case Phase::kProxyHeader:
+    case Phase::kTlsHandshake:
+      // No PROXY header or TLS handshake in time: nothing to say, just close.
+      summary_.reason(phase_ == Phase::kProxyHeader ? "no PROXY header in time"
+                                                    : "TLS handshake timed out");
+      finalize();
+      return;
+    case Phase::kStarting:
+      opening_.delayDone = true;
+      maybeGreet();
+      return;
+    case Phase::kIdle:
+    case Phase::kSkipping:
+      verb_ = "TIMEOUT";
+      reply(*Reply::make(421, "4.4.2", {config_->hostname + " Error: timeout exceeded"}), verb_);
+      return;
+    case Phase::kData:
+      reply(*Reply::make(421, "4.4.2", {config_->hostname + " Error: timeout exceeded"}),
+            "DATA-TIMEOUT");
+      return;
+    case Phase::kClosing:
+      finalize();  // the client did not read our last words in time
+      return;
+    case Phase::kBusy:
+    case Phase::kDataDone:
+    case Phase::kFinished:
+      return;
+  }
+}
+
+void Session::onStreamEvent(ByteStream::Event event, const std::string& detail) {
+  if (event == ByteStream::Event::kTlsReady) {
     tlsReady();
     return;
   }
-  if (event != Stream::Event::kEof && event != Stream::Event::kError) return;
+  if (event != ByteStream::Event::kEof && event != ByteStream::Event::kError) return;
   if (phase_ == Phase::kTlsHandshake) {
     spdlog::info("{} event=tls-handshake-failed client={} error={}", view_.id, peer_.toString(),
                  logValue(detail));
@@ -315,11 +360,11 @@ void Session::onStreamEvent(Stream::Event event, const std::string& detail) {
   if (phase_ == Phase::kClosing) {
     // Our last replies may still be on their way to a client that only half-closed: onDrained
     // (or the linger timer, which close() started) finishes.
-    if (event == Stream::Event::kEof && stream_->pendingOutput() > 0) return;
+    if (event == ByteStream::Event::kEof && stream_->pendingOutput() > 0) return;
     finalize();
     return;
   }
-  if (event == Stream::Event::kEof) {
+  if (event == ByteStream::Event::kEof) {
     // A FIN may be a half-close after the client's last commands (shutdown(SHUT_WR) after
     // "...<CRLF>.<CRLF>QUIT<CRLF>"): what it sent in full is still carried out and answered,
     // as Postfix does, and the session ends after that (processInput). What it left unfinished
@@ -336,25 +381,24 @@ void Session::onStreamEvent(Stream::Event event, const std::string& detail) {
         break;
     }
   }
-  closedBy_ = ClosedBy::kClient;
-  phase_ = Phase::kClosing;
-  closeReason_ =
-      event == Stream::Event::kEof ? "client disconnected" : "client connection error: " + detail;
+  summary_.closed(SessionSummary::ClosedBy::kClient, event == ByteStream::Event::kEof
+                                                         ? "client disconnected"
+                                                         : "client connection error: " + detail);
   finalize();
 }
 
 void Session::tlsReady() {
-  guardTimer_.stop();
+  timer_.stop();
   view_.tls = describeTls(stream_->ssl());
   spdlog::info("{} event=tls protocol={} cipher={} bits={} resumed={}", view_.id,
                view_.tls.protocol, view_.tls.cipher, view_.tls.bits,
                view_.tls.resumed ? "yes" : "no");
-  if (!greeted_) {  // implicit TLS: now the session begins
-    if (overPerIpLimit_) {
+  if (!opening_.greeted) {  // implicit TLS: now the session begins
+    if (opening_.overPerIpLimit) {
       refuseOverPerIpLimit();
       return;
     }
-    phase_ = Phase::kStarting;
+    enter(Phase::kStarting);
     beginSession();
     return;
   }
@@ -363,15 +407,15 @@ void Session::tlsReady() {
 }
 
 void Session::processInput() {
-  if (processing_) return;
-  processing_ = true;
+  if (input_.processing) return;
+  input_.processing = true;
   evbuffer* in = stream_->input();
   while (phase_ == Phase::kIdle) {
     if (stream_->pendingOutput() > kOutputHighWater) {
-      outputBlocked_ = true;  // the client is not reading its replies; onWrite resumes
+      input_.outputBlocked = true;  // the client is not reading its replies; onDrained resumes
       break;
     }
-    if (errors_ >= config_->limits.maxErrors) {
+    if (input_.errors >= config_->limits.maxErrors) {
       verb_ = "ERRORS";
       reply(*Reply::make(421, "4.7.0", {config_->hostname + " Error: too many errors"}), verb_);
       break;
@@ -390,13 +434,13 @@ void Session::processInput() {
       const void* lf = std::memchr(w, '\n', window);
       if (lf == nullptr && avail < kMaxUnterminatedLine) break;  // it may still end in time
       verb_ = verbForSummary(std::string_view(w, window));
-      idleTimer_.stop();
+      timer_.stop();
       if (lf == nullptr) {
         // X.5.6 is the enhanced code RFC 4954 registered for an over-long line (there, of an
         // AUTH exchange); RFC 3463 has none for a command line.
         spdlog::info("{} event=line-too-long octets={} action=close", view_.id, avail);
         reply(*Reply::make(500, "5.5.6", {"Error: line too long"}), verb_);
-        close(ClosedBy::kServer, "command line without a line end");
+        close(SessionSummary::ClosedBy::kServer, "command line without a line end");
         break;
       }
       evbuffer_drain(in, static_cast<std::size_t>(static_cast<const char*>(lf) - w) + 1);
@@ -407,7 +451,7 @@ void Session::processInput() {
     const std::string line(scan.line);
     const bool bareLf = scan.status == LineScan::Status::kBareLf;
     evbuffer_drain(in, scan.consumed);
-    idleTimer_.stop();
+    timer_.stop();
     verb_ = verbForSummary(line);
     if (bareLf) {
       // RFC 5321 2.3.8: lines end with CRLF. Refused, never reinterpreted.
@@ -418,63 +462,64 @@ void Session::processInput() {
     }
     handleLine(line);
   }
-  processing_ = false;
-  if (phase_ == Phase::kIdle && !outputBlocked_ && stream_->eof()) {
+  input_.processing = false;
+  if (phase_ == Phase::kIdle && !input_.outputBlocked && stream_->eof()) {
     // The client half-closed and every command it sent in full is answered: the end. An
     // unfinished line left in the input is dropped unanswered.
-    close(ClosedBy::kClient,
+    close(SessionSummary::ClosedBy::kClient,
           evbuffer_get_length(in) > 0 ? "client disconnected mid-command" : "client disconnected");
     return;
   }
-  if (!finalized_) stream_->updateReading();
+  if (phase_ != Phase::kFinished) stream_->updateReading();
 }
 
 void Session::skipInput() {
   evbuffer* in = stream_->input();
-  const std::size_t n =
-      static_cast<std::size_t>(std::min<std::uint64_t>(evbuffer_get_length(in), skipRemaining_));
+  const std::size_t n = static_cast<std::size_t>(
+      std::min<std::uint64_t>(evbuffer_get_length(in), input_.skipRemaining));
   evbuffer_drain(in, n);
-  skipRemaining_ -= n;
-  if (skipRemaining_ > 0) return;
-  phase_ = Phase::kIdle;
-  processInput();
+  input_.skipRemaining -= n;
+  if (input_.skipRemaining > 0) return;
+  commandDone();
 }
 
 // ---- replies and state ----
 
 void Session::reply(const Reply& r, std::string_view verb) {
-  if (finalized_) return;
+  if (phase_ == Phase::kFinished) return;
   stream_->write(r.wire());
-  if (transcript_.size() < kMaxTranscript) {
-    if (transcript_.empty()) transcript_.reserve(16);  // a whole ordinary session, one allocation
-    std::string& t = transcript_.emplace_back(verb);
-    t += ':';
-    t += std::to_string(r.code());
-  } else {
-    ++transcriptDropped_;
-  }
-  lastReply_ = r.summary();
-  if (r.code() >= 500 && r.code() <= 504) ++errors_;  // protocol errors, as smtpd counts them
+  summary_.reply(verb, r);
+  if (r.code() >= 500 && r.code() <= 504) ++input_.errors;  // protocol errors, as smtpd counts
   if (spdlog::should_log(spdlog::level::debug)) {
-    spdlog::debug("{} event=reply verb={} reply={}", view_.id, verb, logValue(lastReply_));
+    spdlog::debug("{} event=reply verb={} reply={}", view_.id, verb,
+                  logValue(summary_.lastReply()));
   }
-  if (r.closesConnection()) close(ClosedBy::kServer, lastReply_);
+  if (r.closesConnection()) close(SessionSummary::ClosedBy::kServer, summary_.lastReply());
 }
 
 void Session::commandDone() {
-  if (phase_ == Phase::kClosing) return;
-  phase_ = Phase::kIdle;
-  idleTimer_.start(config_->timeouts.command);
+  if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
+  enter(Phase::kIdle);
+  timer_.start(config_->timeouts.command);
   processInput();
 }
 
-void Session::enterState(SmtpState to) {
+void Session::enter(SmtpState to) {
   if (to == state_) return;
-  spdlog::debug("{} event=state from={} to={}", view_.id, stateName(state_), stateName(to));
-  state_ = to;
-  if (to != SmtpState::kClosed && static_cast<int>(to) > static_cast<int>(furthest_)) {
-    furthest_ = to;
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("{} event=state from={} to={}", view_.id, stateName(state_), stateName(to));
   }
+  state_ = to;
+  summary_.reached(to);
+}
+
+void Session::enter(Phase to) {
+  if (to == phase_) return;
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("{} event=phase from={} to={}", view_.id, phaseName(phase_), phaseName(to));
+  }
+  phase_ = to;
+  timer_.stop();  // a deadline belongs to one phase; the caller arms the next one's
 }
 
 void Session::applyOutcome(const ChainOutcome& outcome, std::string_view verb,
@@ -485,12 +530,12 @@ void Session::applyOutcome(const ChainOutcome& outcome, std::string_view verb,
       onContinue();
       return;
     case VerdictKind::kDiscard:
-      discard_ = true;
+      if (txn_) txn_->discard = true;
       onContinue();
       return;
     case VerdictKind::kDisconnect:
       reply(*outcome.reply, verb);
-      close(ClosedBy::kServer, "disconnected by filter " + outcome.filter);
+      close(SessionSummary::ClosedBy::kServer, "disconnected by filter " + outcome.filter);
       return;
     case VerdictKind::kTempfail:
     case VerdictKind::kReject:
@@ -501,8 +546,8 @@ void Session::applyOutcome(const ChainOutcome& outcome, std::string_view verb,
 }
 
 void Session::drain(bool force) {
-  drainRequested_ = true;
-  if (phase_ == Phase::kClosing) return;
+  flags_.drainRequested = true;
+  if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
   if (force || (phase_ == Phase::kIdle && !inTransaction()) || phase_ == Phase::kStarting) {
     verb_ = "SHUTDOWN";
     reply(*Reply::make(421, "4.3.2", {config_->hostname + " Service shutting down"}), verb_);
@@ -511,32 +556,21 @@ void Session::drain(bool force) {
 
 // ---- closing ----
 
-void Session::close(ClosedBy who, std::string reason) {
-  if (phase_ == Phase::kClosing) return;
-  phase_ = Phase::kClosing;
-  closedBy_ = who;
-  closeReason_ = std::move(reason);
-  idleTimer_.stop();
-  dataTimer_.stop();
-  startTimer_.stop();
-  enterState(SmtpState::kClosed);
+void Session::close(SessionSummary::ClosedBy who, std::string reason) {
+  if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
+  enter(Phase::kClosing);
+  summary_.closed(who, std::move(reason));
+  enter(SmtpState::kClosed);
   evbuffer_drain(stream_->input(), evbuffer_get_length(stream_->input()));
   // Half-close as soon as the last reply is out: the FIN travels with it in one segment.
   stream_->shutdownWrite();
-  closeTimer_.start(kLingerTime);  // bounded: a client that never reads cannot hold us
+  timer_.start(kLingerTime);  // bounded: a client that never reads cannot hold us
   if (stream_->pendingOutput() == 0) onDrained();
 }
 
 void Session::finalize() {
-  if (finalized_) return;
-  finalized_ = true;
-  phase_ = Phase::kClosing;
-  idleTimer_.stop();
-  dataTimer_.stop();
-  startTimer_.stop();
-  closeTimer_.stop();
-  guardTimer_.stop();
-  keepaliveTimer_.stop();
+  if (phase_ == Phase::kFinished) return;
+  enter(Phase::kFinished);
   stream_->stopReading();
   chain_->cancel();
   nameLookup_.reset();
@@ -544,57 +578,9 @@ void Session::finalize() {
     chain_->notifyTransactionEnd(view_);
   }
   chain_->notifyDisconnect(view_);
-  releaseUpstream();
-  logSummary();
+  link_.release();
+  summary_.log(view_, chain_->records(), host_.dispatcher().now());
   host_.sessionClosed(this);
-}
-
-void Session::releaseUpstream() {
-  // Every path that lets go of a live MTA connection comes here; the pool takes it only if
-  // Upstream::reusable() says it is clean (no transaction open, no negative reply seen).
-  if (!upstream_) return;
-  if (!upstreamLost_ && config_->upstream.poolSize > 0) {
-    host_.returnUpstream(std::move(upstream_));
-  } else {
-    upstream_->quit();
-    retireUpstream();
-  }
-  upstreamTransaction_ = false;
-}
-
-void Session::logSummary() {
-  if (!spdlog::should_log(spdlog::level::info)) return;
-  std::string commands;
-  for (const auto& t : transcript_) commands += (commands.empty() ? "" : ",") + t;
-  if (transcriptDropped_) commands += ",+" + std::to_string(transcriptDropped_);
-  std::string verdicts;
-  for (const auto& v : chain_->records()) {
-    verdicts += (verdicts.empty() ? "" : ";") + v.filter + "@" + std::string(stageName(v.stage)) +
-                ":" + std::string(verdictName(v.kind));
-    if (v.code) verdicts += ":" + std::to_string(v.code);
-    if (v.observed) verdicts += "(observe)";
-    if (v.deferred) verdicts += "(deferred)";
-    if (v.error) verdicts += "(error)";
-    // The reason too: from this line alone an admin sees what decided, where and why.
-    if (!v.reason.empty()) {
-      verdicts += "[" + (v.reason.size() > 160 ? v.reason.substr(0, 157) + "..." : v.reason) + "]";
-    }
-  }
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - started_)
-                      .count();
-  const std::string name = view_.client.name.empty() ? "unknown" : view_.client.name;
-  spdlog::info(
-      "{} event=session client={}[{}]:{} helo={} tls={}{} stage={} commands={} messages={} "
-      "closed_by={} quit={} duration={}.{:03d}s{}{}{}",
-      view_.id, name, view_.client.address, view_.client.port, logValue(view_.helo),
-      view_.tls.active ? view_.tls.protocol : "no",
-      view_.tls.active ? " tls_cipher=" + view_.tls.cipher : "", stateName(furthest_),
-      logValue(commands, 2048), delivered_, closedBy_ == ClosedBy::kClient ? "client" : "server",
-      quit_ ? "yes" : "no", ms / 1000, static_cast<int>(ms % 1000),
-      verdicts.empty() ? "" : " verdicts=" + logValue(verdicts, 2048),
-      closeReason_.empty() ? "" : " reason=" + logValue(closeReason_),
-      lastReply_.empty() ? "" : " last_reply=" + logValue(lastReply_));
 }
 
 }  // namespace portcullis

@@ -1,52 +1,45 @@
 #pragma once
-// Session: one client connection, from accept to close. The only place a session's SMTP state
-// changes (enterState, which logs "from -> to"). It reads command lines with hard limits,
-// answers each command exactly once and in order (RFC 2920), runs the filter chain at each
-// stage, relays to the MTA through its own Upstream, spools DATA, and writes the summary line
-// at close. Owned by the Server; it never deletes itself: close() hands it back to the Server,
-// which frees it from a separate event. Callbacks run on the event loop; chain and upstream
-// completions may arrive inline or later, and the command loop tolerates both.
+// Session: one client's SMTP conversation, from accept to close. It reads command lines with
+// hard limits, checks each against the command table, answers each command exactly once and in
+// order (RFC 2920), runs the filter chain at each stage, and spools DATA. Everything about the
+// MTA connection is its UpstreamLink's; what belongs to one transaction is its Transaction;
+// what the closing log line says is its SessionSummary.
+// Every change of SMTP state or of phase goes through enter(), which logs "from -> to" at debug.
+// Owned by the Server; it never deletes itself: close() hands it back to the Server, which frees
+// it from the loop (Dispatcher::deferredDelete). Callbacks run on the event loop; chain and
+// upstream completions arrive from the loop, never inside the call that asked for them.
 
-#include <chrono>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-#include <vector>
+#include <string_view>
 
 #include "portcullis/session_view.h"
-#include "proxy/base/event_util.h"
+#include "proxy/base/dispatcher.h"
 #include "proxy/base/net_util.h"
 #include "proxy/chain/filter_chain.h"
 #include "proxy/config/config.h"
-#include "proxy/net/stream.h"
+#include "proxy/net/byte_stream.h"
 #include "proxy/net/tls.h"
 #include "proxy/relay/client_lookup.h"
-#include "proxy/relay/upstream.h"
-#include "proxy/smtp/data_framer.h"
+#include "proxy/relay/session_summary.h"
+#include "proxy/relay/transaction.h"
+#include "proxy/relay/upstream_link.h"
 #include "proxy/smtp/ehlo.h"
 #include "proxy/smtp/session_state.h"
 #include "proxy/smtp/smtp_parser.h"
-#include "proxy/smtp/spool.h"
 
 namespace portcullis {
 
 class Session;
 
-// What a session needs from the server that owns it.
-class SessionHost {
+// What a session needs from the server that owns it (tests/unit/relay: a fake host).
+class SessionHost : public UpstreamHost {
  public:
-  virtual ~SessionHost() = default;
-  virtual event_base* base() = 0;
   virtual const UpstreamCapabilities& upstreamCapabilities() const = 0;
-  virtual void learnUpstreamCapabilities(const UpstreamCapabilities& caps) = 0;
   virtual const FilterContext& filterContext() const = 0;
   virtual Resolver* resolver() = 0;
-  virtual bool draining() const = 0;
   virtual void sessionClosed(Session* session) = 0;  // frees it later, from the loop
-  // The connection pool: an idle, clean MTA connection (or null), and giving one back.
-  virtual std::unique_ptr<Upstream> takeUpstream() = 0;
-  virtual void returnUpstream(std::unique_ptr<Upstream> upstream) = 0;
   // TLS contexts: for clients (STARTTLS, implicit TLS) and towards the MTA; null if unset.
   virtual std::shared_ptr<const TlsContext> serverTls() const = 0;
   virtual std::shared_ptr<const TlsContext> clientTls() const = 0;
@@ -58,7 +51,8 @@ class SessionHost {
 class Session {
  public:
   Session(SessionHost& host, std::shared_ptr<const Config> config, const ListenerConfig& listener,
-          evutil_socket_t fd, const SocketAddress& peer, const SocketAddress& local);
+          std::unique_ptr<ByteStream> stream, const SocketAddress& peer,
+          const SocketAddress& local);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -72,10 +66,10 @@ class Session {
   const std::string& clientAddress() const { return view_.client.address; }
   bool inTransaction() const;
 
- private:
+  // What the session is doing, as opposed to where it is in the SMTP sequence (SmtpState).
   enum class Phase {
     kProxyHeader,   // waiting for a trusted load balancer's PROXY header
-    kTlsHandshake,  // implicit TLS handshake in progress
+    kTlsHandshake,  // implicit TLS, or STARTTLS: handshake in progress
     kStarting,      // connect stage and greeting delay
     kIdle,          // waiting for a command line
     kBusy,          // a command is being processed (filters, upstream)
@@ -83,38 +77,74 @@ class Session {
     kDataDone,      // end of data seen; filters and upstream running
     kSkipping,      // discarding input (a BDAT chunk)
     kClosing,       // flushing the last reply
+    kFinished,      // closed; waiting for the server to free it
   };
-  enum class ClosedBy { kClient, kServer };
+  static std::string_view phaseName(Phase p);
+
+ private:
+  struct CommandEntry;
+  // Before the first command: the connect stage, the greeting delay, what a PROXY header said.
+  struct Opening {
+    ChainOutcome connectOutcome;
+    bool connectDone = false;
+    bool delayDone = false;
+    bool greeted = false;
+    bool rejected = false;        // 554 greeting: only QUIT is answered normally
+    bool overPerIpLimit = false;  // PROXY named a client over max_connections_per_ip
+  };
+  // Reading command lines.
+  struct Input {
+    bool processing = false;     // processInput() is on the stack
+    bool outputBlocked = false;  // the client is not reading its replies
+    bool lingering = false;      // closing: waiting for the client to read our last words
+    int errors = 0;
+    std::uint64_t skipRemaining = 0;  // BDAT chunk octets still to discard
+  };
+  struct Flags {
+    bool discardSession = false;  // discard verdict at connect/helo: every transaction
+    bool drainRequested = false;
+  };
 
   // I/O.
   void onReadable();
   void onDrained();
-  void onStreamEvent(Stream::Event event, const std::string& detail);
+  void onStreamEvent(ByteStream::Event event, const std::string& detail);
+  void onDeadline();
   void processInput();
   void skipInput();
   void feedData();
 
-  // Commands.
+  // Commands (the command table: check, then proceed).
+  static const CommandEntry& commandEntry(Verb verb);
   void handleLine(std::string_view line);
-  void dispatch(Command command);
+  std::optional<Reply> checkMail(const Command& c) const;
+  std::optional<Reply> checkRcpt(const Command& c) const;
+  std::optional<Reply> checkStartTls(const Command& c) const;
   void onHelo(Command command);
   void onMail(Command command);
   void onRcpt(Command command);
-  void onData();
-  void onRset();
-  void onQuit();
-  void onStartTls();
+  void onData(Command command);
+  void onRset(Command command);
+  void onQuit(Command command);
+  void onStartTls(Command command);
+  void onNoop(Command command);
+  void onVrfy(Command command);
+  void onHelp(Command command);
+  void onNotImplemented(Command command);
+
+  // DATA and delivery.
   void endOfData();
   [[nodiscard]] bool judgeHeaderBlock();  // false: refused, the reply is sent
   void afterEndOfHeaders(ChainOutcome outcome);
   void deliver(const std::vector<HeaderField>& headers);
   std::string tlsReceivedValue() const;  // our TLS Received: trace header's value
-  void keepalive();
+  void finishData(const Reply& r);
 
   // Replies and state.
   void reply(const Reply& r, std::string_view verb);
   void commandDone();
-  void enterState(SmtpState to);
+  void enter(SmtpState to);
+  void enter(Phase to);
   void applyOutcome(const ChainOutcome& outcome, std::string_view verb,
                     const std::function<void()>& onContinue);
   void readProxyHeader();
@@ -124,85 +154,33 @@ class Session {
   void tlsReady();
   void runConnectStage();
   void maybeGreet();
-
-  // Transactions and the upstream.
-  void withUpstream(std::function<void()> then, std::string_view verb);
-  void openUpstream(std::function<void()> then, std::string_view verb);
-  void sendMail(const std::string& line, bool mayRetry);
   void upstreamFailed(const UpstreamResult& result, std::string_view verb, bool atEndOfData);
-  void upstreamLost(const std::string& why);
-  void retireUpstream();
-  void releaseUpstream();  // to the pool if clean, else QUIT
-  void finishData(const Reply& r);
   void endTransaction();
   XclientIdentity identity() const;
 
   // Closing.
-  void close(ClosedBy who, std::string reason);
+  void close(SessionSummary::ClosedBy who, std::string reason);
   void finalize();
-  void logSummary();
 
   SessionHost& host_;
   std::shared_ptr<const Config> config_;
   const ListenerConfig* listener_;  // owned by config_
   SessionView view_;
   SocketAddress peer_;
-  SocketAddress local_;
-  std::unique_ptr<Stream> stream_;
+  std::unique_ptr<ByteStream> stream_;
   SmtpState state_ = SmtpState::kConnected;
-  SmtpState furthest_ = SmtpState::kConnected;
   Phase phase_ = Phase::kStarting;
-  UpstreamSettings upstreamSettings_;
+  Timer timer_;  // the current phase's deadline (see onDeadline)
   EhloPolicy ehloPolicy_;
   std::unique_ptr<FilterChain> chain_;
   std::unique_ptr<ClientNameLookup> nameLookup_;
-  std::unique_ptr<Upstream> upstream_;
-  std::vector<std::unique_ptr<Upstream>> retiredUpstream_;  // freed by reapTimer_, never inline
-
-  Timer idleTimer_;
-  Timer dataTimer_;
-  Timer startTimer_;
-  Timer closeTimer_;
-  Timer reapTimer_;
-  Timer guardTimer_;      // PROXY header and TLS handshake deadlines
-  Timer keepaliveTimer_;  // NOOP to the MTA while the client takes its time over DATA
-  bool keepaliveInFlight_ = false;
-  std::optional<std::vector<HeaderField>> pendingDelivery_;
-
-  ChainOutcome connectOutcome_;
-  bool rejectedAtConnect_ = false;  // 554 greeting: only QUIT is answered normally
-  bool discardSession_ = false;     // discard verdict at connect/helo: every transaction
-  bool lingering_ = false;
-  bool greeted_ = false;
-  bool processing_ = false;
-  bool connectDone_ = false;
-  bool delayDone_ = false;
-  bool outputBlocked_ = false;
-  bool upstreamTransaction_ = false;  // MAIL accepted by the MTA; RSET needed to abort
-  bool upstreamLost_ = false;
-  bool overPerIpLimit_ = false;  // PROXY named a client over max_connections_per_ip
-  bool discard_ = false;
-  bool drainRequested_ = false;
-  int errors_ = 0;
-  std::uint64_t skipRemaining_ = 0;  // BDAT chunk octets still to discard
-  std::string verb_;                 // the command being answered, for the summary
-
-  // DATA.
-  std::unique_ptr<DataFramer> framer_;
-  std::unique_ptr<Spool> spool_;
-  std::chrono::steady_clock::time_point dataStart_;
-  std::string traceHeader_;  // our Received: line for this message, as the filters saw it
-
-  // Summary.
-  std::chrono::steady_clock::time_point started_;
-  std::vector<std::string> transcript_;
-  std::size_t transcriptDropped_ = 0;
-  std::uint32_t delivered_ = 0;
-  ClosedBy closedBy_ = ClosedBy::kServer;
-  bool quit_ = false;
-  bool finalized_ = false;
-  std::string closeReason_;
-  std::string lastReply_;
+  UpstreamLink link_;
+  std::unique_ptr<Transaction> txn_;
+  Opening opening_;
+  Input input_;
+  Flags flags_;
+  std::string verb_;  // the command being answered, for the transcript
+  SessionSummary summary_;
 };
 
 }  // namespace portcullis

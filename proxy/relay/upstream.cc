@@ -10,6 +10,7 @@
 
 #include "proxy/base/log.h"
 #include "proxy/net/proxy_protocol.h"
+#include "proxy/net/stream.h"
 
 namespace portcullis {
 namespace {
@@ -41,45 +42,56 @@ std::string_view upstreamFailureName(UpstreamFailure f) {
   return "unknown";
 }
 
-Upstream::Upstream(event_base* base, const UpstreamSettings& settings, std::string sessionId)
-    : base_(base),
+Upstream::Upstream(Dispatcher& dispatcher, const UpstreamSettings& settings, std::string sessionId)
+    : dispatcher_(dispatcher),
       settings_(settings),
       id_(std::move(sessionId)),
-      timer_(base,
-             [this] {
-               if (pendingReady_) {
-                 pendingReady_ = false;
-                 state_ = State::kReady;
-                 complete({UpstreamFailure::kNone, std::nullopt, {}});
-                 return;
-               }
-               if (state_ == State::kConnecting && !stream_) {
-                 fail(UpstreamFailure::kConnect, connectError_);
-               } else {
-                 fail(UpstreamFailure::kTimeout, "no reply in time");
-               }
-             }),
-      alive_(std::make_shared<bool>(true)) {}
+      timer_(dispatcher, [this] {
+        if (pendingReady_) {
+          pendingReady_ = false;
+          state_ = State::kReady;
+          complete({UpstreamFailure::kNone, std::nullopt, {}});
+          return;
+        }
+        if (pendingFailure_) {
+          auto [failure, detail] = std::move(*pendingFailure_);
+          pendingFailure_.reset();
+          fail(failure, std::move(detail));
+          return;
+        }
+        fail(UpstreamFailure::kTimeout, "no reply in time");
+      }) {}
 
-Upstream::~Upstream() { *alive_ = false; }
+Upstream::~Upstream() = default;
+
+void Upstream::failLater(UpstreamFailure failure, std::string detail) {
+  // The caller is still inside the call that asked: the failure reaches it through the loop,
+  // by the Upstream's own timer (cancelled if the Upstream goes first).
+  state_ = State::kBroken;
+  pendingFailure_.emplace(failure, std::move(detail));
+  timer_.start(std::chrono::milliseconds(0));
+}
+
+void Upstream::dropStream() {
+  // Possibly inside the stream's own callback: detached now, freed from the loop.
+  releaseStream(dispatcher_, std::move(stream_));
+}
 
 void Upstream::open(const XclientIdentity& identity, Callback done) {
   done_ = std::move(done);
   identity_ = identity;
   state_ = State::kConnecting;
   std::string error;
-  stream_ = Stream::connect(base_, settings_.address, &error);
+  stream_ = Stream::connect(dispatcher_.base(), settings_.address, &error);
   if (!stream_) {
-    // Report through the loop, never inline: the caller is still inside open().
-    connectError_ = error;
-    timer_.start(std::chrono::milliseconds(0));
+    failLater(UpstreamFailure::kConnect, std::move(error));
     return;
   }
   stream_->setCallbacks({[this] { readReplies(); },
                          [this] {
                            if (state_ == State::kSending) pumpMessage();
                          },
-                         [this](Stream::Event e, std::string d) { onStreamEvent(e, d); }});
+                         [this](ByteStream::Event e, std::string d) { onStreamEvent(e, d); }});
   timer_.start(settings_.connectTimeout);
   stream_->start();
 }
@@ -88,7 +100,7 @@ void Upstream::reidentify(const XclientIdentity& identity, Callback done) {
   done_ = std::move(done);
   identity_ = identity;
   if (state_ != State::kReady) {
-    fail(UpstreamFailure::kClosed, "pooled connection not ready");
+    failLater(UpstreamFailure::kClosed, "pooled connection not ready");
     return;
   }
   if (settings_.identity != IdentityMode::kXclient) {
@@ -104,7 +116,7 @@ void Upstream::reidentify(const XclientIdentity& identity, Callback done) {
   state_ = State::kOpening;
   step_ = OpenStep::kXclient;
   if (xclientLines_.empty()) {
-    fail(UpstreamFailure::kIdentity, "no XCLIENT attributes to send");
+    failLater(UpstreamFailure::kIdentity, "no XCLIENT attributes to send");
     return;
   }
   send(xclientLines_[xclientIndex_++], Expect::kXclient, settings_.commandTimeout);
@@ -115,13 +127,13 @@ bool Upstream::reusable(std::uint32_t maxReuse) const {
   const bool perClient =
       settings_.identity == IdentityMode::kProxyV1 || settings_.identity == IdentityMode::kProxyV2;
   return state_ == State::kReady && stream_ && !transactionOpen_ && !negativeSeen_ &&
-         uses_ < maxReuse && !perClient;
+         uses() < maxReuse && !perClient;
 }
 
 void Upstream::command(const std::string& line, Expect expect, Callback done) {
   if (state_ != State::kReady) {
     done_ = std::move(done);
-    fail(UpstreamFailure::kClosed, "upstream not ready");
+    failLater(UpstreamFailure::kClosed, "upstream not ready");
     return;
   }
   done_ = std::move(done);
@@ -132,7 +144,7 @@ void Upstream::command(const std::string& line, Expect expect, Callback done) {
 void Upstream::sendMessage(const Spool& spool, std::string prefix, Callback done) {
   if (state_ != State::kReady) {
     done_ = std::move(done);
-    fail(UpstreamFailure::kClosed, "upstream not ready");
+    failLater(UpstreamFailure::kClosed, "upstream not ready");
     return;
   }
   done_ = std::move(done);
@@ -150,7 +162,7 @@ void Upstream::quit() {
     // close_notify follows, so the MTA sees an orderly end rather than a truncated connection.
     stream_->writeFinal("QUIT\r\n");
   }
-  stream_.reset();
+  dropStream();
   timer_.stop();
   state_ = State::kBroken;
   done_ = nullptr;
@@ -166,8 +178,8 @@ void Upstream::send(const std::string& line, Expect expect, std::chrono::millise
   timer_.start(timeout);
 }
 
-void Upstream::onStreamEvent(Stream::Event event, const std::string& detail) {
-  if (event == Stream::Event::kConnected) {
+void Upstream::onStreamEvent(ByteStream::Event event, const std::string& detail) {
+  if (event == ByteStream::Event::kConnected) {
     state_ = State::kOpening;
     step_ = OpenStep::kGreeting;
     expect_ = Expect::kGreeting;
@@ -185,7 +197,7 @@ void Upstream::onStreamEvent(Stream::Event event, const std::string& detail) {
     }
     return;
   }
-  if (event == Stream::Event::kTlsReady) {
+  if (event == ByteStream::Event::kTlsReady) {
     if (step_ != OpenStep::kHandshake) return;
     const TlsInfo t = describeTls(stream_->ssl());
     spdlog::debug("{} event=upstream-tls protocol={} cipher={}", id_, t.protocol, t.cipher);
@@ -202,13 +214,12 @@ void Upstream::onStreamEvent(Stream::Event event, const std::string& detail) {
     fail(UpstreamFailure::kConnect, detail);
   } else {
     fail(UpstreamFailure::kClosed,
-         event == Stream::Event::kEof ? "connection closed by MTA" : detail);
+         event == ByteStream::Event::kEof ? "connection closed by MTA" : detail);
   }
 }
 
 void Upstream::readReplies() {
-  auto guard = alive_;
-  Stream* const stream = stream_.get();
+  ByteStream* const stream = stream_.get();
   evbuffer* in = stream->input();
   char line[Reply::kMaxLineLength];
   while (evbuffer_get_length(in) > 0) {
@@ -246,7 +257,7 @@ void Upstream::readReplies() {
     if (status == ReplyParser::Status::kNeedMore) continue;
     Reply reply = parser_.take();
     // We never pipeline upstream: bytes after a complete reply answer nothing we asked. After
-    // the 220 to STARTTLS they are discarded instead (Stream::startTls), never read as replies:
+    // the 220 to STARTTLS they are discarded instead (ByteStream::startTls), never read as replies:
     // the mirror image of the STARTTLS command-injection attack.
     if (evbuffer_get_length(in) > 0 && !(expect_ == Expect::kStartTls && reply.code() == 220)) {
       fail(UpstreamFailure::kProtocol,
@@ -254,9 +265,9 @@ void Upstream::readReplies() {
       return;
     }
     handleReply(std::move(reply));
-    // The reply may have ended this Upstream, or only its connection (a failure drops the
-    // stream, and its input buffer with it): either way, stop reading.
-    if (!*guard || stream_.get() != stream) return;
+    // The reply may have ended the connection (a failure drops the stream, and its input
+    // buffer with it): then stop reading.
+    if (stream_.get() != stream) return;
   }
 }
 
@@ -340,7 +351,7 @@ void Upstream::openStep(Reply reply) {
                      "MTA refused " + what + ": " + reply.summary()};
     state_ = State::kBroken;
     timer_.stop();
-    stream_.reset();
+    dropStream();
     complete(std::move(r));
     return;
   }
@@ -449,7 +460,7 @@ void Upstream::fail(UpstreamFailure failure, std::string detail) {
   const bool hadCommand = static_cast<bool>(done_);
   state_ = State::kBroken;
   timer_.stop();
-  stream_.reset();  // a broken exchange is never reused: closing aborts the MTA's transaction
+  dropStream();  // a broken exchange is never reused: closing aborts the MTA's transaction
   spool_ = nullptr;
   if (hadCommand) {
     complete({failure, std::nullopt, std::move(detail)});
@@ -463,7 +474,7 @@ void Upstream::complete(UpstreamResult result) {
   timer_.stop();
   Callback cb = std::move(done_);
   done_ = nullptr;
-  if (cb) cb(std::move(result));  // may destroy this
+  if (cb) cb(std::move(result));
 }
 
 }  // namespace portcullis

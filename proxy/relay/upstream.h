@@ -4,8 +4,9 @@
 // again), and then carries one command at a time, matching each reply to its command.
 // Every reply is validated (ReplyParser) and checked against what that command may get; a
 // garbage, unexpected or unsolicited reply is a protocol failure, never relayed (DESIGN 4).
-// Every wait has a timer. Callbacks run from the event loop; a callback may destroy the
-// Upstream (nothing touches members after a callback returns).
+// Every wait has a timer. Callbacks run from the event loop, never inside the call that asked
+// for them (a failure found at once is reported through the loop too). Owners never destroy an
+// Upstream inside its callback: they hand it to Dispatcher::deferredDelete.
 
 #include <functional>
 #include <memory>
@@ -13,9 +14,9 @@
 #include <string>
 
 #include "portcullis/reply.h"
-#include "proxy/base/event_util.h"
+#include "proxy/base/dispatcher.h"
 #include "proxy/config/config.h"
-#include "proxy/net/stream.h"
+#include "proxy/net/byte_stream.h"
 #include "proxy/net/tls.h"
 #include "proxy/smtp/data_framer.h"
 #include "proxy/smtp/ehlo.h"
@@ -76,36 +77,42 @@ struct UpstreamResult {
   bool ok() const { return failure == UpstreamFailure::kNone; }
 };
 
-class Upstream {
+// One SMTP connection to the MTA, as the session's UpstreamLink and the server's pool see it.
+// Upstream is the real one; tests use a scripted fake (tests/unit/relay/fakes.h).
+class UpstreamConnection {
  public:
   using Callback = std::function<void(UpstreamResult)>;
 
-  Upstream(event_base* base, const UpstreamSettings& settings, std::string sessionId);
-  ~Upstream();
-  Upstream(const Upstream&) = delete;
-  Upstream& operator=(const Upstream&) = delete;
+  virtual ~UpstreamConnection() = default;
 
   // Connect, greeting, EHLO, identity. On success the connection is ready for MAIL.
-  void open(const XclientIdentity& identity, Callback done);
+  virtual void open(const XclientIdentity& identity, Callback done) = 0;
   // One command line (no CRLF), one reply.
-  void command(const std::string& line, Expect expect, Callback done);
+  virtual void command(const std::string& line, Expect expect, Callback done) = 0;
   // DATA, then (after 354) `prefix` (our added headers) and the spooled message with our own
   // dot-stuffing, then the final dot; `done` gets the reply to the dot (or to DATA if negative).
-  void sendMessage(const Spool& spool, std::string prefix, Callback done);
+  virtual void sendMessage(const Spool& spool, std::string prefix, Callback done) = 0;
   // Polite close: QUIT without waiting for the reply.
-  void quit();
+  virtual void quit() = 0;
 
   // Connection reuse (the server's pool). A reused connection is handed to a new session,
   // which passes its own client identity with XCLIENT (the MTA resets its session state on
   // XCLIENT) before the first MAIL. Only clean connections are reused: ready, no transaction
   // open, no negative reply ever seen (so the MTA's error counters cannot build up across
   // clients), and under the reuse limit.
-  void reidentify(const XclientIdentity& identity, Callback done);
-  bool reusable(std::uint32_t maxReuse) const;
-  void setSessionId(std::string id) { id_ = std::move(id); }
+  virtual void reidentify(const XclientIdentity& identity, Callback done) = 0;
+  virtual bool reusable(std::uint32_t maxReuse) const = 0;
+  virtual void setSessionId(std::string id) = 0;
+
+  virtual bool ready() const = 0;
+  virtual bool broken() const = 0;
+  virtual bool tls() const = 0;
+  virtual const UpstreamCapabilities& capabilities() const = 0;
+  // The upstream failed while no command was outstanding (closed, unsolicited bytes).
+  virtual void setIdleFailureHandler(std::function<void(std::string)> handler) = 0;
+
   std::uint32_t uses() const { return uses_; }
   bool reused() const { return uses_ > 0; }
-  bool tls() const { return stream_ && stream_->tls(); }
   void markReused() {
     ++uses_;
     sessionUsed_ = false;
@@ -115,11 +122,30 @@ class Upstream {
   bool usedBySession() const { return sessionUsed_; }
   void markUsedBySession() { sessionUsed_ = true; }
 
-  bool ready() const { return state_ == State::kReady; }
-  bool broken() const { return state_ == State::kBroken; }
-  const UpstreamCapabilities& capabilities() const { return caps_; }
-  // The upstream failed while no command was outstanding (closed, unsolicited bytes).
-  void setIdleFailureHandler(std::function<void(std::string)> handler) {
+ private:
+  std::uint32_t uses_ = 0;
+  bool sessionUsed_ = false;
+};
+
+class Upstream final : public UpstreamConnection {
+ public:
+  Upstream(Dispatcher& dispatcher, const UpstreamSettings& settings, std::string sessionId);
+  ~Upstream() override;
+  Upstream(const Upstream&) = delete;
+  Upstream& operator=(const Upstream&) = delete;
+
+  void open(const XclientIdentity& identity, Callback done) override;
+  void command(const std::string& line, Expect expect, Callback done) override;
+  void sendMessage(const Spool& spool, std::string prefix, Callback done) override;
+  void quit() override;
+  void reidentify(const XclientIdentity& identity, Callback done) override;
+  bool reusable(std::uint32_t maxReuse) const override;
+  void setSessionId(std::string id) override { id_ = std::move(id); }
+  bool ready() const override { return state_ == State::kReady; }
+  bool broken() const override { return state_ == State::kBroken; }
+  bool tls() const override { return stream_ && stream_->tls(); }
+  const UpstreamCapabilities& capabilities() const override { return caps_; }
+  void setIdleFailureHandler(std::function<void(std::string)> handler) override {
     onIdleFailure_ = std::move(handler);
   }
 
@@ -127,7 +153,9 @@ class Upstream {
   enum class State { kIdle, kConnecting, kOpening, kReady, kBusy, kSending, kBroken };
   enum class OpenStep { kGreeting, kEhlo, kStartTls, kHandshake, kEhloTls, kXclient, kEhloAgain };
 
-  void onStreamEvent(Stream::Event event, const std::string& detail);
+  void onStreamEvent(ByteStream::Event event, const std::string& detail);
+  void failLater(UpstreamFailure failure, std::string detail);  // through the loop
+  void dropStream();
 
   void readReplies();
   void send(const std::string& line, Expect expect, std::chrono::milliseconds timeout);
@@ -139,23 +167,20 @@ class Upstream {
   void complete(UpstreamResult result);
   bool legal(Expect expect, const Reply& reply) const;
 
-  event_base* base_;
+  Dispatcher& dispatcher_;
   UpstreamSettings settings_;  // a copy: a pooled connection outlives the session that made it
   std::string id_;
-  std::unique_ptr<Stream> stream_;
+  std::unique_ptr<ByteStream> stream_;
   Timer timer_;
   State state_ = State::kIdle;
   ReplyParser parser_;
   Expect expect_ = Expect::kGreeting;
   Callback done_;
   std::function<void(std::string)> onIdleFailure_;
-  std::shared_ptr<bool> alive_;
-  std::string connectError_;
+  std::optional<std::pair<UpstreamFailure, std::string>> pendingFailure_;  // for failLater
   bool negativeSeen_ = false;
   bool transactionOpen_ = false;  // MAIL accepted, not yet ended by the dot or RSET
   bool pendingReady_ = false;
-  std::uint32_t uses_ = 0;
-  bool sessionUsed_ = false;
 
   // Opening.
   OpenStep step_ = OpenStep::kGreeting;

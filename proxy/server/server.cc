@@ -42,21 +42,21 @@ TlsClientSettings upstreamTlsSettings(const Config& config) {
   return c;
 }
 
-Server::Server(event_base* base, std::shared_ptr<const Config> config)
-    : base_(base),
+Server::Server(Dispatcher& dispatcher, std::shared_ptr<const Config> config)
+    : dispatcher_(dispatcher),
+      base_(dispatcher.base()),
       config_(std::move(config)),
-      reapEvent_(event_new(base, -1, 0, &Server::onReap, this)),
-      drainTimer_(base,
+      drainTimer_(dispatcher,
                   [this] {
                     spdlog::warn("event=drain-deadline sessions={}", sessions_.size());
                     for (auto& [ptr, s] : sessions_) s->drain(true);
                     exitTimer_.start(std::chrono::milliseconds(5000));  // last resort
                   }),
-      exitTimer_(base, [this] { event_base_loopexit(base_, nullptr); }),
-      probeTimer_(base, [this] { probe(); }),
-      poolTimer_(base, [this] { expirePool(); }),
+      exitTimer_(dispatcher, [this] { event_base_loopexit(base_, nullptr); }),
+      probeTimer_(dispatcher, [this] { probe(); }),
+      poolTimer_(dispatcher, [this] { expirePool(); }),
       spareFd_(openSpareDescriptor()),
-      acceptTimer_(base, [this] { resumeAccepting(); }) {
+      acceptTimer_(dispatcher, [this] { resumeAccepting(); }) {
   probeSettings_.address = config_->upstream.address;
   probeSettings_.identity = IdentityMode::kNone;
   probeSettings_.hostname = config_->hostname;
@@ -72,13 +72,17 @@ Server::~Server() {
   if (spareFd_ >= 0) ::close(spareFd_);
 }
 
-void Server::retire(std::unique_ptr<Upstream> upstream) {
-  // Never freed inside its own callback: parked, and freed from the loop (reap()).
-  retired_.push_back(std::move(upstream));
-  event_active(reapEvent_.get(), 0, 0);
+void Server::retire(std::unique_ptr<UpstreamConnection> upstream) {
+  // Possibly inside its own callback: freed from the loop.
+  dispatcher_.deferredDelete(std::move(upstream));
 }
 
-std::unique_ptr<Upstream> Server::takeUpstream() {
+std::unique_ptr<UpstreamConnection> Server::newUpstream(const UpstreamSettings& settings,
+                                                        std::string sessionId) {
+  return std::make_unique<Upstream>(dispatcher_, settings, std::move(sessionId));
+}
+
+std::unique_ptr<UpstreamConnection> Server::takeUpstream() {
   while (!pool_.empty()) {
     Pooled p = std::move(pool_.back());
     pool_.pop_back();
@@ -91,7 +95,7 @@ std::unique_ptr<Upstream> Server::takeUpstream() {
   return nullptr;
 }
 
-void Server::returnUpstream(std::unique_ptr<Upstream> upstream) {
+void Server::returnUpstream(std::unique_ptr<UpstreamConnection> upstream) {
   if (draining_ || pool_.size() >= config_->upstream.poolSize ||
       !upstream->reusable(config_->upstream.poolMaxReuse)) {
     upstream->quit();
@@ -112,13 +116,12 @@ void Server::expirePool() {
     if (now - p.since >= config_->upstream.poolIdleTimeout ||
         !p.upstream->reusable(config_->upstream.poolMaxReuse)) {
       p.upstream->quit();
-      retired_.push_back(std::move(p.upstream));
+      retire(std::move(p.upstream));
     } else {
       keep.push_back(std::move(p));
     }
   }
   pool_.swap(keep);
-  if (!retired_.empty()) event_active(reapEvent_.get(), 0, 0);
   if (!pool_.empty()) poolTimer_.start(config_->upstream.poolIdleTimeout / 2);
 }
 
@@ -129,7 +132,7 @@ bool Server::start(std::string* error) {
   dns.timeout = config_->dns.timeout;
   dns.attempts = config_->dns.attempts;
   std::string dnsError;
-  resolver_ = DnsResolver::create(base_, dns, &dnsError);
+  resolver_ = DnsResolver::create(dispatcher_, dns, &dnsError);
   if (!resolver_) {
     *error = "dns.servers: " + dnsError;
     return false;
@@ -212,7 +215,7 @@ void Server::beginDrain() {
 }
 
 void Server::maybeExit() {
-  if (draining_ && sessions_.empty() && closed_.empty()) {
+  if (draining_ && sessions_.empty()) {
     spdlog::info("event=drained");
     event_base_loopexit(base_, nullptr);
   }
@@ -339,7 +342,8 @@ void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const Listene
     local.length = sizeof local.storage;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local.storage), &local.length);
   }
-  auto session = std::make_unique<Session>(*this, config_, listener, fd, peer, local);
+  auto session = std::make_unique<Session>(*this, config_, listener,
+                                           std::make_unique<Stream>(base_, fd), peer, local);
   Session* raw = session.get();
   sessions_.emplace(raw, std::move(session));
   ++perIp_[ip];
@@ -347,23 +351,13 @@ void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const Listene
 }
 
 void Server::sessionClosed(Session* session) {
-  closed_.push_back(session);
-  event_active(reapEvent_.get(), 0, 0);
-}
-
-void Server::onReap(evutil_socket_t, short, void* self) { static_cast<Server*>(self)->reap(); }
-
-void Server::reap() {
-  std::vector<Session*> closed;
-  closed.swap(closed_);
-  for (Session* s : closed) {
-    auto it = sessions_.find(s);
-    if (it == sessions_.end()) continue;
-    const std::string ip = countKey(s->clientAddress());
-    sessions_.erase(it);
-    if (auto p = perIp_.find(ip); p != perIp_.end() && --p->second == 0) perIp_.erase(p);
-  }
-  retired_.clear();
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return;
+  const std::string ip = countKey(session->clientAddress());
+  // Called from inside the session: freed from the loop, after this callback has returned.
+  dispatcher_.deferredDelete(std::move(it->second));
+  sessions_.erase(it);
+  if (auto p = perIp_.find(ip); p != perIp_.end() && --p->second == 0) perIp_.erase(p);
   maybeExit();
 }
 
@@ -375,8 +369,8 @@ void Server::probe() {
   if (probe_) {  // the last one has not finished: superseded, its result ignored
     retire(std::move(probe_));
   }
-  probe_ = std::make_unique<Upstream>(base_, probeSettings_, "probe");
-  Upstream* const self = probe_.get();
+  probe_ = newUpstream(probeSettings_, "probe");
+  UpstreamConnection* const self = probe_.get();
   probe_->open(XclientIdentity{}, [this, self](UpstreamResult r) {
     if (probe_.get() != self) return;
     if (r.ok()) {
@@ -434,8 +428,8 @@ void Server::checkIpv6Xclient() {
   id.ipv6 = true;
   id.proto = "ESMTP";
   id.helo = config_->hostname;
-  ipv6Probe_ = std::make_unique<Upstream>(base_, settings, "probe-ipv6");
-  Upstream* const self = ipv6Probe_.get();
+  ipv6Probe_ = newUpstream(settings, "probe-ipv6");
+  UpstreamConnection* const self = ipv6Probe_.get();
   ipv6Probe_->open(id, [this, self](UpstreamResult r) {
     if (ipv6Probe_.get() != self) return;  // superseded by a newer check
     if (r.ok()) {

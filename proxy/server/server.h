@@ -17,6 +17,7 @@
 #include "portcullis/resolver.h"
 #include "proxy/base/event_util.h"
 #include "proxy/config/config.h"
+#include "proxy/net/stream.h"
 #include "proxy/net/tls.h"
 #include "proxy/relay/session.h"
 #include "proxy/relay/upstream.h"
@@ -30,7 +31,7 @@ TlsClientSettings upstreamTlsSettings(const Config& config);
 
 class Server final : public SessionHost {
  public:
-  Server(event_base* base, std::shared_ptr<const Config> config);
+  Server(Dispatcher& dispatcher, std::shared_ptr<const Config> config);
   ~Server() override;
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -44,15 +45,16 @@ class Server final : public SessionHost {
   std::size_t sessionCount() const { return sessions_.size(); }
 
   // SessionHost.
-  event_base* base() override { return base_; }
+  Dispatcher& dispatcher() override { return dispatcher_; }
+  std::unique_ptr<UpstreamConnection> newUpstream(const UpstreamSettings& settings,
+                                                  std::string sessionId) override;
   const UpstreamCapabilities& upstreamCapabilities() const override { return caps_; }
   void learnUpstreamCapabilities(const UpstreamCapabilities& caps) override;
   const FilterContext& filterContext() const override { return context_; }
   Resolver* resolver() override { return resolver_.get(); }
-  bool draining() const override { return draining_; }
   void sessionClosed(Session* session) override;
-  std::unique_ptr<Upstream> takeUpstream() override;
-  void returnUpstream(std::unique_ptr<Upstream> upstream) override;
+  std::unique_ptr<UpstreamConnection> takeUpstream() override;
+  void returnUpstream(std::unique_ptr<UpstreamConnection> upstream) override;
   std::shared_ptr<const TlsContext> serverTls() const override { return serverTls_; }
   std::shared_ptr<const TlsContext> clientTls() const override { return clientTls_; }
   bool rekeyClient(const std::string& before, const std::string& after) override;
@@ -66,7 +68,6 @@ class Server final : public SessionHost {
                        void* self);
   static void onAcceptError(evconnlistener* listener, void* self);
   static void onSignal(evutil_socket_t sig, short, void* self);
-  static void onReap(evutil_socket_t, short, void* self);
 
   struct ListenerContext {
     Server* server;
@@ -80,14 +81,14 @@ class Server final : public SessionHost {
   // kAcceptBackoff and log once per episode, never per attempt.
   void pauseAccepting(int err);
   void resumeAccepting();
-  void retire(std::unique_ptr<Upstream> upstream);  // frees it from the loop
-  void reap();
+  void retire(std::unique_ptr<UpstreamConnection> upstream);  // frees it from the loop
   void probe();
   bool ipv6ClientsPossible() const;
   void checkIpv6Xclient();
   void maybeExit();
   void expirePool();
 
+  Dispatcher& dispatcher_;
   event_base* base_;
   std::shared_ptr<const Config> config_;
   std::vector<ListenerPtr> listeners_;
@@ -98,20 +99,17 @@ class Server final : public SessionHost {
   FilterContext context_;
   std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
   std::unordered_map<std::string, std::size_t> perIp_;  // by countKey()
-  std::vector<Session*> closed_;
-  std::vector<std::unique_ptr<Upstream>> retired_;  // probes and pool leftovers, freed in reap()
-  EventPtr reapEvent_;
   std::vector<EventPtr> signals_;
   Timer drainTimer_;
   Timer exitTimer_;
   Timer probeTimer_;
   UpstreamCapabilities caps_;
   UpstreamSettings probeSettings_;
-  std::unique_ptr<Upstream> probe_;
-  std::unique_ptr<Upstream> ipv6Probe_;
+  std::unique_ptr<UpstreamConnection> probe_;
+  std::unique_ptr<UpstreamConnection> ipv6Probe_;
   bool ipv6Checked_ = false;
   struct Pooled {
-    std::unique_ptr<Upstream> upstream;
+    std::unique_ptr<UpstreamConnection> upstream;
     std::chrono::steady_clock::time_point since;
   };
   std::vector<Pooled> pool_;

@@ -67,7 +67,7 @@ struct DnsResolver::Query {
   std::string failureDetail;
 };
 
-std::unique_ptr<DnsResolver> DnsResolver::create(event_base* base, DnsSettings settings,
+std::unique_ptr<DnsResolver> DnsResolver::create(Dispatcher& dispatcher, DnsSettings settings,
                                                  std::string* error) {
   auto fail = [error](std::string why) -> std::unique_ptr<DnsResolver> {
     if (error != nullptr) {
@@ -75,9 +75,6 @@ std::unique_ptr<DnsResolver> DnsResolver::create(event_base* base, DnsSettings s
     }
     return nullptr;
   };
-  if (base == nullptr) {
-    return fail("dns: no event base");
-  }
   if (settings.timeout.count() <= 0) {
     return fail("dns: timeout must be positive");
   }
@@ -97,10 +94,7 @@ std::unique_ptr<DnsResolver> DnsResolver::create(event_base* base, DnsSettings s
     servers.push_back(std::move(*server));
   }
   std::unique_ptr<DnsResolver> resolver(
-      new DnsResolver(base, std::move(settings), std::move(servers)));
-  if (!resolver->deliverTimer_) {
-    return fail("dns: cannot create timer");
-  }
+      new DnsResolver(dispatcher, std::move(settings), std::move(servers)));
   return resolver;
 }
 
@@ -122,17 +116,15 @@ std::vector<std::string> DnsResolver::serversFromResolvConf(const std::string& p
   return servers;
 }
 
-DnsResolver::DnsResolver(event_base* base, DnsSettings settings, std::vector<DnsServer> servers)
-    : base_(base),
+DnsResolver::DnsResolver(Dispatcher& dispatcher, DnsSettings settings,
+                         std::vector<DnsServer> servers)
+    : dispatcher_(dispatcher),
       settings_(std::move(settings)),
       servers_(std::move(servers)),
       cache_(settings_.cacheEntries),
-      deliverTimer_(evtimer_new(base, &DnsResolver::onDeliver, this)) {}
+      deliverTimer_(dispatcher, [this] { deliver(); }) {}
 
 DnsResolver::~DnsResolver() {
-  if (destroyed_ != nullptr) {
-    *destroyed_ = true;  // deliver() is on the stack: it must not touch us again
-  }
   for (auto& [id, waiter] : waiters_) {
     waiter.handle->resolver_ = nullptr;
   }
@@ -141,7 +133,6 @@ DnsResolver::~DnsResolver() {
   waiters_.clear();
   inflight_.clear();  // closes every socket and event of every exchange
   ready_.clear();
-  deliverTimer_.reset();
 }
 
 std::unique_ptr<DnsLookup> DnsResolver::lookup(std::string_view name, DnsType type,
@@ -165,7 +156,7 @@ std::unique_ptr<DnsLookup> DnsResolver::lookup(std::string_view name, DnsType ty
     return handle;
   }
   std::string key = DnsCache::key(*normalized, type);
-  if (auto hit = cache_.get(key, DnsCache::Clock::now())) {
+  if (auto hit = cache_.get(key, dispatcher_.now())) {
     ++stats_.cacheHits;
     readyWith(id, std::make_shared<const DnsResult>(std::move(*hit)));
     return handle;
@@ -213,7 +204,7 @@ void DnsResolver::startAttempt(Query* query) {
   }
   DnsExpectation expect{*id, nameToWire(query->name), static_cast<std::uint16_t>(query->type)};
   query->exchange = std::make_unique<DnsExchange>(
-      base_, server, std::move(wire), std::move(expect), settings_.timeout, &stats_,
+      dispatcher_, server, std::move(wire), std::move(expect), settings_.timeout, &stats_,
       [this, query](ExchangeOutcome outcome) { onAttemptDone(query, std::move(outcome)); });
 }
 
@@ -284,7 +275,7 @@ void DnsResolver::complete(Query* query, DnsResult result, std::optional<std::ui
     keep =
         std::min(ttl ? std::chrono::seconds(*ttl) : settings_.negativeTtl, settings_.negativeTtl);
   }
-  cache_.put(query->key, result, keep, DnsCache::Clock::now());
+  cache_.put(query->key, result, keep, dispatcher_.now());
 
   // Take the query out of the map but keep it alive until we return: we may be running inside
   // its exchange's callback.
@@ -338,19 +329,12 @@ void DnsResolver::readyWith(std::uint64_t waiterId, std::shared_ptr<const DnsRes
 void DnsResolver::scheduleDelivery() {
   // A zero timer rather than event_active(): timers fire on the next loop iteration, after I/O,
   // so callbacks that start more cached lookups cannot starve the rest of the daemon.
-  if (evtimer_pending(deliverTimer_.get(), nullptr) == 0) {
-    const timeval zero{0, 0};
-    evtimer_add(deliverTimer_.get(), &zero);
-  }
-}
-
-void DnsResolver::onDeliver(evutil_socket_t, short, void* self) {
-  static_cast<DnsResolver*>(self)->deliver();
+  if (!deliverTimer_.armed()) deliverTimer_.start(std::chrono::milliseconds(0));
 }
 
 void DnsResolver::deliver() {
-  bool destroyed = false;
-  destroyed_ = &destroyed;
+  // A callback never destroys the resolver (its owner would use Dispatcher::deferredDelete),
+  // but it may cancel other lookups, or start new ones.
   // Only what was ready when we woke up; anything queued by these callbacks waits a turn.
   std::size_t budget = ready_.size();
   while (budget-- > 0 && !ready_.empty()) {
@@ -368,11 +352,7 @@ void DnsResolver::deliver() {
         waiter.callback(*waiter.result);
       }
     }  // the callback and its captures die here, possibly cancelling other handles
-    if (destroyed) {
-      return;  // a callback destroyed the resolver
-    }
   }
-  destroyed_ = nullptr;
   if (!ready_.empty()) {
     scheduleDelivery();
   }

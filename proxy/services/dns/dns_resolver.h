@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "portcullis/resolver.h"
-#include "proxy/base/event_util.h"
+#include "proxy/base/dispatcher.h"
 #include "proxy/services/dns/dns_cache.h"
 #include "proxy/services/dns/dns_stats.h"
 #include "proxy/services/dns/dns_transport.h"
@@ -37,7 +37,7 @@ struct DnsSettings {
 class DnsResolver final : public Resolver {
  public:
   // nullptr and *error set when a server address does not parse or a setting is out of range.
-  static std::unique_ptr<DnsResolver> create(event_base* base, DnsSettings settings,
+  static std::unique_ptr<DnsResolver> create(Dispatcher& dispatcher, DnsSettings settings,
                                              std::string* error);
   // The nameserver addresses in a resolv.conf, in order; for when the config names none.
   static std::vector<std::string> serversFromResolvConf(
@@ -65,20 +65,19 @@ class DnsResolver final : public Resolver {
     std::shared_ptr<const DnsResult> result;  // once ready for delivery
   };
 
-  DnsResolver(event_base* base, DnsSettings settings, std::vector<DnsServer> servers);
+  DnsResolver(Dispatcher& dispatcher, DnsSettings settings, std::vector<DnsServer> servers);
 
   void cancel(std::uint64_t waiterId);
   void readyWith(std::uint64_t waiterId, std::shared_ptr<const DnsResult> result);
   void fail(std::uint64_t waiterId, DnsStatus status, std::string detail);
   void scheduleDelivery();
-  static void onDeliver(evutil_socket_t fd, short what, void* self);
   void deliver();
 
   void startAttempt(Query* query);
   void onAttemptDone(Query* query, ExchangeOutcome outcome);
   void complete(Query* query, DnsResult result, std::optional<std::uint32_t> ttl);
 
-  event_base* base_;
+  Dispatcher& dispatcher_;
   DnsSettings settings_;
   std::vector<DnsServer> servers_;
   DnsCache cache_;
@@ -87,8 +86,7 @@ class DnsResolver final : public Resolver {
   std::unordered_map<std::uint64_t, Waiter> waiters_;
   std::unordered_map<std::string, std::unique_ptr<Query>> inflight_;
   std::deque<std::uint64_t> ready_;  // waiter ids; cancelled ones are skipped
-  EventPtr deliverTimer_;
-  bool* destroyed_ = nullptr;  // set while deliver() runs callbacks, which may destroy us
+  Timer deliverTimer_;
 };
 
 }  // namespace portcullis

@@ -95,22 +95,17 @@ std::optional<DnsServer> parseDnsServer(std::string_view spec, std::string* erro
   return server;
 }
 
-DnsExchange::DnsExchange(event_base* base, const DnsServer& server, std::vector<std::uint8_t> query,
-                         DnsExpectation expect, std::chrono::milliseconds timeout, DnsStats* stats,
-                         Done done)
-    : base_(base),
+DnsExchange::DnsExchange(Dispatcher& dispatcher, const DnsServer& server,
+                         std::vector<std::uint8_t> query, DnsExpectation expect,
+                         std::chrono::milliseconds timeout, DnsStats* stats, Done done)
+    : base_(dispatcher.base()),
       server_(server),
       query_(std::move(query)),
       expect_(std::move(expect)),
       timeout_(timeout),
       stats_(stats),
       done_(std::move(done)),
-      timer_(evtimer_new(base, &DnsExchange::onTimer, this)) {
-  if (!timer_) {
-    // Without a timer nothing can be reported later; the owner's own bookkeeping still frees us,
-    // and this only happens when libevent cannot allocate.
-    return;
-  }
+      timer_(dispatcher, [this] { onTimer(); }) {
   startUdp();
 }
 
@@ -123,14 +118,7 @@ void DnsExchange::closeSockets() {
     udpFd_ = -1;
   }
   tcp_.reset();  // BEV_OPT_CLOSE_ON_FREE closes the socket
-  if (timer_) {
-    evtimer_del(timer_.get());
-  }
-}
-
-void DnsExchange::armTimer(std::chrono::milliseconds delay) {
-  const timeval tv = toTimeval(delay);
-  evtimer_add(timer_.get(), &tv);
+  timer_.stop();
 }
 
 void DnsExchange::failSoon(ExchangeStatus status, std::string detail) {
@@ -140,7 +128,7 @@ void DnsExchange::failSoon(ExchangeStatus status, std::string detail) {
   outcome.viaTcp = viaTcp_;
   outcome.detail = std::move(detail);
   pending_ = std::move(outcome);
-  armTimer(std::chrono::milliseconds(0));
+  timer_.start(std::chrono::milliseconds(0));
 }
 
 void DnsExchange::startUdp() {
@@ -176,7 +164,7 @@ void DnsExchange::startUdp() {
     failSoon(ExchangeStatus::kLocalError, "udp: cannot watch socket");
     return;
   }
-  armTimer(timeout_);
+  timer_.start(timeout_);
 }
 
 void DnsExchange::onUdpReadable(evutil_socket_t, short, void* self) {
@@ -247,7 +235,7 @@ void DnsExchange::startTcp() {
     return;
   }
   // The fallback gets its own full timeout: it needs a handshake on top of the exchange.
-  armTimer(timeout_);
+  timer_.start(timeout_);
 }
 
 void DnsExchange::onTcpRead(bufferevent*, void* self) {
@@ -294,18 +282,16 @@ void DnsExchange::onTcpEvent(bufferevent*, short what, void* self) {
   ex->finish(ExchangeStatus::kUnreachable, errnoText("tcp", EVUTIL_SOCKET_ERROR()));
 }
 
-void DnsExchange::onTimer(evutil_socket_t, short, void* self) {
-  auto* ex = static_cast<DnsExchange*>(self);
-  if (ex->pending_) {
-    ExchangeOutcome outcome = std::move(*ex->pending_);
-    ex->pending_.reset();
-    ex->finish(outcome.status, std::move(outcome.detail));
+void DnsExchange::onTimer() {
+  if (pending_) {
+    ExchangeOutcome outcome = std::move(*pending_);
+    pending_.reset();
+    finish(outcome.status, std::move(outcome.detail));
     return;
   }
-  ++ex->stats_->timeouts;
-  ex->finish(ExchangeStatus::kTimeout, std::string(ex->viaTcp_ ? "tcp" : "udp") +
-                                           ": no answer in " +
-                                           std::to_string(ex->timeout_.count()) + "ms");
+  ++stats_->timeouts;
+  finish(ExchangeStatus::kTimeout, std::string(viaTcp_ ? "tcp" : "udp") + ": no answer in " +
+                                       std::to_string(timeout_.count()) + "ms");
 }
 
 void DnsExchange::finish(ExchangeStatus status, std::string detail,

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"
 #include "proxy/services/dns/dns_packet.h"
 #include "proxy/services/dns/dns_stats.h"
@@ -51,7 +52,7 @@ class DnsExchange {
   using Done = std::function<void(ExchangeOutcome)>;
 
   // Starts at once. `timeout` bounds the UDP wait and, separately, the TCP fallback.
-  DnsExchange(event_base* base, const DnsServer& server, std::vector<std::uint8_t> query,
+  DnsExchange(Dispatcher& dispatcher, const DnsServer& server, std::vector<std::uint8_t> query,
               DnsExpectation expect, std::chrono::milliseconds timeout, DnsStats* stats, Done done);
   ~DnsExchange();
   DnsExchange(const DnsExchange&) = delete;
@@ -59,7 +60,6 @@ class DnsExchange {
 
  private:
   static void onUdpReadable(evutil_socket_t fd, short what, void* self);
-  static void onTimer(evutil_socket_t fd, short what, void* self);
   static void onTcpRead(bufferevent* bev, void* self);
   static void onTcpEvent(bufferevent* bev, short what, void* self);
 
@@ -67,7 +67,7 @@ class DnsExchange {
   void startTcp();
   void readUdp();
   bool readTcp();  // true once the attempt finished (answer or mismatch)
-  void armTimer(std::chrono::milliseconds delay);
+  void onTimer();
   // Reports a failure found while starting, through the timer, so `done` never runs inline.
   void failSoon(ExchangeStatus status, std::string detail);
   void finish(ExchangeStatus status, std::string detail, std::vector<std::uint8_t> answer = {});
@@ -84,7 +84,7 @@ class DnsExchange {
   int udpFd_ = -1;
   EventPtr udpEvent_;
   BufferEventPtr tcp_;
-  EventPtr timer_;
+  Timer timer_;
   bool viaTcp_ = false;
   std::optional<ExchangeOutcome> pending_;  // set by failSoon()
 };

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "portcullis/resolver.h"
+#include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"
 #include "proxy/services/dns/dns_resolver.h"
 
@@ -205,8 +206,9 @@ struct Lookup {
 std::vector<DnsResult> resolveAll(DnsSettings settings, const std::vector<Lookup>& lookups,
                                   DnsStats* stats = nullptr) {
   EventBasePtr base(event_base_new());
+  EventDispatcher dispatcher(base.get());
   std::string error;
-  auto resolver = DnsResolver::create(base.get(), std::move(settings), &error);
+  auto resolver = DnsResolver::create(dispatcher, std::move(settings), &error);
   EXPECT_TRUE(resolver) << error;
   std::vector<DnsResult> results(lookups.size());
   if (!resolver) {
@@ -475,8 +477,9 @@ TEST_F(UnboundTest, DeniedZoneTimesOut) {
 
 TEST_F(UnboundTest, MergedLookupsAndCacheHits) {
   EventBasePtr base(event_base_new());
+  EventDispatcher dispatcher(base.get());
   std::string error;
-  auto resolver = DnsResolver::create(base.get(), settings(), &error);
+  auto resolver = DnsResolver::create(dispatcher, settings(), &error);
   ASSERT_TRUE(resolver) << error;
   int calls = 0;
   std::vector<DnsResult> results;

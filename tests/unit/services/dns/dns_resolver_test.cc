@@ -86,7 +86,7 @@ class DnsResolverTest : public ::testing::Test {
 
   void makeResolver(DnsSettings s) {
     std::string error;
-    resolver_ = DnsResolver::create(base_.get(), std::move(s), &error);
+    resolver_ = DnsResolver::create(dispatcher_, std::move(s), &error);
     ASSERT_TRUE(resolver_) << error;
   }
 
@@ -110,6 +110,7 @@ class DnsResolverTest : public ::testing::Test {
   }
 
   EventBasePtr base_{event_base_new()};  // declared first: destroyed last
+  EventDispatcher dispatcher_{base_.get()};
   std::vector<std::unique_ptr<FakeDnsServer>> servers_;
   std::unique_ptr<DnsResolver> resolver_;
 };
@@ -605,6 +606,7 @@ TEST_F(DnsResolverTest, InFlightQueriesAreBounded) {
 
 TEST(DnsResolverCreate, ServerAddresses) {
   EventBasePtr base(event_base_new());
+  EventDispatcher dispatcher(base.get());
   struct Case {
     std::string spec;
     bool ok;
@@ -630,7 +632,7 @@ TEST(DnsResolverCreate, ServerAddresses) {
     DnsSettings s;
     s.servers = {c.spec};
     std::string error;
-    auto r = DnsResolver::create(base.get(), s, &error);
+    auto r = DnsResolver::create(dispatcher, s, &error);
     EXPECT_EQ(r != nullptr, c.ok) << "\"" << c.spec << "\": got " << (r ? "ok" : error) << " want "
                                   << (c.ok ? "ok" : "error");
     if (!c.ok) {
@@ -641,7 +643,7 @@ TEST(DnsResolverCreate, ServerAddresses) {
   DnsSettings bad;
   bad.attempts = 0;
   std::string error;
-  EXPECT_FALSE(DnsResolver::create(base.get(), bad, &error));
+  EXPECT_FALSE(DnsResolver::create(dispatcher, bad, &error));
   EXPECT_FALSE(error.empty());
 }
 

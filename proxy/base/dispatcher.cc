@@ -1,0 +1,59 @@
+// Dispatcher: posted callbacks on one libevent event, and the libevent timer backend.
+
+#include "proxy/base/dispatcher.h"
+
+#include <utility>
+
+namespace portcullis {
+
+Dispatcher::Dispatcher(event_base* base)
+    : postEvent_(event_new(base, -1, 0, &Dispatcher::onPosted, this)) {}
+
+void Dispatcher::post(std::function<void()> fn) {
+  posted_.push_back(std::move(fn));
+  if (!scheduled_) {
+    scheduled_ = true;
+    // An active event runs in the loop's current pass: no extra poll, no system call.
+    event_active(postEvent_.get(), 0, 0);
+  }
+}
+
+void Dispatcher::onPosted(evutil_socket_t, short, void* self) {
+  static_cast<Dispatcher*>(self)->runPosted();
+}
+
+void Dispatcher::runPosted() {
+  scheduled_ = false;
+  // What these callbacks post runs in the next round (the event is re-activated), so a
+  // callback that keeps posting cannot starve the loop's I/O.
+  running_.swap(posted_);
+  for (auto& fn : running_) {
+    fn();
+    fn = nullptr;  // a deferred delete happens here, before the next callback runs
+  }
+  running_.clear();
+}
+
+void Dispatcher::timerStart(Timer& timer, std::chrono::milliseconds delay) {
+  const timeval tv = toTimeval(delay);
+  evtimer_add(timer.event_.get(), &tv);
+}
+
+void Dispatcher::timerStop(Timer& timer) { evtimer_del(timer.event_.get()); }
+
+bool Dispatcher::timerArmed(const Timer& timer) const {
+  return evtimer_pending(timer.event_.get(), nullptr) != 0;
+}
+
+void Dispatcher::timerGone(Timer&) {}
+
+Timer::Timer(Dispatcher& dispatcher, std::function<void()> callback)
+    : dispatcher_(dispatcher),
+      callback_(std::move(callback)),
+      event_(evtimer_new(dispatcher.base(), &Timer::trampoline, this)) {}
+
+Timer::~Timer() { dispatcher_.timerGone(*this); }
+
+void Timer::trampoline(evutil_socket_t, short, void* self) { static_cast<Timer*>(self)->fire(); }
+
+}  // namespace portcullis

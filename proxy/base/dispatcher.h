@@ -1,0 +1,128 @@
+#pragma once
+// Dispatcher: the event loop as the rest of the daemon sees it, and its one lifetime idiom.
+//  - post(fn) runs fn from the loop after the current callback has returned, never inline.
+//    Every asynchronous completion (MTA replies, DNS answers, filter verdicts) reaches its
+//    caller this way or from an I/O event, so a caller never has its callback run inside the
+//    call that asked for it.
+//  - deferredDelete(object) frees an object from the loop, after the current callback has
+//    returned. An object whose callbacks may be on the stack is never destroyed in place: its
+//    owner hands it here instead (as Envoy's dispatcher does). Nothing else keeps objects
+//    alive across callbacks: no liveness tokens, no retired-object queues.
+//  - Timers and now() come from the dispatcher, so tests can run on a manual clock
+//    (tests/support/manual_dispatcher.h): no real sleeps in unit tests.
+// Single-threaded: everything runs on the loop's thread.
+
+#include <event2/event.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "proxy/base/event_util.h"
+
+namespace portcullis {
+
+class Timer;
+
+class Dispatcher {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  virtual ~Dispatcher() = default;
+
+  // The libevent base for real I/O (sockets, signals, listeners).
+  virtual event_base* base() = 0;
+  virtual Clock::time_point now() const = 0;
+
+  // Runs `fn` from the loop, after the current callback returns, in the order posted.
+  void post(std::function<void()> fn);
+  // Frees `object` from the loop, after the current callback returns.
+  template <typename T>
+  void deferredDelete(std::unique_ptr<T> object) {
+    if (!object) return;
+    post([doomed = std::shared_ptr<T>(std::move(object))]() mutable { doomed.reset(); });
+  }
+
+ protected:
+  explicit Dispatcher(event_base* base);
+  // Runs everything posted so far (and what that posts, in turn).
+  void runPosted();
+
+ private:
+  friend class Timer;
+  // Timer backend; the default is libevent's timer on base().
+  virtual void timerStart(Timer& timer, std::chrono::milliseconds delay);
+  virtual void timerStop(Timer& timer);
+  virtual bool timerArmed(const Timer& timer) const;
+  virtual void timerGone(Timer& timer);
+  static void onPosted(evutil_socket_t, short, void* self);
+
+  EventPtr postEvent_;
+  std::vector<std::function<void()>> posted_;
+  std::vector<std::function<void()>> running_;
+  bool scheduled_ = false;
+};
+
+// The daemon's dispatcher: libevent's loop and the monotonic clock.
+class EventDispatcher : public Dispatcher {
+ public:
+  explicit EventDispatcher(event_base* base) : Dispatcher(base), base_(base) {}
+  event_base* base() override { return base_; }
+  Clock::time_point now() const override { return Clock::now(); }
+
+ private:
+  event_base* base_;
+};
+
+// A one-shot timer bound to a dispatcher. start() (re)arms it; destroying it cancels it. The
+// callback runs from the loop, never inside start().
+class Timer {
+ public:
+  Timer(Dispatcher& dispatcher, std::function<void()> callback);
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+  void start(std::chrono::milliseconds delay) { dispatcher_.timerStart(*this, delay); }
+  void stop() { dispatcher_.timerStop(*this); }
+  bool armed() const { return dispatcher_.timerArmed(*this); }
+
+ private:
+  friend class Dispatcher;
+  friend class ManualDispatcher;  // tests: timers on a manual clock
+  static void trampoline(evutil_socket_t, short, void* self);
+  void fire() { callback_(); }
+
+  Dispatcher& dispatcher_;
+  std::function<void()> callback_;
+  EventPtr event_;  // libevent backend
+  // Manual-clock backend.
+  bool manualArmed_ = false;
+  Dispatcher::Clock::time_point due_{};
+  std::uint64_t sequence_ = 0;
+};
+
+// A callback run from the loop soon after schedule(), in the loop's current pass (no timer, no
+// system call): how an object reports a result it already has without calling back inside the
+// call that asked. Destroying it (or cancel()) cancels a scheduled run.
+class DeferredCall {
+ public:
+  DeferredCall(Dispatcher& dispatcher, std::function<void()> callback)
+      : callback_(std::move(callback)),
+        event_(event_new(dispatcher.base(), -1, 0, &DeferredCall::trampoline, this)) {}
+  DeferredCall(const DeferredCall&) = delete;
+  DeferredCall& operator=(const DeferredCall&) = delete;
+
+  void schedule() { event_active(event_.get(), 0, 0); }
+  void cancel() { event_del(event_.get()); }
+
+ private:
+  static void trampoline(evutil_socket_t, short, void* self) {
+    static_cast<DeferredCall*>(self)->callback_();
+  }
+  std::function<void()> callback_;
+  EventPtr event_;
+};
+
+}  // namespace portcullis

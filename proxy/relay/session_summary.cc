@@ -1,0 +1,64 @@
+// SessionSummary: the transcript and the closing event=session line.
+
+#include "proxy/relay/session_summary.h"
+
+#include "proxy/base/log.h"
+
+namespace portcullis {
+namespace {
+
+constexpr std::size_t kMaxTranscript = 64;
+
+}  // namespace
+
+void SessionSummary::reply(std::string_view verb, const Reply& r) {
+  if (transcript_.size() < kMaxTranscript) {
+    if (transcript_.empty()) transcript_.reserve(16);  // a whole ordinary session, one allocation
+    std::string& t = transcript_.emplace_back(verb);
+    t += ':';
+    t += std::to_string(r.code());
+  } else {
+    ++transcriptDropped_;
+  }
+  lastReply_ = r.summary();
+}
+
+void SessionSummary::reached(SmtpState s) {
+  if (s != SmtpState::kClosed && static_cast<int>(s) > static_cast<int>(furthest_)) furthest_ = s;
+}
+
+void SessionSummary::log(const SessionView& view, const std::vector<VerdictRecord>& verdicts,
+                         Dispatcher::Clock::time_point now) const {
+  if (!spdlog::should_log(spdlog::level::info)) return;
+  std::string commands;
+  for (const auto& t : transcript_) commands += (commands.empty() ? "" : ",") + t;
+  if (transcriptDropped_) commands += ",+" + std::to_string(transcriptDropped_);
+  std::string decided;
+  for (const auto& v : verdicts) {
+    decided += (decided.empty() ? "" : ";") + v.filter + "@" + std::string(stageName(v.stage)) +
+               ":" + std::string(verdictName(v.kind));
+    if (v.code) decided += ":" + std::to_string(v.code);
+    if (v.observed) decided += "(observe)";
+    if (v.deferred) decided += "(deferred)";
+    if (v.error) decided += "(error)";
+    // The reason too: from this line alone an admin sees what decided, where and why.
+    if (!v.reason.empty()) {
+      decided += "[" + (v.reason.size() > 160 ? v.reason.substr(0, 157) + "..." : v.reason) + "]";
+    }
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - started_).count();
+  const std::string name = view.client.name.empty() ? "unknown" : view.client.name;
+  spdlog::info(
+      "{} event=session client={}[{}]:{} helo={} tls={}{} stage={} commands={} messages={} "
+      "closed_by={} quit={} duration={}.{:03d}s{}{}{}",
+      view.id, name, view.client.address, view.client.port, logValue(view.helo),
+      view.tls.active ? view.tls.protocol : "no",
+      view.tls.active ? " tls_cipher=" + view.tls.cipher : "", stateName(furthest_),
+      logValue(commands, 2048), delivered_, closedBy_ == ClosedBy::kClient ? "client" : "server",
+      quit_ ? "yes" : "no", ms / 1000, static_cast<int>(ms % 1000),
+      decided.empty() ? "" : " verdicts=" + logValue(decided, 2048),
+      reason_.empty() ? "" : " reason=" + logValue(reason_),
+      lastReply_.empty() ? "" : " last_reply=" + logValue(lastReply_));
+}
+
+}  // namespace portcullis

@@ -1,0 +1,55 @@
+#pragma once
+// SessionSummary: what one session's closing log line says, gathered as the session goes: the
+// command:reply transcript, the furthest SMTP state reached, messages delivered, who closed
+// and why, the last reply. One `event=session` line at close tells where in the SMTP sequence
+// the session ended and which filter decided what.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "portcullis/reply.h"
+#include "portcullis/session_view.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/chain/filter_chain.h"
+#include "proxy/smtp/session_state.h"
+
+namespace portcullis {
+
+class SessionSummary {
+ public:
+  enum class ClosedBy { kClient, kServer };
+
+  explicit SessionSummary(Dispatcher::Clock::time_point started) : started_(started) {}
+
+  void reply(std::string_view verb, const Reply& r);
+  void reached(SmtpState s);
+  void delivered() { ++delivered_; }
+  void quit() { quit_ = true; }
+  void closed(ClosedBy who, std::string reason) {
+    closedBy_ = who;
+    reason_ = std::move(reason);
+  }
+  void reason(std::string reason) { reason_ = std::move(reason); }
+
+  bool quitSeen() const { return quit_; }
+  const std::string& lastReply() const { return lastReply_; }
+
+  // The event=session line (info level).
+  void log(const SessionView& view, const std::vector<VerdictRecord>& verdicts,
+           Dispatcher::Clock::time_point now) const;
+
+ private:
+  Dispatcher::Clock::time_point started_;
+  std::vector<std::string> transcript_;
+  std::size_t transcriptDropped_ = 0;
+  SmtpState furthest_ = SmtpState::kConnected;
+  std::uint32_t delivered_ = 0;
+  ClosedBy closedBy_ = ClosedBy::kServer;
+  bool quit_ = false;
+  std::string reason_;
+  std::string lastReply_;
+};
+
+}  // namespace portcullis

@@ -1,0 +1,427 @@
+// Session, driven through its seams: a client in memory, a scripted MTA, a manual clock.
+// Table-driven: "client sends / MTA answers / client must see", for every command-reply
+// sequence of RFC 5321 4.3.2, pipelined groups (RFC 2920), an MTA failure at each step, each
+// with the MTA answering at once (from the loop) and later (virtual seconds later), and
+// sessions closing while an answer is still on its way. No sockets, no root, no sleeps.
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include <string>
+#include <vector>
+
+#include "portcullis/filter_registry.h"
+#include "proxy/config/config.h"
+#include "tests/unit/relay/fakes.h"
+
+namespace portcullis::relay_test {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Codes = std::vector<std::string>;
+
+const FilterRegistry& registry() {
+  static const FilterRegistry r = [] {
+    FilterRegistry reg;
+    registerBuiltinFilters(reg);
+    return reg;
+  }();
+  return r;
+}
+
+constexpr std::string_view kBaseConfig =
+    "hostname: mx.test\n"
+    "listen: ['127.0.0.1:2525']\n"
+    "upstream: {address: '127.0.0.1:10025', pool_size: 0}\n"
+    "dns: {reverse_lookup: false}\n";
+
+// How the MTA's answers arrive: from the loop right after the call, or seconds later.
+enum class Timing { kNow, kLater };
+
+class SessionHarness {
+ public:
+  explicit SessionHarness(Timing timing = Timing::kNow, std::string extraYaml = "")
+      : timing_(timing) {
+    spdlog::set_level(spdlog::level::off);
+    config_ = loadConfigFromString(std::string(kBaseConfig) + extraYaml, {}, registry());
+    if (timing == Timing::kLater) host_.mta.delay = seconds(2);
+    SocketAddress peer = *socketAddress("192.0.2.7", 40000);
+    SocketAddress local = *socketAddress("127.0.0.1", 2525);
+    host_.session =
+        std::make_unique<Session>(host_, config_, config_->listeners.front(),
+                                  std::make_unique<FakeStream>(d_, client_), peer, local);
+    host_.session->start();
+    settle();
+  }
+
+  // Takes the greeting out of the way: true when it was a 220.
+  bool greeted() { return seen() == Codes{"220"}; }
+
+  // The client sends `text` (any number of lines, pipelined); returns the reply codes it saw.
+  Codes say(std::string_view text) {
+    client_.send(text);
+    settle();
+    return client_.takeCodes();
+  }
+  Codes seen() { return client_.takeCodes(); }
+  // Lets the MTA's answers arrive: at once, or (Timing::kLater) after their delay.
+  void settle() {
+    d_.runUntilIdle();
+    if (timing_ == Timing::kLater) d_.advance(seconds(20));
+  }
+
+  ManualDispatcher& dispatcher() { return d_; }
+  FakeHost& host() { return host_; }
+  ClientSide& client() { return client_; }
+  MtaScript& mta() { return host_.mta; }
+  const Config& config() const { return *config_; }
+  bool closed() const { return host_.closed > 0; }
+
+ private:
+  Timing timing_;
+  ManualDispatcher d_;
+  ClientSide client_;
+  FakeHost host_{d_};
+  std::shared_ptr<const Config> config_;
+};
+
+// ---- the table ----
+
+struct Step {
+  std::string client;  // what the client sends (CRLF-terminated lines, maybe several)
+  Codes expect;        // the reply codes it must see, in order
+};
+struct MtaLine {
+  std::string verb;  // OPEN, MAIL, RCPT, DOT, RSET, ...
+  MtaAnswer answer;
+};
+struct Sequence {
+  std::string name;
+  std::vector<MtaLine> mta;
+  std::vector<Step> steps;
+  bool closes = false;  // the session must have closed at the end
+};
+
+MtaLine says(std::string verb, std::string reply) {
+  return {std::move(verb), MtaAnswer{std::move(reply), UpstreamFailure::kNone, milliseconds(0)}};
+}
+MtaLine fails(std::string verb, UpstreamFailure f) {
+  return {std::move(verb), MtaAnswer{std::nullopt, f, milliseconds(0)}};
+}
+
+const std::string kEhlo = "EHLO client.example\r\n";
+const std::string kMail = "MAIL FROM:<a@example.org>\r\n";
+const std::string kRcpt = "RCPT TO:<b@example.net>\r\n";
+const std::string kMessage = "Subject: t\r\n\r\nhello\r\n.\r\n";
+
+std::vector<Sequence> sequences() {
+  std::vector<Sequence> t;
+  // RFC 5321 4.3.2, in its order.
+  t.push_back({"greeting then EHLO", {}, {{kEhlo, {"250"}}}});
+  t.push_back({"HELO", {}, {{"HELO client.example\r\n", {"250"}}}});
+  t.push_back({"EHLO without a domain is a syntax error", {}, {{"EHLO\r\n", {"501"}}}});
+  t.push_back({"MAIL before EHLO", {}, {{kMail, {"503"}}}});
+  t.push_back({"MAIL accepted", {}, {{kEhlo + kMail, {"250", "250"}}}});
+  for (const char* code :
+       {"552 5.3.4 Too big", "451 4.3.0 Try later", "452 4.3.1 Full", "550 5.7.1 No",
+        "553 5.1.8 Bad sender", "455 4.5.4 Odd params", "555 5.5.4 Unknown param"}) {
+    // A refused MAIL leaves no transaction: RCPT is out of sequence after it.
+    t.push_back({std::string("MAIL refused ") + code,
+                 {says("MAIL", code)},
+                 {{kEhlo + kMail, {"250", std::string(code, 3)}}, {kRcpt, {"503"}}}});
+  }
+  t.push_back({"MAIL twice", {}, {{kEhlo + kMail + kMail, {"250", "250", "503"}}}});
+  t.push_back({"RCPT before MAIL", {}, {{kEhlo + kRcpt, {"250", "503"}}}});
+  t.push_back({"RCPT 250", {}, {{kEhlo + kMail + kRcpt, {"250", "250", "250"}}}});
+  t.push_back({"RCPT 251",
+               {says("RCPT", "251 2.1.5 Will forward")},
+               {{kEhlo + kMail + kRcpt, {"250", "250", "251"}}}});
+  for (const char* code : {"550 5.1.1 No such user", "551 5.1.6 Moved", "552 5.2.2 Full",
+                           "553 5.1.3 Bad address", "450 4.2.1 Busy", "451 4.3.0 Later",
+                           "452 4.5.3 Too many", "455 4.5.4 Odd", "555 5.5.4 Unknown"}) {
+    // A refused RCPT leaves the transaction open but with no recipient: DATA is out of
+    // sequence; another RCPT is fine.
+    t.push_back({std::string("RCPT refused ") + code,
+                 {says("RCPT", code)},
+                 {{kEhlo + kMail + kRcpt, {"250", "250", std::string(code, 3)}},
+                  {"DATA\r\n", {"503"}},
+                  {kRcpt, {"250"}}}});
+  }
+  t.push_back({"DATA before RCPT", {}, {{kEhlo + kMail + "DATA\r\n", {"250", "250", "503"}}}});
+  t.push_back(
+      {"DATA 354 then 250",
+       {},
+       {{kEhlo + kMail + kRcpt + "DATA\r\n", {"250", "250", "250", "354"}}, {kMessage, {"250"}}}});
+  for (const char* code : {"552 5.3.4 Too big", "554 5.6.0 Bad content", "451 4.3.0 Later",
+                           "452 4.3.1 Full", "450 4.7.1 Greylisted", "550 5.7.1 Policy"}) {
+    // Whatever the end-of-data reply, the transaction is over: MAIL may follow.
+    t.push_back({std::string("end of data refused ") + code,
+                 {says("DOT", code)},
+                 {{kEhlo + kMail + kRcpt + "DATA\r\n", {"250", "250", "250", "354"}},
+                  {kMessage, {std::string(code, 3)}},
+                  {kMail, {"250"}}}});
+  }
+  t.push_back({"RSET in a transaction",
+               {},
+               {{kEhlo + kMail + "RSET\r\n" + kMail, {"250", "250", "250", "250"}}}});
+  t.push_back({"VRFY answered locally", {}, {{kEhlo + "VRFY postmaster\r\n", {"250", "252"}}}});
+  t.push_back({"EXPN not implemented", {}, {{kEhlo + "EXPN list\r\n", {"250", "502"}}}});
+  t.push_back({"HELP", {}, {{"HELP\r\n", {"214"}}}});
+  t.push_back({"NOOP", {}, {{"NOOP\r\n", {"250"}}}});
+  t.push_back({"QUIT", {}, {{kEhlo + "QUIT\r\n", {"250", "221"}}}, true});
+  t.push_back({"unknown command", {}, {{"FOO\r\n", {"500"}}}});
+  t.push_back({"BDAT not offered",
+               {},
+               {{kEhlo + "BDAT 5 LAST\r\nhello" + "NOOP\r\n", {"250", "502", "250"}}}});
+
+  // RFC 2920: a pipelined group is answered in order, one reply per command.
+  t.push_back({"pipelined transaction",
+               {},
+               {{kEhlo + kMail + kRcpt + kRcpt + "DATA\r\n", {"250", "250", "250", "250", "354"}},
+                {kMessage + "QUIT\r\n", {"250", "221"}}},
+               true});
+  t.push_back({"pipelined with a refused recipient",
+               {says("RCPT", "550 5.1.1 No such user")},
+               {{kEhlo + kMail + kRcpt + kRcpt + "DATA\r\n", {"250", "250", "550", "250", "354"}},
+                {kMessage, {"250"}}}});
+
+  // The MTA failing at each step.
+  t.push_back({"MTA unreachable at MAIL",
+               {fails("OPEN", UpstreamFailure::kConnect)},
+               {{kEhlo + kMail, {"250", "451"}}, {kMail, {"250"}}}});
+  t.push_back({"MTA greets 421",
+               {says("OPEN", "421 4.3.2 Closing")},
+               {{kEhlo + kMail, {"250", "421"}}},
+               true});
+  t.push_back({"MTA times out on MAIL",
+               {fails("MAIL", UpstreamFailure::kTimeout)},
+               {{kEhlo + kMail, {"250", "451"}}}});
+  t.push_back({"MTA garbles MAIL's reply",
+               {fails("MAIL", UpstreamFailure::kProtocol)},
+               {{kEhlo + kMail, {"250", "451"}}}});
+  // Mid-transaction the MTA forgot our MAIL: 421 and close, so the client retries it all.
+  t.push_back({"MTA drops the connection at RCPT",
+               {fails("RCPT", UpstreamFailure::kClosed)},
+               {{kEhlo + kMail + kRcpt, {"250", "250", "421"}}},
+               true});
+  t.push_back({"MTA drops the connection at the dot",
+               {fails("DOT", UpstreamFailure::kClosed)},
+               {{kEhlo + kMail + kRcpt + "DATA\r\n", {"250", "250", "250", "354"}},
+                {kMessage, {"451"}},
+                {kMail, {"250"}}}});
+  t.push_back(
+      {"MTA times out at the dot",
+       {fails("DOT", UpstreamFailure::kTimeout)},
+       {{kEhlo + kMail + kRcpt + "DATA\r\n", {"250", "250", "250", "354"}}, {kMessage, {"451"}}}});
+  return t;
+}
+
+class SessionSequences : public ::testing::TestWithParam<std::tuple<Sequence, Timing>> {};
+
+TEST_P(SessionSequences, ClientSeesWhatTheMtaSaid) {
+  const auto& [seq, timing] = GetParam();
+  SessionHarness h(timing);
+  for (const auto& line : seq.mta) h.mta().script(line.verb, line.answer);
+  ASSERT_EQ(h.seen(), Codes{"220"});
+  for (std::size_t i = 0; i < seq.steps.size(); ++i) {
+    EXPECT_EQ(h.say(seq.steps[i].client), seq.steps[i].expect)
+        << seq.name << ", step " << i << ": " << seq.steps[i].client;
+  }
+  h.dispatcher().advance(seconds(5));  // lingering, if closing
+  EXPECT_EQ(h.closed(), seq.closes) << seq.name;
+}
+
+std::string sequenceName(const ::testing::TestParamInfo<std::tuple<Sequence, Timing>>& info) {
+  std::string n;
+  for (char c : std::get<0>(info.param).name)
+    n += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return n + (std::get<1>(info.param) == Timing::kNow ? "_now" : "_later");
+}
+
+INSTANTIATE_TEST_SUITE_P(Rfc5321, SessionSequences,
+                         ::testing::Combine(::testing::ValuesIn(sequences()),
+                                            ::testing::Values(Timing::kNow, Timing::kLater)),
+                         sequenceName);
+
+// ---- what reaches the MTA ----
+
+TEST(Session, RelaysTheEnvelopeAndTheMessageOnce) {
+  SessionHarness h;
+  h.say(kEhlo + kMail + kRcpt + "DATA\r\n" + kMessage);
+  EXPECT_EQ(h.mta().heard, (std::vector<std::string>{"MAIL FROM:<a@example.org>",
+                                                     "RCPT TO:<b@example.net>", "DOT"}));
+  EXPECT_EQ(h.mta().opened, 1);
+  EXPECT_EQ(h.mta().lastMessage, "Subject: t\r\n\r\nhello\r\n");
+}
+
+TEST(Session, AnAbandonedTransactionIsResetBeforeTheNextMail) {
+  SessionHarness h;
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo + kMail + "RSET\r\n" + kMail), (Codes{"250", "250", "250", "250"}));
+  EXPECT_EQ(h.mta().heard, (std::vector<std::string>{"MAIL FROM:<a@example.org>", "RSET",
+                                                     "MAIL FROM:<a@example.org>"}));
+}
+
+TEST(Session, AFailedResetStartsOverOnAFreshConnection) {
+  SessionHarness h;
+  ASSERT_TRUE(h.greeted());
+  h.mta().script("RSET", {std::string("421 4.3.2 Bye"), UpstreamFailure::kNone, {}});
+  EXPECT_EQ(h.say(kEhlo + kMail + "RSET\r\n" + kMail), (Codes{"250", "250", "250", "250"}));
+  EXPECT_EQ(h.mta().opened, 2);
+}
+
+TEST(Session, NothingGoesUpstreamBeforeMail) {
+  SessionHarness h;
+  h.say(kEhlo + "NOOP\r\nVRFY x\r\nRSET\r\n");
+  EXPECT_TRUE(h.mta().heard.empty());
+  EXPECT_EQ(h.mta().opened, 0);
+}
+
+TEST(Session, ABareLfLineIsRefusedAndNeverRelayed) {
+  SessionHarness h;
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo + "MAIL FROM:<a@example.org>\n"), (Codes{"250", "500"}));
+  EXPECT_TRUE(h.mta().heard.empty());
+}
+
+TEST(Session, BareCrInTheMessageIsRefusedAndNothingIsDelivered) {
+  SessionHarness h;
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo + kMail + kRcpt + "DATA\r\n" + "a\rb\r\n.\r\n"),
+            (Codes{"250", "250", "250", "354", "554"}));
+  EXPECT_EQ(h.mta().heard,
+            (std::vector<std::string>{"MAIL FROM:<a@example.org>", "RCPT TO:<b@example.net>"}));
+}
+
+// ---- completions and closing ----
+
+TEST(Session, AClientFinAfterPipelinedCommandsStillGetsEveryAnswer) {
+  SessionHarness h(Timing::kLater);
+  h.client().send(kEhlo + kMail + kRcpt + "DATA\r\n" + kMessage + "QUIT\r\n");
+  h.client().finish();
+  h.settle();
+  EXPECT_EQ(h.seen(), (Codes{"220", "250", "250", "250", "354", "250", "221"}));
+  EXPECT_TRUE(h.closed());
+}
+
+TEST(Session, DrainWhileTheMtaIsThinkingAnswersOnceAndFreesEverything) {
+  SessionHarness h(Timing::kLater);
+  h.seen();
+  h.client().send(kEhlo + kMail);
+  h.dispatcher().runUntilIdle();
+  h.dispatcher().advance(seconds(2));  // EHLO's chain answer; MAIL now waits on the MTA
+  h.host().session->drain(true);
+  h.dispatcher().advance(seconds(30));  // the MTA's answer would have come by now
+  const Codes codes = h.seen();
+  ASSERT_FALSE(codes.empty());
+  EXPECT_EQ(codes.back(), "421");
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), "421"), 1);
+  EXPECT_TRUE(h.closed());
+  EXPECT_EQ(h.host().session, nullptr) << "freed from the loop";
+}
+
+TEST(Session, ClientVanishingMidDataDeliversNothing) {
+  SessionHarness h;
+  h.say(kEhlo + kMail + kRcpt + "DATA\r\nSubject: half\r\n");
+  h.client().finish();
+  h.dispatcher().advance(seconds(5));
+  EXPECT_TRUE(h.closed());
+  EXPECT_EQ(std::count(h.mta().heard.begin(), h.mta().heard.end(), "DOT"), 0);
+}
+
+// ---- deadlines, on the manual clock ----
+
+TEST(Session, IdleClientIsToldTimeoutAfterTheCommandTimeout) {
+  SessionHarness h;
+  h.say(kEhlo);
+  h.dispatcher().advance(h.config().timeouts.command - milliseconds(1));
+  EXPECT_TRUE(h.seen().empty());
+  h.dispatcher().advance(milliseconds(1));
+  EXPECT_EQ(h.seen(), Codes{"421"});
+  h.dispatcher().advance(seconds(5));
+  EXPECT_TRUE(h.closed());
+}
+
+TEST(Session, StalledDataIsToldTimeoutAfterTheDataBlockTimeout) {
+  SessionHarness h;
+  h.say(kEhlo + kMail + kRcpt + "DATA\r\nSubject: x\r\n");
+  h.dispatcher().advance(h.config().timeouts.dataBlock);
+  EXPECT_EQ(h.seen(), Codes{"421"});
+  EXPECT_EQ(std::count(h.mta().heard.begin(), h.mta().heard.end(), "DOT"), 0);
+}
+
+TEST(Session, GreetingWaitsForTheDelayAndPregreetIsRefused) {
+  {
+    SessionHarness h(Timing::kNow, "timeouts: {greeting_delay: 3s}\n");
+    EXPECT_TRUE(h.seen().empty());
+    h.dispatcher().advance(seconds(3));
+    EXPECT_EQ(h.seen(), Codes{"220"});
+  }
+  {
+    SessionHarness h(Timing::kNow, "timeouts: {greeting_delay: 3s}\n");
+    h.client().send(kEhlo);  // talks first
+    h.dispatcher().advance(seconds(3));
+    EXPECT_EQ(h.seen(), Codes{"554"});
+    h.dispatcher().advance(seconds(5));
+    EXPECT_TRUE(h.closed());
+  }
+}
+
+TEST(Session, KeepaliveNoopsTheMtaWhileTheClientIsSlowOverData) {
+  // (min_data_rate off: this client is slower than the default minimum on purpose.)
+  SessionHarness h(Timing::kNow,
+                   "upstream: {address: '127.0.0.1:10025', pool_size: 0, "
+                   "keepalive_interval: 60s}\nlimits: {min_data_rate: 0}\n");
+  h.say(kEhlo + kMail + kRcpt + "DATA\r\n");
+  for (int i = 0; i < 3; ++i) {
+    h.dispatcher().advance(seconds(60));
+    h.client().send("more\r\n");  // a slow client, but within the data timeout
+    h.dispatcher().runUntilIdle();
+  }
+  EXPECT_EQ(std::count(h.mta().heard.begin(), h.mta().heard.end(), "NOOP"), 3);
+  EXPECT_EQ(h.say(".\r\n"), Codes{"250"});
+  EXPECT_EQ(h.mta().heard.back(), "DOT");
+}
+
+// ---- the pool ----
+
+TEST(Session, APooledConnectionIsReidentifiedAndAStaleOneRetriedOnce) {
+  SessionHarness h(Timing::kNow, "upstream: {address: '127.0.0.1:10025', pool_size: 2}\n");
+  auto pooled = std::make_unique<FakeUpstream>(h.dispatcher(), h.mta());
+  pooled->open({}, [](UpstreamResult) {});
+  h.dispatcher().runUntilIdle();
+  h.host().pool.push_back(std::move(pooled));
+  h.mta().heard.clear();
+  h.mta().script("MAIL", {std::nullopt, UpstreamFailure::kClosed, {}});  // stale
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo + kMail), (Codes{"250", "250"}));
+  EXPECT_EQ(h.mta().heard, (std::vector<std::string>{"XCLIENT", "MAIL FROM:<a@example.org>",
+                                                     "MAIL FROM:<a@example.org>"}));
+  EXPECT_EQ(h.mta().opened, 2);  // the pooled one, then the fresh one after it went stale
+}
+
+TEST(Session, EveryStateAndPhaseChangeIsLoggedAtDebug) {
+  SessionHarness h;
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  auto capture = std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_st>(log));
+  spdlog::set_default_logger(capture);
+  spdlog::set_level(spdlog::level::debug);
+  h.say(kEhlo + kMail);
+  spdlog::set_default_logger(previous);
+  spdlog::set_level(spdlog::level::off);
+  const std::string text = log.str();
+  EXPECT_NE(text.find("event=phase from=idle to=busy"), std::string::npos) << text;
+  EXPECT_NE(text.find("event=phase from=busy to=idle"), std::string::npos) << text;
+  EXPECT_NE(text.find("event=state from=greeted to=helo"), std::string::npos) << text;
+  EXPECT_NE(text.find("event=state from=helo to=mail"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace portcullis::relay_test
