@@ -1,4 +1,5 @@
-// DnsResolver against an in-process fake server on 127.0.0.1 sharing the test's event_base:
+// DnsResolver against an in-process fake server on 127.0.0.1 sharing the test's event loop, on a
+// manual clock (real sockets, virtual time: timeouts and TTLs pass without sleeping):
 // completion only through the loop (cache hits too), answer matching (RFC 5452), TCP fallback
 // (RFC 7766), retries and timeouts, merging, cancellation and re-entrant callbacks.
 
@@ -13,6 +14,7 @@
 #include <functional>
 #include <set>
 
+#include "tests/support/manual_dispatcher.h"
 #include "tests/unit/services/dns/fake_dns_server.h"
 
 namespace portcullis {
@@ -70,8 +72,7 @@ class DnsResolverTest : public ::testing::Test {
   }
 
   FakeDnsServer& startServer(dnstest::FakeHandler udp, dnstest::FakeHandler tcp = {}) {
-    servers_.push_back(
-        std::make_unique<FakeDnsServer>(base_.get(), std::move(udp), std::move(tcp)));
+    servers_.push_back(std::make_unique<FakeDnsServer>(d_, std::move(udp), std::move(tcp)));
     EXPECT_TRUE(servers_.back()->ok());
     return *servers_.back();
   }
@@ -86,31 +87,54 @@ class DnsResolverTest : public ::testing::Test {
 
   void makeResolver(DnsSettings s) {
     std::string error;
-    resolver_ = DnsResolver::create(dispatcher_, std::move(s), &error);
+    resolver_ = DnsResolver::create(d_, std::move(s), &error);
     ASSERT_TRUE(resolver_) << error;
   }
 
-  // Runs the loop until done() or the limit; false on timeout.
-  bool runUntil(const std::function<bool()>& done, std::chrono::milliseconds limit = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
+  // Runs the loop until done(): real socket I/O, and virtual time moved on only as far as the
+  // fake servers' next delayed answer (their network latency). The resolver's own timeouts
+  // pass only when a test calls advance(). false when done() never came (a real 5 s guard
+  // against a hang, not a timing assertion).
+  bool runUntil(const std::function<bool()>& done, bool followServers = true) {
+    const auto guard = std::chrono::steady_clock::now() + 5s;
     EventPtr tick(event_new(
-        base_.get(), -1, EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr));
-    const timeval tv = toTimeval(5ms);
+        d_.base(), -1, EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr));
+    const timeval tv = toTimeval(2ms);
     event_add(tick.get(), &tv);
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return false;
+    int quiet = 0;
+    while (true) {
+      d_.runUntilIdle();
+      if (done()) return true;
+      if (std::chrono::steady_clock::now() > guard) return false;
+      if (followServers && ++quiet > 3) {
+        if (auto due = nextServerSend()) {
+          d_.advance(std::chrono::duration_cast<std::chrono::milliseconds>(*due - d_.now()));
+          quiet = 0;
+          continue;
+        }
       }
-      event_base_loop(base_.get(), EVLOOP_ONCE);
+      event_base_loop(d_.base(), EVLOOP_ONCE);
     }
-    return true;
   }
-  void runFor(std::chrono::milliseconds d) {
-    (void)runUntil([] { return false; }, d);
+  // Lets I/O settle without moving the clock (for "nothing more happens" checks).
+  void pump() {
+    (void)runUntil([n = 0]() mutable { return ++n > 20; }, /*followServers=*/false);
+  }
+  // Moves the virtual clock, then lets the I/O it caused settle.
+  void advance(std::chrono::milliseconds d) {
+    d_.advance(d);
+    pump();
+  }
+  std::optional<Dispatcher::Clock::time_point> nextServerSend() const {
+    std::optional<Dispatcher::Clock::time_point> best;
+    for (const auto& s : servers_) {
+      auto due = s->nextSendDue();
+      if (due && (!best || *due < *best)) best = due;
+    }
+    return best;
   }
 
-  EventBasePtr base_{event_base_new()};  // declared first: destroyed last
-  EventDispatcher dispatcher_{base_.get()};
+  ManualDispatcher d_;  // declared first: destroyed last
   std::vector<std::unique_ptr<FakeDnsServer>> servers_;
   std::unique_ptr<DnsResolver> resolver_;
 };
@@ -281,14 +305,18 @@ TEST_F(DnsResolverTest, SilentServerTimesOutAfterEveryAttempt) {
   s.attempts = 3;
   makeResolver(s);
   Outcome out;
-  const auto start = std::chrono::steady_clock::now();
   auto handle = resolver_->lookup("slow.test", DnsType::kA, collect(&out));
+  // On the manual clock: each attempt waits exactly its timeout, then the next one goes out.
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    ASSERT_TRUE(runUntil([&] { return server.udpQueries == attempt; })) << attempt;
+    advance(99ms);
+    EXPECT_EQ(out.calls, 0) << "attempt " << attempt << " gave up early";
+    EXPECT_EQ(server.udpQueries, attempt);
+    advance(1ms);
+  }
   ASSERT_TRUE(runUntil([&] { return out.calls > 0; }));
-  const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(out.result.status, DnsStatus::kTimeout) << out.result.detail;
   EXPECT_EQ(server.udpQueries, 3);
-  EXPECT_GE(elapsed, 290ms);
-  EXPECT_LT(elapsed, 2s);
   EXPECT_EQ(resolver_->stats().timeouts, 3u);
   EXPECT_NE(out.result.detail.find("attempts=3"), std::string::npos) << out.result.detail;
   // RFC 5452 9.2: a fresh id and a fresh random source port per attempt.
@@ -304,6 +332,10 @@ TEST_F(DnsResolverTest, SilentServerTimesOutAfterEveryAttempt) {
   // Timeouts are not cached.
   Outcome again;
   auto h2 = resolver_->lookup("slow.test", DnsType::kA, collect(&again));
+  for (int attempt = 4; attempt <= 6; ++attempt) {
+    ASSERT_TRUE(runUntil([&] { return server.udpQueries == attempt; })) << attempt;
+    advance(100ms);
+  }
   ASSERT_TRUE(runUntil([&] { return again.calls > 0; }));
   EXPECT_EQ(server.udpQueries, 6);
 }
@@ -316,6 +348,8 @@ TEST_F(DnsResolverTest, RetriesRotateToTheNextServer) {
   makeResolver(s);
   Outcome out;
   auto handle = resolver_->lookup("r.test", DnsType::kA, collect(&out));
+  ASSERT_TRUE(runUntil([&] { return dead.udpQueries == 1; }));
+  advance(100ms);  // the first server's timeout
   ASSERT_TRUE(runUntil([&] { return out.calls > 0; }));
   EXPECT_EQ(out.result.status, DnsStatus::kOk) << out.result.detail;
   EXPECT_EQ(dead.udpQueries, 1);
@@ -396,7 +430,7 @@ TEST_F(DnsResolverTest, PositiveTtlIsCappedByMaxTtl) {
     ASSERT_TRUE(runUntil([&] { return out.calls > 0; }));
     EXPECT_EQ(out.result.fromCache, round == 1) << "round " << round;
     if (round == 1) {
-      runFor(1100ms);  // past maxTtl
+      advance(1100ms);  // past maxTtl
     }
   }
   EXPECT_EQ(server.udpQueries, 2);
@@ -407,10 +441,10 @@ TEST_F(DnsResolverTest, UnreachableServerFailsFast) {
   s.timeout = 2s;
   makeResolver(s);
   Outcome out;
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = d_.now();
   auto handle = resolver_->lookup("x.test", DnsType::kA, collect(&out));
   ASSERT_TRUE(runUntil([&] { return out.calls > 0; }));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s) << "ICMP unreachable must not wait";
+  EXPECT_EQ(d_.now(), start) << "ICMP unreachable must not wait for the timeout";
   EXPECT_EQ(out.result.status, DnsStatus::kServFail) << out.result.detail;
   EXPECT_NE(out.result.detail.find("refused"), std::string::npos) << out.result.detail;
 }
@@ -438,10 +472,10 @@ TEST_F(DnsResolverTest, DestroyingTheHandleCancels) {
   makeResolver(settingsFor({server.address()}));
   Outcome out;
   auto handle = resolver_->lookup("c.test", DnsType::kA, collect(&out));
-  runFor(5ms);  // the query is on the wire
+  ASSERT_TRUE(runUntil([&] { return server.udpQueries == 1; }));  // the query is on the wire
   handle.reset();
   EXPECT_EQ(resolver_->inFlight(), 0u) << "no waiter left: the query is abandoned";
-  runFor(100ms);  // the late answer meets a closed socket
+  advance(100ms);  // the late answer meets a closed socket
   EXPECT_EQ(out.calls, 0);
   EXPECT_EQ(server.udpQueries, 1);
   EXPECT_EQ(resolver_->stats().abandoned, 1u);
@@ -458,7 +492,7 @@ TEST_F(DnsResolverTest, CancellingOneMergedWaiterLeavesTheOthers) {
   auto hb = resolver_->lookup("c.test", DnsType::kA, collect(&b));
   ha.reset();
   ASSERT_TRUE(runUntil([&] { return b.calls > 0; }));
-  runFor(10ms);
+  advance(10ms);
   EXPECT_EQ(a.calls, 0);
   EXPECT_EQ(b.calls, 1);
   EXPECT_EQ(b.result.status, DnsStatus::kOk);
@@ -473,7 +507,7 @@ TEST_F(DnsResolverTest, CancelWhileReadyForDelivery) {
   Outcome out;
   auto h2 = resolver_->lookup("c.test", DnsType::kA, collect(&out));  // cache hit, queued
   h2.reset();
-  runFor(20ms);
+  advance(20ms);
   EXPECT_EQ(out.calls, 0);
 }
 
@@ -488,7 +522,7 @@ TEST_F(DnsResolverTest, CallbackMayDestroyItsOwnHandle) {
     EXPECT_EQ(r.status, DnsStatus::kOk);  // r must still be valid
   });
   ASSERT_TRUE(runUntil([&] { return calls > 0; }));
-  runFor(10ms);
+  advance(10ms);
   EXPECT_EQ(calls, 1);
 }
 
@@ -508,7 +542,7 @@ TEST_F(DnsResolverTest, CallbackMayDestroyAnotherPendingHandle) {
     h1.reset();
   });
   ASSERT_TRUE(runUntil([&] { return calls > 0; }));
-  runFor(20ms);
+  advance(20ms);
   EXPECT_EQ(calls, 1);
 }
 
@@ -542,25 +576,32 @@ TEST_F(DnsResolverTest, DestroyingTheResolverSilencesEveryCallback) {
   auto hb = resolver_->lookup("d2.test", DnsType::kA, collect(&b));
   auto hc = resolver_->lookup("bad name", DnsType::kA, collect(&c));  // already queued
   resolver_.reset();
-  runFor(80ms);
+  advance(80ms);
   EXPECT_EQ(a.calls + b.calls + c.calls, 0);
   ha.reset();  // handles outliving the resolver are inert
   hb.reset();
 }
 
-TEST_F(DnsResolverTest, CallbackMayDestroyTheResolver) {
+TEST_F(DnsResolverTest, ACallbackLetsGoOfTheResolverThroughTheLoop) {
+  // The lifetime idiom: an owner done with the resolver inside one of its callbacks hands it to
+  // deferredDelete. The answers delivered in that pass still arrive; then it is gone, and the
+  // handles that outlive it are inert.
   auto& server = startServer(answerA);
   makeResolver(settingsFor({server.address()}));
   int calls = 0;
-  auto cb = [&](const DnsResult&) {
+  auto cb = [&](const DnsResult& r) {
     ++calls;
-    resolver_.reset();
+    EXPECT_EQ(r.status, DnsStatus::kOk);
+    if (resolver_) d_.deferredDelete(std::move(resolver_));
   };
   auto h1 = resolver_->lookup("z.test", DnsType::kA, cb);
   auto h2 = resolver_->lookup("z.test", DnsType::kA, cb);
   ASSERT_TRUE(runUntil([&] { return calls > 0; }));
-  runFor(20ms);
-  EXPECT_EQ(calls, 1) << "no callback may run once the resolver is gone";
+  advance(20ms);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(resolver_, nullptr);
+  h1.reset();
+  h2.reset();
 }
 
 TEST_F(DnsResolverTest, LocalErrorsAreDeliveredThroughTheLoop) {
@@ -597,6 +638,8 @@ TEST_F(DnsResolverTest, InFlightQueriesAreBounded) {
   auto h1 = resolver_->lookup("q1.test", DnsType::kA, collect(&out[1]));
   auto h2 = resolver_->lookup("q2.test", DnsType::kA, collect(&out[2]));
   EXPECT_EQ(out[2].calls, 0);
+  ASSERT_TRUE(runUntil([&] { return out[2].calls > 0 && server.udpQueries == 2; }));
+  advance(50ms);
   ASSERT_TRUE(runUntil([&] { return out[0].calls && out[1].calls && out[2].calls; }));
   EXPECT_EQ(out[2].result.status, DnsStatus::kError);
   EXPECT_NE(out[2].result.detail.find("too many"), std::string::npos);

@@ -12,9 +12,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"
 #include "tests/unit/services/dns/dns_wire_builder.h"
 
@@ -50,8 +52,12 @@ inline std::vector<std::uint8_t> answerTo(const FakeRequest& r, std::vector<Wire
 
 class FakeDnsServer {
  public:
-  explicit FakeDnsServer(event_base* base, FakeHandler udp = {}, FakeHandler tcp = {})
-      : base_(base), udpHandler_(std::move(udp)), tcpHandler_(std::move(tcp)) {
+  // Delayed answers wait on `dispatcher`'s clock (a ManualDispatcher in unit tests).
+  explicit FakeDnsServer(Dispatcher& dispatcher, FakeHandler udp = {}, FakeHandler tcp = {})
+      : dispatcher_(dispatcher),
+        base_(dispatcher.base()),
+        udpHandler_(std::move(udp)),
+        tcpHandler_(std::move(tcp)) {
     // UDP on a kernel-chosen port, then TCP on the same number (retry if that one is taken).
     for (int tries = 0; tries < 20 && !listener_; ++tries) {
       closeUdp();
@@ -91,6 +97,15 @@ class FakeDnsServer {
   void setUdpHandler(FakeHandler h) { udpHandler_ = std::move(h); }
   void setTcpHandler(FakeHandler h) { tcpHandler_ = std::move(h); }
 
+  // When the earliest delayed answer is due; nullopt when none is waiting.
+  std::optional<Dispatcher::Clock::time_point> nextSendDue() const {
+    std::optional<Dispatcher::Clock::time_point> best;
+    for (const auto& p : pending_) {
+      if (!p->sent && (!best || p->due < *best)) best = p->due;
+    }
+    return best;
+  }
+
   int udpQueries = 0;
   int tcpQueries = 0;
   std::vector<FakeRequest> requests;
@@ -100,7 +115,9 @@ class FakeDnsServer {
     FakeDnsServer* server;
     FakeSend send;
     sockaddr_in to;
-    EventPtr timer;
+    Dispatcher::Clock::time_point due;
+    std::unique_ptr<Timer> timer;
+    bool sent = false;
   };
   struct Conn {
     FakeDnsServer* server;
@@ -137,16 +154,18 @@ class FakeDnsServer {
       return;
     }
     for (auto& send : s->udpHandler_(req)) {
-      auto p = std::make_unique<PendingSend>(PendingSend{s, std::move(send), from, nullptr});
-      p->timer.reset(evtimer_new(s->base_, &FakeDnsServer::onSendTimer, p.get()));
-      const timeval tv = toTimeval(p->send.delay);
-      evtimer_add(p->timer.get(), &tv);
+      const auto due = s->dispatcher_.now() + send.delay;
+      auto p =
+          std::make_unique<PendingSend>(PendingSend{s, std::move(send), from, due, nullptr, false});
+      PendingSend* raw = p.get();
+      p->timer = std::make_unique<Timer>(s->dispatcher_, [raw] { sendNow(raw); });
+      p->timer->start(p->send.delay);
       s->pending_.push_back(std::move(p));
     }
   }
 
-  static void onSendTimer(evutil_socket_t, short, void* arg) {
-    auto* p = static_cast<PendingSend*>(arg);
+  static void sendNow(PendingSend* p) {
+    p->sent = true;
     const int fd = p->send.fromOtherPort ? p->server->otherFd_ : p->server->udpFd_;
     (void)::sendto(fd, p->send.bytes.data(), p->send.bytes.size(), 0,
                    reinterpret_cast<const sockaddr*>(&p->to), sizeof(p->to));
@@ -194,6 +213,7 @@ class FakeDnsServer {
     }
   }
 
+  Dispatcher& dispatcher_;
   event_base* base_;
   FakeHandler udpHandler_;
   FakeHandler tcpHandler_;
