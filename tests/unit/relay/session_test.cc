@@ -107,6 +107,9 @@ struct Sequence {
   bool closes = false;  // the session must have closed at the end
 };
 
+// gtest prints a failing row by its name.
+void PrintTo(const Sequence& s, std::ostream* os) { *os << s.name; }
+
 MtaLine says(std::string verb, std::string reply) {
   return {std::move(verb), MtaAnswer{std::move(reply), UpstreamFailure::kNone, milliseconds(0)}};
 }
