@@ -51,6 +51,7 @@ trap 'rm -rf "$out"' EXIT
 echo "clang-tidy ($("$TIDY" --version | grep -o 'version [0-9.]*')) on ${#files[@]} files, $JOBS jobs"
 start=$(date +%s)
 # One log per file; clang-tidy's own exit code is ignored, the findings decide.
+# shellcheck disable=SC2016  # $1..$4 belong to the inner sh
 printf '%s\n' "${files[@]}" |
   xargs -P "$JOBS" -I{} sh -c '"$1" -p "$2" --quiet "$3" >"$4/$(echo "$3" | tr / _).log" 2>&1 || true' \
     sh "$TIDY" "$BUILD" {} "$out"
