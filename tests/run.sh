@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # THE test command for portcullis: dependencies, build, every test suite, fuzzing, format check.
 #
-#   sudo tests/run.sh [--quick] [--no-deps]      (as root: tests/run.sh)
+#   sudo tests/run.sh [--quick] [--no-deps] [--no-tidy]      (as root: tests/run.sh)
 #
 #   1. deploy/install-deps.sh                      (skipped with --no-deps)
-#   2. default preset: build, then unit + integration tests with ctest
+#   2. default preset: build, then unit + integration tests with ctest, then clang-tidy over
+#      every project .cc with tests/tidy.sh (about 3 min on 2 cores; skipped with --no-tidy)
 #   3. asan preset: build, then the same tests under ASan/UBSan    (skipped with --quick)
 #   4. fuzz preset: build the fuzz_* targets and run each for $FUZZ_SECONDS s (default 20)
 #      with tests/fuzz/corpus/<name> as seed corpus if it exists      (skipped with --quick)
@@ -20,10 +21,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 QUICK=0
 DEPS=1
+TIDY=1
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
     --no-deps) DEPS=0 ;;
+    --no-tidy) TIDY=0 ;;
     -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
@@ -201,6 +204,13 @@ if [[ $LAST_RC -eq 0 ]]; then
   step "tests (default)" run_ctest build "$LOGS/ctest-default.log"
 else
   skip "tests (default): build failed"
+fi
+if [[ $TIDY -eq 0 ]]; then
+  skip "clang-tidy (--no-tidy)"
+elif [[ -f build/compile_commands.json ]]; then
+  step "clang-tidy (tests/tidy.sh)" logged "$LOGS/tidy.log" env JOBS="$JOBS" tests/tidy.sh build
+else
+  skip "clang-tidy: the default preset did not configure"
 fi
 
 if [[ $QUICK -eq 0 ]]; then

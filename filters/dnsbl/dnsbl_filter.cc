@@ -13,6 +13,8 @@
 #include <mutex>
 #include <utility>
 
+#include "portcullis/domain.h"
+
 namespace portcullis {
 namespace {
 
@@ -24,7 +26,8 @@ constexpr std::int64_t kMaxThreshold = 1'000'000'000;
 // RFC 1035 2.3.4: a name is at most 253 octets in text form; an IPv6 query prefix (32 nibbles
 // and their dots, RFC 5782 2.4) takes 64 of them.
 constexpr std::size_t kMaxZoneLength = 253 - 64;
-constexpr std::size_t kMaxLabelLength = 63;
+// What checkDomainName() accepts, for naming the character it did not.
+constexpr std::string_view kZoneChars = "abcdefghijklmnopqrstuvwxyz0123456789-_.";
 // The TXT explanation shown in the reply; the reply line itself is bounded by Reply.
 constexpr std::size_t kMaxTxtText = 200;
 
@@ -175,22 +178,16 @@ std::optional<std::string> parseZone(std::string_view s, std::string* error) {
              " octets (an IPv6 query would exceed 253)";
     return std::nullopt;
   }
-  std::size_t label = 0;
-  for (const char c : zone) {
-    if (c == '.') {
-      if (label == 0) break;
-      label = 0;
-      continue;
-    }
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
-      *error = "zone name " + quote(zone) + " has an invalid character " + quote(std::string(1, c));
+  switch (checkDomainName(zone, {.maxLength = kMaxZoneLength})) {
+    case DomainError::kNone:
+      break;
+    case DomainError::kBadCharacter:
+      *error = "zone name " + quote(zone) + " has an invalid character " +
+               quote(std::string(1, zone[zone.find_first_not_of(kZoneChars)]));
       return std::nullopt;
-    }
-    if (++label > kMaxLabelLength) break;
-  }
-  if (label == 0 || label > kMaxLabelLength) {
-    *error = "zone name " + quote(zone) + " has an empty or over-long label";
-    return std::nullopt;
+    default:
+      *error = "zone name " + quote(zone) + " has an empty or over-long label";
+      return std::nullopt;
   }
   return zone;
 }

@@ -22,12 +22,13 @@
 #include <optional>
 #include <string_view>
 
+#include "portcullis/domain.h"
+
 namespace portcullis {
 namespace {
 
-// RFC 1035 2.3.4 / RFC 5321 4.5.3.1.2: 255 octets per name, 63 per label.
+// RFC 5321 4.5.3.1.2: 255 octets per name (labels: see portcullis/domain.h).
 constexpr std::size_t kMaxHostname = 255;
-constexpr std::size_t kMaxLabel = 63;
 // Longest textual IPv6 address including an embedded IPv4 tail (INET6_ADDRSTRLEN - 1).
 constexpr std::size_t kMaxAddressText = 45;
 
@@ -129,36 +130,12 @@ std::optional<IpAddress> parseAddressLiteral(std::string_view inner) {
   return parseIp(inner, AF_INET);
 }
 
-bool isHostnameChar(char c) {
-  // RFC 1123 2.1 letters, digits, hyphen; '_' too, as Postfix accepts it (common in the wild).
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '_';
-}
-
 // Why `name` (trailing dot already removed) is not a valid hostname; nullopt when it is.
 std::optional<std::string> hostnameError(std::string_view name) {
-  if (name.empty()) return "empty name";
-  if (name.size() > kMaxHostname) return "longer than 255 octets";
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t dot = name.find('.', start);
-    const std::string_view label =
-        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (label.empty()) return "empty label";
-    if (label.size() > kMaxLabel) return "label longer than 63 octets";
-    if (!std::all_of(label.begin(), label.end(), isHostnameChar)) {
-      return "character not allowed in a hostname";
-    }
-    if (label.front() == '-' || label.back() == '-') return "label starts or ends with a hyphen";
-    if (dot == std::string_view::npos) {
-      // RFC 3696 2: a top-level domain is never all-numeric.
-      if (std::all_of(label.begin(), label.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        return "numeric top-level label";
-      }
-      return std::nullopt;
-    }
-    start = dot + 1;
-  }
+  constexpr DomainSyntax kHostname{.maxLength = kMaxHostname, .hostname = true};
+  const DomainError e = checkDomainName(name, kHostname);
+  if (e == DomainError::kNone) return std::nullopt;
+  return domainErrorText(e, kHostname);
 }
 
 // The outcome of the checks that need no DNS: a verdict, or the name to resolve (empty when

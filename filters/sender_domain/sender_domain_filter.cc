@@ -14,14 +14,13 @@
 #include <optional>
 #include <string_view>
 
+#include "portcullis/domain.h"
+
 namespace portcullis {
 namespace {
 
 // RFC 5321 4.5.3.1.3: a path is at most 256 octets.
 constexpr std::size_t kMaxShownAddress = 256;
-// RFC 1035 2.3.4: 255 octets on the wire is 253 in text; 63 per label.
-constexpr std::size_t kMaxDomain = 253;
-constexpr std::size_t kMaxLabel = 63;
 
 enum class Outcome { kNotFound, kNullMx, kTempFail };
 
@@ -50,29 +49,11 @@ Verdict verdictFor(Outcome outcome, const std::string& shownAddress, const std::
   return Verdict::reject(Reply::permanent(o.code, o.enhanced, text), std::move(reason));
 }
 
-bool isDomainChar(char c) {
-  // Letters, digits, hyphen (RFC 1035 2.3.1), and '_' as DNS itself allows it.
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '_';
-}
-
 // Why `domain` (trailing dot removed, ASCII) can never exist in DNS; nullopt when it could.
 std::optional<std::string> domainError(std::string_view domain) {
-  if (domain.empty()) return "empty domain";
-  if (domain.size() > kMaxDomain) return "domain longer than 253 octets";
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t dot = domain.find('.', start);
-    const std::string_view label =
-        domain.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (label.empty()) return "empty label";
-    if (label.size() > kMaxLabel) return "label longer than 63 octets";
-    if (!std::all_of(label.begin(), label.end(), isDomainChar)) {
-      return "character not allowed in a domain";
-    }
-    if (dot == std::string_view::npos) return std::nullopt;
-    start = dot + 1;
-  }
+  const DomainError e = checkDomainName(domain);
+  if (e == DomainError::kNone) return std::nullopt;
+  return domainErrorText(e);
 }
 
 std::string describe(DnsType type, const DnsResult& r) {

@@ -2,17 +2,19 @@
 
 #include "proxy/base/header_util.h"
 
+#include <algorithm>
+
 #include "portcullis/reply.h"
 
 namespace portcullis {
 
 bool validHeaderName(std::string_view name) {
   if (name.empty() || name.size() > 76) return false;
-  for (const char ch : name) {
+  // RFC 5322 2.2: printable US-ASCII except ':'.
+  return std::all_of(name.begin(), name.end(), [](char ch) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c < 33 || c > 126 || c == ':') return false;
-  }
-  return true;
+    return c >= 33 && c <= 126 && c != ':';
+  });
 }
 
 std::optional<std::string> formatHeader(std::string_view name, std::string_view value,

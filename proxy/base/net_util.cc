@@ -138,7 +138,7 @@ std::string clientCountKey(std::string_view address, int ipv6PrefixLength) {
   // IPv4 (our own canonical text, from every accept and reap) counts as it is: no parsing.
   if (address.find(':') == std::string_view::npos) return std::string(address);
   if (address.find('\0') != std::string_view::npos) return std::string(address);
-  const std::string text(address);
+  std::string text(address);  // not const, so `return text` moves
   in_addr v4{};
   in6_addr v6{};
   if (inet_pton(AF_INET6, text.c_str(), &v6) != 1) return text;

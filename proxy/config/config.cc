@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "portcullis/domain.h"
 #include "portcullis/reply.h"
 #include "proxy/api/config_section_impl.h"
 #include "proxy/services/dns/dns_transport.h"
@@ -203,9 +204,7 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
 
   cfg->hostname = s.getString("hostname", defaultHostname());
   // It goes into every greeting and EHLO reply, so it must be a plain DNS name.
-  if (cfg->hostname.empty() || cfg->hostname.size() > 253 ||
-      cfg->hostname.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                      "0123456789.-_") != std::string::npos) {
+  if (checkDomainName(cfg->hostname, {.labels = false}) != DomainError::kNone) {
     s.fail("hostname",
            "must be a DNS name (letters, digits, '-', '.'; at most 253 octets), got \"" +
                sanitizeText(cfg->hostname, 64) + "\"");

@@ -353,7 +353,8 @@ void Stream::onTlsWrite(bufferevent*, void* self) {
   if (!s->detached_ && s->cb_.onDrained) s->cb_.onDrained();
 }
 
-void Stream::sendCloseNotify() {
+// Not const although it could compile so: it writes to the connection.
+void Stream::sendCloseNotify() {  // NOLINT(readability-make-member-function-const)
   SSL* s = ssl();
   if (s == nullptr || SSL_is_init_finished(s) != 1 || (SSL_get_shutdown(s) & SSL_SENT_SHUTDOWN)) {
     return;

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <utility>
 
+#include "portcullis/domain.h"
+
 namespace portcullis {
 namespace {
 
@@ -118,20 +120,13 @@ AddrError checkDomain(std::string_view d, bool& nonAscii) {
   if (d.empty()) return AddrError::kSyntax;
   if (d.size() > kMaxDomain) return AddrError::kTooLong;
   if (d.front() == '[') return isAddressLiteral(d) ? AddrError::kNone : AddrError::kSyntax;
-  std::size_t label = 0;
-  for (std::size_t i = 0; i < d.size(); ++i) {
-    const auto c = static_cast<unsigned char>(d[i]);
-    if (c == '.') {
-      if (label == 0 || i + 1 == d.size()) return AddrError::kSyntax;
-      label = 0;
-      continue;
-    }
-    if (c >= 0x80) {
-      nonAscii = true;
-    } else if (!isAlpha(c) && !isDigit(c) && c != '-' && c != '_') {
-      return AddrError::kSyntax;
-    }
-    if (++label > 63) return AddrError::kSyntax;
+  // RFC 6531 3.3: an SMTPUTF8 domain may carry U-labels; the caller decides if that is allowed.
+  if (checkDomainName(d, {.maxLength = kMaxDomain, .utf8 = true}) != DomainError::kNone) {
+    return AddrError::kSyntax;
+  }
+  if (std::any_of(d.begin(), d.end(),
+                  [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
+    nonAscii = true;
   }
   return AddrError::kNone;
 }

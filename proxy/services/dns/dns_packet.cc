@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include "portcullis/domain.h"
+
 // ldns/common.h does `#define false 0` unless stdbool.h came first.
 #include <ldns/ldns.h>
 #include <stdbool.h>  // NOLINT(modernize-deprecated-headers)
@@ -34,10 +36,6 @@ std::string rcodeName(unsigned rcode) {
 }
 
 char lowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool validLabelChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-}
 
 std::uint16_t read16(const std::uint8_t* p) {
   return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
@@ -136,30 +134,11 @@ std::optional<std::string> normalizeQueryName(std::string_view name) {
     return std::nullopt;
   }
   // Wire size: one length octet per label plus its text, plus the root label.
-  if (name.size() + 2 > kMaxNameWire) {
+  if (checkDomainName(name, {.maxLength = kMaxNameWire - 2}) != DomainError::kNone) {
     return std::nullopt;
   }
-  std::string out;
-  out.reserve(name.size());
-  std::size_t label = 0;
-  for (char c : name) {
-    if (c == '.') {
-      if (label == 0) {
-        return std::nullopt;  // empty label
-      }
-      label = 0;
-      out.push_back(c);
-      continue;
-    }
-    c = lowerAscii(c);
-    if (!validLabelChar(c) || ++label > kMaxLabel) {
-      return std::nullopt;
-    }
-    out.push_back(c);
-  }
-  if (label == 0) {
-    return std::nullopt;  // "a.b.." left a trailing empty label
-  }
+  std::string out(name);
+  std::transform(out.begin(), out.end(), out.begin(), lowerAscii);
   return out;
 }
 

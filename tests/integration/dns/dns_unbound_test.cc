@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -29,8 +29,6 @@
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"
 #include "proxy/services/dns/dns_resolver.h"
-
-extern char** environ;
 
 namespace portcullis {
 namespace {

@@ -11,7 +11,7 @@ namespace {
 
 using Status = ProxyHeader::Status;
 
-std::string v2(unsigned char verCmd, unsigned char family, std::string body) {
+std::string v2(unsigned char verCmd, unsigned char family, const std::string& body) {
   std::string out("\r\n\r\n\0\r\nQUIT\n", 12);
   out.push_back(static_cast<char>(verCmd));
   out.push_back(static_cast<char>(family));
