@@ -135,6 +135,7 @@ bool Server::start(std::string* error) {
     return false;
   }
   context_.resolver = resolver_.get();
+  services_.install(base_, context_);
 
   if (config_->tls.enabled() && !reloadTls(error)) return false;
   if (config_->upstream.tls != UpstreamTls::kNone) {

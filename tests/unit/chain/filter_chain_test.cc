@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "proxy/admin/stats_registry.h"
 #include "proxy/base/event_util.h"
 
 namespace portcullis {
@@ -145,6 +146,7 @@ class FilterChainTest : public ::testing::Test {
     spec.timeout = timeout;
     spec.onError = onError;
     spec.deferTo = deferTo;
+    if (withStats_) spec.stats = std::make_shared<FilterStats>(stats_, label);
     Calls* calls = &calls_[label];
     int* ends = &transactionEnds_[label];
     const bool throws = throwOnNotify_.count(label) > 0;
@@ -211,8 +213,40 @@ class FilterChainTest : public ::testing::Test {
     return calls_[label][static_cast<std::size_t>(s)];
   }
 
+  // The counter `family` of filter `label` with the given extra labels (0 when never registered).
+  std::uint64_t count(std::string_view family, const std::string& label,
+                      std::initializer_list<StatLabel> labels) {
+    // Labels are matched in registration order: filter first, then the family's own.
+    for (const StatSample& s : stats_.snapshot()) {
+      if (s.name != family || s.labels.empty() || s.labels[0].second != label) continue;
+      if (s.labels.size() != labels.size() + 1) continue;
+      bool same = true;
+      std::size_t i = 1;
+      for (const StatLabel& l : labels) {
+        same = same && s.labels[i].first == l.name && s.labels[i].second == l.value;
+        ++i;
+      }
+      if (same) return s.value;
+    }
+    return 0;
+  }
+  std::uint64_t verdicts(const std::string& label, Stage s, const char* verdict,
+                         const char* mode = "enforce") {
+    return count("portcullis_filter_verdicts_total", label,
+                 {{"stage", stageName(s)}, {"verdict", verdict}, {"mode", mode}});
+  }
+  // Every verdict-family count of every filter, summed: to prove nothing else was counted.
+  std::uint64_t allVerdicts() {
+    std::uint64_t total = 0;
+    for (const StatSample& s : stats_.snapshot()) {
+      if (s.name == "portcullis_filter_verdicts_total") total += s.value;
+    }
+    return total;
+  }
+
+  StatsRegistry stats_;
   EventBasePtr base_;
-  SessionView view_;
+  SessionRecord view_;
   std::vector<FilterSpec> specs_;
   std::unique_ptr<FilterChain> chain_;
   std::map<std::string, Calls> calls_;
@@ -222,6 +256,7 @@ class FilterChainTest : public ::testing::Test {
   std::vector<std::shared_ptr<std::optional<Next>>> slots_;
   std::optional<ChainOutcome> outcome_;
   int doneCalls_ = 0;
+  bool withStats_ = true;  // every filter counted into stats_ unless a test turns it off
   bool allowRunningAtEnd_ = false;
   bool allowPendingNextAtEnd_ = false;
 };
@@ -248,6 +283,7 @@ TEST_F(FilterChainTest, InlineCompletionRunsEveryFilterInOrder) {
 
 TEST_F(FilterChainTest, ManyInlineFiltersDoNotRecurse) {
   // The chain loops: 20000 inline completions must not grow the stack per filter.
+  withStats_ = false;  // 20000 filters' worth of series would only slow the test down
   for (int i = 0; i < 20000; ++i) add("f" + std::to_string(i), proceed());
   build();
   const ChainOutcome o = runInline(Stage::kRcptTo);
@@ -827,6 +863,108 @@ TEST_F(FilterChainTest, NotificationsReachEveryFilterEvenIfOneThrows) {
   EXPECT_EQ(transactionEnds_["a"], 1);
   EXPECT_EQ(transactionEnds_["b"], 1);
   EXPECT_NO_THROW(chain_->notifyDisconnect(view_));
+}
+
+// ---- stats: every verdict is counted once, in the chain, by filter, stage, kind and mode ----
+
+TEST_F(FilterChainTest, CountsEveryVerdictByFilterStageKindAndMode) {
+  struct Case {
+    std::string name;
+    Action action;
+    FilterMode mode;
+    OnError onError;
+    Stage stage;
+    const char* wantVerdict;  // nullptr: no verdict counted
+    const char* wantMode;
+    std::uint64_t wantErrors;
+    const char* wantCode;  // the reply code as the stage sends it, nullptr: none
+  };
+  const std::vector<Case> cases = {
+      {"proceed counts nothing", proceed(), FilterMode::kEnforce, OnError::kTempfail, Stage::kHelo,
+       nullptr, nullptr, 0, nullptr},
+      {"reject", reject(550), FilterMode::kEnforce, OnError::kTempfail, Stage::kRcptTo, "reject",
+       "enforce", 0, "550"},
+      {"reject normalised for the stage", reject(550), FilterMode::kEnforce, OnError::kTempfail,
+       Stage::kConnect, "reject", "enforce", 0, "554"},
+      {"observe: what it would have done", reject(550), FilterMode::kObserve, OnError::kTempfail,
+       Stage::kMailFrom, "reject", "observe", 0, "550"},
+      {"observe tempfail", tempfail(451), FilterMode::kObserve, OnError::kTempfail, Stage::kData,
+       "tempfail", "observe", 0, "451"},
+      {"accept", verdict(Verdict::accept("allowlisted")), FilterMode::kEnforce, OnError::kTempfail,
+       Stage::kConnect, "accept", "enforce", 0, nullptr},
+      {"discard", verdict(Verdict::discard("spam")), FilterMode::kEnforce, OnError::kTempfail,
+       Stage::kEndOfMessage, "discard", "enforce", 0, nullptr},
+      {"dropped Next: error, then the tempfail it causes", drop(), FilterMode::kEnforce,
+       OnError::kTempfail, Stage::kRcptTo, "tempfail", "enforce", 1, "451"},
+      {"dropped Next, on_error continue: an error only", drop(), FilterMode::kEnforce,
+       OnError::kContinue, Stage::kRcptTo, nullptr, nullptr, 1, nullptr},
+      {"dropped Next in observe mode: an error only", drop(), FilterMode::kObserve,
+       OnError::kTempfail, Stage::kHelo, nullptr, nullptr, 1, nullptr},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    // A label of its own per case: the registry keeps every series, so counts start at zero.
+    const std::string f = "f" + std::to_string(++n);
+    fresh();
+    const std::uint64_t before = allVerdicts();
+    add(f, c.action, c.mode, c.onError);
+    build();
+    start(c.stage);
+    ASSERT_TRUE(outcome_) << c.name;
+    const std::uint64_t want = c.wantVerdict != nullptr ? 1 : 0;
+    if (c.wantVerdict != nullptr) {
+      EXPECT_EQ(verdicts(f, c.stage, c.wantVerdict, c.wantMode), 1u)
+          << c.name << ": got X, want one " << c.wantVerdict << "/" << c.wantMode;
+    }
+    EXPECT_EQ(allVerdicts() - before, want) << c.name << ": got X verdicts counted, want Y";
+    EXPECT_EQ(count("portcullis_filter_errors_total", f, {{"stage", stageName(c.stage)}}),
+              c.wantErrors)
+        << c.name << ": got X errors, want Y";
+    if (c.wantCode != nullptr) {
+      EXPECT_EQ(
+          count("portcullis_filter_replies_total", f, {{"code", c.wantCode}, {"mode", c.wantMode}}),
+          1u)
+          << c.name << ": got X replies with code " << c.wantCode << ", want 1";
+    }
+    // One call, one duration observation (whatever the outcome).
+    std::uint64_t observations = 0;
+    for (const StatSample& s : stats_.snapshot()) {
+      if (s.name == "portcullis_filter_duration_microseconds" && s.labels[0].second == f) {
+        observations += s.value;
+      }
+    }
+    EXPECT_EQ(observations, 1u) << c.name << ": got X duration observations, want 1";
+  }
+}
+
+TEST_F(FilterChainTest, CountsPerFilterAndDeferredVerdicts) {
+  add("first",
+      verdictAt(Stage::kConnect,
+                Verdict::reject(Reply::permanent(554, "5.7.1", "listed"), "listed")),
+      FilterMode::kEnforce, OnError::kTempfail, milliseconds(5000), Stage::kRcptTo);
+  add("second", reject(550), FilterMode::kObserve);
+  build();
+  start(Stage::kConnect);
+  ASSERT_TRUE(outcome_);
+  EXPECT_EQ(verdicts("first", Stage::kConnect, "reject"), 1u);
+  EXPECT_EQ(count("portcullis_filter_deferred_total", "first", {{"stage", "connect"}}), 1u);
+  EXPECT_EQ(verdicts("second", Stage::kConnect, "reject", "observe"), 1u)
+      << "the observer still runs after a held verdict";
+  EXPECT_EQ(verdicts("second", Stage::kConnect, "reject", "enforce"), 0u);
+  EXPECT_EQ(allVerdicts(), 2u);
+}
+
+TEST_F(FilterChainTest, ALateCompletionIsNotCounted) {
+  auto held = slot();
+  add("slow", hold(held), FilterMode::kEnforce, OnError::kTempfail, milliseconds(20));
+  build();
+  start(Stage::kMailFrom);
+  ASSERT_TRUE(loopUntilDone());
+  EXPECT_EQ(count("portcullis_filter_errors_total", "slow", {{"stage", "mail"}}), 1u);
+  EXPECT_EQ(verdicts("slow", Stage::kMailFrom, "tempfail"), 1u) << "the timeout's tempfail";
+  (**held)(Verdict::reject(Reply::permanent(550, "5.7.1", "late"), "late"));
+  EXPECT_EQ(verdicts("slow", Stage::kMailFrom, "reject"), 0u) << "a late verdict is dropped";
+  EXPECT_EQ(allVerdicts(), 1u);
 }
 
 }  // namespace
