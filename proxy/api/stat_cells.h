@@ -21,13 +21,11 @@ class HistogramCells {
     const auto it = std::lower_bound(bounds.begin(), bounds.end(), value);
     buckets[static_cast<std::size_t>(it - bounds.begin())].fetch_add(1, std::memory_order_relaxed);
     sum.fetch_add(value, std::memory_order_relaxed);
-    count.fetch_add(1, std::memory_order_relaxed);
   }
 
   const std::vector<std::uint64_t> bounds;          // ascending upper bounds
   std::vector<std::atomic<std::uint64_t>> buckets;  // bounds.size() + 1 (the last is +Inf)
-  std::atomic<std::uint64_t> sum{0};
-  std::atomic<std::uint64_t> count{0};
+  std::atomic<std::uint64_t> sum{0};                // the count is the sum of the buckets
 };
 
 }  // namespace portcullis

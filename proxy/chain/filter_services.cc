@@ -28,19 +28,21 @@ spdlog::level::level_enum toSpdlog(LogLevel level) {
 class EventTimerHandle final : public TimerHandle {
  public:
   EventTimerHandle(event_base* base, std::function<void()> fire)
-      : fire_(std::move(fire)), timer_(base, [this] { onFire(); }) {}
-  void start(std::chrono::milliseconds delay) { timer_.start(delay); }
+      : fire_(std::move(fire)), event_(evtimer_new(base, &EventTimerHandle::trampoline, this)) {}
+  void start(std::chrono::milliseconds delay) {
+    const timeval tv = toTimeval(delay);
+    evtimer_add(event_.get(), &tv);
+  }
 
  private:
-  void onFire() {
-    // One-shot: the callback may destroy this handle, so move it out first.
-    std::function<void()> fire = std::move(fire_);
-    fire_ = nullptr;
+  // One-shot, and the callback may destroy this handle: move it out, and touch nothing after.
+  static void trampoline(evutil_socket_t, short, void* self) {
+    std::function<void()> fire = std::move(static_cast<EventTimerHandle*>(self)->fire_);
     if (fire) fire();
   }
 
   std::function<void()> fire_;
-  Timer timer_;
+  EventPtr event_;
 };
 
 }  // namespace
