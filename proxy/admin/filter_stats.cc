@@ -3,7 +3,11 @@
 #include "proxy/admin/filter_stats.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <string>
+
+#include "proxy/admin/stats_registry.h"
 
 namespace portcullis {
 namespace {
@@ -53,6 +57,17 @@ void FilterStats::countVerdict(Stage stage, VerdictKind kind, bool observed, int
 
 void FilterStats::observeDuration(Stage stage, std::chrono::microseconds d) const {
   durations_[index(stage)].observe(d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count()));
+}
+
+std::shared_ptr<const FilterStats> processFilterStats(std::string_view filter) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const FilterStats>, std::less<>> byLabel;
+  const std::lock_guard lock(mutex);
+  const auto it = byLabel.find(filter);
+  if (it != byLabel.end()) return it->second;
+  auto stats = std::make_shared<const FilterStats>(processStats(), filter);
+  byLabel.emplace(std::string(filter), stats);
+  return stats;
 }
 
 }  // namespace portcullis

@@ -14,6 +14,7 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <string_view>
 
 #include "portcullis/stage.h"
@@ -57,5 +58,9 @@ class FilterStats {
   std::array<Counter, kStageCount> deferred_;
   std::array<Histogram, kStageCount> durations_;
 };
+
+// The FilterStats of `filter` in processStats(), made on first use and shared by every config
+// load after it (a reload, --check-config), so that loading a config registers nothing twice.
+std::shared_ptr<const FilterStats> processFilterStats(std::string_view filter);
 
 }  // namespace portcullis

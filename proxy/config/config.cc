@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "portcullis/reply.h"
-#include "proxy/admin/stats_registry.h"
+#include "proxy/admin/filter_stats.h"
 #include "proxy/api/config_section_impl.h"
 #include "proxy/services/dns/dns_transport.h"
 
@@ -169,7 +169,7 @@ void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Con
     }
     spec.creator = factory->configure(s);
     s.rejectUnknownKeys();
-    spec.stats = std::make_shared<FilterStats>(processStats(), spec.label);
+    spec.stats = processFilterStats(spec.label);
     cfg.filters.push_back(std::move(spec));
   }
   // The resource limits (message size, recipient count) always apply: the filters whose
@@ -184,7 +184,7 @@ void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Con
     spec.traits = factory->traits();
     spec.creator = factory->configure(
         makeConfigSection(YAML::Node(YAML::NodeType::Map), "filters(" + name + ")"));
-    spec.stats = std::make_shared<FilterStats>(processStats(), spec.label);
+    spec.stats = processFilterStats(spec.label);
     front.push_back(std::move(spec));
   }
   cfg.filters.insert(cfg.filters.begin(), std::make_move_iterator(front.begin()),

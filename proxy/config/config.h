@@ -119,7 +119,7 @@ struct FilterSpec {
   std::optional<Stage> deferTo;  // hold connect/helo rejects until this stage (rcpt)
   FilterTraits traits;           // what the factory declared
   FilterCreator creator;
-  // The chain's counters for this filter (processStats()); null counts nothing (tests).
+  // The chain's counters for this filter (processFilterStats()); null counts nothing (tests).
   std::shared_ptr<const FilterStats> stats;
 };
 

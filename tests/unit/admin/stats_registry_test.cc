@@ -172,5 +172,15 @@ TEST(FilterStatsTest, AVerdictLandsInTheCountersItNames) {
   }
 }
 
+TEST(FilterStatsTest, TheProcessFilterStatsAreSharedByLabel) {
+  const auto a = processFilterStats("stats-test-a");
+  EXPECT_EQ(a, processFilterStats("stats-test-a")) << "a second config load reuses the handles";
+  EXPECT_NE(a, processFilterStats("stats-test-b"));
+  a->countError(Stage::kHelo);
+  EXPECT_EQ(processStats().counterValue("portcullis_filter_errors_total",
+                                        {{"filter", "stats-test-a"}, {"stage", "helo"}}),
+            1u);
+}
+
 }  // namespace
 }  // namespace portcullis
