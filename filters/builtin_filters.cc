@@ -1,5 +1,7 @@
 // The built-in filters, one registration line each.
 
+#include "filters/builtin_filters.h"
+
 #include "filters/dnsbl/dnsbl_filter.h"
 #include "filters/header_checks/header_checks_filter.h"
 #include "filters/helo/helo_filter.h"

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "filters/builtin_filters.h"
 #include "portcullis/filter_registry.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"

@@ -3,13 +3,11 @@
 #include "filters/dnsbl/dnsbl_filter.h"
 
 #include <arpa/inet.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <functional>
-#include <map>
 #include <mutex>
 #include <utility>
 
@@ -36,33 +34,6 @@ constexpr std::size_t kMaxTxtText = 200;
 constexpr std::array<std::uint32_t, 3> kErrorCodes = {0x7ffffffc, 0x7ffffffe, 0x7fffffff};
 
 using Pattern = std::array<std::bitset<256>, 4>;
-
-// --- Per-zone counters (process-wide; sessions may live on several loops) ---
-
-struct ZoneCounters {
-  std::uint64_t errors = 0;
-  std::uint64_t failures = 0;
-};
-
-std::mutex& countersMutex() {
-  static std::mutex m;
-  return m;
-}
-
-std::map<std::string, ZoneCounters, std::less<>>& counters() {
-  static std::map<std::string, ZoneCounters, std::less<>> c;
-  return c;
-}
-
-void countError(const std::string& zone) {
-  const std::lock_guard lock(countersMutex());
-  ++counters()[zone].errors;
-}
-
-void countFailure(const std::string& zone) {
-  const std::lock_guard lock(countersMutex());
-  ++counters()[zone].failures;
-}
 
 // --- Config parsing (load time only; errors are messages for ConfigSection::fail) ---
 
@@ -287,25 +258,35 @@ bool matches(const DnsblRule& rule, std::uint32_t a) {
 }
 
 // A log value that stays one key=value token however odd the text from outside is.
-std::string logQuoted(std::string_view s) {
-  std::string out = sanitizeText(s, 200);
-  std::replace(out.begin(), out.end(), '"', '\'');
-  std::replace(out.begin(), out.end(), '\\', '/');
-  return quote(out);
-}
+std::string logQuoted(std::string_view s) { return logQuote(s, 200); }
+
+// The zone counters, registered on the first session of a configured filter (the stats
+// service arrives with the context, after configure()), then shared by every later session.
+class ZoneStatsOnce {
+ public:
+  std::shared_ptr<const DnsblZoneStats> get(Stats* stats, const std::vector<std::string>& zones) {
+    if (stats == nullptr) return nullptr;
+    std::call_once(once_, [&] {
+      auto s = std::make_shared<DnsblZoneStats>();
+      for (const std::string& zone : zones) {
+        s->errors.push_back(stats->counter("portcullis_dnsbl_errors_total", {{"zone", zone}}));
+        s->failures.push_back(
+            stats->counter("portcullis_dnsbl_lookup_failures_total", {{"zone", zone}}));
+      }
+      stats_ = std::move(s);
+    });
+    return stats_;
+  }
+
+ private:
+  std::once_flag once_;
+  std::shared_ptr<const DnsblZoneStats> stats_;
+};
 
 }  // namespace
 
-std::uint64_t dnsblErrorCount(std::string_view zone) {
-  const std::lock_guard lock(countersMutex());
-  const auto it = counters().find(zone);
-  return it == counters().end() ? 0 : it->second.errors;
-}
-
-std::uint64_t dnsblLookupFailureCount(std::string_view zone) {
-  const std::lock_guard lock(countersMutex());
-  const auto it = counters().find(zone);
-  return it == counters().end() ? 0 : it->second.failures;
+void DnsblFilter::log(LogLevel level, const std::string& fields) const {
+  if (log_ != nullptr) log_->write(level, sessionId_, fields);
 }
 
 // --- The filter ---
@@ -326,11 +307,11 @@ void DnsblFilter::onDisconnect(const SessionView&) {
 
 void DnsblFilter::onConnect(const SessionView& s, Next next) {
   cancel();
-  sessionId_ = s.id;
-  address_ = s.client.address;
-  const auto reversed = reverseNibbles(queryAddress(s.client.address));
+  sessionId_ = s.id();
+  address_ = s.client().address();
+  const auto reversed = reverseNibbles(queryAddress(s.client().address()));
   if (!reversed) {
-    next.fail("client address " + logQuoted(s.client.address) + " is not an IP address");
+    next.fail("client address " + logQuoted(s.client().address()) + " is not an IP address");
     return;
   }
   if (resolver_ == nullptr) {
@@ -370,18 +351,19 @@ void DnsblFilter::onAnswer(std::size_t zone, const DnsResult& result) {
       if (rec.type != DnsType::kA) continue;
       const auto a = parseIpv4(rec.value);
       if (const char* why = answerError(a)) {
-        spdlog::warn("{} event=dnsbl-error zone={} query={}.{} answer={} why={}", sessionId_, name,
-                     reversed_, name, logQuoted(rec.value), why);
-        countError(name);
+        log(LogLevel::kWarn, "event=dnsbl-error zone=" + name + " query=" + reversed_ + "." + name +
+                                 " answer=" + logQuoted(rec.value) + " why=" + why);
+        if (stats_) stats_->errors[zone].add();
         continue;
       }
       za.answers.push_back(*a);
     }
   } else if (result.failed()) {
     // Fail open: an unknown answer adds no score (postscreen does the same).
-    spdlog::warn("{} event=dnsbl-lookup-failed zone={} status={} detail={}", sessionId_, name,
-                 dnsStatusName(result.status), logQuoted(result.detail));
-    countFailure(name);
+    log(LogLevel::kWarn, "event=dnsbl-lookup-failed zone=" + name +
+                             " status=" + std::string(dnsStatusName(result.status)) +
+                             " detail=" + logQuoted(result.detail));
+    if (stats_) stats_->failures[zone].add();
     failures_.push_back(name + ":" + std::string(dnsStatusName(result.status)));
   }
   if (!issuing_) maybeDecide();
@@ -426,7 +408,9 @@ void DnsblFilter::maybeDecide() {
                              std::to_string(c.allowlistThreshold) + hits + failed));
     return;
   }
-  spdlog::debug("{} event=dnsbl-pass score={}{}{}", sessionId_, score, hits, failed);
+  if (log_ != nullptr && log_->enabled(LogLevel::kDebug)) {
+    log(LogLevel::kDebug, "event=dnsbl-pass score=" + std::to_string(score) + hits + failed);
+  }
   complete(Verdict::proceed());
 }
 
@@ -454,8 +438,10 @@ void DnsblFilter::onTxt(const DnsResult& result) {
       if (!txt_.empty()) break;
     }
   } else if (result.failed()) {
-    spdlog::debug("{} event=dnsbl-txt-failed zone={} status={}", sessionId_,
-                  config_->zones[txtZone_], dnsStatusName(result.status));
+    if (log_ != nullptr && log_->enabled(LogLevel::kDebug)) {
+      log(LogLevel::kDebug, "event=dnsbl-txt-failed zone=" + config_->zones[txtZone_] +
+                                " status=" + std::string(dnsStatusName(result.status)));
+    }
   }
   if (issuing_) return;  // startTxt() completes once lookup() returns
   const Reply reply = listedReply(txt_);
@@ -527,8 +513,9 @@ FilterCreator DnsblFilterFactory::configure(const ConfigSection& section) const 
   }
 
   std::shared_ptr<const DnsblConfig> shared = std::move(config);
-  return [shared](const FilterContext& context) {
-    return std::make_unique<DnsblFilter>(shared, context.resolver);
+  return [shared, zoneStats = std::make_shared<ZoneStatsOnce>()](const FilterContext& context) {
+    return std::make_unique<DnsblFilter>(shared, context,
+                                         zoneStats->get(context.stats, shared->zones));
   };
 }
 

@@ -7,6 +7,8 @@
 // never count; failed lookups add nothing (fail open). The DnsblConfig is immutable and shared;
 // each session's DnsblFilter owns its lookup handles, and destroying it cancels them. Answers may
 // arrive inline or later; the hook completes exactly once and touches nothing afterwards.
+// Error answers and failed lookups are logged and counted per zone through the FilterContext
+// (portcullis_dnsbl_errors_total / portcullis_dnsbl_lookup_failures_total{zone}).
 
 #include <array>
 #include <bitset>
@@ -39,10 +41,21 @@ struct DnsblConfig {
   std::optional<Reply> reply;  // `reply`, replacing the postscreen-style default text
 };
 
+// Per-zone counters (indexed like DnsblConfig::zones), registered once per configured filter.
+struct DnsblZoneStats {
+  std::vector<Counter> errors;    // answers outside 127.0.0.0/8 or DNSBL error codes
+  std::vector<Counter> failures;  // lookups that timed out or failed (SERVFAIL, local error)
+};
+
 class DnsblFilter final : public Filter {
  public:
-  DnsblFilter(std::shared_ptr<const DnsblConfig> config, Resolver* resolver)
-      : config_(std::move(config)), resolver_(resolver) {}
+  // `stats` may be null (counts nothing); so may context.log (logs nothing).
+  DnsblFilter(std::shared_ptr<const DnsblConfig> config, const FilterContext& context,
+              std::shared_ptr<const DnsblZoneStats> stats)
+      : config_(std::move(config)),
+        resolver_(context.resolver),
+        log_(context.log),
+        stats_(std::move(stats)) {}
   ~DnsblFilter() override;
   DnsblFilter(const DnsblFilter&) = delete;
   DnsblFilter& operator=(const DnsblFilter&) = delete;
@@ -66,8 +79,12 @@ class DnsblFilter final : public Filter {
   void complete(Verdict verdict);
   void cancel();
 
+  void log(LogLevel level, const std::string& fields) const;
+
   std::shared_ptr<const DnsblConfig> config_;
   Resolver* resolver_;
+  const Log* log_;
+  std::shared_ptr<const DnsblZoneStats> stats_;
   Next next_;
   std::string sessionId_;
   std::string address_;   // as shown in the reply
@@ -90,11 +107,5 @@ class DnsblFilterFactory final : public FilterFactory {
   std::string_view name() const override { return "dnsbl"; }
   FilterCreator configure(const ConfigSection& section) const override;
 };
-
-// Error answers (outside 127.0.0.0/8, or 127.255.255.252/254/255) seen for `zone` since the
-// process started, across all sessions. For tests and, later, metrics.
-std::uint64_t dnsblErrorCount(std::string_view zone);
-// Lookups for `zone` that timed out or failed (SERVFAIL, local error) since the process started.
-std::uint64_t dnsblLookupFailureCount(std::string_view zone);
 
 }  // namespace portcullis

@@ -162,7 +162,7 @@ void HeaderChecksFilter::check(const SessionView& s, Next next) const {
   std::vector<bool> fired(rules.size(), false);  // add_header fires once per message
   std::vector<HeaderField> added;
   std::string line;
-  for (const HeaderField& h : s.message.headers) {
+  for (const HeaderField& h : s.message().headers()) {
     line.assign(h.name).append(": ").append(h.value);
     for (std::size_t i = 0; i < rules.size(); ++i) {
       const HeaderRule& rule = rules[i];

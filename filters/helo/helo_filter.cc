@@ -146,9 +146,9 @@ struct Assessment {
 };
 
 Assessment assess(const HeloConfig& config, const SessionView& s, const std::string& shown) {
-  const std::string_view helo = s.helo;
-  const auto client = parseIp(s.client.address, AF_UNSPEC);
-  const auto local = parseIp(s.localAddress, AF_UNSPEC);
+  const std::string_view helo = s.helo();
+  const auto client = parseIp(s.client().address(), AF_UNSPEC);
+  const auto local = parseIp(s.localAddress(), AF_UNSPEC);
 
   if (!helo.empty() && helo.front() == '[') {
     if (helo.size() < 2 || helo.back() != ']') {
@@ -162,17 +162,20 @@ Assessment assess(const HeloConfig& config, const SessionView& s, const std::str
     // address we listen on (local submission, tests on loopback).
     if (client && *literal == *client) return {Verdict::proceed(), {}};
     if (config.rejectOwnName && local && *literal == *local) {
-      return {rejection(HeloCheck::kOwnAddress, shown, "literal is our address " + s.localAddress),
+      return {rejection(HeloCheck::kOwnAddress, shown,
+                        "literal is our address " + std::string(s.localAddress())),
               {}};
     }
     return {rejection(HeloCheck::kLiteralMismatch, shown,
-                      "literal is not the client address " + s.client.address),
+                      "literal is not the client address " + std::string(s.client().address())),
             {}};
   }
 
   if (const auto bare = parseIp(helo, AF_UNSPEC)) {
     if (config.rejectOwnName && local && *bare == *local) {
-      return {rejection(HeloCheck::kOwnAddress, shown, "our address " + s.localAddress), {}};
+      return {
+          rejection(HeloCheck::kOwnAddress, shown, "our address " + std::string(s.localAddress())),
+          {}};
     }
     // RFC 5321 4.1.3: an address must be sent as an address literal, in brackets.
     return {rejection(HeloCheck::kBareIp, shown, "address without brackets"), {}};
@@ -182,8 +185,8 @@ Assessment assess(const HeloConfig& config, const SessionView& s, const std::str
   if (auto error = hostnameError(name)) {
     return {rejection(HeloCheck::kInvalidName, shown, *error), {}};
   }
-  if (config.rejectOwnName && equalsIgnoreCase(name, withoutTrailingDot(s.hostname))) {
-    return {rejection(HeloCheck::kOwnName, shown, "our hostname " + s.hostname), {}};
+  if (config.rejectOwnName && equalsIgnoreCase(name, withoutTrailingDot(s.hostname()))) {
+    return {rejection(HeloCheck::kOwnName, shown, "our hostname " + std::string(s.hostname())), {}};
   }
   if (config.requireFqdn && name.find('.') == std::string_view::npos) {
     return {rejection(HeloCheck::kNonFqdn, shown, "no dot in the name"), {}};
@@ -207,7 +210,7 @@ void HeloFilter::onHelo(const SessionView& s, Next next) {
   aaaaLookup_.reset();
   next_ = Next();
 
-  const std::string shown = sanitizeText(s.helo, kMaxHostname);
+  const std::string shown = sanitizeText(s.helo(), kMaxHostname);
   Assessment a = assess(*config_, s, shown);
   if (a.verdict) {
     next(std::move(*a.verdict));

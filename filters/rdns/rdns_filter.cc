@@ -12,13 +12,14 @@ constexpr std::size_t kMaxNameText = 253;
 
 // Postfix's wording for reject_unknown_reverse_client_hostname.
 std::string rejectText(const SessionView& s) {
-  return "Client host rejected: cannot find your reverse hostname, [" + s.client.address + "]";
+  return "Client host rejected: cannot find your reverse hostname, [" +
+         std::string(s.client().address()) + "]";
 }
 
 // "reverse=mismatch ptr=mail.example.com require=fcrdns"; the PTR name is outside text.
 std::string describe(const SessionView& s, const RdnsConfig& config) {
-  const std::string ptr = sanitizeText(s.client.ptrName, kMaxNameText);
-  return "reverse=" + std::string(reverseStatusName(s.client.reverse)) +
+  const std::string ptr = sanitizeText(s.client().ptrName(), kMaxNameText);
+  return "reverse=" + std::string(reverseStatusName(s.client().reverse())) +
          " ptr=" + (ptr.empty() ? "none" : ptr) +
          " require=" + (config.requireFcrdns ? "fcrdns" : "ptr");
 }
@@ -28,7 +29,7 @@ std::string describe(const SessionView& s, const RdnsConfig& config) {
 void RdnsFilter::onConnect(const SessionView& s, Next next) {
   const RdnsConfig& c = *config_;
   bool passes = false;
-  switch (s.client.reverse) {
+  switch (s.client().reverse()) {
     case ReverseStatus::kNotLooked:
       next.fail("reverse lookups are disabled (dns.reverse_lookup: false)");
       return;

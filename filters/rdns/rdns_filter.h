@@ -31,6 +31,8 @@ class RdnsFilter final : public Filter {
 class RdnsFilterFactory final : public FilterFactory {
  public:
   std::string_view name() const override { return "rdns"; }
+  // It judges the core's FCrDNS result rather than looking anything up itself.
+  FilterTraits traits() const override { return {.needsReverseLookup = true}; }
   FilterCreator configure(const ConfigSection& section) const override;
 };
 

@@ -7,10 +7,10 @@
 namespace portcullis {
 
 void RecipientsFilter::onRcptTo(const SessionView& s, Next next) {
-  if (s.envelope.recipients.size() >= s.limits.maxRecipients) {
+  if (s.envelope().recipients().size() >= s.limits().maxRecipients()) {
     next(Verdict::tempfail(
         Reply::transient(452, "4.5.3", "Error: too many recipients"),
-        "recipient limit " + std::to_string(s.limits.maxRecipients) + " reached"));
+        "recipient limit " + std::to_string(s.limits().maxRecipients()) + " reached"));
     return;
   }
   next(Verdict::proceed());

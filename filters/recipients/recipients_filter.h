@@ -17,6 +17,8 @@ class RecipientsFilter final : public Filter {
 class RecipientsFilterFactory final : public FilterFactory {
  public:
   std::string_view name() const override { return "recipients"; }
+  // A resource limit (limits.max_recipients): always on, never observed.
+  FilterTraits traits() const override { return {.alwaysOn = true}; }
   FilterCreator configure(const ConfigSection& section) const override;
 };
 

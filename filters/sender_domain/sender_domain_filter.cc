@@ -76,8 +76,8 @@ void SenderDomainFilter::onMailFrom(const SessionView& s, Next next) {
   next_ = Next();
 
   // RFC 5321 4.5.5: the null reverse-path (bounces) has no domain to check.
-  const std::string& address = s.envelope.mailFrom;
-  if (s.envelope.nullSender || address.empty()) {
+  const std::string address(s.envelope().mailFrom());
+  if (s.envelope().nullSender() || address.empty()) {
     next(Verdict::proceed());
     return;
   }

@@ -7,23 +7,23 @@
 namespace portcullis {
 
 void SizeFilter::onMailFrom(const SessionView& s, Next next) {
-  const auto& declared = s.envelope.declaredSize;
-  if (declared && *declared > s.limits.maxMessageSize) {
+  const auto& declared = s.envelope().declaredSize();
+  if (declared && *declared > s.limits().maxMessageSize()) {
     next(Verdict::reject(
         Reply::permanent(552, "5.3.4", "Message size exceeds fixed maximum message size"),
         "declared SIZE=" + std::to_string(*declared) + " > " +
-            std::to_string(s.limits.maxMessageSize)));
+            std::to_string(s.limits().maxMessageSize())));
     return;
   }
   next(Verdict::proceed());
 }
 
 void SizeFilter::onEndOfHeaders(const SessionView& s, Next next) {
-  if (s.message.oversized) {
+  if (s.message().oversized()) {
     next(Verdict::reject(
         Reply::permanent(552, "5.3.4", "Message size exceeds fixed maximum message size"),
-        "message size " + std::to_string(s.message.size) + " > " +
-            std::to_string(s.limits.maxMessageSize)));
+        "message size " + std::to_string(s.message().size()) + " > " +
+            std::to_string(s.limits().maxMessageSize())));
     return;
   }
   next(Verdict::proceed());

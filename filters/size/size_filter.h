@@ -20,6 +20,8 @@ class SizeFilter final : public Filter {
 class SizeFilterFactory final : public FilterFactory {
  public:
   std::string_view name() const override { return "size"; }
+  // A resource limit (limits.max_message_size): always on, never observed.
+  FilterTraits traits() const override { return {.alwaysOn = true}; }
   FilterCreator configure(const ConfigSection& section) const override;
 };
 

@@ -31,10 +31,13 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
 // "10240000", "10M", "512k" (binary multiples). nullopt when malformed or out of range.
 std::optional<std::uint64_t> parseSize(std::string_view text);
 
+// The parsed YAML behind a section: the core's, opaque to filters.
+class ConfigNode;
+// The core's way to make a section (proxy/api/config_section_impl.h); filters only receive them.
+class ConfigSectionAccess;
+
 class ConfigSection {
  public:
-  struct Impl;
-  explicit ConfigSection(std::shared_ptr<Impl> impl);
   ~ConfigSection();
   ConfigSection(const ConfigSection&);
   ConfigSection& operator=(const ConfigSection&);
@@ -69,7 +72,10 @@ class ConfigSection {
   void rejectUnknownKeys() const;
 
  private:
-  std::shared_ptr<Impl> impl_;
+  friend class ConfigSectionAccess;
+  explicit ConfigSection(std::shared_ptr<ConfigNode> impl);
+
+  std::shared_ptr<ConfigNode> impl_;
 };
 
 }  // namespace portcullis

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "portcullis/session_view.h"
@@ -17,22 +18,15 @@
 
 namespace portcullis {
 
-namespace detail {
-// Where a completion goes. Owned by the chain; Next holds it weakly so that a late completion
-// after the session has gone finds nothing and is dropped.
-struct CompletionSink {
-  virtual ~CompletionSink() = default;
-  // `error` non-empty means the filter failed (the chain applies its on_error setting).
-  virtual void complete(std::uint64_t call, std::optional<Verdict> verdict, std::string error) = 0;
-  virtual void duplicate(std::uint64_t call) = 0;
-};
-}  // namespace detail
+// Where a completion goes: the core's, opaque to filters. Next holds it weakly so that a late
+// completion after the session has gone finds nothing and is dropped.
+class CompletionSink;
+// The core's way to make a live Next (proxy/api/next_access.h); filters only receive them.
+class NextAccess;
 
 class Next {
  public:
-  Next() = default;
-  Next(std::weak_ptr<detail::CompletionSink> sink, std::uint64_t call)
-      : sink_(std::move(sink)), call_(call), pending_(true) {}
+  Next() = default;  // not pending: calling it does nothing
   Next(Next&& other) noexcept;
   Next& operator=(Next&& other) noexcept;
   Next(const Next&) = delete;
@@ -48,9 +42,11 @@ class Next {
   bool pending() const { return pending_; }
 
  private:
+  friend class NextAccess;
+  Next(std::weak_ptr<CompletionSink> sink, std::uint64_t call);
   void finish(std::optional<Verdict> verdict, std::string error);
 
-  std::weak_ptr<detail::CompletionSink> sink_;
+  std::weak_ptr<CompletionSink> sink_;
   std::uint64_t call_ = 0;
   bool pending_ = false;
 };

@@ -1,6 +1,7 @@
 #pragma once
 // FilterRegistry: name -> FilterFactory. The daemon registers the built-in filters at start-up
-// (filters/builtin_filters.cc, one line each); config loading looks names up here.
+// (filters/builtin_filters.h); config loading looks names up here and asks each factory's
+// traits() what it needs (e.g. always-on filters come in registration order).
 // Not thread-safe; filled before the event loop starts and read-only afterwards.
 
 #include <map>
@@ -18,13 +19,14 @@ class FilterRegistry {
   // Returns false (and keeps the first) when the name is already taken.
   bool add(std::unique_ptr<FilterFactory> factory);
   const FilterFactory* find(std::string_view name) const;
+  // Sorted by name (for messages listing the known filters).
   std::vector<std::string> names() const;
+  // In registration order.
+  const std::vector<const FilterFactory*>& factories() const { return order_; }
 
  private:
   std::map<std::string, std::unique_ptr<FilterFactory>, std::less<>> factories_;
+  std::vector<const FilterFactory*> order_;
 };
-
-// Registers every built-in filter (defined in filters/).
-void registerBuiltinFilters(FilterRegistry& registry);
 
 }  // namespace portcullis

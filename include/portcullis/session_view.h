@@ -1,15 +1,15 @@
 #pragma once
-// SessionView: the read-only picture of one SMTP session that filters receive at every stage.
-// The session owns it and updates it between stages; a filter may keep a reference while its
-// own call is pending (the session outlives its filters) but must not cache pointers into it
-// across stages. Nothing here is client-supplied identity that the core has not checked: the
-// address comes from the socket (or a trusted PROXY header), the hostname is FCrDNS-verified.
+// SessionView: the read-only picture of one SMTP session that filters receive at every stage,
+// through accessors only (no struct layout a filter could depend on). The session owns the data
+// and updates it between stages; a filter may keep a reference while its own call is pending
+// (the session outlives its filters) but must not keep the string_views or list references it
+// got across stages. Nothing here is client-supplied identity that the core has not checked:
+// the address comes from the socket (or a trusted PROXY header), the hostname is FCrDNS-verified.
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <string>
-#include <vector>
+#include <string_view>
 
 #include "portcullis/verdict.h"
 
@@ -26,32 +26,76 @@ enum class ReverseStatus {
 
 std::string_view reverseStatusName(ReverseStatus s);
 
-struct ClientInfo {
-  std::string address;  // textual IP without brackets: "192.0.2.1", "2001:db8::1"
-  std::uint16_t port = 0;
-  bool ipv6 = false;
-  ReverseStatus reverse = ReverseStatus::kNotLooked;
-  std::string ptrName;  // first PTR name, unverified; empty if none
-  std::string name;     // verified hostname (kVerified only), else empty
+// A read-only list owned by the session: size() and [i], and range-for.
+template <typename T>
+class ListView {
+ public:
+  class Iterator {
+   public:
+    Iterator(const ListView* list, std::size_t i) : list_(list), i_(i) {}
+    T operator*() const { return (*list_)[i_]; }
+    Iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    bool operator==(const Iterator& other) const { return i_ == other.i_; }
+
+   private:
+    const ListView* list_;
+    std::size_t i_;
+  };
+
+  virtual std::size_t size() const = 0;
+  virtual T operator[](std::size_t i) const = 0;
+  bool empty() const { return size() == 0; }
+  Iterator begin() const { return {this, 0}; }
+  Iterator end() const { return {this, size()}; }
+
+ protected:
+  ~ListView() = default;
 };
 
-struct TlsInfo {
-  bool active = false;
-  std::string protocol;  // "TLSv1.3"
-  std::string cipher;    // "TLS_AES_256_GCM_SHA384"
-  int bits = 0;
-  bool resumed = false;  // an abbreviated handshake (session resumption)
+using StringListView = ListView<std::string_view>;
+using HeaderListView = ListView<const HeaderField&>;
+
+class ClientView {
+ public:
+  virtual std::string_view address() const = 0;  // textual IP without brackets
+  virtual std::uint16_t port() const = 0;
+  virtual bool ipv6() const = 0;
+  virtual ReverseStatus reverse() const = 0;
+  virtual std::string_view ptrName() const = 0;  // first PTR name, unverified; empty if none
+  virtual std::string_view name() const = 0;     // verified hostname (kVerified only), else empty
+
+ protected:
+  ~ClientView() = default;
 };
 
-struct Envelope {
-  bool nullSender = false;
-  std::string mailFrom;                       // without angle brackets; empty for <>
-  std::vector<std::string> mailParams;        // verbatim "KEY" or "KEY=VALUE"
-  std::optional<std::uint64_t> declaredSize;  // MAIL FROM ... SIZE=
-  bool smtputf8 = false;
-  std::vector<std::string> recipients;  // accepted so far, in order
-  std::string currentRecipient;         // the RCPT being decided (rcpt stage only)
-  std::vector<std::string> currentRecipientParams;
+class TlsView {
+ public:
+  virtual bool active() const = 0;
+  virtual std::string_view protocol() const = 0;  // "TLSv1.3"
+  virtual std::string_view cipher() const = 0;    // "TLS_AES_256_GCM_SHA384"
+  virtual int bits() const = 0;
+  virtual bool resumed() const = 0;  // an abbreviated handshake (session resumption)
+
+ protected:
+  ~TlsView() = default;
+};
+
+class EnvelopeView {
+ public:
+  virtual bool nullSender() const = 0;
+  virtual std::string_view mailFrom() const = 0;         // without angle brackets; "" for <>
+  virtual const StringListView& mailParams() const = 0;  // verbatim "KEY" or "KEY=VALUE"
+  virtual std::optional<std::uint64_t> declaredSize() const = 0;  // MAIL FROM ... SIZE=
+  virtual bool smtputf8() const = 0;
+  virtual const StringListView& recipients() const = 0;   // accepted so far, in order
+  virtual std::string_view currentRecipient() const = 0;  // the RCPT being decided (rcpt only)
+  virtual const StringListView& currentRecipientParams() const = 0;
+
+ protected:
+  ~EnvelopeView() = default;
 };
 
 // Random access to the spooled message (dot-unstuffed, CRLF line ends), for content filters.
@@ -63,31 +107,43 @@ class MessageReader {
   virtual std::size_t read(std::uint64_t offset, char* buf, std::size_t n) const = 0;
 };
 
-struct MessageInfo {
-  std::vector<HeaderField> headers;  // unfolded, in order (end_of_headers onward)
-  std::uint64_t size = 0;            // octets after dot-unstuffing
-  bool oversized = false;            // went over limits.max_message_size; the spool is truncated
-  const MessageReader* reader = nullptr;  // end_of_headers / end_of_message only
+class MessageView {
+ public:
+  virtual const HeaderListView& headers() const = 0;  // unfolded, in order (end_of_headers on)
+  virtual std::uint64_t size() const = 0;             // octets after dot-unstuffing
+  virtual bool oversized() const = 0;  // went over limits.max_message_size; spool truncated
+  virtual const MessageReader* reader() const = 0;  // end_of_headers / end_of_message only
+
+ protected:
+  ~MessageView() = default;
 };
 
-struct SessionLimits {
-  std::uint64_t maxMessageSize = 0;
-  std::size_t maxRecipients = 0;
+class LimitsView {
+ public:
+  virtual std::uint64_t maxMessageSize() const = 0;
+  virtual std::size_t maxRecipients() const = 0;
+
+ protected:
+  ~LimitsView() = default;
 };
 
-struct SessionView {
-  std::string id;  // short random id, first in every log line
-  ClientInfo client;
-  std::string localAddress;  // the address the client connected to
-  std::uint16_t localPort = 0;
-  std::string hostname;  // our own name (config `hostname`)
-  std::string helo;      // the client's EHLO/HELO argument, as sent
-  bool esmtp = false;
-  TlsInfo tls;
-  SessionLimits limits;
-  std::uint32_t transactions = 0;  // completed or aborted MAIL transactions so far
-  Envelope envelope;
-  MessageInfo message;
+class SessionView {
+ public:
+  virtual std::string_view id() const = 0;  // short random id, first in every log line
+  virtual const ClientView& client() const = 0;
+  virtual std::string_view localAddress() const = 0;  // the address the client connected to
+  virtual std::uint16_t localPort() const = 0;
+  virtual std::string_view hostname() const = 0;  // our own name (config `hostname`)
+  virtual std::string_view helo() const = 0;      // the client's EHLO/HELO argument, as sent
+  virtual bool esmtp() const = 0;
+  virtual const TlsView& tls() const = 0;
+  virtual const LimitsView& limits() const = 0;
+  virtual std::uint32_t transactions() const = 0;  // completed or aborted MAIL transactions
+  virtual const EnvelopeView& envelope() const = 0;
+  virtual const MessageView& message() const = 0;
+
+ protected:
+  ~SessionView() = default;
 };
 
 }  // namespace portcullis

@@ -63,7 +63,7 @@ std::optional<std::uint64_t> parseSize(std::string_view text) {
   return n * factor;
 }
 
-ConfigSection::ConfigSection(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ConfigSection::ConfigSection(std::shared_ptr<ConfigNode> impl) : impl_(std::move(impl)) {}
 ConfigSection::~ConfigSection() = default;
 ConfigSection::ConfigSection(const ConfigSection&) = default;
 ConfigSection& ConfigSection::operator=(const ConfigSection&) = default;
@@ -100,7 +100,7 @@ std::string describe(const YAML::Node& n) {
 }  // namespace
 
 // Returns the scalar text for `key`, or nullopt when absent. Throws if present but not scalar.
-static std::optional<std::string> scalar(const ConfigSection& s, const ConfigSection::Impl& impl,
+static std::optional<std::string> scalar(const ConfigSection& s, const ConfigNode& impl,
                                          std::string_view key) {
   impl.used.insert(std::string(key));
   if (!s.has(key)) return std::nullopt;
@@ -227,7 +227,7 @@ ConfigSection ConfigSection::section(std::string_view key) const {
     child = node[std::string(key)];
     if (!child.IsMap()) fail(key, "expected a map, got " + describe(child));
   }
-  auto impl = std::make_shared<Impl>(child, keyPath(key));
+  auto impl = std::make_shared<ConfigNode>(child, keyPath(key));
   impl_->children.push_back(impl);
   return ConfigSection(impl);
 }
@@ -242,9 +242,9 @@ std::vector<ConfigSection> ConfigSection::getSectionList(std::string_view key) c
   for (std::size_t i = 0; i < n.size(); ++i) {
     const std::string path = keyPath(key) + "[" + std::to_string(i) + "]";
     if (!n[i].IsMap()) throw ConfigError(path, "expected a map, got " + describe(n[i]));
-    auto child = std::make_shared<Impl>(n[i], path);
+    auto child = std::make_shared<ConfigNode>(n[i], path);
     impl_->children.push_back(child);
-    out.emplace_back(child);
+    out.push_back(ConfigSection(child));
   }
   return out;
 }
@@ -260,7 +260,7 @@ void ConfigSection::rejectUnknownKeys() const {
 }
 
 ConfigSection makeConfigSection(const YAML::Node& node, std::string path) {
-  return ConfigSection(std::make_shared<ConfigSection::Impl>(node, std::move(path)));
+  return ConfigSectionAccess::make(std::make_shared<ConfigNode>(node, std::move(path)));
 }
 
 }  // namespace portcullis

@@ -12,12 +12,20 @@
 
 namespace portcullis {
 
-struct ConfigSection::Impl {
-  Impl(YAML::Node n, std::string p) : node(std::move(n)), path(std::move(p)) {}
+class ConfigNode {
+ public:
+  ConfigNode(YAML::Node n, std::string p) : node(std::move(n)), path(std::move(p)) {}
   YAML::Node node;
   std::string path;
   mutable std::set<std::string> used;
-  mutable std::vector<std::shared_ptr<Impl>> children;
+  mutable std::vector<std::shared_ptr<ConfigNode>> children;
+};
+
+class ConfigSectionAccess {
+ public:
+  static ConfigSection make(std::shared_ptr<ConfigNode> node) {
+    return ConfigSection(std::move(node));
+  }
 };
 
 ConfigSection makeConfigSection(const YAML::Node& node, std::string path);

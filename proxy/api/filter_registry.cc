@@ -6,7 +6,10 @@ namespace portcullis {
 
 bool FilterRegistry::add(std::unique_ptr<FilterFactory> factory) {
   std::string name(factory->name());
-  return factories_.emplace(std::move(name), std::move(factory)).second;
+  const FilterFactory* added = factory.get();
+  if (!factories_.emplace(std::move(name), std::move(factory)).second) return false;
+  order_.push_back(added);
+  return true;
 }
 
 const FilterFactory* FilterRegistry::find(std::string_view name) const {

@@ -2,7 +2,12 @@
 
 #include "portcullis/filter.h"
 
+#include "proxy/api/next_access.h"
+
 namespace portcullis {
+
+Next::Next(std::weak_ptr<CompletionSink> sink, std::uint64_t call)
+    : sink_(std::move(sink)), call_(call), pending_(true) {}
 
 Next::Next(Next&& other) noexcept
     : sink_(std::move(other.sink_)), call_(other.call_), pending_(other.pending_) {

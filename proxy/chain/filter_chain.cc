@@ -7,6 +7,7 @@
 #include <exception>
 #include <initializer_list>
 
+#include "proxy/api/next_access.h"
 #include "proxy/base/log.h"
 
 namespace portcullis {
@@ -31,16 +32,21 @@ const std::array<StageCodes, kStageCount> kStageCodes = {{
 
 }  // namespace
 
-Reply normalizeForStage(Stage stage, const Reply& reply) {
+int normalizedCode(Stage stage, int code) {
   const StageCodes& codes = kStageCodes[static_cast<std::size_t>(stage)];
-  if (!reply.isNegative()) return reply;
-  if (std::find(codes.allowed.begin(), codes.allowed.end(), reply.code()) != codes.allowed.end()) {
-    return reply;
+  if (code < 400) return code;
+  if (std::find(codes.allowed.begin(), codes.allowed.end(), code) != codes.allowed.end()) {
+    return code;
   }
-  return reply.withCode(reply.isTransient() ? codes.transientDefault : codes.permanentDefault);
+  return code < 500 ? codes.transientDefault : codes.permanentDefault;
 }
 
-struct FilterChain::Sink final : detail::CompletionSink {
+Reply normalizeForStage(Stage stage, const Reply& reply) {
+  const int code = normalizedCode(stage, reply.code());
+  return code == reply.code() ? reply : reply.withCode(code);
+}
+
+struct FilterChain::Sink final : CompletionSink {
   explicit Sink(FilterChain* c) : chain(c) {}
   void complete(std::uint64_t call, std::optional<Verdict> verdict, std::string error) override {
     if (chain) chain->onComplete(call, std::move(verdict), std::move(error));
@@ -68,9 +74,14 @@ FilterChain::~FilterChain() {
   filters_.clear();
 }
 
-void FilterChain::run(Stage stage, const SessionView& view, Done done) {
+const SessionView& FilterChain::show(const SessionRecord& record) {
+  if (!shown_ || &shown_->record() != &record) shown_.emplace(record);
+  return *shown_;
+}
+
+void FilterChain::run(Stage stage, const SessionRecord& record, Done done) {
   stage_ = stage;
-  view_ = &view;
+  view_ = &show(record);
   done_ = std::move(done);
   index_ = 0;
   decided_ = false;
@@ -103,9 +114,10 @@ void FilterChain::startCurrent() {
   Slot& slot = filters_[index_];
   waiting_ = true;
   const std::uint64_t call = ++call_;
-  Next next(sink_, call);
+  Next next = NextAccess::make(sink_, call);
   Filter& f = *slot.filter;
   inHook_ = true;
+  if (slot.spec->stats) callStart_ = std::chrono::steady_clock::now();
   try {
     switch (stage_) {
       case Stage::kConnect:
@@ -167,6 +179,10 @@ void FilterChain::onComplete(std::uint64_t call, std::optional<Verdict> verdict,
   }
   waiting_ = false;
   timer_.stop();
+  if (const FilterStats* stats = filters_[index_].spec->stats.get()) {
+    stats->observeDuration(stage_, std::chrono::duration_cast<std::chrono::microseconds>(
+                                       std::chrono::steady_clock::now() - callStart_));
+  }
   apply(filters_[index_], std::move(verdict), error);
   ++index_;
   if (!looping_) advance();
@@ -195,6 +211,15 @@ void FilterChain::record(const Slot& slot, VerdictKind kind, const std::optional
                slot.spec->mode == FilterMode::kObserve ? "observe" : "enforce",
                logValue(reason, 512));
   if (records_.size() < 64) records_.push_back(std::move(r));
+  // Counted as the stage would send it: an observe-mode 550 at connect would have been a 554.
+  if (const FilterStats* stats = slot.spec->stats.get()) {
+    if (error) stats->countError(stage_);
+    if (deferred) stats->countDeferred(stage_);
+    if (kind != VerdictKind::kContinue) {
+      stats->countVerdict(stage_, kind, observed,
+                          reply ? normalizedCode(stage_, reply->code()) : 0);
+    }
+  }
 }
 
 void FilterChain::apply(const Slot& slot, std::optional<Verdict> verdict,
@@ -277,7 +302,8 @@ void FilterChain::cancel() {
   timer_.stop();
 }
 
-void FilterChain::notifyTransactionEnd(const SessionView& view) {
+void FilterChain::notifyTransactionEnd(const SessionRecord& record) {
+  const SessionView& view = show(record);
   for (auto& slot : filters_) {
     try {
       slot.filter->onTransactionEnd(view);
@@ -288,7 +314,8 @@ void FilterChain::notifyTransactionEnd(const SessionView& view) {
   }
 }
 
-void FilterChain::notifyDisconnect(const SessionView& view) {
+void FilterChain::notifyDisconnect(const SessionRecord& record) {
+  const SessionView& view = show(record);
   for (auto& slot : filters_) {
     try {
       slot.filter->onDisconnect(view);

@@ -6,10 +6,14 @@
 // mode and defer_to, exactly-once completion (a duplicate is logged and ignored, a late one
 // dropped) and the reply class each stage allows. It loops rather than recurses, so a filter
 // that completes inline is safe. The outcome callback always runs from the event loop, never
-// inside run(); destroying the chain cancels everything pending.
+// inside run(); destroying the chain cancels everything pending. Every verdict is logged and
+// counted (the spec's FilterStats) in one place, record().
+// The session hands the chain its SessionRecord; filters see it through a SessionRecordView the
+// chain keeps, so they never depend on the record's layout.
 
 #include <event2/event.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -18,6 +22,7 @@
 
 #include "portcullis/filter.h"
 #include "portcullis/filter_factory.h"
+#include "proxy/api/session_record.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/config/config.h"
 
@@ -26,6 +31,8 @@ namespace portcullis {
 // The code classes each stage allows (DESIGN stage table). A filter reply outside its stage's
 // list keeps its text and enhanced code but gets the stage default code of its class.
 Reply normalizeForStage(Stage stage, const Reply& reply);
+// The code normalizeForStage() would give a reply with `code` (no copy of the reply).
+int normalizedCode(Stage stage, int code);
 
 struct VerdictRecord {
   std::string filter;
@@ -56,14 +63,14 @@ class FilterChain {
   FilterChain(const FilterChain&) = delete;
   FilterChain& operator=(const FilterChain&) = delete;
 
-  // Runs `stage`. `view` must stay valid until `done` runs. One run at a time.
-  void run(Stage stage, const SessionView& view, Done done);
+  // Runs `stage`. `record` must stay valid until `done` runs. One run at a time.
+  void run(Stage stage, const SessionRecord& record, Done done);
   bool running() const { return static_cast<bool>(done_); }
   // Abandons the current run: its outcome callback will not be called.
   void cancel();
 
-  void notifyTransactionEnd(const SessionView& view);
-  void notifyDisconnect(const SessionView& view);
+  void notifyTransactionEnd(const SessionRecord& record);
+  void notifyDisconnect(const SessionRecord& record);
 
   // A verdict held by defer_to, applied at the first RCPT (and every RCPT after it).
   const std::optional<ChainOutcome>& held() const { return held_; }
@@ -87,6 +94,8 @@ class FilterChain {
   void finish();
   void record(const Slot& slot, VerdictKind kind, const std::optional<Reply>& reply,
               const std::string& reason, bool observed, bool deferred, bool error);
+  // The view the filters get of `record` (made once per record, then reused).
+  const SessionView& show(const SessionRecord& record);
 
   std::string id_;
   std::vector<Slot> filters_;
@@ -97,6 +106,7 @@ class FilterChain {
   // The current run.
   Stage stage_ = Stage::kConnect;
   const SessionView* view_ = nullptr;
+  std::chrono::steady_clock::time_point callStart_;
   Done done_;
   std::size_t index_ = 0;
   std::uint64_t call_ = 0;
@@ -109,6 +119,7 @@ class FilterChain {
   ChainOutcome outcome_;
   std::optional<ChainOutcome> held_;
   std::vector<VerdictRecord> records_;
+  std::optional<SessionRecordView> shown_;
 };
 
 }  // namespace portcullis

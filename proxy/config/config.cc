@@ -13,13 +13,12 @@
 
 #include "portcullis/domain.h"
 #include "portcullis/reply.h"
+#include "proxy/admin/filter_stats.h"
 #include "proxy/api/config_section_impl.h"
 #include "proxy/services/dns/dns_transport.h"
 
 namespace portcullis {
 namespace {
-
-constexpr std::string_view kMandatoryFilters[] = {"size", "recipients"};
 
 std::string defaultHostname() {
   char buf[256] = {};
@@ -164,29 +163,33 @@ void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Con
       s.getChoice("defer_to", {"rcpt"});
       spec.deferTo = Stage::kRcptTo;
     }
-    const bool mandatory = std::find(std::begin(kMandatoryFilters), std::end(kMandatoryFilters),
-                                     spec.name) != std::end(kMandatoryFilters);
-    if (mandatory && spec.mode == FilterMode::kObserve) {
+    spec.traits = factory->traits();
+    if (spec.traits.alwaysOn && spec.mode == FilterMode::kObserve) {
       s.fail("mode", "the " + spec.name +
                          " filter enforces a resource limit and cannot run in observe mode");
     }
     spec.creator = factory->configure(s);
     s.rejectUnknownKeys();
+    spec.stats = processFilterStats(spec.label);
     cfg.filters.push_back(std::move(spec));
   }
-  // The resource limits (message size, recipient count) always apply: their filters are added
-  // at the front of the chain when the config does not place them itself.
-  for (auto it = std::rbegin(kMandatoryFilters); it != std::rend(kMandatoryFilters); ++it) {
-    const std::string name(*it);
-    if (seen.count(name)) continue;
-    const FilterFactory* factory = registry.find(name);
-    if (factory == nullptr) continue;
+  // The resource limits (message size, recipient count) always apply: the filters whose
+  // factories say so are added at the front of the chain, in registration order, when the
+  // config does not place them itself.
+  std::vector<FilterSpec> front;
+  for (const FilterFactory* factory : registry.factories()) {
+    const std::string name(factory->name());
+    if (!factory->traits().alwaysOn || seen.count(name)) continue;
     FilterSpec spec;
     spec.name = spec.label = name;
+    spec.traits = factory->traits();
     spec.creator = factory->configure(
         makeConfigSection(YAML::Node(YAML::NodeType::Map), "filters(" + name + ")"));
-    cfg.filters.insert(cfg.filters.begin(), std::move(spec));
+    spec.stats = processFilterStats(spec.label);
+    front.push_back(std::move(spec));
   }
+  cfg.filters.insert(cfg.filters.begin(), std::make_move_iterator(front.begin()),
+                     std::make_move_iterator(front.end()));
 }
 
 std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& source,
@@ -311,9 +314,9 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   parseFilters(s, registry, *cfg);
   s.rejectUnknownKeys();
   for (std::size_t i = 0; i < cfg->filters.size(); ++i) {
-    if (cfg->filters[i].name == "rdns" && !cfg->dns.reverseLookup) {
+    if (cfg->filters[i].traits.needsReverseLookup && !cfg->dns.reverseLookup) {
       throw ConfigError("dns.reverse_lookup",
-                        "the rdns filter (" + cfg->filters[i].label +
+                        "the " + cfg->filters[i].name + " filter (" + cfg->filters[i].label +
                             ") judges the core's reverse lookup; it needs reverse_lookup: true");
     }
   }

@@ -16,6 +16,7 @@
 #include "portcullis/filter_factory.h"
 #include "portcullis/filter_registry.h"
 #include "portcullis/stage.h"
+#include "proxy/admin/filter_stats.h"
 #include "proxy/base/net_util.h"
 
 namespace portcullis {
@@ -116,7 +117,10 @@ struct FilterSpec {
   milliseconds timeout{30'000};
   OnError onError = OnError::kTempfail;
   std::optional<Stage> deferTo;  // hold connect/helo rejects until this stage (rcpt)
+  FilterTraits traits;           // what the factory declared
   FilterCreator creator;
+  // The chain's counters for this filter (processFilterStats()); null counts nothing (tests).
+  std::shared_ptr<const FilterStats> stats;
 };
 
 struct Config {

@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "portcullis/session_view.h"
+#include "proxy/api/session_record.h"
 
 namespace portcullis {
 

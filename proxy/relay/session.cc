@@ -24,8 +24,8 @@ constexpr std::size_t kMaxUnterminatedLine = 2 * kMaxCommandLine;
 constexpr std::chrono::milliseconds kLingerTime{2000};
 constexpr std::chrono::milliseconds kProxyHeaderTimeout{10'000};
 
-SessionView freshView() {
-  SessionView v;
+SessionRecord freshView() {
+  SessionRecord v;
   v.id = newSessionId();
   return v;
 }

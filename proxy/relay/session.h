@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "portcullis/session_view.h"
+#include "proxy/api/session_record.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/net_util.h"
 #include "proxy/chain/filter_chain.h"
@@ -165,7 +165,7 @@ class Session {
   SessionHost& host_;
   std::shared_ptr<const Config> config_;
   const ListenerConfig* listener_;  // owned by config_
-  SessionView view_;
+  SessionRecord view_;
   SocketAddress peer_;
   std::unique_ptr<ByteStream> stream_;
   SmtpState state_ = SmtpState::kConnected;

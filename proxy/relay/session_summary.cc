@@ -27,7 +27,7 @@ void SessionSummary::reached(SmtpState s) {
   if (s != SmtpState::kClosed && static_cast<int>(s) > static_cast<int>(furthest_)) furthest_ = s;
 }
 
-void SessionSummary::log(const SessionView& view, const std::vector<VerdictRecord>& verdicts,
+void SessionSummary::log(const SessionRecord& view, const std::vector<VerdictRecord>& verdicts,
                          Dispatcher::Clock::time_point now) const {
   if (!spdlog::should_log(spdlog::level::info)) return;
   std::string commands;

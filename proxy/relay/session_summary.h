@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "portcullis/reply.h"
-#include "portcullis/session_view.h"
+#include "proxy/api/session_record.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/chain/filter_chain.h"
 #include "proxy/smtp/session_state.h"
@@ -37,7 +37,7 @@ class SessionSummary {
   const std::string& lastReply() const { return lastReply_; }
 
   // The event=session line (info level).
-  void log(const SessionView& view, const std::vector<VerdictRecord>& verdicts,
+  void log(const SessionRecord& view, const std::vector<VerdictRecord>& verdicts,
            Dispatcher::Clock::time_point now) const;
 
  private:

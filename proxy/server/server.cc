@@ -138,6 +138,7 @@ bool Server::start(std::string* error) {
     return false;
   }
   context_.resolver = resolver_.get();
+  services_.install(dispatcher_, context_);
 
   if (config_->tls.enabled() && !reloadTls(error)) return false;
   if (config_->upstream.tls != UpstreamTls::kNone) {

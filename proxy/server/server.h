@@ -16,6 +16,7 @@
 
 #include "portcullis/resolver.h"
 #include "proxy/base/event_util.h"
+#include "proxy/chain/filter_services.h"
 #include "proxy/config/config.h"
 #include "proxy/net/stream.h"
 #include "proxy/net/tls.h"
@@ -96,6 +97,7 @@ class Server final : public SessionHost {
   std::shared_ptr<const TlsContext> serverTls_;
   std::shared_ptr<const TlsContext> clientTls_;
   std::unique_ptr<Resolver> resolver_;
+  FilterServices services_;
   FilterContext context_;
   std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
   std::unordered_map<std::string, std::size_t> perIp_;  // by countKey()

@@ -13,6 +13,7 @@
 #include <string>
 #include <typeinfo>
 
+#include "filters/builtin_filters.h"
 #include "portcullis/config_section.h"
 #include "portcullis/filter_registry.h"
 #include "proxy/config/config.h"

@@ -1,7 +1,8 @@
 #pragma once
 // Helpers for filter unit tests: build a filter from YAML through its registered factory (so
 // config validation is exercised exactly as the daemon does it), call one hook with a real
-// Next, and collect the verdict whether it arrives inline or later.
+// Next, and collect the verdict whether it arrives inline or later. TestSession is the session
+// data a test fills in (the core's SessionRecord fields) and the SessionView filters see of it.
 
 #include <yaml-cpp/yaml.h>
 
@@ -9,16 +10,19 @@
 #include <optional>
 #include <string>
 
+#include "filters/builtin_filters.h"
 #include "portcullis/filter.h"
 #include "portcullis/filter_factory.h"
 #include "portcullis/filter_registry.h"
 #include "portcullis/resolver.h"
 #include "proxy/api/config_section_impl.h"
+#include "proxy/api/next_access.h"
+#include "proxy/api/session_record.h"
 
 namespace portcullis::testing {
 
 // Collects the completion of one hook call.
-class Collector final : public detail::CompletionSink {
+class Collector final : public CompletionSink {
  public:
   void complete(std::uint64_t, std::optional<Verdict> verdict, std::string error) override {
     ++completions;
@@ -51,7 +55,7 @@ inline std::unique_ptr<Filter> makeFilter(const std::string& name, const std::st
 template <typename Hook>
 void callHook(Filter& f, Hook hook, const SessionView& view,
               const std::shared_ptr<Collector>& sink) {
-  (f.*hook)(view, Next(std::weak_ptr<detail::CompletionSink>(sink), 1));
+  (f.*hook)(view, NextAccess::make(std::weak_ptr<CompletionSink>(sink), 1));
 }
 
 // A completion for failure messages: "kind code enhanced text [+Name: value]...",
@@ -75,8 +79,24 @@ std::string showQueries(const Resolver& r) {
   return out;
 }
 
-inline SessionView viewFor(const std::string& address) {
-  SessionView v;
+// A SessionRecord to fill in, that is also shown as a SessionView (the view reads it live).
+class TestSession : public SessionRecord {
+ public:
+  TestSession() : view_(*this) {}
+  TestSession(const TestSession& other) : SessionRecord(other), view_(*this) {}
+  TestSession& operator=(const TestSession& other) {
+    SessionRecord::operator=(other);
+    return *this;
+  }
+  operator const SessionView&() const { return view_; }  // NOLINT: a test convenience
+  const SessionView& view() const { return view_; }
+
+ private:
+  SessionRecordView view_;
+};
+
+inline TestSession viewFor(const std::string& address) {
+  TestSession v;
   v.id = "test";
   v.client.address = address;
   v.client.port = 12345;

@@ -56,6 +56,18 @@ class ManualDispatcher final : private detail::OwnedBase, public Dispatcher {
     runUntilIdle();
   }
 
+  // Moves the clock to the earliest armed timer and fires it (and what it causes); false when
+  // no timer is armed.
+  bool advanceToNextTimer() {
+    runUntilIdle();
+    Timer* due = nextDue(Clock::time_point::max());
+    if (due == nullptr) return false;
+    now_ = std::max(now_, due->due_);
+    fire(due);
+    runUntilIdle();
+    return true;
+  }
+
   std::size_t armedTimers() const { return timers_.size(); }
 
  private:

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "portcullis/config_section.h"
+#include "proxy/admin/stats_registry.h"
 #include "tests/support/fake_resolver.h"
 #include "tests/support/filter_harness.h"
 
@@ -69,13 +70,24 @@ struct ConnectRun {
   std::size_t pendingBeforeFlush = 0;
 };
 
+// Every line written to it, as "<level> <session id> <fields>".
+class CapturingLog final : public Log {
+ public:
+  bool enabled(LogLevel) const override { return true; }
+  void write(LogLevel level, std::string_view id, std::string_view fields) const override {
+    lines.push_back(std::to_string(static_cast<int>(level)) + " " + std::string(id) + " " +
+                    std::string(fields));
+  }
+  mutable std::vector<std::string> lines;
+};
+
 ConnectRun runConnect(FakeResolver& resolver, std::string_view yaml, const std::string& address,
-                      bool inlineAnswers) {
+                      bool inlineAnswers, Stats* stats = nullptr, const Log* log = nullptr) {
   resolver.setInline(inlineAnswers);
-  FilterContext context{&resolver};
+  FilterContext context{&resolver, log, stats, nullptr};
   auto filter = testing::makeFilter("dnsbl", std::string(yaml), context);
   ConnectRun run;
-  const SessionView view = testing::viewFor(address);
+  const testing::TestSession view = testing::viewFor(address);
   testing::callHook(*filter, &Filter::onConnect, view, run.sink);
   run.pendingBeforeFlush = resolver.pendingCount();
   resolver.flush();
@@ -374,15 +386,36 @@ TEST(DnsblFilterTest, ErrorsAndFailuresAddNoScore) {
         resolver.setStatus("2.0.0.127.err.test", DnsType::kA, c.status);
       }
       resolver.set("2.0.0.127.wl.test", DnsType::kA, {"127.0.0.2"});
-      const std::uint64_t errorsBefore = dnsblErrorCount("err.test");
-      const std::uint64_t failuresBefore = dnsblLookupFailureCount("err.test");
-      const ConnectRun run = runConnect(resolver, yaml, "127.0.0.2", inlineAnswers);
+      StatsRegistry stats;
+      CapturingLog log;
+      const ConnectRun run = runConnect(resolver, yaml, "127.0.0.2", inlineAnswers, &stats, &log);
       const std::string where = c.name + " (" + pathName(inlineAnswers) + ")";
       EXPECT_EQ(kindName(*run.sink), "accept") << where << ": got X, want accept (score -1)";
-      EXPECT_EQ(dnsblErrorCount("err.test") - errorsBefore, c.wantErrors)
+      EXPECT_EQ(stats.counterValue("portcullis_dnsbl_errors_total", {{"zone", "err.test"}}),
+                c.wantErrors)
           << where << ": got error count X, want Y";
-      EXPECT_EQ(dnsblLookupFailureCount("err.test") - failuresBefore, c.wantFailures)
+      EXPECT_EQ(
+          stats.counterValue("portcullis_dnsbl_lookup_failures_total", {{"zone", "err.test"}}),
+          c.wantFailures)
           << where << ": got failure count X, want Y";
+      // The other zone's counters exist (registered with the filter) and stay at zero.
+      EXPECT_EQ(stats.counterValue("portcullis_dnsbl_errors_total", {{"zone", "wl.test"}}), 0u)
+          << where;
+      // Each error or failure is one warning line through the context's log, session id first.
+      std::size_t warnings = 0;
+      for (const std::string& line : log.lines) {
+        if (line.rfind("2 test event=dnsbl-error zone=err.test ", 0) == 0 ||
+            line.rfind("2 test event=dnsbl-lookup-failed zone=err.test ", 0) == 0) {
+          ++warnings;
+        }
+      }
+      EXPECT_EQ(warnings, c.wantErrors + c.wantFailures) << where << ": log lines were:\n"
+                                                         << [&] {
+                                                              std::string all;
+                                                              for (const auto& l : log.lines)
+                                                                all += l + "\n";
+                                                              return all;
+                                                            }();
       if (c.wantFailures > 0) {
         EXPECT_NE(run.sink->verdict->reason().find("failed=err.test:"), std::string::npos)
             << where << ": got reason \"" << run.sink->verdict->reason() << "\"";
@@ -440,7 +473,7 @@ TEST(DnsblFilterTest, DeferredAnswersCompleteOnlyWhenAllArrive) {
   FilterContext context{&resolver};
   auto filter = testing::makeFilter("dnsbl", std::string(kFixtureConfig), context);
   auto sink = std::make_shared<Collector>();
-  const SessionView view = testing::viewFor("127.0.0.2");
+  const testing::TestSession view = testing::viewFor("127.0.0.2");
   testing::callHook(*filter, &Filter::onConnect, view, sink);
   EXPECT_EQ(resolver.pendingCount(), 2u) << "got X queries in flight, want one per zone";
   EXPECT_EQ(sink->completions, 0) << "completed before any answer";
@@ -497,7 +530,7 @@ TEST(DnsblFilterTest, DisconnectWithLookupsPendingCancelsThem) {
     FilterContext context{&resolver};
     auto filter = testing::makeFilter("dnsbl", std::string(kFixtureConfig), context);
     auto sink = std::make_shared<Collector>();
-    const SessionView view = testing::viewFor("127.0.0.2");
+    const testing::TestSession view = testing::viewFor("127.0.0.2");
     testing::callHook(*filter, &Filter::onConnect, view, sink);
     EXPECT_GT(resolver.later.pendingCount(), 0u) << phase.name << ": nothing pending";
     EXPECT_EQ(sink->completions, 0) << phase.name << ": completed too early";
@@ -520,7 +553,7 @@ TEST(DnsblFilterTest, DestroyingTheFilterCancelsEverything) {
       FilterContext context{&resolver};
       auto filter = testing::makeFilter("dnsbl", std::string(kFixtureConfig), context);
       auto sink = std::make_shared<Collector>();
-      const SessionView view = testing::viewFor("127.0.0.2");
+      const testing::TestSession view = testing::viewFor("127.0.0.2");
       testing::callHook(*filter, &Filter::onConnect, view, sink);
       ASSERT_GT(resolver.later.pendingCount(), 0u) << where;
       std::weak_ptr<Collector> watch = sink;

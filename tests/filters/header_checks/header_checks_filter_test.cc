@@ -21,8 +21,8 @@ using testing::makeFilter;
 using testing::show;
 using testing::viewFor;
 
-SessionView messageView(std::vector<HeaderField> headers) {
-  SessionView v = viewFor("192.0.2.1");
+testing::TestSession messageView(std::vector<HeaderField> headers) {
+  testing::TestSession v = viewFor("192.0.2.1");
   v.envelope.mailFrom = "sender@example.test";
   v.envelope.recipients = {"rcpt@example.test"};
   v.message.headers = std::move(headers);
@@ -206,7 +206,7 @@ rules:
   for (const auto& c : cases) {
     auto filter = makeFilter("header_checks", c.yaml, {});
     auto sink = std::make_shared<Collector>();
-    const SessionView view = messageView(c.headers);
+    const testing::TestSession view = messageView(c.headers);
     callHook(*filter, &Filter::onEndOfHeaders, view, sink);
     EXPECT_EQ(show(*sink), c.want) << c.name << ": got " << show(*sink) << " want " << c.want;
     EXPECT_EQ(sink->completions, 1) << c.name;
@@ -224,7 +224,7 @@ rules:
 TEST(HeaderChecksFilter, StageEndOfMessage) {
   const std::string yaml = std::string("stage: end_of_message\n") + kRules;
   auto filter = makeFilter("header_checks", yaml, {});
-  const SessionView view = messageView({{"Received", "x"}, {"Subject", "viagra"}});
+  const testing::TestSession view = messageView({{"Received", "x"}, {"Subject", "viagra"}});
   auto eoh = std::make_shared<Collector>();
   callHook(*filter, &Filter::onEndOfHeaders, view, eoh);
   EXPECT_EQ(show(*eoh), "continue") << "got " << show(*eoh) << " at end_of_headers";
@@ -234,7 +234,7 @@ TEST(HeaderChecksFilter, StageEndOfMessage) {
   EXPECT_EQ(eom->completions, 1);
 
   // The same filter instance serves the next message: add_header fires again there.
-  const SessionView next = messageView({{"Received", "x"}});
+  const testing::TestSession next = messageView({{"Received", "x"}});
   auto again = std::make_shared<Collector>();
   callHook(*filter, &Filter::onEndOfMessage, next, again);
   EXPECT_EQ(show(*again), "continue +X-Checked: yes");
@@ -243,7 +243,7 @@ TEST(HeaderChecksFilter, StageEndOfMessage) {
 TEST(HeaderChecksFilter, ReasonNamesRuleAndHeaderButTruncatesTheValue) {
   auto filter = makeFilter("header_checks", kRules, {});
   const std::string huge = "viagra " + std::string(100'000, 'x') + "\r\n\x01";
-  const SessionView view = messageView({{"Subject", huge}});
+  const testing::TestSession view = messageView({{"Subject", huge}});
   auto sink = std::make_shared<Collector>();
   callHook(*filter, &Filter::onEndOfHeaders, view, sink);
   ASSERT_TRUE(sink->verdict) << show(*sink);
@@ -261,7 +261,7 @@ TEST(HeaderChecksFilter, CatastrophicPatternHitsTheMatchLimitInsteadOfHanging) {
   for (const auto& pattern : patterns) {
     const std::string yaml = "rules:\n  - match: '" + pattern + "'\n    action: reject\n";
     auto filter = makeFilter("header_checks", yaml, {});
-    const SessionView view =
+    const testing::TestSession view =
         messageView({{"Subject", "short"}, {"X-Long", std::string(30'000, 'a') + "!"}});
     auto sink = std::make_shared<Collector>();
     callHook(*filter, &Filter::onEndOfHeaders, view, sink);
@@ -351,7 +351,7 @@ rules:
       X-Checked: yes
 )";
   auto filter = makeFilter("header_checks", yaml, {});
-  const SessionView view = messageView({{"Received", "x"}});
+  const testing::TestSession view = messageView({{"Received", "x"}});
   auto sink = std::make_shared<Collector>();
   callHook(*filter, &Filter::onEndOfHeaders, view, sink);
   EXPECT_EQ(show(*sink), "continue +X-Checked: yes");

@@ -53,8 +53,8 @@ void loadTestZones(FakeResolver& r) {
   r.setStatus("aaaa-fail.test", DnsType::kAaaa, DnsStatus::kServFail);
 }
 
-SessionView heloView(const std::string& helo, const std::string& client = kClient) {
-  SessionView v = viewFor(client);
+testing::TestSession heloView(const std::string& helo, const std::string& client = kClient) {
+  testing::TestSession v = viewFor(client);
   v.localAddress = kLocal;
   v.hostname = "mx.test.local";
   v.helo = helo;
@@ -157,7 +157,7 @@ TEST(HeloFilter, ChecksWithoutDns) {
     FakeResolver resolver;
     auto filter = makeFilter("helo", c.yaml, {&resolver});
     auto sink = std::make_shared<Collector>();
-    const SessionView view = heloView(c.helo, c.client);
+    const testing::TestSession view = heloView(c.helo, c.client);
     callHook(*filter, &Filter::onHelo, view, sink);
     const std::string label =
         "helo=\"" + c.helo + "\" client=" + c.client + " yaml={" + c.yaml + "}";
@@ -182,7 +182,7 @@ TEST(HeloFilter, OverlongNamesAreInvalidAndTheReplyStaysWithinLimits) {
     FakeResolver resolver;
     auto filter = makeFilter("helo", "", {&resolver});
     auto sink = std::make_shared<Collector>();
-    const SessionView view = heloView(name);
+    const testing::TestSession view = heloView(name);
     callHook(*filter, &Filter::onHelo, view, sink);
     ASSERT_TRUE(sink->verdict) << name.size();
     EXPECT_EQ(sink->verdict->kind(), VerdictKind::kReject);
@@ -246,7 +246,7 @@ TEST(HeloFilter, RequireResolvableDeferred) {
     loadTestZones(resolver);
     auto filter = makeFilter("helo", "require_resolvable: true", {&resolver});
     auto sink = std::make_shared<Collector>();
-    const SessionView view = heloView(c.helo);
+    const testing::TestSession view = heloView(c.helo);
     callHook(*filter, &Filter::onHelo, view, sink);
     if (!c.wantQueries.empty()) {
       EXPECT_EQ(sink->completions, 0) << c.helo << ": completed before the answer arrived";
@@ -270,7 +270,7 @@ TEST(HeloFilter, RequireResolvableInline) {
     resolver.setInline(true);
     auto filter = makeFilter("helo", "require_resolvable: true", {&resolver});
     auto sink = std::make_shared<Collector>();
-    const SessionView view = heloView(c.helo);
+    const testing::TestSession view = heloView(c.helo);
     callHook(*filter, &Filter::onHelo, view, sink);
     EXPECT_EQ(show(*sink), c.want) << c.helo << ": got " << show(*sink) << " want " << c.want;
     EXPECT_EQ(sink->completions, 1) << c.helo;
@@ -290,7 +290,7 @@ TEST(HeloFilter, RejectReasonNamesTheCheckAndTheAnswers) {
   loadTestZones(resolver);
   auto filter = makeFilter("helo", "require_resolvable: true", {&resolver});
   auto sink = std::make_shared<Collector>();
-  const SessionView view = heloView("nx.test");
+  const testing::TestSession view = heloView("nx.test");
   callHook(*filter, &Filter::onHelo, view, sink);
   resolver.flush();
   ASSERT_TRUE(sink->verdict);
@@ -303,7 +303,7 @@ TEST(HeloFilter, DestroyingTheFilterCancelsItsLookups) {
     loadTestZones(resolver);
     auto filter = makeFilter("helo", "require_resolvable: true", {&resolver});
     auto sink = std::make_shared<Collector>();
-    const SessionView view = heloView(helo);
+    const testing::TestSession view = heloView(helo);
     callHook(*filter, &Filter::onHelo, view, sink);
     ASSERT_EQ(resolver.pendingCount(), 1u);
     filter.reset();  // the session went away
@@ -323,10 +323,10 @@ TEST(HeloFilter, ANewHeloSupersedesAPendingLookup) {
   loadTestZones(resolver);
   auto filter = makeFilter("helo", "require_resolvable: true", {&resolver});
   auto first = std::make_shared<Collector>();
-  const SessionView v1 = heloView("nx.test");
+  const testing::TestSession v1 = heloView("nx.test");
   callHook(*filter, &Filter::onHelo, v1, first);
   auto second = std::make_shared<Collector>();
-  const SessionView v2 = heloView("aonly.test");
+  const testing::TestSession v2 = heloView("aonly.test");
   callHook(*filter, &Filter::onHelo, v2, second);
   EXPECT_EQ(resolver.pendingCount(), 1u) << "the first lookup was not cancelled";
   resolver.flush();

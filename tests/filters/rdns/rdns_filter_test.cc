@@ -40,7 +40,7 @@ Result runConnect(const std::string& yaml, ReverseStatus status, const std::stri
   testing::FakeResolver resolver;
   const FilterContext context{&resolver};
   auto filter = testing::makeFilter("rdns", yaml, context);
-  SessionView view = testing::viewFor(address);
+  testing::TestSession view = testing::viewFor(address);
   view.client.reverse = status;
   view.client.ptrName = ptrName;
   view.client.name = status == ReverseStatus::kVerified ? ptrName : "";

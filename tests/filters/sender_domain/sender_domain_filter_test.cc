@@ -58,8 +58,8 @@ void loadTestZones(FakeResolver& r) {
   r.setStatus("error.test", DnsType::kMx, DnsStatus::kError);
 }
 
-SessionView mailView(const std::string& from, bool nullSender = false) {
-  SessionView v = viewFor("192.0.2.1");
+testing::TestSession mailView(const std::string& from, bool nullSender = false) {
+  testing::TestSession v = viewFor("192.0.2.1");
   v.helo = "client.example";
   v.envelope.nullSender = nullSender;
   v.envelope.mailFrom = from;
@@ -204,7 +204,7 @@ TEST(SenderDomainFilter, Deferred) {
     loadTestZones(resolver);
     auto filter = makeFilter("sender_domain", c.yaml, {&resolver});
     auto sink = std::make_shared<Collector>();
-    const SessionView view = mailView(c.from, c.nullSender);
+    const testing::TestSession view = mailView(c.from, c.nullSender);
     callHook(*filter, &Filter::onMailFrom, view, sink);
     if (!c.wantQueries.empty()) {
       EXPECT_EQ(sink->completions, 0) << c.from << ": completed before the answer arrived";
@@ -223,7 +223,7 @@ TEST(SenderDomainFilter, Inline) {
     resolver.setInline(true);
     auto filter = makeFilter("sender_domain", c.yaml, {&resolver});
     auto sink = std::make_shared<Collector>();
-    const SessionView view = mailView(c.from, c.nullSender);
+    const testing::TestSession view = mailView(c.from, c.nullSender);
     callHook(*filter, &Filter::onMailFrom, view, sink);
     expectCase(c, *sink, resolver, "inline");
     filter.reset();
@@ -238,7 +238,7 @@ TEST(SenderDomainFilter, DestroyingTheFilterCancelsItsLookups) {
     loadTestZones(resolver);
     auto filter = makeFilter("sender_domain", "", {&resolver});
     auto sink = std::make_shared<Collector>();
-    const SessionView view = mailView(from);
+    const testing::TestSession view = mailView(from);
     callHook(*filter, &Filter::onMailFrom, view, sink);
     ASSERT_EQ(resolver.pendingCount(), 1u);
     filter.reset();  // the session went away
@@ -258,10 +258,10 @@ TEST(SenderDomainFilter, ANewMailSupersedesAPendingLookup) {
   loadTestZones(resolver);
   auto filter = makeFilter("sender_domain", "", {&resolver});
   auto first = std::make_shared<Collector>();
-  const SessionView v1 = mailView("user@nx.test");
+  const testing::TestSession v1 = mailView("user@nx.test");
   callHook(*filter, &Filter::onMailFrom, v1, first);
   auto second = std::make_shared<Collector>();
-  const SessionView v2 = mailView("user@mx.test");
+  const testing::TestSession v2 = mailView("user@mx.test");
   callHook(*filter, &Filter::onMailFrom, v2, second);
   EXPECT_EQ(resolver.pendingCount(), 1u) << "the first lookup was not cancelled";
   resolver.flush();

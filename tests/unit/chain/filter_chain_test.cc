@@ -2,7 +2,7 @@
 // dropped, completions after the chain is gone dropped), timeouts, dropped and failed Nexts
 // with on_error, observe mode, accept, defer_to, throwing filters, the reply class each stage
 // allows (normalizeForStage) and header accumulation. The filters are small test-local classes
-// driven by a per-filter script; the event loop is a real event_base.
+// driven by a per-filter script, on a manual clock (timeouts pass in virtual time).
 
 #include "proxy/chain/filter_chain.h"
 
@@ -19,11 +19,12 @@
 #include <set>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "proxy/admin/stats_registry.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"
+#include "tests/support/manual_dispatcher.h"
 
 namespace portcullis {
 namespace {
@@ -115,9 +116,6 @@ class FilterChainTest : public ::testing::Test {
  protected:
   void SetUp() override {
     spdlog::set_level(spdlog::level::off);  // the chain logs every verdict; keep output short
-    base_.reset(event_base_new());
-    ASSERT_NE(base_, nullptr);
-    dispatcher_ = std::make_unique<EventDispatcher>(base_.get());
     view_.id = "chain-test";
   }
 
@@ -147,6 +145,7 @@ class FilterChainTest : public ::testing::Test {
     spec.timeout = timeout;
     spec.onError = onError;
     spec.deferTo = deferTo;
+    if (withStats_) spec.stats = std::make_shared<FilterStats>(stats_, label);
     Calls* calls = &calls_[label];
     int* ends = &transactionEnds_[label];
     const bool throws = throwOnNotify_.count(label) > 0;
@@ -166,7 +165,7 @@ class FilterChainTest : public ::testing::Test {
   }
 
   void build() {
-    chain_ = std::make_unique<FilterChain>(*dispatcher_, "chain-test", specs_, FilterContext{});
+    chain_ = std::make_unique<FilterChain>(d_, "chain-test", specs_, FilterContext{});
   }
 
   std::shared_ptr<std::optional<Next>> slot() {
@@ -178,7 +177,7 @@ class FilterChainTest : public ::testing::Test {
   Action completeFromTimer(Verdict v, milliseconds after) {
     return [this, v, after](Stage, Next n) {
       auto next = std::make_shared<Next>(std::move(n));
-      timers_.push_back(std::make_unique<Timer>(*dispatcher_, [next, v] { (*next)(v); }));
+      timers_.push_back(std::make_unique<Timer>(d_, [next, v] { (*next)(v); }));
       timers_.back()->start(after);
     };
   }
@@ -197,17 +196,18 @@ class FilterChainTest : public ::testing::Test {
   ChainOutcome runInline(Stage s) {
     start(s);
     EXPECT_FALSE(outcome_) << "stage " << stageName(s) << ": the outcome arrived inside run()";
-    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+    d_.runUntilIdle();
     EXPECT_TRUE(outcome_) << "stage " << stageName(s) << ": no outcome after one loop pass";
     return outcome_.value_or(ChainOutcome{});
   }
 
+  // Runs the loop, moving the manual clock from timer to timer, until the outcome arrives or
+  // `limit` of virtual time has passed.
   bool loopUntilDone(milliseconds limit = milliseconds(3000)) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
+    const auto deadline = d_.now() + limit;
+    d_.runUntilIdle();
     while (!outcome_) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      event_base_loop(base_.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
-      std::this_thread::sleep_for(milliseconds(1));
+      if (d_.now() > deadline || !d_.advanceToNextTimer()) return false;
     }
     return true;
   }
@@ -216,9 +216,40 @@ class FilterChainTest : public ::testing::Test {
     return calls_[label][static_cast<std::size_t>(s)];
   }
 
-  EventBasePtr base_;
-  std::unique_ptr<EventDispatcher> dispatcher_;
-  SessionView view_;
+  // The counter `family` of filter `label` with the given extra labels (0 when never registered).
+  std::uint64_t count(std::string_view family, const std::string& label,
+                      std::initializer_list<StatLabel> labels) {
+    // Labels are matched in registration order: filter first, then the family's own.
+    for (const StatSample& s : stats_.snapshot()) {
+      if (s.name != family || s.labels.empty() || s.labels[0].second != label) continue;
+      if (s.labels.size() != labels.size() + 1) continue;
+      bool same = true;
+      std::size_t i = 1;
+      for (const StatLabel& l : labels) {
+        same = same && s.labels[i].first == l.name && s.labels[i].second == l.value;
+        ++i;
+      }
+      if (same) return s.value;
+    }
+    return 0;
+  }
+  std::uint64_t verdicts(const std::string& label, Stage s, const char* verdict,
+                         const char* mode = "enforce") {
+    return count("portcullis_filter_verdicts_total", label,
+                 {{"stage", stageName(s)}, {"verdict", verdict}, {"mode", mode}});
+  }
+  // Every verdict-family count of every filter, summed: to prove nothing else was counted.
+  std::uint64_t allVerdicts() {
+    std::uint64_t total = 0;
+    for (const StatSample& s : stats_.snapshot()) {
+      if (s.name == "portcullis_filter_verdicts_total") total += s.value;
+    }
+    return total;
+  }
+
+  StatsRegistry stats_;
+  ManualDispatcher d_;
+  SessionRecord view_;
   std::vector<FilterSpec> specs_;
   std::unique_ptr<FilterChain> chain_;
   std::map<std::string, Calls> calls_;
@@ -228,6 +259,7 @@ class FilterChainTest : public ::testing::Test {
   std::vector<std::shared_ptr<std::optional<Next>>> slots_;
   std::optional<ChainOutcome> outcome_;
   int doneCalls_ = 0;
+  bool withStats_ = true;  // every filter counted into stats_ unless a test turns it off
   bool allowRunningAtEnd_ = false;
   bool allowPendingNextAtEnd_ = false;
 };
@@ -254,6 +286,7 @@ TEST_F(FilterChainTest, InlineCompletionRunsEveryFilterInOrder) {
 
 TEST_F(FilterChainTest, ManyInlineFiltersDoNotRecurse) {
   // The chain loops: 20000 inline completions must not grow the stack per filter.
+  withStats_ = false;  // 20000 filters' worth of series would only slow the test down
   for (int i = 0; i < 20000; ++i) add("f" + std::to_string(i), proceed());
   build();
   const ChainOutcome o = runInline(Stage::kRcptTo);
@@ -363,12 +396,11 @@ TEST_F(FilterChainTest, AFilterThatNeverCompletesIsTempfailedAtItsTimeout) {
   add("stuck", hold(held), FilterMode::kEnforce, OnError::kTempfail, milliseconds(50));
   add("after", proceed());
   build();
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = d_.now();
   start(Stage::kMailFrom);
   EXPECT_FALSE(outcome_);
   ASSERT_TRUE(loopUntilDone()) << "the timeout never fired";
-  const auto elapsed = std::chrono::steady_clock::now() - t0;
-  EXPECT_GE(elapsed, milliseconds(45));
+  EXPECT_EQ(d_.now() - t0, milliseconds(50)) << "tempfailed exactly at its timeout";
   EXPECT_EQ(outcome_->kind, VerdictKind::kTempfail) << "got " << show(*outcome_);
   ASSERT_TRUE(outcome_->reply);
   EXPECT_EQ(outcome_->reply->code(), 451);
@@ -834,6 +866,108 @@ TEST_F(FilterChainTest, NotificationsReachEveryFilterEvenIfOneThrows) {
   EXPECT_EQ(transactionEnds_["a"], 1);
   EXPECT_EQ(transactionEnds_["b"], 1);
   EXPECT_NO_THROW(chain_->notifyDisconnect(view_));
+}
+
+// ---- stats: every verdict is counted once, in the chain, by filter, stage, kind and mode ----
+
+TEST_F(FilterChainTest, CountsEveryVerdictByFilterStageKindAndMode) {
+  struct Case {
+    std::string name;
+    Action action;
+    FilterMode mode;
+    OnError onError;
+    Stage stage;
+    const char* wantVerdict;  // nullptr: no verdict counted
+    const char* wantMode;
+    std::uint64_t wantErrors;
+    const char* wantCode;  // the reply code as the stage sends it, nullptr: none
+  };
+  const std::vector<Case> cases = {
+      {"proceed counts nothing", proceed(), FilterMode::kEnforce, OnError::kTempfail, Stage::kHelo,
+       nullptr, nullptr, 0, nullptr},
+      {"reject", reject(550), FilterMode::kEnforce, OnError::kTempfail, Stage::kRcptTo, "reject",
+       "enforce", 0, "550"},
+      {"reject normalised for the stage", reject(550), FilterMode::kEnforce, OnError::kTempfail,
+       Stage::kConnect, "reject", "enforce", 0, "554"},
+      {"observe: what it would have done", reject(550), FilterMode::kObserve, OnError::kTempfail,
+       Stage::kMailFrom, "reject", "observe", 0, "550"},
+      {"observe tempfail", tempfail(451), FilterMode::kObserve, OnError::kTempfail, Stage::kData,
+       "tempfail", "observe", 0, "451"},
+      {"accept", verdict(Verdict::accept("allowlisted")), FilterMode::kEnforce, OnError::kTempfail,
+       Stage::kConnect, "accept", "enforce", 0, nullptr},
+      {"discard", verdict(Verdict::discard("spam")), FilterMode::kEnforce, OnError::kTempfail,
+       Stage::kEndOfMessage, "discard", "enforce", 0, nullptr},
+      {"dropped Next: error, then the tempfail it causes", drop(), FilterMode::kEnforce,
+       OnError::kTempfail, Stage::kRcptTo, "tempfail", "enforce", 1, "451"},
+      {"dropped Next, on_error continue: an error only", drop(), FilterMode::kEnforce,
+       OnError::kContinue, Stage::kRcptTo, nullptr, nullptr, 1, nullptr},
+      {"dropped Next in observe mode: an error only", drop(), FilterMode::kObserve,
+       OnError::kTempfail, Stage::kHelo, nullptr, nullptr, 1, nullptr},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    // A label of its own per case: the registry keeps every series, so counts start at zero.
+    const std::string f = "f" + std::to_string(++n);
+    fresh();
+    const std::uint64_t before = allVerdicts();
+    add(f, c.action, c.mode, c.onError);
+    build();
+    runInline(c.stage);
+    ASSERT_TRUE(outcome_) << c.name;
+    const std::uint64_t want = c.wantVerdict != nullptr ? 1 : 0;
+    if (c.wantVerdict != nullptr) {
+      EXPECT_EQ(verdicts(f, c.stage, c.wantVerdict, c.wantMode), 1u)
+          << c.name << ": got X, want one " << c.wantVerdict << "/" << c.wantMode;
+    }
+    EXPECT_EQ(allVerdicts() - before, want) << c.name << ": got X verdicts counted, want Y";
+    EXPECT_EQ(count("portcullis_filter_errors_total", f, {{"stage", stageName(c.stage)}}),
+              c.wantErrors)
+        << c.name << ": got X errors, want Y";
+    if (c.wantCode != nullptr) {
+      EXPECT_EQ(
+          count("portcullis_filter_replies_total", f, {{"code", c.wantCode}, {"mode", c.wantMode}}),
+          1u)
+          << c.name << ": got X replies with code " << c.wantCode << ", want 1";
+    }
+    // One call, one duration observation (whatever the outcome).
+    std::uint64_t observations = 0;
+    for (const StatSample& s : stats_.snapshot()) {
+      if (s.name == "portcullis_filter_duration_microseconds" && s.labels[0].second == f) {
+        observations += s.value;
+      }
+    }
+    EXPECT_EQ(observations, 1u) << c.name << ": got X duration observations, want 1";
+  }
+}
+
+TEST_F(FilterChainTest, CountsPerFilterAndDeferredVerdicts) {
+  add("first",
+      verdictAt(Stage::kConnect,
+                Verdict::reject(Reply::permanent(554, "5.7.1", "listed"), "listed")),
+      FilterMode::kEnforce, OnError::kTempfail, milliseconds(5000), Stage::kRcptTo);
+  add("second", reject(550), FilterMode::kObserve);
+  build();
+  runInline(Stage::kConnect);
+  ASSERT_TRUE(outcome_);
+  EXPECT_EQ(verdicts("first", Stage::kConnect, "reject"), 1u);
+  EXPECT_EQ(count("portcullis_filter_deferred_total", "first", {{"stage", "connect"}}), 1u);
+  EXPECT_EQ(verdicts("second", Stage::kConnect, "reject", "observe"), 1u)
+      << "the observer still runs after a held verdict";
+  EXPECT_EQ(verdicts("second", Stage::kConnect, "reject", "enforce"), 0u);
+  EXPECT_EQ(allVerdicts(), 2u);
+}
+
+TEST_F(FilterChainTest, ALateCompletionIsNotCounted) {
+  auto held = slot();
+  add("slow", hold(held), FilterMode::kEnforce, OnError::kTempfail, milliseconds(20));
+  build();
+  start(Stage::kMailFrom);
+  ASSERT_TRUE(loopUntilDone());
+  EXPECT_EQ(count("portcullis_filter_errors_total", "slow", {{"stage", "mail"}}), 1u);
+  EXPECT_EQ(verdicts("slow", Stage::kMailFrom, "tempfail"), 1u) << "the timeout's tempfail";
+  (**held)(Verdict::reject(Reply::permanent(550, "5.7.1", "late"), "late"));
+  EXPECT_EQ(verdicts("slow", Stage::kMailFrom, "reject"), 0u) << "a late verdict is dropped";
+  EXPECT_EQ(allVerdicts(), 1u);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "filters/builtin_filters.h"
 #include "portcullis/filter_registry.h"
 
 namespace portcullis {
@@ -498,6 +499,59 @@ TEST(Config, CommandLineOverridesTheFile) {
   EXPECT_EQ(c->listeners[0].address.toString(), "[::1]:2500");
   EXPECT_EQ(c->upstream.text, "192.0.2.9:25");
   EXPECT_EQ(c->upstream.address.toString(), "192.0.2.9:25");
+}
+
+// The core names no filter: what it does for size, recipients and rdns it does for any factory
+// that declares the same traits (a third-party filter gets the same treatment).
+class TraitsFactory final : public FilterFactory {
+ public:
+  TraitsFactory(std::string name, FilterTraits traits) : name_(std::move(name)), traits_(traits) {}
+  std::string_view name() const override { return name_; }
+  FilterTraits traits() const override { return traits_; }
+  FilterCreator configure(const ConfigSection&) const override {
+    return [](const FilterContext&) { return std::make_unique<ProbeFilter>(); };
+  }
+
+ private:
+  std::string name_;
+  FilterTraits traits_;
+};
+
+TEST(ConfigTest, FactoryTraitsDecideAlwaysOnAndReverseLookup) {
+  FilterRegistry reg;
+  reg.add(std::make_unique<TraitsFactory>("limit_b", FilterTraits{.alwaysOn = true}));
+  reg.add(std::make_unique<TraitsFactory>("plain", FilterTraits{}));
+  reg.add(std::make_unique<TraitsFactory>("limit_a", FilterTraits{.alwaysOn = true}));
+  reg.add(std::make_unique<TraitsFactory>("judge", FilterTraits{.needsReverseLookup = true}));
+
+  // Always-on filters come first, in registration order, unless the config places them.
+  auto c = loadConfigFromString("filters: [{name: plain}]", {}, reg);
+  EXPECT_EQ(labels(*c), (std::vector<std::string>{"limit_b", "limit_a", "plain"}))
+      << "got " << joined(labels(*c));
+  c = loadConfigFromString("filters: [{name: plain}, {name: limit_b}]", {}, reg);
+  EXPECT_EQ(labels(*c), (std::vector<std::string>{"limit_a", "plain", "limit_b"}))
+      << "got " << joined(labels(*c));
+  for (const auto& f : c->filters) EXPECT_NE(f.stats, nullptr) << f.label << " is counted";
+
+  const std::vector<std::pair<std::string, std::string>> errors = {
+      {"filters: [{name: limit_a, mode: observe}]",
+       "filters[0].mode: the limit_a filter enforces a resource limit and cannot run in observe "
+       "mode"},
+      {"dns: {reverse_lookup: false}\nfilters: [{name: judge}]",
+       "dns.reverse_lookup: the judge filter (judge) judges the core's reverse lookup; it needs "
+       "reverse_lookup: true"},
+  };
+  for (const auto& [yaml, want] : errors) {
+    try {
+      loadConfigFromString(yaml, {}, reg);
+      ADD_FAILURE() << yaml << ": got no error, want: " << want;
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()), want) << yaml;
+    }
+  }
+  // A filter without the trait is fine with reverse lookups off.
+  EXPECT_NO_THROW(
+      loadConfigFromString("dns: {reverse_lookup: false}\nfilters: [{name: plain}]", {}, reg));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "filters/builtin_filters.h"
 #include "portcullis/filter_registry.h"
 #include "proxy/config/config.h"
 #include "tests/unit/relay/fakes.h"

@@ -1,0 +1,25 @@
+#pragma once
+// Versions of the filter API and of the daemon. The API version is what a filter was compiled
+// against (these constants) or what the daemon implements (apiVersion()): a later plugin loader
+// refuses a filter whose major differs, or whose minor is newer than the daemon's. The project
+// version is the daemon's release ("0.1.0"), from CMake's project(VERSION). Pure data; no I/O.
+
+#include <string_view>
+
+namespace portcullis {
+
+// Major: bumped on any incompatible change to include/portcullis/. Minor: additions only.
+inline constexpr int kApiVersionMajor = 1;
+inline constexpr int kApiVersionMinor = 0;
+
+struct ApiVersion {
+  int major = 0;
+  int minor = 0;
+};
+
+// The API version the running daemon implements (the constants above, as the daemon saw them).
+ApiVersion apiVersion();
+// The daemon's release version, e.g. "0.1.0".
+std::string_view projectVersion();
+
+}  // namespace portcullis
