@@ -351,8 +351,12 @@ void DnsblFilter::onAnswer(std::size_t zone, const DnsResult& result) {
       if (rec.type != DnsType::kA) continue;
       const auto a = parseIpv4(rec.value);
       if (const char* why = answerError(a)) {
-        log(LogLevel::kWarn, "event=dnsbl-error zone=" + name + " query=" + reversed_ + "." + name +
-                                 " answer=" + logQuoted(rec.value) + " why=" + why);
+        std::string line = "event=dnsbl-error zone=" + name;
+        line += " query=" + reversed_ + "." + name;
+        line += " answer=" + logQuoted(rec.value);
+        line += " why=";
+        line += why;
+        log(LogLevel::kWarn, line);
         if (stats_) stats_->errors[zone].add();
         continue;
       }
@@ -480,7 +484,7 @@ FilterCreator DnsblFilterFactory::configure(const ConfigSection& section) const 
       const auto it = std::find(config->zones.begin(), config->zones.end(), parsed->zone);
       const auto zone = static_cast<std::size_t>(it - config->zones.begin());
       if (it == config->zones.end()) config->zones.push_back(parsed->zone);
-      config->rules.push_back({zone, std::move(parsed->pattern), parsed->weight});
+      config->rules.push_back({zone, parsed->pattern, parsed->weight});
     }
   }
   if (config->rules.empty()) section.fail("zones", "at least one zone is required");

@@ -10,6 +10,7 @@
 
 #include <pcre2.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -99,11 +100,10 @@ class MatchResources {
 bool validHeaderName(std::string_view name) {
   // RFC 5322 3.6.8: printable US-ASCII except ':'.
   if (name.empty() || name.size() > kMaxHeaderName) return false;
-  for (const char ch : name) {
+  return std::ranges::all_of(name, [](char ch) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c < 33 || c > 126 || c == ':') return false;
-  }
-  return true;
+    return c >= 33 && c <= 126 && c != ':';
+  });
 }
 
 std::string_view trimSpace(std::string_view s) {

@@ -51,7 +51,7 @@ void FilterStats::countVerdict(Stage stage, VerdictKind kind, bool observed, int
   const std::size_t m = observed ? 1 : 0;
   verdicts_[index(stage)][static_cast<std::size_t>(kind)][m].add();
   if (code == 0) return;
-  const auto it = std::find(kCountedCodes.begin(), kCountedCodes.end(), code);
+  const auto* const it = std::find(kCountedCodes.begin(), kCountedCodes.end(), code);
   replies_[m][static_cast<std::size_t>(it - kCountedCodes.begin())].add();
 }
 

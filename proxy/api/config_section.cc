@@ -253,7 +253,7 @@ void ConfigSection::rejectUnknownKeys() const {
   if (impl_->node.IsMap()) {
     for (const auto& kv : impl_->node) {
       const std::string k = kv.first.Scalar();
-      if (!impl_->used.count(k)) throw ConfigError(keyPath(k), "unknown key");
+      if (!impl_->used.contains(k)) throw ConfigError(keyPath(k), "unknown key");
     }
   }
   for (const auto& child : impl_->children) ConfigSection(child).rejectUnknownKeys();

@@ -14,7 +14,7 @@ namespace portcullis {
 
 class ConfigNode {
  public:
-  ConfigNode(YAML::Node n, std::string p) : node(std::move(n)), path(std::move(p)) {}
+  ConfigNode(const YAML::Node& n, std::string p) : node(n), path(std::move(p)) {}
   YAML::Node node;
   std::string path;
   mutable std::set<std::string> used;

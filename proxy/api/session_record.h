@@ -74,6 +74,9 @@ template <typename Element, typename Shown>
 class VectorListView final : public ListView<Shown> {
  public:
   explicit VectorListView(const std::vector<Element>& v) : v_(&v) {}
+  virtual ~VectorListView() = default;  // never deleted through a base (those are protected)
+  VectorListView(const VectorListView&) = default;
+  VectorListView& operator=(const VectorListView&) = default;
   std::size_t size() const override { return v_->size(); }
   Shown operator[](std::size_t i) const override { return (*v_)[i]; }
 
@@ -92,6 +95,7 @@ class SessionRecordView final : public SessionView,
                                 public MessageView {
  public:
   explicit SessionRecordView(const SessionRecord& record);
+  virtual ~SessionRecordView() = default;  // never deleted through a base (those are protected)
   SessionRecordView(const SessionRecordView&) = delete;
   SessionRecordView& operator=(const SessionRecordView&) = delete;
 

@@ -49,7 +49,7 @@ Reply normalizeForStage(Stage stage, const Reply& reply) {
 struct FilterChain::Sink final : CompletionSink {
   explicit Sink(FilterChain* c) : chain(c) {}
   void complete(std::uint64_t call, std::optional<Verdict> verdict, std::string error) override {
-    if (chain) chain->onComplete(call, std::move(verdict), std::move(error));
+    if (chain) chain->onComplete(call, std::move(verdict), error);
   }
   void duplicate(std::uint64_t call) override {
     if (chain) chain->onDuplicate(call);
@@ -153,7 +153,7 @@ void FilterChain::startCurrent() {
   if (waiting_ && call == call_) timer_.start(slot.spec->timeout);
 }
 
-void FilterChain::threwDuringCall(std::uint64_t call, std::string error) {
+void FilterChain::threwDuringCall(std::uint64_t call, const std::string& error) {
   inHook_ = false;
   if (call != call_) return;
   // The Next given to the hook was destroyed while the exception unwound; that reported
@@ -161,12 +161,12 @@ void FilterChain::threwDuringCall(std::uint64_t call, std::string error) {
   if (waiting_ || droppedByThrow_) {
     droppedByThrow_ = false;
     waiting_ = true;
-    onComplete(call, std::nullopt, std::move(error));
+    onComplete(call, std::nullopt, error);
   }
 }
 
 void FilterChain::onComplete(std::uint64_t call, std::optional<Verdict> verdict,
-                             std::string error) {
+                             const std::string& error) {
   if (inHook_ && call == call_ && !verdict && std::uncaught_exceptions() > 0) {
     waiting_ = false;
     droppedByThrow_ = true;  // threwDuringCall() completes it with the exception's text

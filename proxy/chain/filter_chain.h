@@ -86,8 +86,8 @@ class FilterChain {
 
   void advance();
   void startCurrent();
-  void onComplete(std::uint64_t call, std::optional<Verdict> verdict, std::string error);
-  void threwDuringCall(std::uint64_t call, std::string error);
+  void onComplete(std::uint64_t call, std::optional<Verdict> verdict, const std::string& error);
+  void threwDuringCall(std::uint64_t call, const std::string& error);
   void onDuplicate(std::uint64_t call);
   void onTimeout();
   void apply(const Slot& slot, std::optional<Verdict> verdict, const std::string& error);

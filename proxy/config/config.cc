@@ -64,7 +64,7 @@ void parseListeners(const YAML::Node& node, Config& cfg) {
   if (node.IsScalar() || node.IsMap()) {
     items.push_back(node);
   } else if (node.IsSequence()) {
-    for (std::size_t i = 0; i < node.size(); ++i) items.push_back(node[i]);
+    for (const YAML::Node& item : node) items.push_back(item);
   } else {
     throw ConfigError("listen", "expected a list of addresses");
   }
@@ -179,7 +179,7 @@ void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Con
   std::vector<FilterSpec> front;
   for (const FilterFactory* factory : registry.factories()) {
     const std::string name(factory->name());
-    if (!factory->traits().alwaysOn || seen.count(name)) continue;
+    if (!factory->traits().alwaysOn || seen.contains(name)) continue;
     FilterSpec spec;
     spec.name = spec.label = name;
     spec.traits = factory->traits();

@@ -131,8 +131,9 @@ bool Session::inTransaction() const {
 }
 
 void Session::start() {
-  stream_->setCallbacks({[this] { onReadable(); }, [this] { onDrained(); },
-                         [this](ByteStream::Event e, std::string d) { onStreamEvent(e, d); }});
+  stream_->setCallbacks(
+      {[this] { onReadable(); }, [this] { onDrained(); },
+       [this](ByteStream::Event e, const std::string& d) { onStreamEvent(e, d); }});
   stream_->setReadLimit(kInputHighWater);
   stream_->start();
   if (listener_->proxyProtocol) {

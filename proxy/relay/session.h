@@ -120,22 +120,22 @@ class Session {
   std::optional<Reply> checkMail(const Command& c) const;
   std::optional<Reply> checkRcpt(const Command& c) const;
   std::optional<Reply> checkStartTls(const Command& c) const;
-  void onHelo(Command command);
-  void onMail(Command command);
-  void onRcpt(Command command);
-  void onData(Command command);
-  void onRset(Command command);
-  void onQuit(Command command);
-  void onStartTls(Command command);
-  void onNoop(Command command);
-  void onVrfy(Command command);
-  void onHelp(Command command);
-  void onNotImplemented(Command command);
+  void onHelo(const Command& command);
+  void onMail(const Command& command);
+  void onRcpt(const Command& command);
+  void onData(const Command& command);
+  void onRset(const Command& command);
+  void onQuit(const Command& command);
+  void onStartTls(const Command& command);
+  void onNoop(const Command& command);
+  void onVrfy(const Command& command);
+  void onHelp(const Command& command);
+  void onNotImplemented(const Command& command);
 
   // DATA and delivery.
   void endOfData();
   [[nodiscard]] bool judgeHeaderBlock();  // false: refused, the reply is sent
-  void afterEndOfHeaders(ChainOutcome outcome);
+  void afterEndOfHeaders(ChainOutcome first);
   void deliver(const std::vector<HeaderField>& headers);
   std::string tlsReceivedValue() const;  // our TLS Received: trace header's value
   void finishData(const Reply& r);

@@ -26,7 +26,7 @@ Reply make(int code, std::string_view enhanced, std::string text) {
 struct Session::CommandEntry {
   Verb verb;
   std::optional<Reply> (Session::*check)(const Command&) const;
-  void (Session::*proceed)(Command);
+  void (Session::*proceed)(const Command&);
 };
 
 void Session::handleLine(std::string_view line) {
@@ -35,7 +35,7 @@ void Session::handleLine(std::string_view line) {
     // RFC 5321 3.1: after a 554 greeting only QUIT gets a normal answer.
     const auto* c = std::get_if<Command>(&parsed);
     if (c != nullptr && c->verb == Verb::kQuit) {
-      onQuit(std::move(*std::get_if<Command>(&parsed)));
+      onQuit(*c);
     } else {
       reply(make(503, "5.5.1", "Error: access denied; send QUIT"), verb_);
       commandDone();
@@ -80,7 +80,7 @@ void Session::handleLine(std::string_view line) {
     }
   }
   enter(Phase::kBusy);
-  (this->*entry.proceed)(std::move(c));
+  (this->*entry.proceed)(c);
 }
 
 const Session::CommandEntry& Session::commandEntry(Verb verb) {
@@ -152,7 +152,7 @@ std::optional<Reply> Session::checkStartTls(const Command&) const {
 
 // ---- proceed ----
 
-void Session::onHelo(Command c) {
+void Session::onHelo(const Command& c) {
   // RFC 5321 4.1.4: EHLO in the middle of a transaction resets it, as RSET would.
   if (inTransaction()) {
     endTransaction();
@@ -162,7 +162,7 @@ void Session::onHelo(Command c) {
   view_.helo = c.argument;
   view_.esmtp = esmtp;
   const std::string verb = verb_;
-  chain_->run(Stage::kHelo, view_, [this, esmtp, verb](ChainOutcome o) {
+  chain_->run(Stage::kHelo, view_, [this, esmtp, verb](const ChainOutcome& o) {
     if (o.kind == VerdictKind::kDiscard) flags_.discardSession = true;  // every transaction
     applyOutcome(o, verb, [this, esmtp, verb] {
       EhloPolicy policy = ehloPolicy_;
@@ -175,7 +175,7 @@ void Session::onHelo(Command c) {
   });
 }
 
-void Session::onMail(Command c) {
+void Session::onMail(const Command& c) {
   Envelope& env = view_.envelope;
   env = Envelope{};
   env.nullSender = c.nullPath;
@@ -192,7 +192,7 @@ void Session::onMail(Command c) {
   txn_ = std::make_unique<Transaction>();
   txn_->discard = flags_.discardSession;
 
-  chain_->run(Stage::kMailFrom, view_, [this, line = mailCommandLine(c)](ChainOutcome o) {
+  chain_->run(Stage::kMailFrom, view_, [this, line = mailCommandLine(c)](const ChainOutcome& o) {
     if (o.kind == VerdictKind::kReject || o.kind == VerdictKind::kTempfail) endTransaction();
     applyOutcome(o, "MAIL", [this, line] {
       if (txn_->discard) {
@@ -201,7 +201,7 @@ void Session::onMail(Command c) {
         commandDone();
         return;
       }
-      link_.mail(line, [this](UpstreamResult r) {
+      link_.mail(line, [this](const UpstreamResult& r) {
         if (!r.ok()) {
           upstreamFailed(r, "MAIL", false);
           return;
@@ -215,13 +215,13 @@ void Session::onMail(Command c) {
   });
 }
 
-void Session::onRcpt(Command c) {
+void Session::onRcpt(const Command& c) {
   view_.envelope.currentRecipient = c.address;
   view_.envelope.currentRecipientParams.clear();
   for (const auto& p : c.params) view_.envelope.currentRecipientParams.push_back(p.wire());
 
   chain_->run(Stage::kRcptTo, view_,
-              [this, line = rcptCommandLine(c), address = c.address](ChainOutcome o) {
+              [this, line = rcptCommandLine(c), address = c.address](const ChainOutcome& o) {
                 applyOutcome(o, "RCPT", [this, line, address] {
                   if (txn_->discard) {
                     view_.envelope.recipients.push_back(address);
@@ -231,7 +231,7 @@ void Session::onRcpt(Command c) {
                     commandDone();
                     return;
                   }
-                  link_.rcpt(line, [this, address](UpstreamResult r) {
+                  link_.rcpt(line, [this, address](const UpstreamResult& r) {
                     if (!r.ok()) {
                       upstreamFailed(r, "RCPT", false);
                       return;
@@ -246,7 +246,7 @@ void Session::onRcpt(Command c) {
               });
 }
 
-void Session::onRset(Command) {
+void Session::onRset(const Command&) {
   // The MTA's open transaction, if any, is reset lazily before the next MAIL (UpstreamLink).
   endTransaction();
   reply(make(250, "2.0.0", "Ok"), verb_);
@@ -254,35 +254,35 @@ void Session::onRset(Command) {
   commandDone();
 }
 
-void Session::onQuit(Command) {
+void Session::onQuit(const Command&) {
   summary_.quit();
   reply(make(221, "2.0.0", "Bye"), "QUIT");
   close(SessionSummary::ClosedBy::kClient, "");
 }
 
-void Session::onNoop(Command) {
+void Session::onNoop(const Command&) {
   reply(make(250, "2.0.0", "Ok"), verb_);
   commandDone();
 }
 
-void Session::onVrfy(Command) {
+void Session::onVrfy(const Command&) {
   // DESIGN: answer VRFY locally, never probe the MTA (no address harvesting through us).
   reply(make(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"),
         verb_);
   commandDone();
 }
 
-void Session::onHelp(Command) {
+void Session::onHelp(const Command&) {
   reply(make(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"), verb_);
   commandDone();
 }
 
-void Session::onNotImplemented(Command) {
+void Session::onNotImplemented(const Command&) {
   reply(make(502, "5.5.1", "Error: command not implemented"), verb_);
   commandDone();
 }
 
-void Session::onStartTls(Command) {
+void Session::onStartTls(const Command&) {
   reply(make(220, "2.0.0", "Ready to start TLS"), verb_);
   // RFC 3207 4.2: forget everything learned in the clear; the client must send EHLO again.
   // Bytes it pipelined after STARTTLS are thrown away by the stream (CVE-2011-0411), never

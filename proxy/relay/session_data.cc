@@ -21,8 +21,8 @@ Reply make(int code, std::string_view enhanced, std::string text) {
 
 }  // namespace
 
-void Session::onData(Command) {
-  chain_->run(Stage::kData, view_, [this](ChainOutcome o) {
+void Session::onData(const Command&) {
+  chain_->run(Stage::kData, view_, [this](const ChainOutcome& o) {
     applyOutcome(o, "DATA", [this] {
       txn_->framer = std::make_unique<DataFramer>(config_->limits.maxMessageSize,
                                                   config_->limits.maxLineLength);
@@ -164,7 +164,7 @@ void Session::afterEndOfHeaders(ChainOutcome first) {
     finishData(*first.reply);
     return;
   }
-  chain_->run(Stage::kEndOfMessage, view_, [this, first](ChainOutcome o) {
+  chain_->run(Stage::kEndOfMessage, view_, [this, first](const ChainOutcome& o) {
     if (o.kind == VerdictKind::kDiscard) txn_->discard = true;
     if (o.reply && o.kind != VerdictKind::kDiscard) {
       if (o.kind == VerdictKind::kDisconnect) {
@@ -222,7 +222,7 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
       spdlog::warn("{} event=bad-header name={}", view_.id, logValue(h.name));
     }
   }
-  link_.message(*txn_->spool, std::move(prefix), [this](UpstreamResult r) {
+  link_.message(*txn_->spool, std::move(prefix), [this](const UpstreamResult& r) {
     if (!r.ok()) {
       upstreamFailed(r, ".", true);
       return;

@@ -87,11 +87,12 @@ void Upstream::open(const XclientIdentity& identity, Callback done) {
     failLater(UpstreamFailure::kConnect, std::move(error));
     return;
   }
-  stream_->setCallbacks({[this] { readReplies(); },
-                         [this] {
-                           if (state_ == State::kSending) pumpMessage();
-                         },
-                         [this](ByteStream::Event e, std::string d) { onStreamEvent(e, d); }});
+  stream_->setCallbacks(
+      {[this] { readReplies(); },
+       [this] {
+         if (state_ == State::kSending) pumpMessage();
+       },
+       [this](ByteStream::Event e, const std::string& d) { onStreamEvent(e, d); }});
   timer_.start(settings_.connectTimeout);
   stream_->start();
 }
@@ -271,7 +272,7 @@ void Upstream::readReplies() {
   }
 }
 
-bool Upstream::legal(Expect expect, const Reply& reply) const {
+bool Upstream::legal(Expect expect, const Reply& reply) {
   if (reply.isNegative()) return true;
   const int c = reply.code();
   switch (expect) {

@@ -165,7 +165,7 @@ class Upstream final : public UpstreamConnection {
   void pumpMessage();
   void fail(UpstreamFailure failure, std::string detail);
   void complete(UpstreamResult result);
-  bool legal(Expect expect, const Reply& reply) const;
+  static bool legal(Expect expect, const Reply& reply);
 
   Dispatcher& dispatcher_;
   UpstreamSettings settings_;  // a copy: a pooled connection outlives the session that made it

@@ -63,7 +63,7 @@ void UpstreamLink::withConnection(std::function<void()> then, Done onFailure) {
       return;
     }
     // A transaction the client abandoned (RSET, EHLO, a rejected DATA) is still open upstream.
-    conn_->command("RSET", Expect::kRset, [this, then, onFailure](UpstreamResult r) {
+    conn_->command("RSET", Expect::kRset, [this, then, onFailure](const UpstreamResult& r) {
       if (r.ok() && r.reply->isPositive()) {
         transactionOpen_ = false;
         then();
@@ -80,7 +80,7 @@ void UpstreamLink::withConnection(std::function<void()> then, Done onFailure) {
     // it meanwhile, start over on a fresh connection; the client never notices.
     adopt(std::move(pooled));
     conn_->setSessionId(id_);
-    conn_->reidentify(identity_(), [this, then, onFailure](UpstreamResult r) {
+    conn_->reidentify(identity_(), [this, then, onFailure](const UpstreamResult& r) {
       if (!r.ok()) {
         spdlog::debug("{} event=pooled-connection-failed failure={} detail={}", id_,
                       upstreamFailureName(r.failure), logValue(r.detail));
@@ -97,21 +97,22 @@ void UpstreamLink::withConnection(std::function<void()> then, Done onFailure) {
 
 void UpstreamLink::open(std::function<void()> then, Done onFailure) {
   adopt(host_.newUpstream(settings_.upstream, id_));
-  conn_->open(identity_(), [this, then, onFailure](UpstreamResult r) {
-    if (!r.ok()) {
-      onFailure(std::move(r));
-      return;
-    }
-    host_.learnUpstreamCapabilities(conn_->capabilities());
-    then();
-  });
+  conn_->open(identity_(),
+              [this, then = std::move(then), onFailure = std::move(onFailure)](UpstreamResult r) {
+                if (!r.ok()) {
+                  onFailure(std::move(r));
+                  return;
+                }
+                host_.learnUpstreamCapabilities(conn_->capabilities());
+                then();
+              });
 }
 
-void UpstreamLink::mail(const std::string& line, Done done) {
+void UpstreamLink::mail(const std::string& line, const Done& done) {
   withConnection([this, line, done] { sendMail(line, true, done); }, done);
 }
 
-void UpstreamLink::sendMail(const std::string& line, bool mayRetry, Done done) {
+void UpstreamLink::sendMail(const std::string& line, bool mayRetry, const Done& done) {
   // A pooled connection the MTA closed while it sat idle shows up only now (with identity
   // none nothing was said on it yet): one retry on a fresh connection, unseen by the client.
   const bool pooled = conn_->reused() && !conn_->usedBySession();
@@ -180,7 +181,7 @@ void UpstreamLink::keepalive() {
   // the MTA's side of the transaction alive while we spool.
   if (!conn_ || !conn_->ready() || keepaliveInFlight_) return;
   keepaliveInFlight_ = true;
-  conn_->command("NOOP", Expect::kNoop, [this](UpstreamResult r) {
+  conn_->command("NOOP", Expect::kNoop, [this](const UpstreamResult& r) {
     keepaliveInFlight_ = false;
     if (!r.ok()) {
       spdlog::info("{} event=upstream-lost detail={}", id_,

@@ -54,7 +54,7 @@ class UpstreamLink {
 
   // MAIL FROM: a ready connection first (pool, or a new one, or RSET of an abandoned
   // transaction), then the command; one silent retry when a pooled connection was stale.
-  void mail(const std::string& line, Done done);
+  void mail(const std::string& line, const Done& done);
   // RCPT TO on the open transaction.
   void rcpt(const std::string& line, Done done);
   // The message (after any keepalive NOOP in flight has its reply).
@@ -82,7 +82,7 @@ class UpstreamLink {
  private:
   void withConnection(std::function<void()> then, Done onFailure);
   void open(std::function<void()> then, Done onFailure);
-  void sendMail(const std::string& line, bool mayRetry, Done done);
+  void sendMail(const std::string& line, bool mayRetry, const Done& done);
   void keepalive();
   void retire();
   void adopt(std::unique_ptr<UpstreamConnection> conn);

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 
@@ -372,7 +373,7 @@ void Server::probe() {
   }
   probe_ = newUpstream(probeSettings_, "probe");
   UpstreamConnection* const self = probe_.get();
-  probe_->open(XclientIdentity{}, [this, self](UpstreamResult r) {
+  probe_->open(XclientIdentity{}, [this, self](const UpstreamResult& r) {
     if (probe_.get() != self) return;
     if (r.ok()) {
       caps_ = probe_->capabilities();
@@ -405,10 +406,9 @@ void Server::probe() {
 bool Server::ipv6ClientsPossible() const {
   // An IPv4 listener never sees an IPv6 client (v4-mapped listen addresses are refused); an
   // IPv6 one does, and so does a PROXY listener, whose header may name either family.
-  for (const ListenerConfig& l : config_->listeners) {
-    if (l.proxyProtocol || l.address.family() == AF_INET6) return true;
-  }
-  return false;
+  return std::ranges::any_of(config_->listeners, [](const ListenerConfig& l) {
+    return l.proxyProtocol || l.address.family() == AF_INET6;
+  });
 }
 
 void Server::checkIpv6Xclient() {
@@ -431,7 +431,7 @@ void Server::checkIpv6Xclient() {
   id.helo = config_->hostname;
   ipv6Probe_ = newUpstream(settings, "probe-ipv6");
   UpstreamConnection* const self = ipv6Probe_.get();
-  ipv6Probe_->open(id, [this, self](UpstreamResult r) {
+  ipv6Probe_->open(id, [this, self](const UpstreamResult& r) {
     if (ipv6Probe_.get() != self) return;  // superseded by a newer check
     if (r.ok()) {
       spdlog::debug("event=upstream-probe check=ipv6-xclient result=ok");

@@ -96,6 +96,7 @@ TEST(StatsRegistryTest, ConcurrentIncrementsAreAllCounted) {
   constexpr int kThreads = 4;
   constexpr int kPerThread = 100'000;
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < kPerThread; ++i) c.add();
@@ -108,7 +109,11 @@ TEST(StatsRegistryTest, ConcurrentIncrementsAreAllCounted) {
 TEST(FilterStatsTest, EverySeriesIsRegisteredUpFront) {
   StatsRegistry r;
   const FilterStats f(r, "dnsbl");
-  std::size_t verdicts = 0, replies = 0, errors = 0, deferred = 0, durations = 0;
+  std::size_t verdicts = 0;
+  std::size_t replies = 0;
+  std::size_t errors = 0;
+  std::size_t deferred = 0;
+  std::size_t durations = 0;
   for (const StatSample& s : r.snapshot()) {
     EXPECT_EQ(s.labels.at(0), (std::pair<std::string, std::string>{"filter", "dnsbl"}));
     EXPECT_EQ(s.value, 0u) << show(s);

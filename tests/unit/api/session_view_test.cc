@@ -84,7 +84,7 @@ TEST(SessionViewTest, TheViewReadsTheRecordLive) {
   SessionRecord r;
   const SessionRecordView v(r);
   EXPECT_TRUE(v.envelope().recipients().empty());
-  r.envelope.recipients.push_back("a@test");
+  r.envelope.recipients.emplace_back("a@test");
   r.helo = "later.test";
   EXPECT_EQ(all(v.envelope().recipients()), std::vector<std::string>{"a@test"});
   EXPECT_EQ(v.helo(), "later.test");

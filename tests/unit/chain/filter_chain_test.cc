@@ -81,10 +81,10 @@ class ScriptFilter final : public Filter {
 Action proceed() {
   return [](Stage, Next n) { n(Verdict::proceed()); };
 }
-Action verdict(Verdict v) {
+Action verdict(const Verdict& v) {
   return [v](Stage, Next n) { n(v); };
 }
-Action verdictAt(Stage at, Verdict v) {
+Action verdictAt(Stage at, const Verdict& v) {
   return [at, v](Stage s, Next n) { n(s == at ? v : Verdict::proceed()); };
 }
 Action reject(int code, const char* enhanced = "5.7.1", const char* text = "Rejected by test") {
@@ -94,7 +94,7 @@ Action tempfail(int code, const char* enhanced = "4.7.1", const char* text = "Tr
   return verdict(Verdict::tempfail(Reply::transient(code, enhanced, text), "test tempfail"));
 }
 // Keeps the Next in `slot` (owned by the test) without completing it.
-Action hold(std::shared_ptr<std::optional<Next>> slot) {
+Action hold(const std::shared_ptr<std::optional<Next>>& slot) {
   return [slot](Stage, Next n) { *slot = std::move(n); };
 }
 // Lets the Next go out of scope uncalled.
@@ -135,7 +135,7 @@ class FilterChainTest : public ::testing::Test {
   }
 
   // Adds a filter; call build() once all are added (the chain keeps pointers to the specs).
-  void add(const std::string& label, Action action, FilterMode mode = FilterMode::kEnforce,
+  void add(const std::string& label, const Action& action, FilterMode mode = FilterMode::kEnforce,
            OnError onError = OnError::kTempfail, milliseconds timeout = milliseconds(5000),
            std::optional<Stage> deferTo = std::nullopt) {
     FilterSpec spec;
@@ -148,7 +148,7 @@ class FilterChainTest : public ::testing::Test {
     if (withStats_) spec.stats = std::make_shared<FilterStats>(stats_, label);
     Calls* calls = &calls_[label];
     int* ends = &transactionEnds_[label];
-    const bool throws = throwOnNotify_.count(label) > 0;
+    const bool throws = throwOnNotify_.contains(label);
     spec.creator = [action, calls, ends, throws](const FilterContext&) {
       return std::make_unique<ScriptFilter>(action, calls, ends, throws);
     };
@@ -174,7 +174,7 @@ class FilterChainTest : public ::testing::Test {
   }
 
   // Completes the Next `after` from an event-loop timer (a DNS answer arriving later).
-  Action completeFromTimer(Verdict v, milliseconds after) {
+  Action completeFromTimer(const Verdict& v, milliseconds after) {
     return [this, v, after](Stage, Next n) {
       auto next = std::make_shared<Next>(std::move(n));
       timers_.push_back(std::make_unique<Timer>(d_, [next, v] { (*next)(v); }));

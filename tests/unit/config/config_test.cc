@@ -41,7 +41,7 @@ const FilterRegistry& registry() {
   return r;
 }
 
-std::shared_ptr<const Config> load(const std::string& yaml, CommandLineOverrides o = {}) {
+std::shared_ptr<const Config> load(const std::string& yaml, const CommandLineOverrides& o = {}) {
   return loadConfigFromString(yaml, o, registry());
 }
 
@@ -278,7 +278,7 @@ struct ErrorCase {
   std::string messagePart;
 };
 
-void expectError(const ErrorCase& tc, CommandLineOverrides o = {}) {
+void expectError(const ErrorCase& tc, const CommandLineOverrides& o = {}) {
   try {
     load(tc.yaml, o);
     ADD_FAILURE() << tc.yaml << "\ngot no error, want a ConfigError naming \"" << tc.key << "\"";
@@ -415,12 +415,14 @@ TEST(Config, RefusesValuesTheRuntimeCannotLiveWith) {
 }
 
 TEST(Config, DistinctListenersAndSmallestValuesAreAccepted) {
+  const std::string smallestUpstream =
+      std::string("upstream: {probe_interval: 1s, pool_idle_timeout: 1s, connect_timeout: 1ms, ") +
+      "command_timeout: 1ms, keepalive_interval: 0}";
   for (const char* yaml : {
            "listen: [\"0.0.0.0:25\", \"[::]:25\"]",  // IPv6 listeners are IPv6-only
            "listen: [\"127.0.0.1:25\", \"127.0.0.1:26\"]",
            "listen: [\"127.0.0.1:25\", \"127.0.0.2:25\", \"[::1]:25\"]",
-           "upstream: {probe_interval: 1s, pool_idle_timeout: 1s, connect_timeout: 1ms, "
-           "command_timeout: 1ms, keepalive_interval: 0}",
+           smallestUpstream.c_str(),
            "dns: {timeout: 1ms, attempts: 1, servers: [\"127.0.0.1\", \"::1\", \"[::1]:5353\"]}",
            "limits: {ipv6_prefix_length: 1}",
            "limits: {ipv6_prefix_length: 128, min_data_rate: 0}",

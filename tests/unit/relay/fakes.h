@@ -43,8 +43,8 @@ struct ClientSide {
   bool shutdown = false;  // the session half-closed its direction
   FakeStream* stream = nullptr;
 
-  void send(std::string_view bytes);  // bytes arrive at the session (from the loop)
-  void finish();                      // the client's FIN
+  void send(std::string_view bytes) const;  // bytes arrive at the session (from the loop)
+  void finish() const;                      // the client's FIN
   // The reply codes written since the last call, e.g. {"220", "250", "354"}: the first line's
   // code of each reply (multi-line replies count once).
   std::vector<std::string> takeCodes();
@@ -124,10 +124,10 @@ class FakeStream final : public ByteStream {
   bool detached_ = false;
 };
 
-inline void ClientSide::send(std::string_view bytes) {
+inline void ClientSide::send(std::string_view bytes) const {
   if (stream != nullptr) stream->deliver(bytes);
 }
-inline void ClientSide::finish() {
+inline void ClientSide::finish() const {
   if (stream != nullptr) stream->finish();
 }
 inline std::vector<std::string> ClientSide::takeCodes() {
@@ -184,22 +184,22 @@ class FakeUpstream final : public UpstreamConnection {
     const std::string positive = verb == "MAIL"   ? "250 2.1.0 Ok"
                                  : verb == "RCPT" ? "250 2.1.5 Ok"
                                                   : "250 2.0.0 Ok";
-    mta_.heard.push_back(line);
+    mta_.heard.emplace_back(line);
     exchange(verb, positive, std::move(done), false);
   }
   void sendMessage(const Spool& spool, std::string prefix, Callback done) override {
     std::string body(spool.size(), '\0');
     if (!body.empty()) body.resize(spool.read(0, body.data(), body.size()));
     mta_.lastMessage = prefix + body;
-    mta_.heard.push_back("DOT");
+    mta_.heard.emplace_back("DOT");
     exchange("DOT", "250 2.0.0 Ok: queued", std::move(done), false);
   }
   void quit() override {
-    mta_.heard.push_back("QUIT");
+    mta_.heard.emplace_back("QUIT");
     ready_ = false;
   }
   void reidentify(const XclientIdentity&, Callback done) override {
-    mta_.heard.push_back("XCLIENT");
+    mta_.heard.emplace_back("XCLIENT");
     exchange("XCLIENT", "220 2.0.0 ready", std::move(done), false);
   }
   bool reusable(std::uint32_t) const override { return ready_ && !done_; }

@@ -46,7 +46,7 @@ enum class Timing { kNow, kLater };
 
 class SessionHarness {
  public:
-  explicit SessionHarness(Timing timing = Timing::kNow, std::string extraYaml = "")
+  explicit SessionHarness(Timing timing = Timing::kNow, const std::string& extraYaml = "")
       : timing_(timing) {
     spdlog::set_level(spdlog::level::off);
     config_ = loadConfigFromString(std::string(kBaseConfig) + extraYaml, {}, registry());
@@ -124,6 +124,8 @@ const std::string kRcpt = "RCPT TO:<b@example.net>\r\n";
 const std::string kMessage = "Subject: t\r\n\r\nhello\r\n.\r\n";
 
 std::vector<Sequence> sequences() {
+  const std::string kUpToRcpt = kEhlo + kMail + kRcpt;
+  const std::string kUpToData = kUpToRcpt + "DATA\r\n";
   std::vector<Sequence> t;
   // RFC 5321 4.3.2, in its order.
   t.push_back({"greeting then EHLO", {}, {{kEhlo, {"250"}}}});
@@ -152,7 +154,7 @@ std::vector<Sequence> sequences() {
     // sequence; another RCPT is fine.
     t.push_back({std::string("RCPT refused ") + code,
                  {says("RCPT", code)},
-                 {{kEhlo + kMail + kRcpt, {"250", "250", std::string(code, 3)}},
+                 {{kUpToRcpt, {"250", "250", std::string(code, 3)}},
                   {"DATA\r\n", {"503"}},
                   {kRcpt, {"250"}}}});
   }
@@ -166,7 +168,7 @@ std::vector<Sequence> sequences() {
     // Whatever the end-of-data reply, the transaction is over: MAIL may follow.
     t.push_back({std::string("end of data refused ") + code,
                  {says("DOT", code)},
-                 {{kEhlo + kMail + kRcpt + "DATA\r\n", {"250", "250", "250", "354"}},
+                 {{kUpToData, {"250", "250", "250", "354"}},
                   {kMessage, {std::string(code, 3)}},
                   {kMail, {"250"}}}});
   }
@@ -397,7 +399,7 @@ TEST(Session, KeepaliveNoopsTheMtaWhileTheClientIsSlowOverData) {
 TEST(Session, APooledConnectionIsReidentifiedAndAStaleOneRetriedOnce) {
   SessionHarness h(Timing::kNow, "upstream: {address: '127.0.0.1:10025', pool_size: 2}\n");
   auto pooled = std::make_unique<FakeUpstream>(h.dispatcher(), h.mta());
-  pooled->open({}, [](UpstreamResult) {});
+  pooled->open({}, [](const UpstreamResult&) {});
   h.dispatcher().runUntilIdle();
   h.host().pool.push_back(std::move(pooled));
   h.mta().heard.clear();

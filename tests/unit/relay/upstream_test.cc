@@ -21,7 +21,7 @@ TEST(Upstream, FailuresOnAConnectionNotReadyArriveFromTheLoop) {
   ManualDispatcher d;
   Upstream up(d, unreachable(), "test");
   std::vector<UpstreamFailure> got;
-  auto record = [&](UpstreamResult r) { got.push_back(r.failure); };
+  auto record = [&](const UpstreamResult& r) { got.push_back(r.failure); };
 
   up.command("MAIL FROM:<a@example.org>", Expect::kMail, record);
   EXPECT_TRUE(got.empty()) << "command() completed inside the call";
@@ -47,7 +47,7 @@ TEST(Upstream, DestroyingItCancelsAPendingFailure) {
   int calls = 0;
   {
     Upstream up(d, unreachable(), "test");
-    up.command("NOOP", Expect::kNoop, [&](UpstreamResult) { ++calls; });
+    up.command("NOOP", Expect::kNoop, [&](const UpstreamResult&) { ++calls; });
   }
   d.runUntilIdle();
   EXPECT_EQ(calls, 0);
