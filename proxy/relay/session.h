@@ -154,7 +154,9 @@ class Session {
   void tlsReady();
   void runConnectStage();
   void maybeGreet();
-  void upstreamFailed(const UpstreamResult& result, std::string_view verb, bool atEndOfData);
+  // Which command the MTA failed at: decides what becomes of the transaction.
+  enum class UpstreamStep { kMail, kRcpt, kDot };
+  void upstreamFailed(const UpstreamResult& result, UpstreamStep step);
   void endTransaction();
   XclientIdentity identity() const;
 

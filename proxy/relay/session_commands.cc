@@ -203,7 +203,7 @@ void Session::onMail(const Command& c) {
       }
       link_.mail(line, [this](const UpstreamResult& r) {
         if (!r.ok()) {
-          upstreamFailed(r, "MAIL", false);
+          upstreamFailed(r, UpstreamStep::kMail);
           return;
         }
         if (!r.reply->isPositive()) endTransaction();
@@ -233,7 +233,7 @@ void Session::onRcpt(const Command& c) {
                   }
                   link_.rcpt(line, [this, address](const UpstreamResult& r) {
                     if (!r.ok()) {
-                      upstreamFailed(r, "RCPT", false);
+                      upstreamFailed(r, UpstreamStep::kRcpt);
                       return;
                     }
                     if (r.reply->isPositive()) view_.envelope.recipients.push_back(address);
@@ -322,17 +322,25 @@ XclientIdentity Session::identity() const {
   return id;
 }
 
-void Session::upstreamFailed(const UpstreamResult& result, std::string_view verb,
-                             bool atEndOfData) {
+void Session::upstreamFailed(const UpstreamResult& result, UpstreamStep step) {
+  const bool atEndOfData = step == UpstreamStep::kDot;
+  const std::string_view verb = step == UpstreamStep::kMail   ? "MAIL"
+                                : step == UpstreamStep::kRcpt ? "RCPT"
+                                                              : ".";
   const Reply r = link_.fail(result, verb, atEndOfData);
   reply(r, verb);
   if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
-  const bool mail = verb == "MAIL";
-  if (atEndOfData || mail) endTransaction();
-  if (atEndOfData) {
-    enter(nextStateAfterData(state_, r.code()));
-  } else if (mail) {
-    enter(SmtpState::kReady);
+  switch (step) {
+    case UpstreamStep::kMail:  // no transaction was opened
+      endTransaction();
+      enter(SmtpState::kReady);
+      break;
+    case UpstreamStep::kRcpt:  // the transaction goes on; this recipient is not in it
+      break;
+    case UpstreamStep::kDot:  // the message is over, whatever happened to it
+      endTransaction();
+      enter(nextStateAfterData(state_, r.code()));
+      break;
   }
   commandDone();
 }

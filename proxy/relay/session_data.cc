@@ -224,7 +224,7 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
   }
   link_.message(*txn_->spool, std::move(prefix), [this](const UpstreamResult& r) {
     if (!r.ok()) {
-      upstreamFailed(r, ".", true);
+      upstreamFailed(r, UpstreamStep::kDot);
       return;
     }
     if (r.reply->isPositive()) {

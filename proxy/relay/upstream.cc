@@ -49,7 +49,7 @@ Upstream::Upstream(Dispatcher& dispatcher, const UpstreamSettings& settings, std
       timer_(dispatcher, [this] {
         if (pendingReady_) {
           pendingReady_ = false;
-          state_ = State::kReady;
+          enter(State::kReady);
           complete({UpstreamFailure::kNone, std::nullopt, {}});
           return;
         }
@@ -64,10 +64,38 @@ Upstream::Upstream(Dispatcher& dispatcher, const UpstreamSettings& settings, std
 
 Upstream::~Upstream() = default;
 
+std::string_view Upstream::stateName(State s) {
+  switch (s) {
+    case State::kIdle:
+      return "idle";
+    case State::kConnecting:
+      return "connecting";
+    case State::kOpening:
+      return "opening";
+    case State::kReady:
+      return "ready";
+    case State::kBusy:
+      return "busy";
+    case State::kSending:
+      return "sending";
+    case State::kBroken:
+      return "broken";
+  }
+  return "unknown";
+}
+
+void Upstream::enter(State to) {
+  if (to == state_) return;
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("{} event=upstream-state from={} to={}", id_, stateName(state_), stateName(to));
+  }
+  state_ = to;
+}
+
 void Upstream::failLater(UpstreamFailure failure, std::string detail) {
   // The caller is still inside the call that asked: the failure reaches it through the loop,
   // by the Upstream's own timer (cancelled if the Upstream goes first).
-  state_ = State::kBroken;
+  enter(State::kBroken);
   pendingFailure_.emplace(failure, std::move(detail));
   timer_.start(std::chrono::milliseconds(0));
 }
@@ -80,7 +108,7 @@ void Upstream::dropStream() {
 void Upstream::open(const XclientIdentity& identity, Callback done) {
   done_ = std::move(done);
   identity_ = identity;
-  state_ = State::kConnecting;
+  enter(State::kConnecting);
   std::string error;
   stream_ = Stream::connect(dispatcher_.base(), settings_.address, &error);
   if (!stream_) {
@@ -106,7 +134,7 @@ void Upstream::reidentify(const XclientIdentity& identity, Callback done) {
   }
   if (settings_.identity != IdentityMode::kXclient) {
     // Nothing to pass: report success from the loop, never inline.
-    state_ = State::kOpening;
+    enter(State::kOpening);
     step_ = OpenStep::kEhloAgain;
     pendingReady_ = true;
     timer_.start(std::chrono::milliseconds(0));
@@ -114,7 +142,7 @@ void Upstream::reidentify(const XclientIdentity& identity, Callback done) {
   }
   xclientLines_ = xclientCommands(identity_, caps_);
   xclientIndex_ = 0;
-  state_ = State::kOpening;
+  enter(State::kOpening);
   step_ = OpenStep::kXclient;
   if (xclientLines_.empty()) {
     failLater(UpstreamFailure::kIdentity, "no XCLIENT attributes to send");
@@ -138,7 +166,7 @@ void Upstream::command(const std::string& line, Expect expect, Callback done) {
     return;
   }
   done_ = std::move(done);
-  state_ = State::kBusy;
+  enter(State::kBusy);
   send(line, expect, settings_.commandTimeout);
 }
 
@@ -153,7 +181,7 @@ void Upstream::sendMessage(const Spool& spool, std::string prefix, Callback done
   prefix_ = std::move(prefix);
   offset_ = 0;
   stuffer_ = DotStuffer();
-  state_ = State::kBusy;
+  enter(State::kBusy);
   send("DATA", Expect::kData, settings_.commandTimeout);
 }
 
@@ -165,7 +193,7 @@ void Upstream::quit() {
   }
   dropStream();
   timer_.stop();
-  state_ = State::kBroken;
+  enter(State::kBroken);
   done_ = nullptr;
 }
 
@@ -181,7 +209,7 @@ void Upstream::send(const std::string& line, Expect expect, std::chrono::millise
 
 void Upstream::onStreamEvent(ByteStream::Event event, const std::string& detail) {
   if (event == ByteStream::Event::kConnected) {
-    state_ = State::kOpening;
+    enter(State::kOpening);
     step_ = OpenStep::kGreeting;
     expect_ = Expect::kGreeting;
     // PROXY identity: the header goes first, before the MTA says anything.
@@ -311,12 +339,12 @@ void Upstream::handleReply(Reply reply) {
     return;
   }
   if (expect_ == Expect::kData && reply.code() == 354) {
-    state_ = State::kSending;
+    enter(State::kSending);
     timer_.start(settings_.dataTimeout);
     pumpMessage();
     return;
   }
-  state_ = State::kReady;
+  enter(State::kReady);
   spool_ = nullptr;
   // The MTA's view of the transaction, whatever the session believes: a positive MAIL opens
   // one; a positive RSET or any reply to the final dot ends it (RFC 5321 4.1.1.4, 4.1.1.5).
@@ -325,7 +353,7 @@ void Upstream::handleReply(Reply reply) {
   if ((expect_ == Expect::kRset && reply.isPositive()) || expect_ == Expect::kDot) {
     transactionOpen_ = false;
   }
-  if (reply.closesConnection()) state_ = State::kBroken;  // 421: the MTA is going away
+  if (reply.closesConnection()) enter(State::kBroken);  // 421: the MTA is going away
   complete({UpstreamFailure::kNone, std::move(reply), {}});
 }
 
@@ -350,7 +378,7 @@ void Upstream::openStep(Reply reply) {
                                                             : "EHLO";
     UpstreamResult r{UpstreamFailure::kRefused, reply,
                      "MTA refused " + what + ": " + reply.summary()};
-    state_ = State::kBroken;
+    enter(State::kBroken);
     timer_.stop();
     dropStream();
     complete(std::move(r));
@@ -401,7 +429,7 @@ void Upstream::openStep(Reply reply) {
       caps_ = UpstreamCapabilities::fromEhlo(parseEhloCapabilities(reply));
       break;
   }
-  state_ = State::kReady;
+  enter(State::kReady);
   complete({UpstreamFailure::kNone, std::move(reply), {}});
 }
 
@@ -420,7 +448,7 @@ void Upstream::sendIdentity() {
       return;
     }
   }
-  state_ = State::kReady;
+  enter(State::kReady);
   complete({UpstreamFailure::kNone, std::nullopt, {}});
 }
 
@@ -454,12 +482,12 @@ void Upstream::pumpMessage() {
   stream_->write(".\r\n");
   expect_ = Expect::kDot;
   parser_.reset();
-  state_ = State::kBusy;  // the message is queued; now only the reply to the dot is awaited
+  enter(State::kBusy);  // the message is queued; now only the reply to the dot is awaited
 }
 
 void Upstream::fail(UpstreamFailure failure, std::string detail) {
   const bool hadCommand = static_cast<bool>(done_);
-  state_ = State::kBroken;
+  enter(State::kBroken);
   timer_.stop();
   dropStream();  // a broken exchange is never reused: closing aborts the MTA's transaction
   spool_ = nullptr;

@@ -153,6 +153,9 @@ class Upstream final : public UpstreamConnection {
   enum class State { kIdle, kConnecting, kOpening, kReady, kBusy, kSending, kBroken };
   enum class OpenStep { kGreeting, kEhlo, kStartTls, kHandshake, kEhloTls, kXclient, kEhloAgain };
 
+  // The only place state_ changes; logs "from -> to" at debug.
+  void enter(State to);
+  static std::string_view stateName(State s);
   void onStreamEvent(ByteStream::Event event, const std::string& detail);
   void failLater(UpstreamFailure failure, std::string detail);  // through the loop
   void dropStream();
