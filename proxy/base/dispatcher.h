@@ -2,8 +2,9 @@
 // Dispatcher: the event loop as the rest of the daemon sees it, and its one lifetime idiom.
 //  - post(fn) runs fn from the loop after the current callback has returned, never inline.
 //    Every asynchronous completion (MTA replies, DNS answers, filter verdicts) reaches its
-//    caller this way or from an I/O event, so a caller never has its callback run inside the
-//    call that asked for it.
+//    caller through the loop: post(), a DeferredCall or Timer owned by the completing object
+//    (cancelled with it), or an I/O event. A caller never has its callback run inside the call
+//    that asked for it.
 //  - deferredDelete(object) frees an object from the loop, after the current callback has
 //    returned. An object whose callbacks may be on the stack is never destroyed in place: its
 //    owner hands it here instead (as Envoy's dispatcher does). Nothing else keeps objects
