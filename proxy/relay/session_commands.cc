@@ -8,17 +8,10 @@
 #include <limits>
 
 #include "proxy/base/log.h"
+#include "proxy/relay/local_reply.h"
 #include "proxy/relay/session.h"
 
 namespace portcullis {
-namespace {
-
-Reply make(int code, std::string_view enhanced, std::string text) {
-  return *Reply::make(code, enhanced, {std::move(text)});
-}
-
-}  // namespace
-
 // The client side of the command table, after OpenSMTPD's {verb, states, check, proceed}. The
 // states column is smtp/'s table (commandRule, checkSequence: RFC 5321 4.3.2, pure and
 // table-tested); here, for each verb, what must hold before it is carried out (check: a reply
@@ -37,7 +30,7 @@ void Session::handleLine(std::string_view line) {
     if (c != nullptr && c->verb == Verb::kQuit) {
       onQuit(*c);
     } else {
-      reply(make(503, "5.5.1", "Error: access denied; send QUIT"), verb_);
+      reply(localReply(503, "5.5.1", "Error: access denied; send QUIT"), verb_);
       commandDone();
     }
     return;
@@ -49,12 +42,13 @@ void Session::handleLine(std::string_view line) {
   }
   Command c = std::move(std::get<Command>(parsed));
   if (flags_.drainRequested && !inTransaction() && c.verb != Verb::kQuit) {
-    reply(make(421, "4.3.2", config_->hostname + " Service shutting down"), verb_);
+    reply(localReply(421, "4.3.2", config_->hostname + " Service shutting down"), verb_);
     return;
   }
   if (link_.lost() && inTransaction() && (c.verb == Verb::kRcpt || c.verb == Verb::kData)) {
     // The MTA dropped the transaction under us: nothing sensible can follow but a retry.
-    reply(make(421, "4.4.2", config_->hostname + " Error: lost connection to mail server"), verb_);
+    reply(localReply(421, "4.4.2", config_->hostname + " Error: lost connection to mail server"),
+          verb_);
     return;
   }
   if (auto e = checkSequence(state_, c.verb)) {
@@ -123,30 +117,30 @@ const Session::CommandEntry& Session::commandEntry(Verb verb) {
 
 std::optional<Reply> Session::checkMail(const Command& c) const {
   if (config_->tls.require && !view_.tls.active) {
-    return make(530, "5.7.0", "Must issue a STARTTLS command first");
+    return localReply(530, "5.7.0", "Must issue a STARTTLS command first");
   }
   if (c.nonAscii && !c.param("SMTPUTF8")) {
-    return make(553, "5.6.7", "Error: non-ASCII address requires SMTPUTF8");
+    return localReply(553, "5.6.7", "Error: non-ASCII address requires SMTPUTF8");
   }
   if (c.param("SMTPUTF8") && !host_.upstreamCapabilities().smtputf8) {
-    return make(555, "5.5.4", "Error: SMTPUTF8 is not supported");
+    return localReply(555, "5.5.4", "Error: SMTPUTF8 is not supported");
   }
   return std::nullopt;
 }
 
 std::optional<Reply> Session::checkRcpt(const Command& c) const {
   if (c.nonAscii && !view_.envelope.smtputf8) {
-    return make(553, "5.6.7", "Error: non-ASCII address requires SMTPUTF8");
+    return localReply(553, "5.6.7", "Error: non-ASCII address requires SMTPUTF8");
   }
   return std::nullopt;
 }
 
 std::optional<Reply> Session::checkStartTls(const Command&) const {
-  if (view_.tls.active) return make(503, "5.5.1", "Error: TLS already active");
+  if (view_.tls.active) return localReply(503, "5.5.1", "Error: TLS already active");
   if (!ehloPolicy_.offerStartTls || !host_.serverTls()) {  // not offered on this listener
-    return make(502, "5.5.1", "Error: command not implemented");
+    return localReply(502, "5.5.1", "Error: command not implemented");
   }
-  if (inTransaction()) return make(503, "5.5.1", "Error: MAIL transaction in progress");
+  if (inTransaction()) return localReply(503, "5.5.1", "Error: MAIL transaction in progress");
   return std::nullopt;
 }
 
@@ -196,7 +190,7 @@ void Session::onMail(const Command& c) {
     if (o.kind == VerdictKind::kReject || o.kind == VerdictKind::kTempfail) endTransaction();
     applyOutcome(o, "MAIL", [this, line] {
       if (txn_->discard) {
-        reply(make(250, "2.1.0", "Ok"), "MAIL");
+        reply(localReply(250, "2.1.0", "Ok"), "MAIL");
         enter(SmtpState::kMail);
         commandDone();
         return;
@@ -226,7 +220,7 @@ void Session::onRcpt(const Command& c) {
                   if (txn_->discard) {
                     view_.envelope.recipients.push_back(address);
                     view_.envelope.currentRecipient.clear();
-                    reply(make(250, "2.1.5", "Ok"), "RCPT");
+                    reply(localReply(250, "2.1.5", "Ok"), "RCPT");
                     enter(SmtpState::kRcpt);
                     commandDone();
                     return;
@@ -249,41 +243,42 @@ void Session::onRcpt(const Command& c) {
 void Session::onRset(const Command&) {
   // The MTA's open transaction, if any, is reset lazily before the next MAIL (UpstreamLink).
   endTransaction();
-  reply(make(250, "2.0.0", "Ok"), verb_);
+  reply(localReply(250, "2.0.0", "Ok"), verb_);
   enter(nextState(state_, Verb::kRset, 250));
   commandDone();
 }
 
 void Session::onQuit(const Command&) {
   summary_.quit();
-  reply(make(221, "2.0.0", "Bye"), "QUIT");
+  reply(localReply(221, "2.0.0", "Bye"), "QUIT");
   close(SessionSummary::ClosedBy::kClient, "");
 }
 
 void Session::onNoop(const Command&) {
-  reply(make(250, "2.0.0", "Ok"), verb_);
+  reply(localReply(250, "2.0.0", "Ok"), verb_);
   commandDone();
 }
 
 void Session::onVrfy(const Command&) {
   // DESIGN: answer VRFY locally, never probe the MTA (no address harvesting through us).
-  reply(make(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"),
+  reply(localReply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"),
         verb_);
   commandDone();
 }
 
 void Session::onHelp(const Command&) {
-  reply(make(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"), verb_);
+  reply(localReply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"),
+        verb_);
   commandDone();
 }
 
 void Session::onNotImplemented(const Command&) {
-  reply(make(502, "5.5.1", "Error: command not implemented"), verb_);
+  reply(localReply(502, "5.5.1", "Error: command not implemented"), verb_);
   commandDone();
 }
 
 void Session::onStartTls(const Command&) {
-  reply(make(220, "2.0.0", "Ready to start TLS"), verb_);
+  reply(localReply(220, "2.0.0", "Ready to start TLS"), verb_);
   // RFC 3207 4.2: forget everything learned in the clear; the client must send EHLO again.
   // Bytes it pipelined after STARTTLS are thrown away by the stream (CVE-2011-0411), never
   // read as commands.

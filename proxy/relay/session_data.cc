@@ -9,18 +9,11 @@
 #include "portcullis/reply.h"
 #include "proxy/base/header_util.h"
 #include "proxy/base/log.h"
+#include "proxy/relay/local_reply.h"
 #include "proxy/relay/session.h"
 #include "proxy/smtp/header_block.h"
 
 namespace portcullis {
-namespace {
-
-Reply make(int code, std::string_view enhanced, std::string text) {
-  return *Reply::make(code, enhanced, {std::move(text)});
-}
-
-}  // namespace
-
 void Session::onData(const Command&) {
   chain_->run(Stage::kData, view_, [this](const ChainOutcome& o) {
     applyOutcome(o, "DATA", [this] {
@@ -65,7 +58,7 @@ void Session::feedData() {
     const double seconds = std::chrono::duration<double>(elapsed).count();
     if (static_cast<double>(txn_->framer->size()) / seconds <
         static_cast<double>(config_->limits.minDataRate)) {
-      reply(make(421, "4.4.2", config_->hostname + " Error: data rate too low"), "DATA-RATE");
+      reply(localReply(421, "4.4.2", config_->hostname + " Error: data rate too low"), "DATA-RATE");
     }
   }
 }
@@ -89,15 +82,16 @@ void Session::endOfData() {
   m.reader = txn_->spool.get();
   if (!txn_->spool->finish()) {
     spdlog::error("{} event=spool-error detail={}", view_.id, logValue(txn_->spool->error()));
-    finishData(make(451, "4.3.0", "Error: local error in processing, try again later"));
+    finishData(localReply(451, "4.3.0", "Error: local error in processing, try again later"));
     return;
   }
   if (framer.poisoned()) {
     // RFC 5321 2.3.8 and CVE-2023-51764: refused, never "repaired" into CRLF.
     spdlog::info("{} event=reject stage=end_of_message reason={} size={}", view_.id,
                  framer.bareLf() ? "bare-lf" : "bare-cr", m.size);
-    finishData(make(554, "5.5.2",
-                    "Error: bare <CR> or <LF> in message data (RFC 5321 2.3.8); message refused"));
+    finishData(
+        localReply(554, "5.5.2",
+                   "Error: bare <CR> or <LF> in message data (RFC 5321 2.3.8); message refused"));
     return;
   }
   if (framer.lineTooLong()) {
@@ -107,10 +101,10 @@ void Session::endOfData() {
     // without claiming the message is too big (X.3.4).
     spdlog::info("{} event=reject stage=end_of_message reason=line-too-long limit={} size={}",
                  view_.id, config_->limits.maxLineLength, m.size);
-    finishData(make(554, "5.6.0",
-                    "Error: message has a line longer than " +
-                        std::to_string(config_->limits.maxLineLength) +
-                        " octets (RFC 5321 4.5.3.1.6); message refused"));
+    finishData(localReply(554, "5.6.0",
+                          "Error: message has a line longer than " +
+                              std::to_string(config_->limits.maxLineLength) +
+                              " octets (RFC 5321 4.5.3.1.6); message refused"));
     return;
   }
   if (!m.oversized && !judgeHeaderBlock()) return;
@@ -126,14 +120,14 @@ bool Session::judgeHeaderBlock() {
   if (block.status == HeaderBlock::Status::kLeadingContinuation) {
     spdlog::info("{} event=reject stage=end_of_message reason=leading-continuation size={}",
                  view_.id, m.size);
-    finishData(make(554, "5.6.0",
-                    "Error: message header starts with a continuation line (RFC 5322 2.2.3)"));
+    finishData(localReply(
+        554, "5.6.0", "Error: message header starts with a continuation line (RFC 5322 2.2.3)"));
     return false;
   }
   if (block.status == HeaderBlock::Status::kTooLarge) {
     spdlog::info("{} event=reject stage=end_of_message reason=header-too-large size={}", view_.id,
                  m.size);
-    finishData(make(552, "5.3.4", "Error: message header too large"));
+    finishData(localReply(552, "5.3.4", "Error: message header too large"));
     return false;
   }
   if (block.truncated > 0) {
@@ -203,14 +197,14 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
     // if any, is reset before the next MAIL).
     spdlog::info("{} event=discard size={} rcpts={}", view_.id, view_.message.size,
                  view_.envelope.recipients.size());
-    finishData(make(250, "2.0.0", "Ok"));
+    finishData(localReply(250, "2.0.0", "Ok"));
     return;
   }
   if (txn_->framer->oversized()) {
     // Core invariant, not size policy (that is the size filter's): a truncated spool is never
     // forwarded. Unreachable while the mandatory size filter is in the chain.
     spdlog::error("{} event=invariant detail=\"oversized message reached delivery\"", view_.id);
-    finishData(make(451, "4.3.0", "Error: local error in processing, try again later"));
+    finishData(localReply(451, "4.3.0", "Error: local error in processing, try again later"));
     return;
   }
   std::string prefix = std::move(txn_->traceHeader);  // the one the filters saw

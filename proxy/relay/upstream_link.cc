@@ -3,16 +3,9 @@
 #include "proxy/relay/upstream_link.h"
 
 #include "proxy/base/log.h"
+#include "proxy/relay/local_reply.h"
 
 namespace portcullis {
-namespace {
-
-Reply make(int code, std::string_view enhanced, std::string text) {
-  return *Reply::make(code, enhanced, {std::move(text)});
-}
-
-}  // namespace
-
 UpstreamLink::UpstreamLink(UpstreamHost& host, UpstreamLinkSettings settings, std::string sessionId,
                            IdentitySource identity)
     : host_(host),
@@ -205,19 +198,19 @@ Reply UpstreamLink::fail(const UpstreamResult& result, std::string_view verb, bo
                result.reply ? " reply=" + logValue(result.reply->summary()) : "");
   const bool midTransaction = transactionOpen_ && !atEndOfData;
   retire();
-  Reply r = make(451, "4.4.1", "Error: mail server unavailable, try again later");
+  Reply r = localReply(451, "4.4.1", "Error: mail server unavailable, try again later");
   switch (result.failure) {
     case UpstreamFailure::kProtocol:
-      r = make(451, "4.3.0", "Error: invalid reply from mail server, try again later");
+      r = localReply(451, "4.3.0", "Error: invalid reply from mail server, try again later");
       break;
     case UpstreamFailure::kTimeout:
-      r = make(451, "4.4.2", "Error: timeout waiting for mail server, try again later");
+      r = localReply(451, "4.4.2", "Error: timeout waiting for mail server, try again later");
       break;
     case UpstreamFailure::kClosed:
-      r = make(451, "4.4.2", "Error: lost connection to mail server, try again later");
+      r = localReply(451, "4.4.2", "Error: lost connection to mail server, try again later");
       break;
     case UpstreamFailure::kIdentity:
-      r = make(451, "4.3.5", "Error: mail server configuration error, try again later");
+      r = localReply(451, "4.3.5", "Error: mail server configuration error, try again later");
       break;
     case UpstreamFailure::kRefused:
       if (result.reply && result.reply->code() == 421) r = r.withCode(421);
