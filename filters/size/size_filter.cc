@@ -18,7 +18,7 @@ void SizeFilter::onMailFrom(const SessionView& s, Next next) {
   next(Verdict::proceed());
 }
 
-void SizeFilter::onEndOfHeaders(const SessionView& s, Next next) {
+void SizeFilter::onEndOfMessage(const SessionView& s, Next next) {
   if (s.message().oversized()) {
     next(Verdict::reject(
         Reply::permanent(552, "5.3.4", "Message size exceeds fixed maximum message size"),

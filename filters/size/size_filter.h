@@ -14,7 +14,7 @@ namespace portcullis {
 class SizeFilter final : public Filter {
  public:
   void onMailFrom(const SessionView& s, Next next) override;
-  void onEndOfHeaders(const SessionView& s, Next next) override;
+  void onEndOfMessage(const SessionView& s, Next next) override;
 };
 
 class SizeFilterFactory final : public FilterFactory {

@@ -216,8 +216,10 @@ void FilterChain::record(const Slot& slot, VerdictKind kind, const std::optional
     if (error) stats->countError(stage_);
     if (deferred) stats->countDeferred(stage_);
     if (kind != VerdictKind::kContinue) {
-      stats->countVerdict(stage_, kind, observed,
-                          reply ? normalizedCode(stage_, reply->code()) : 0);
+      // (A deferred one comes with the code it will have at its stage.)
+      stats->countVerdict(
+          stage_, kind, observed,
+          !reply ? 0 : (deferred ? reply->code() : normalizedCode(stage_, reply->code())));
     }
   }
 }
@@ -242,22 +244,26 @@ void FilterChain::apply(const Slot& slot, std::optional<Verdict> verdict,
                           verdict->kind() == VerdictKind::kDisconnect;
     const bool deferred = !observed && holdable && spec.deferTo &&
                           static_cast<int>(stage_) < static_cast<int>(*spec.deferTo);
-    record(slot, verdict->kind(), verdict->reply(), verdict->reason(), observed, deferred, false);
-    if (observed) return;
     if (deferred) {
+      // A held disconnect becomes a plain reject/tempfail at RCPT: the envelope gets logged,
+      // and a 421 (which would close the connection) becomes an ordinary 450. Logged with the
+      // code the client will get there, not the one this stage would have sent.
+      const Reply& r = *verdict->reply();
+      const Reply held =
+          normalizeForStage(*spec.deferTo, r.closesConnection() ? r.withCode(450) : r);
+      record(slot, verdict->kind(), held, verdict->reason(), false, true, false);
       if (!held_) {
         ChainOutcome h;
-        // A held disconnect becomes a plain reject/tempfail at RCPT: the envelope gets logged,
-        // and a 421 (which would close the connection) becomes an ordinary 450.
-        const Reply& r = *verdict->reply();
-        h.kind = r.isTransient() ? VerdictKind::kTempfail : VerdictKind::kReject;
-        h.reply = r.closesConnection() ? r.withCode(450) : r;
+        h.kind = held.isTransient() ? VerdictKind::kTempfail : VerdictKind::kReject;
+        h.reply = held;
         h.filter = spec.label;
         h.reason = verdict->reason();
         held_ = std::move(h);
       }
       return;
     }
+    record(slot, verdict->kind(), verdict->reply(), verdict->reason(), observed, false, false);
+    if (observed) return;
   }
 
   for (const auto& h : verdict->headers()) outcome_.headers.push_back(h);

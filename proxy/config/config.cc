@@ -282,6 +282,8 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   cfg->log.level = lg.getChoice(
       "level", {"trace", "debug", "info", "warn", "error", "critical", "off"}, cfg->log.level);
 
+  cfg->reply.reference = s.section("reply").getBool("reference", cfg->reply.reference);
+
   const ConfigSection dns = s.section("dns");
   // The same checks DnsResolver::create makes at start-up, so --check-config fails where
   // start-up would, naming the key.

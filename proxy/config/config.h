@@ -103,6 +103,11 @@ struct LogConfig {
   std::string level = "info";
 };
 
+// What portcullis adds to the replies it writes itself.
+struct ReplyConfig {
+  bool reference = true;  // "[ref=7Q2K9XHM]" on every 4xx/5xx of ours, logged with the reject
+};
+
 struct DnsConfig {
   std::vector<std::string> servers;  // empty: /etc/resolv.conf
   milliseconds timeout{2000};
@@ -133,6 +138,7 @@ struct Config {
   TimeoutsConfig timeouts;
   SpoolConfig spool;
   LogConfig log;
+  ReplyConfig reply;
   DnsConfig dns;
   std::vector<FilterSpec> filters;
   std::string sourcePath;  // the file it came from, empty for built-in defaults

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "proxy/base/log.h"
+#include "proxy/base/reference.h"
 #include "proxy/net/proxy_protocol.h"
 
 namespace portcullis {
@@ -22,6 +23,7 @@ constexpr std::size_t kOutputHighWater = 64 * 1024;  // stop answering while the
 // input until the command timeout. Well under kInputHighWater, so reading never stalls first.
 constexpr std::size_t kMaxUnterminatedLine = 2 * kMaxCommandLine;
 constexpr std::chrono::milliseconds kLingerTime{2000};
+constexpr std::size_t kMaxLogged = 1000;  // RCPT outcomes one transaction line records
 constexpr std::chrono::milliseconds kProxyHeaderTimeout{10'000};
 
 SessionRecord freshView() {
@@ -192,7 +194,7 @@ void Session::refuseOverPerIpLimit() {
   verb_ = "CONNECT";
   reply(*Reply::make(421, "4.7.0",
                      {"Error: too many connections from your address, try again later"}),
-        verb_);
+        verb_, ReplySource::local("too many connections from this address"));
 }
 
 void Session::startTransport() {
@@ -247,14 +249,14 @@ void Session::maybeGreet() {
     spdlog::info("{} event=pregreet octets={}", view_.id, evbuffer_get_length(in));
     reply(*Reply::make(554, "5.5.1",
                        {"Error: SMTP protocol synchronization (command sent before greeting)"}),
-          "CONNECT");
+          "CONNECT", ReplySource::local("pregreet: command sent before the greeting"));
     close(SessionSummary::ClosedBy::kServer, "command sent before greeting");
     return;
   }
   const ChainOutcome& o = opening_.connectOutcome;
-  if (o.kind == VerdictKind::kDiscard) flags_.discardSession = true;
+  if (o.kind == VerdictKind::kDiscard) discard(o);
   if (o.reply && o.reply->isNegative()) {
-    reply(*o.reply, "CONNECT");
+    reply(*o.reply, "CONNECT", ReplySource::filterVerdict(o.filter, o.reason));
     if (o.kind == VerdictKind::kDisconnect || o.reply->closesConnection()) {
       close(SessionSummary::ClosedBy::kServer, "rejected at connect by " + o.filter);
       return;
@@ -332,11 +334,13 @@ void Session::onDeadline() {
     case Phase::kIdle:
     case Phase::kSkipping:
       verb_ = "TIMEOUT";
-      reply(*Reply::make(421, "4.4.2", {config_->hostname + " Error: timeout exceeded"}), verb_);
+      reply(*Reply::make(421, "4.4.2", {config_->hostname + " Error: timeout exceeded"}), verb_,
+            ReplySource::local("timeout waiting for a command after " +
+                               std::string(summary_.lastVerb())));
       return;
     case Phase::kData:
       reply(*Reply::make(421, "4.4.2", {config_->hostname + " Error: timeout exceeded"}),
-            "DATA-TIMEOUT");
+            "DATA-TIMEOUT", ReplySource::local("timeout waiting for message data"));
       return;
     case Phase::kClosing:
       finalize();  // the client did not read our last words in time
@@ -418,7 +422,8 @@ void Session::processInput() {
     }
     if (input_.errors >= config_->limits.maxErrors) {
       verb_ = "ERRORS";
-      reply(*Reply::make(421, "4.7.0", {config_->hostname + " Error: too many errors"}), verb_);
+      reply(*Reply::make(421, "4.7.0", {config_->hostname + " Error: too many errors"}), verb_,
+            ReplySource::local("too many errors (limits.max_errors)"));
       break;
     }
     const std::size_t avail = evbuffer_get_length(in);
@@ -440,12 +445,14 @@ void Session::processInput() {
         // X.5.6 is the enhanced code RFC 4954 registered for an over-long line (there, of an
         // AUTH exchange); RFC 3463 has none for a command line.
         spdlog::info("{} event=line-too-long octets={} action=close", view_.id, avail);
-        reply(*Reply::make(500, "5.5.6", {"Error: line too long"}), verb_);
+        reply(*Reply::make(500, "5.5.6", {"Error: line too long"}), verb_,
+              ReplySource::local("command line without a line end"));
         close(SessionSummary::ClosedBy::kServer, "command line without a line end");
         break;
       }
       evbuffer_drain(in, static_cast<std::size_t>(static_cast<const char*>(lf) - w) + 1);
-      reply(*Reply::make(500, "5.5.2", {"Error: line too long"}), verb_);
+      reply(*Reply::make(500, "5.5.2", {"Error: line too long"}), verb_,
+            ReplySource::local("command line over 512 octets"));
       commandDone();
       continue;
     }
@@ -457,7 +464,7 @@ void Session::processInput() {
     if (bareLf) {
       // RFC 5321 2.3.8: lines end with CRLF. Refused, never reinterpreted.
       reply(*Reply::make(500, "5.5.2", {"Error: bare <LF> received; lines must end with <CR><LF>"}),
-            verb_);
+            verb_, ReplySource::local("bare LF in a command line"));
       commandDone();
       continue;
     }
@@ -486,16 +493,49 @@ void Session::skipInput() {
 
 // ---- replies and state ----
 
-void Session::reply(const Reply& r, std::string_view verb) {
+void Session::reply(const Reply& r, std::string_view verb, const ReplySource& source) {
   if (phase_ == Phase::kFinished) return;
-  stream_->write(r.wire());
-  summary_.reply(verb, r);
+  if (r.isNegative()) {
+    // Our own refusals carry a reference the admin can look up; the MTA's are relayed as they
+    // are. Either way the refusal gets its event=reject line.
+    std::string ref;
+    if (source.who != ReplySource::Who::kMta && config_->reply.reference) ref = newReference();
+    const Reply sent = ref.empty() ? r : withReference(r, ref);
+    logReject(view_, sent, verb, source, ref);
+    stream_->write(sent.wire());
+    summary_.reply(verb, sent);
+    noteInTransaction(sent, verb, source);
+  } else {
+    // A discard verdict's 250: the message is dropped, and this is its record.
+    if (verb == "." && source.who == ReplySource::Who::kFilter) {
+      logReject(view_, r, verb, source, "", "discard");
+    }
+    stream_->write(r.wire());
+    summary_.reply(verb, r);
+    noteInTransaction(r, verb, source);
+  }
   if (r.code() >= 500 && r.code() <= 504) ++input_.errors;  // protocol errors, as smtpd counts
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("{} event=reply verb={} reply={}", view_.id, verb,
                   logValue(summary_.lastReply()));
   }
   if (r.closesConnection()) close(SessionSummary::ClosedBy::kServer, summary_.lastReply());
+}
+
+void Session::noteInTransaction(const Reply& r, std::string_view verb, const ReplySource& source) {
+  if (!txn_) return;
+  TransactionLog& t = txn_->log;
+  if (verb == "MAIL") {
+    t.mailAccepted = r.isPositive();
+  } else if (verb == "RCPT" && !source.recipient.empty() && t.recipients.size() < kMaxLogged) {
+    t.recipients.push_back({std::string(source.recipient), r.code(), std::string(source.by())});
+  } else if (verb == ".") {
+    t.endCode = r.code();
+    t.endBy = source.by();
+    t.endReply = r.summary();
+    t.discarded = txn_->discard;
+    if (source.who == ReplySource::Who::kMta && r.isPositive()) t.queuedAs = queueIdFromReply(r);
+  }
 }
 
 void Session::commandDone() {
@@ -524,23 +564,24 @@ void Session::enter(Phase to) {
 }
 
 void Session::applyOutcome(const ChainOutcome& outcome, std::string_view verb,
-                           const std::function<void()>& onContinue) {
+                           const std::function<void()>& onContinue, std::string_view recipient) {
+  const ReplySource source = ReplySource::filterVerdict(outcome.filter, outcome.reason, recipient);
   switch (outcome.kind) {
     case VerdictKind::kContinue:
     case VerdictKind::kAccept:
       onContinue();
       return;
     case VerdictKind::kDiscard:
-      if (txn_) txn_->discard = true;
+      discard(outcome);
       onContinue();
       return;
     case VerdictKind::kDisconnect:
-      reply(*outcome.reply, verb);
+      reply(*outcome.reply, verb, source);
       close(SessionSummary::ClosedBy::kServer, "disconnected by filter " + outcome.filter);
       return;
     case VerdictKind::kTempfail:
     case VerdictKind::kReject:
-      reply(*outcome.reply, verb);
+      reply(*outcome.reply, verb, source);
       commandDone();
       return;
   }
@@ -551,7 +592,8 @@ void Session::drain(bool force) {
   if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
   if (force || (phase_ == Phase::kIdle && !inTransaction()) || phase_ == Phase::kStarting) {
     verb_ = "SHUTDOWN";
-    reply(*Reply::make(421, "4.3.2", {config_->hostname + " Service shutting down"}), verb_);
+    reply(*Reply::make(421, "4.3.2", {config_->hostname + " Service shutting down"}), verb_,
+          ReplySource::local("shutting down"));
   }
 }
 
@@ -579,6 +621,7 @@ void Session::finalize() {
     chain_->notifyTransactionEnd(view_);
   }
   chain_->notifyDisconnect(view_);
+  logTransactionEnd();
   link_.release();
   summary_.log(view_, chain_->records(), host_.dispatcher().now());
   host_.sessionClosed(this);

@@ -22,6 +22,7 @@
 #include "proxy/net/byte_stream.h"
 #include "proxy/net/tls.h"
 #include "proxy/relay/client_lookup.h"
+#include "proxy/relay/reply_log.h"
 #include "proxy/relay/session_summary.h"
 #include "proxy/relay/transaction.h"
 #include "proxy/relay/upstream_link.h"
@@ -102,6 +103,7 @@ class Session {
   };
   struct Flags {
     bool discardSession = false;  // discard verdict at connect/helo: every transaction
+    std::string discardBy;        // the filter that gave it
     bool drainRequested = false;
   };
 
@@ -138,15 +140,17 @@ class Session {
   void afterEndOfHeaders(ChainOutcome first);
   void deliver(const std::vector<HeaderField>& headers);
   std::string tlsReceivedValue() const;  // our TLS Received: trace header's value
-  void finishData(const Reply& r);
+  void finishData(const Reply& r, const ReplySource& source);
 
-  // Replies and state.
-  void reply(const Reply& r, std::string_view verb);
+  // Replies and state. Every reply goes through reply(): a refusal gets its reference (ours,
+  // not the MTA's) and its event=reject line, and the transaction's record notes it.
+  void reply(const Reply& r, std::string_view verb, const ReplySource& source = {});
+  void noteInTransaction(const Reply& r, std::string_view verb, const ReplySource& source);
   void commandDone();
   void enter(SmtpState to);
   void enter(Phase to);
   void applyOutcome(const ChainOutcome& outcome, std::string_view verb,
-                    const std::function<void()>& onContinue);
+                    const std::function<void()>& onContinue, std::string_view recipient = {});
   void readProxyHeader();
   void refuseOverPerIpLimit();
   void startTransport();
@@ -156,8 +160,11 @@ class Session {
   void maybeGreet();
   // Which command the MTA failed at: decides what becomes of the transaction.
   enum class UpstreamStep { kMail, kRcpt, kDot };
-  void upstreamFailed(const UpstreamResult& result, UpstreamStep step);
+  void upstreamFailed(const UpstreamResult& result, UpstreamStep step,
+                      std::string_view recipient = {});
   void endTransaction();
+  void discard(const ChainOutcome& o);  // a discard verdict: this transaction, or all of them
+  void logTransactionEnd();             // its event=transaction line, once, if MAIL opened it
   XclientIdentity identity() const;
 
   // Closing.

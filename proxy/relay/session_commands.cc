@@ -30,7 +30,8 @@ void Session::handleLine(std::string_view line) {
     if (c != nullptr && c->verb == Verb::kQuit) {
       onQuit(*c);
     } else {
-      reply(localReply(503, "5.5.1", "Error: access denied; send QUIT"), verb_);
+      reply(localReply(503, "5.5.1", "Error: access denied; send QUIT"), verb_,
+            ReplySource::local("command after a refused connection (RFC 5321 3.1)"));
       commandDone();
     }
     return;
@@ -42,17 +43,19 @@ void Session::handleLine(std::string_view line) {
   }
   Command c = std::move(std::get<Command>(parsed));
   if (flags_.drainRequested && !inTransaction() && c.verb != Verb::kQuit) {
-    reply(localReply(421, "4.3.2", config_->hostname + " Service shutting down"), verb_);
+    reply(localReply(421, "4.3.2", config_->hostname + " Service shutting down"), verb_,
+          ReplySource::local("shutting down"));
     return;
   }
   if (link_.lost() && inTransaction() && (c.verb == Verb::kRcpt || c.verb == Verb::kData)) {
     // The MTA dropped the transaction under us: nothing sensible can follow but a retry.
     reply(localReply(421, "4.4.2", config_->hostname + " Error: lost connection to mail server"),
-          verb_);
+          verb_, ReplySource::local("the mail server dropped the open transaction"));
     return;
   }
+  const std::string_view recipient = c.verb == Verb::kRcpt ? std::string_view(c.address) : "";
   if (auto e = checkSequence(state_, c.verb)) {
-    reply(*e, verb_);
+    reply(*e, verb_, ReplySource::local({}, recipient));
     if (c.verb == Verb::kBdat && c.chunkSize > 0 && phase_ != Phase::kClosing) {
       // BDAT is not offered, but its chunk follows the command at once: skip it, so that the
       // chunk's bytes are never read as commands.
@@ -68,7 +71,7 @@ void Session::handleLine(std::string_view line) {
   const CommandEntry& entry = commandEntry(c.verb);
   if (entry.check != nullptr) {
     if (auto refusal = (this->*entry.check)(c)) {
-      reply(*refusal, verb_);
+      reply(*refusal, verb_, ReplySource::local({}, recipient));
       commandDone();
       return;
     }
@@ -157,7 +160,6 @@ void Session::onHelo(const Command& c) {
   view_.esmtp = esmtp;
   const std::string verb = verb_;
   chain_->run(Stage::kHelo, view_, [this, esmtp, verb](const ChainOutcome& o) {
-    if (o.kind == VerdictKind::kDiscard) flags_.discardSession = true;  // every transaction
     applyOutcome(o, verb, [this, esmtp, verb] {
       EhloPolicy policy = ehloPolicy_;
       policy.offerStartTls = policy.offerStartTls && !view_.tls.active;  // RFC 3207 4.2
@@ -185,9 +187,15 @@ void Session::onMail(const Command& c) {
   env.smtputf8 = c.param("SMTPUTF8") != nullptr;
   txn_ = std::make_unique<Transaction>();
   txn_->discard = flags_.discardSession;
+  txn_->discardBy = flags_.discardBy;
 
   chain_->run(Stage::kMailFrom, view_, [this, line = mailCommandLine(c)](const ChainOutcome& o) {
-    if (o.kind == VerdictKind::kReject || o.kind == VerdictKind::kTempfail) endTransaction();
+    if (o.kind == VerdictKind::kReject || o.kind == VerdictKind::kTempfail) {
+      reply(*o.reply, "MAIL", ReplySource::filterVerdict(o.filter, o.reason));  // logs from=
+      endTransaction();
+      commandDone();
+      return;
+    }
     applyOutcome(o, "MAIL", [this, line] {
       if (txn_->discard) {
         reply(localReply(250, "2.1.0", "Ok"), "MAIL");
@@ -200,8 +208,8 @@ void Session::onMail(const Command& c) {
           upstreamFailed(r, UpstreamStep::kMail);
           return;
         }
+        reply(withEnhancedCode(*r.reply, "2.1.0"), "MAIL", ReplySource::mta());
         if (!r.reply->isPositive()) endTransaction();
-        reply(withEnhancedCode(*r.reply, "2.1.0"), "MAIL");
         enter(nextState(state_, Verb::kMail, r.reply->code()));
         commandDone();
       });
@@ -216,27 +224,32 @@ void Session::onRcpt(const Command& c) {
 
   chain_->run(Stage::kRcptTo, view_,
               [this, line = rcptCommandLine(c), address = c.address](const ChainOutcome& o) {
-                applyOutcome(o, "RCPT", [this, line, address] {
-                  if (txn_->discard) {
-                    view_.envelope.recipients.push_back(address);
-                    view_.envelope.currentRecipient.clear();
-                    reply(localReply(250, "2.1.5", "Ok"), "RCPT");
-                    enter(SmtpState::kRcpt);
-                    commandDone();
-                    return;
-                  }
-                  link_.rcpt(line, [this, address](const UpstreamResult& r) {
-                    if (!r.ok()) {
-                      upstreamFailed(r, UpstreamStep::kRcpt);
-                      return;
-                    }
-                    if (r.reply->isPositive()) view_.envelope.recipients.push_back(address);
-                    view_.envelope.currentRecipient.clear();
-                    reply(withEnhancedCode(*r.reply, "2.1.5"), "RCPT");
-                    enter(nextState(state_, Verb::kRcpt, r.reply->code()));
-                    commandDone();
-                  });
-                });
+                applyOutcome(
+                    o, "RCPT",
+                    [this, line, address] {
+                      if (txn_->discard) {
+                        view_.envelope.recipients.push_back(address);
+                        view_.envelope.currentRecipient.clear();
+                        reply(localReply(250, "2.1.5", "Ok"), "RCPT",
+                              ReplySource::local("transaction discarded", address));
+                        enter(SmtpState::kRcpt);
+                        commandDone();
+                        return;
+                      }
+                      link_.rcpt(line, [this, address](const UpstreamResult& r) {
+                        if (!r.ok()) {
+                          upstreamFailed(r, UpstreamStep::kRcpt, address);
+                          return;
+                        }
+                        if (r.reply->isPositive()) view_.envelope.recipients.push_back(address);
+                        view_.envelope.currentRecipient.clear();
+                        reply(withEnhancedCode(*r.reply, "2.1.5"), "RCPT",
+                              ReplySource::mta(address));
+                        enter(nextState(state_, Verb::kRcpt, r.reply->code()));
+                        commandDone();
+                      });
+                    },
+                    address);
               });
 }
 
@@ -317,13 +330,16 @@ XclientIdentity Session::identity() const {
   return id;
 }
 
-void Session::upstreamFailed(const UpstreamResult& result, UpstreamStep step) {
+void Session::upstreamFailed(const UpstreamResult& result, UpstreamStep step,
+                             std::string_view recipient) {
   const bool atEndOfData = step == UpstreamStep::kDot;
   const std::string_view verb = step == UpstreamStep::kMail   ? "MAIL"
                                 : step == UpstreamStep::kRcpt ? "RCPT"
                                                               : ".";
   const Reply r = link_.fail(result, verb, atEndOfData);
-  reply(r, verb);
+  const std::string why = "mail server " + std::string(upstreamFailureName(result.failure)) +
+                          (result.detail.empty() ? "" : ": " + result.detail);
+  reply(r, verb, ReplySource::local(why, recipient));
   if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
   switch (step) {
     case UpstreamStep::kMail:  // no transaction was opened
@@ -340,7 +356,28 @@ void Session::upstreamFailed(const UpstreamResult& result, UpstreamStep step) {
   commandDone();
 }
 
+void Session::discard(const ChainOutcome& o) {
+  if (txn_) {
+    txn_->discard = true;
+    txn_->discardBy = o.filter;
+  } else {  // connect or HELO: every transaction of the session
+    flags_.discardSession = true;
+    flags_.discardBy = o.filter;
+  }
+}
+
+void Session::logTransactionEnd() {
+  if (!txn_ || !txn_->log.mailAccepted) return;
+  const std::string sender = senderForLog(view_.envelope);
+  logTransaction(view_, sender, txn_->log);
+  std::size_t accepted = 0;
+  for (const auto& r : txn_->log.recipients) accepted += r.code >= 200 && r.code < 300 ? 1 : 0;
+  summary_.transaction(sender, accepted, txn_->log.recipients.size(), txn_->log.queuedAs);
+  txn_->log.mailAccepted = false;  // once
+}
+
 void Session::endTransaction() {
+  logTransactionEnd();
   const bool had = view_.envelope.nullSender || !view_.envelope.mailFrom.empty();
   if (had) {
     chain_->notifyTransactionEnd(view_);

@@ -58,13 +58,14 @@ void Session::feedData() {
     const double seconds = std::chrono::duration<double>(elapsed).count();
     if (static_cast<double>(txn_->framer->size()) / seconds <
         static_cast<double>(config_->limits.minDataRate)) {
-      reply(localReply(421, "4.4.2", config_->hostname + " Error: data rate too low"), "DATA-RATE");
+      reply(localReply(421, "4.4.2", config_->hostname + " Error: data rate too low"), "DATA-RATE",
+            ReplySource::local("data rate below limits.min_data_rate"));
     }
   }
 }
 
-void Session::finishData(const Reply& r) {
-  reply(r, ".");
+void Session::finishData(const Reply& r, const ReplySource& source) {
+  reply(r, ".", source);
   if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
   endTransaction();
   enter(nextStateAfterData(state_, r.code()));
@@ -82,16 +83,17 @@ void Session::endOfData() {
   m.reader = txn_->spool.get();
   if (!txn_->spool->finish()) {
     spdlog::error("{} event=spool-error detail={}", view_.id, logValue(txn_->spool->error()));
-    finishData(localReply(451, "4.3.0", "Error: local error in processing, try again later"));
+    finishData(localReply(451, "4.3.0", "Error: local error in processing, try again later"),
+               ReplySource::local("spool error"));
     return;
   }
   if (framer.poisoned()) {
     // RFC 5321 2.3.8 and CVE-2023-51764: refused, never "repaired" into CRLF.
-    spdlog::info("{} event=reject stage=end_of_message reason={} size={}", view_.id,
-                 framer.bareLf() ? "bare-lf" : "bare-cr", m.size);
     finishData(
         localReply(554, "5.5.2",
-                   "Error: bare <CR> or <LF> in message data (RFC 5321 2.3.8); message refused"));
+                   "Error: bare <CR> or <LF> in message data (RFC 5321 2.3.8); message refused"),
+        ReplySource::local(framer.bareLf() ? "bare LF in message data"
+                                           : "bare CR in message data"));
     return;
   }
   if (framer.lineTooLong()) {
@@ -99,15 +101,20 @@ void Session::endOfData() {
     // one is cut or refused somewhere downstream. 554 is the end-of-data refusal (4.3.2);
     // RFC 3463 has no code for line length, and X.6.0 (other media error) says "the content"
     // without claiming the message is too big (X.3.4).
-    spdlog::info("{} event=reject stage=end_of_message reason=line-too-long limit={} size={}",
-                 view_.id, config_->limits.maxLineLength, m.size);
+    const std::string limit = std::to_string(config_->limits.maxLineLength);
     finishData(localReply(554, "5.6.0",
-                          "Error: message has a line longer than " +
-                              std::to_string(config_->limits.maxLineLength) +
-                              " octets (RFC 5321 4.5.3.1.6); message refused"));
+                          "Error: message has a line longer than " + limit +
+                              " octets (RFC 5321 4.5.3.1.6); message refused"),
+               ReplySource::local("line longer than limits.max_line_length " + limit));
     return;
   }
-  if (!m.oversized && !judgeHeaderBlock()) return;
+  if (m.oversized) {
+    // Nothing to judge in a truncated header block: straight to end_of_message, where the size
+    // filter refuses it (the stage its verdict is logged at is the one the client hears it at).
+    afterEndOfHeaders(ChainOutcome{});
+    return;
+  }
+  if (!judgeHeaderBlock()) return;
   chain_->run(Stage::kEndOfHeaders, view_,
               [this](ChainOutcome o) { afterEndOfHeaders(std::move(o)); });
 }
@@ -118,16 +125,14 @@ bool Session::judgeHeaderBlock() {
   HeaderBlock block = parseHeaderBlock(*txn_->spool, HeaderBlockLimits{});
   MessageInfo& m = view_.message;
   if (block.status == HeaderBlock::Status::kLeadingContinuation) {
-    spdlog::info("{} event=reject stage=end_of_message reason=leading-continuation size={}",
-                 view_.id, m.size);
-    finishData(localReply(
-        554, "5.6.0", "Error: message header starts with a continuation line (RFC 5322 2.2.3)"));
+    finishData(localReply(554, "5.6.0",
+                          "Error: message header starts with a continuation line (RFC 5322 2.2.3)"),
+               ReplySource::local("header starts with a continuation line"));
     return false;
   }
   if (block.status == HeaderBlock::Status::kTooLarge) {
-    spdlog::info("{} event=reject stage=end_of_message reason=header-too-large size={}", view_.id,
-                 m.size);
-    finishData(localReply(552, "5.3.4", "Error: message header too large"));
+    finishData(localReply(552, "5.3.4", "Error: message header too large"),
+               ReplySource::local("header block over its limit"));
     return false;
   }
   if (block.truncated > 0) {
@@ -148,25 +153,27 @@ bool Session::judgeHeaderBlock() {
 }
 
 void Session::afterEndOfHeaders(ChainOutcome first) {
-  if (first.kind == VerdictKind::kDiscard) txn_->discard = true;
+  if (first.kind == VerdictKind::kDiscard) discard(first);
   if (first.reply && first.kind != VerdictKind::kDiscard) {
+    const ReplySource source = ReplySource::filterVerdict(first.filter, first.reason);
     if (first.kind == VerdictKind::kDisconnect) {
-      reply(*first.reply, ".");
+      reply(*first.reply, ".", source);
       close(SessionSummary::ClosedBy::kServer, "disconnected by filter " + first.filter);
       return;
     }
-    finishData(*first.reply);
+    finishData(*first.reply, source);
     return;
   }
   chain_->run(Stage::kEndOfMessage, view_, [this, first](const ChainOutcome& o) {
-    if (o.kind == VerdictKind::kDiscard) txn_->discard = true;
+    if (o.kind == VerdictKind::kDiscard) discard(o);
     if (o.reply && o.kind != VerdictKind::kDiscard) {
+      const ReplySource source = ReplySource::filterVerdict(o.filter, o.reason);
       if (o.kind == VerdictKind::kDisconnect) {
-        reply(*o.reply, ".");
+        reply(*o.reply, ".", source);
         close(SessionSummary::ClosedBy::kServer, "disconnected by filter " + o.filter);
         return;
       }
-      finishData(*o.reply);
+      finishData(*o.reply, source);
       return;
     }
     std::vector<HeaderField> headers = first.headers;
@@ -195,16 +202,16 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
   if (txn_->discard) {
     // A discard verdict: the client hears 250, the MTA hears nothing (its open transaction,
     // if any, is reset before the next MAIL).
-    spdlog::info("{} event=discard size={} rcpts={}", view_.id, view_.message.size,
-                 view_.envelope.recipients.size());
-    finishData(localReply(250, "2.0.0", "Ok"));
+    finishData(localReply(250, "2.0.0", "Ok"),
+               ReplySource::filterVerdict(txn_->discardBy, "discarded"));
     return;
   }
   if (txn_->framer->oversized()) {
     // Core invariant, not size policy (that is the size filter's): a truncated spool is never
     // forwarded. Unreachable while the mandatory size filter is in the chain.
     spdlog::error("{} event=invariant detail=\"oversized message reached delivery\"", view_.id);
-    finishData(localReply(451, "4.3.0", "Error: local error in processing, try again later"));
+    finishData(localReply(451, "4.3.0", "Error: local error in processing, try again later"),
+               ReplySource::local("oversized message reached delivery"));
     return;
   }
   std::string prefix = std::move(txn_->traceHeader);  // the one the filters saw
@@ -221,14 +228,8 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
       upstreamFailed(r, UpstreamStep::kDot);
       return;
     }
-    if (r.reply->isPositive()) {
-      summary_.delivered();
-      if (spdlog::should_log(spdlog::level::info)) {
-        spdlog::info("{} event=delivered size={} rcpts={} reply={}", view_.id, view_.message.size,
-                     view_.envelope.recipients.size(), logValue(r.reply->summary()));
-      }
-    }
-    finishData(withEnhancedCode(*r.reply, "2.0.0"));
+    if (r.reply->isPositive()) summary_.delivered();
+    finishData(withEnhancedCode(*r.reply, "2.0.0"), ReplySource::mta());
   });
 }
 

@@ -21,6 +21,17 @@ void SessionSummary::reply(std::string_view verb, const Reply& r) {
     ++transcriptDropped_;
   }
   lastReply_ = r.summary();
+  lastVerb_ = verb;
+}
+
+void SessionSummary::transaction(std::string sender, std::size_t accepted, std::size_t given,
+                                 const std::string& queuedAs) {
+  sender_ = std::move(sender);
+  accepted_ = accepted;
+  given_ = given;
+  if (!queuedAs.empty() && queuedAs_.size() < 1024) {
+    queuedAs_ += (queuedAs_.empty() ? "" : ",") + queuedAs;
+  }
 }
 
 void SessionSummary::reached(SmtpState s) {
@@ -50,12 +61,16 @@ void SessionSummary::log(const SessionRecord& view, const std::vector<VerdictRec
   const std::string name = view.client.name.empty() ? "unknown" : view.client.name;
   spdlog::info(
       "{} event=session client={}[{}]:{} helo={} tls={}{} stage={} commands={} messages={} "
-      "closed_by={} quit={} duration={}.{:03d}s{}{}{}",
+      "closed_by={} quit={} duration={}.{:03d}s{}{}{}{}{}",
       view.id, name, view.client.address, view.client.port, logValue(view.helo),
       view.tls.active ? view.tls.protocol : "no",
       view.tls.active ? " tls_cipher=" + view.tls.cipher : "", stateName(furthest_),
       logValue(commands, 2048), delivered_, closedBy_ == ClosedBy::kClient ? "client" : "server",
       quit_ ? "yes" : "no", ms / 1000, static_cast<int>(ms % 1000),
+      sender_.empty() ? ""
+                      : " from=" + logValue(sender_) + " rcpts=" + std::to_string(accepted_) + "/" +
+                            std::to_string(given_),
+      queuedAs_.empty() ? "" : " queued_as=" + queuedAs_,
       decided.empty() ? "" : " verdicts=" + logValue(decided, 2048),
       reason_.empty() ? "" : " reason=" + logValue(reason_),
       lastReply_.empty() ? "" : " last_reply=" + logValue(lastReply_));

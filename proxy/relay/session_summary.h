@@ -33,7 +33,13 @@ class SessionSummary {
   }
   void reason(std::string reason) { reason_ = std::move(reason); }
 
+  // Records what the last transaction's envelope was, for the session line.
+  void transaction(std::string sender, std::size_t accepted, std::size_t given,
+                   const std::string& queuedAs);
+
   bool quitSeen() const { return quit_; }
+  // The command the last reply answered ("CONNECT" before any).
+  std::string_view lastVerb() const { return lastVerb_; }
   const std::string& lastReply() const { return lastReply_; }
 
   // The event=session line (info level).
@@ -50,6 +56,11 @@ class SessionSummary {
   bool quit_ = false;
   std::string reason_;
   std::string lastReply_;
+  std::string lastVerb_ = "CONNECT";
+  std::string sender_;  // the last transaction's, "" if none
+  std::size_t accepted_ = 0;
+  std::size_t given_ = 0;
+  std::string queuedAs_;  // every queue id the MTA gave, comma-separated
 };
 
 }  // namespace portcullis

@@ -92,6 +92,9 @@ void UpstreamLink::open(std::function<void()> then, Done onFailure) {
   adopt(host_.newUpstream(settings_.upstream, id_));
   conn_->open(identity_(),
               [this, then = std::move(then), onFailure = std::move(onFailure)](UpstreamResult r) {
+                // A refusal (a 421 greeting, XCLIENT refused) is still an MTA that answers.
+                host_.upstreamReached(r.ok() || r.failure == UpstreamFailure::kRefused ||
+                                      r.failure == UpstreamFailure::kIdentity);
                 if (!r.ok()) {
                   onFailure(std::move(r));
                   return;

@@ -33,6 +33,8 @@ class UpstreamHost {
   virtual std::unique_ptr<UpstreamConnection> takeUpstream() = 0;
   virtual void returnUpstream(std::unique_ptr<UpstreamConnection> upstream) = 0;
   virtual void learnUpstreamCapabilities(const UpstreamCapabilities& caps) = 0;
+  // Whether a new connection reached the MTA: the server logs when the MTA comes back.
+  virtual void upstreamReached(bool ok) = 0;
 };
 
 struct UpstreamLinkSettings {

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "proxy/base/log.h"
+#include "proxy/base/reference.h"
 #include "proxy/services/dns/dns_resolver.h"
 
 namespace portcullis {
@@ -322,17 +323,22 @@ void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const Listene
   }
   const char* refusal = nullptr;
   if (draining_) {
-    refusal = "421 4.3.2 Service shutting down\r\n";
+    refusal = "421 4.3.2 Service shutting down";
   } else if (sessions_.size() >= config_->limits.maxConnections) {
-    refusal = "421 4.7.0 Error: too many connections, try again later\r\n";
+    refusal = "421 4.7.0 Error: too many connections, try again later";
   } else if (!listener.proxyProtocol && perIp_[ip] >= config_->limits.maxConnectionsPerIp) {
-    refusal = "421 4.7.0 Error: too many connections from your address, try again later\r\n";
+    refusal = "421 4.7.0 Error: too many connections from your address, try again later";
   }
   if (refusal != nullptr) {
-    // No session, no upstream connection: one line and close.
-    spdlog::warn("event=connection-refused client={} reason={} sessions={} from_ip={}",
-                 peer.toString(), logValue(refusal + 10), sessions_.size(), perIp_[ip]);
-    ::send(fd, refusal, std::strlen(refusal), MSG_NOSIGNAL | MSG_DONTWAIT);
+    // No session, no upstream connection: one line and close. The reference is on the
+    // warning, as it is on a session's reject line.
+    const std::string ref = config_->reply.reference ? newReference() : "";
+    const std::string line =
+        std::string(refusal) + (ref.empty() ? "" : " [ref=" + ref + "]") + "\r\n";
+    spdlog::warn("event=connection-refused client={} reason={} sessions={} from_ip={}{}",
+                 peer.toString(), logValue(refusal + 10), sessions_.size(), perIp_[ip],
+                 ref.empty() ? "" : " ref=" + ref);
+    ::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     ::shutdown(fd, SHUT_WR);
     ::close(fd);
     if (perIp_[ip] == 0) perIp_.erase(ip);
@@ -365,6 +371,25 @@ void Server::sessionClosed(Session* session) {
 
 void Server::learnUpstreamCapabilities(const UpstreamCapabilities& caps) { caps_ = caps; }
 
+void Server::upstreamReached(bool ok) {
+  // Each failure is a warning where it happens (event=upstream-failure, upstream-probe); the
+  // recovery is one info line, so that an admin reading at info sees the outage end.
+  if (!ok) {
+    if (!upstreamDownSince_) upstreamDownSince_ = dispatcher_.now();
+    ++upstreamFailures_;
+    return;
+  }
+  if (!upstreamDownSince_) return;
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(dispatcher_.now() - *upstreamDownSince_)
+          .count();
+  spdlog::info("event=upstream-recovered upstream={} down_for={}.{:03d}s failed_attempts={}",
+               config_->upstream.address.toString(), ms / 1000, static_cast<int>(ms % 1000),
+               upstreamFailures_);
+  upstreamDownSince_.reset();
+  upstreamFailures_ = 0;
+}
+
 void Server::probe() {
   // Learn what the MTA offers without waiting for the first client (the EHLO we advertise
   // depends on it), and refresh it now and then.
@@ -377,7 +402,7 @@ void Server::probe() {
     if (probe_.get() != self) return;
     if (r.ok()) {
       caps_ = probe_->capabilities();
-      if (probeFailing_) spdlog::info("event=upstream-probe result=ok");
+      upstreamReached(true);
       spdlog::debug("event=upstream-probe result=ok smtputf8={} 8bitmime={} xclient={}",
                     caps_.smtputf8, caps_.eightBitMime, caps_.xclient);
       const bool recovered = probeFailing_;
@@ -397,6 +422,8 @@ void Server::probe() {
                      upstreamFailureName(r.failure), logValue(r.detail));
       }
       probeFailing_ = true;
+      upstreamReached(r.failure == UpstreamFailure::kRefused ||
+                      r.failure == UpstreamFailure::kIdentity);
     }
     retire(std::move(probe_));
   });

@@ -51,6 +51,7 @@ class Server final : public SessionHost {
                                                   std::string sessionId) override;
   const UpstreamCapabilities& upstreamCapabilities() const override { return caps_; }
   void learnUpstreamCapabilities(const UpstreamCapabilities& caps) override;
+  void upstreamReached(bool ok) override;
   const FilterContext& filterContext() const override { return context_; }
   Resolver* resolver() override { return resolver_.get(); }
   void sessionClosed(Session* session) override;
@@ -125,6 +126,9 @@ class Server final : public SessionHost {
     std::uint64_t backoffs = 0, turnedAway = 0;
   } acceptPause_;
   bool probeFailing_ = false;
+  // The MTA as sessions and the probe find it: unreachable since, and how many attempts failed.
+  std::optional<Dispatcher::Clock::time_point> upstreamDownSince_;
+  std::uint64_t upstreamFailures_ = 0;
   bool draining_ = false;
 };
 

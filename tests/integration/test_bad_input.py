@@ -279,7 +279,9 @@ class DataLineLengthTest(BadInputCase):
         c.expect_closed()
         pc.wait_for_sessions(1)
         self.assertPostfixGotNoMessage(pf)
-        pc.wait_for_log(r"event=reject stage=end_of_message reason=line-too-long limit=998")
+        pc.wait_for_log(r"event=reject from=<\S+> to=\S+ helo=\S+ client=\S+ "
+                        r"stage=end_of_message code=554 dsn=5\.6\.0 filter=portcullis "
+                        r"reason=\"line longer than limits\.max_line_length 998\"")
 
     def test_line_length_boundary(self):
         pf = self.postfix()

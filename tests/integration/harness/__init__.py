@@ -26,7 +26,8 @@ from .portcullis import Portcullis, deep_merge, default_binary, parse_kv, run_bi
 from .ports import free_port, is_listening, split_hostport, wait_listening, wait_port
 from .postfix import Postfix
 from .process import REPO_ROOT, Fixture, wait_until
-from .smtp import RawClient, SmtpProtocolError, dot_stuff, make_message, send_mail
+from .smtp import (RawClient, SmtpProtocolError, dot_stuff, make_message, send_mail,
+                   without_ref)
 from .smtpsink import SinkMessage, SmtpSink
 from .testcase import DaemonTestCase, HarnessTestCase
 from .tls import Certs, make_certs

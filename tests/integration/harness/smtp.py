@@ -156,6 +156,11 @@ def dot_stuff(message):
     return b"\r\n".join(out) + b"\r\n.\r\n"
 
 
+def without_ref(text):
+    """A reply line without the reference portcullis puts on its own refusals."""
+    return re.sub(r" \[ref=[2-9A-Z]{8}\]$", "", text)
+
+
 def make_message(mail_from="sender@client.test", rcpt_to="user@test.local",
                  subject="harness test", body="Hello from the portcullis test harness.\r\n",
                  size=None, headers=None):

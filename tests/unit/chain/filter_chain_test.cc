@@ -591,9 +591,11 @@ TEST_F(FilterChainTest, DeferToRcptHoldsAConnectReject) {
   EXPECT_EQ(connect.kind, VerdictKind::kContinue) << "held, not applied: got " << show(connect);
   EXPECT_EQ(calls("other", Stage::kConnect), 1);
   ASSERT_TRUE(chain_->held());
-  EXPECT_EQ(chain_->held()->reply->code(), 554);
+  // Held with the code the client will get at RCPT (554 is not an RCPT code), and logged so.
+  EXPECT_EQ(chain_->held()->reply->code(), 550);
   ASSERT_FALSE(chain_->records().empty());
   EXPECT_TRUE(chain_->records().front().deferred);
+  EXPECT_EQ(chain_->records().front().code, 550);
   EXPECT_EQ(chain_->records().front().kind, VerdictKind::kReject);
 
   EXPECT_EQ(runInline(Stage::kHelo).kind, VerdictKind::kContinue);

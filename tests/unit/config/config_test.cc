@@ -492,6 +492,13 @@ TEST(Config, DeferTo) {
   EXPECT_FALSE(c->filters[3].deferTo);
 }
 
+TEST(Config, ReplyReference) {
+  EXPECT_TRUE(load("")->reply.reference);
+  EXPECT_FALSE(load("reply: {reference: false}")->reply.reference);
+  EXPECT_THROW(load("reply: {reference: maybe}"), ConfigError);
+  EXPECT_THROW(load("reply: {referense: false}"), ConfigError);
+}
+
 TEST(Config, CommandLineOverridesTheFile) {
   const auto c = load(
       "listen: [\"127.0.0.1:25\", \"127.0.0.1:26\"]\nupstream: {address: "

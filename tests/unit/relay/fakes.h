@@ -283,6 +283,7 @@ class FakeHost final : public SessionHost {
     }
   }
   void learnUpstreamCapabilities(const UpstreamCapabilities&) override {}
+  void upstreamReached(bool) override {}
   const UpstreamCapabilities& upstreamCapabilities() const override { return caps_; }
   const FilterContext& filterContext() const override { return context_; }
   Resolver* resolver() override { return nullptr; }

@@ -16,6 +16,7 @@
 
 #include "filters/builtin_filters.h"
 #include "portcullis/filter_registry.h"
+#include "proxy/base/reference.h"
 #include "proxy/config/config.h"
 #include "tests/unit/relay/fakes.h"
 
@@ -409,6 +410,49 @@ TEST(Session, APooledConnectionIsReidentifiedAndAStaleOneRetriedOnce) {
   EXPECT_EQ(h.mta().heard, (std::vector<std::string>{"XCLIENT", "MAIL FROM:<a@example.org>",
                                                      "MAIL FROM:<a@example.org>"}));
   EXPECT_EQ(h.mta().opened, 2);  // the pooled one, then the fresh one after it went stale
+}
+
+TEST(Session, OurRefusalsCarryAReferenceAndTheMtasAreRelayedAsTheyAre) {
+  SessionHarness h;
+  ASSERT_TRUE(h.greeted());
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  auto capture = std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_st>(log));
+  spdlog::set_default_logger(capture);
+  spdlog::set_level(spdlog::level::info);
+  h.mta().script(
+      "RCPT", {std::string("550 5.1.1 <c@example.net>: User unknown"), UpstreamFailure::kNone, {}});
+  h.client().takeOutput();
+  EXPECT_EQ(h.say(kEhlo + kMail + "RCPT TO:<c@example.net>\r\n" + kRcpt + "EXPN x\r\n" +
+                  "DATA\r\n" + kMessage + "QUIT\r\n"),
+            (Codes{"250", "250", "550", "250", "502", "354", "250", "221"}));
+  spdlog::set_default_logger(previous);
+  spdlog::set_level(spdlog::level::off);
+  const std::string out = h.client().takeOutput();
+  const std::string text = log.str();
+  EXPECT_NE(out.find("550 5.1.1 <c@example.net>: User unknown\r\n"), std::string::npos) << out;
+  const auto at = out.find("502 5.5.1 Error: command not implemented [ref=");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string ref = out.substr(at + 46, 8);
+  EXPECT_TRUE(looksLikeReference(ref)) << ref;
+  EXPECT_NE(text.find("event=reject from=<a@example.org> to=<c@example.net> helo=client.example "
+                      "client=unknown[192.0.2.7]:40000 stage=rcpt code=550 dsn=5.1.1 filter=mta "
+                      "reason=\"5.1.1 <c@example.net>: User unknown\"\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("stage=expn code=502 dsn=5.5.1 filter=portcullis reason=\"5.5.1 Error: "
+                      "command not implemented\" ref=" +
+                      ref + " reply="),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("event=transaction from=<a@example.org> rcpts=1/2 "
+                      "to=<c@example.net>:550:mta,<b@example.net>:250:mta size="),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(" result=delivered code=250 by=mta "), std::string::npos) << text;
+  EXPECT_NE(text.find("event=session "), std::string::npos) << text;
+  EXPECT_NE(text.find(" from=<a@example.org> rcpts=1/2"), std::string::npos) << text;
 }
 
 TEST(Session, EveryStateAndPhaseChangeIsLoggedAtDebug) {
