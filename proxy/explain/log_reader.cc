@@ -448,8 +448,9 @@ std::vector<std::string> orderRotatedLogs(std::vector<std::string> paths) {
   return out;
 }
 
-LineFormat parseLogLine(std::string_view line, LogLine& out) {
-  out = LogLine{};
+namespace {
+
+LineFormat detectLine(std::string_view line, LogLine& out) {
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
   if (line.empty()) return LineFormat::kOther;
   if (line.front() == '{') {
@@ -491,6 +492,19 @@ LineFormat parseLogLine(std::string_view line, LogLine& out) {
     return out.format;
   }
   return LineFormat::kOther;
+}
+
+}  // namespace
+
+LineFormat parseLogLine(std::string_view line, LogLine& out) {
+  out = LogLine{};
+  const LineFormat f = detectLine(line, out);
+  // A line of ours always carries a message: "<timestamp> info " alone is not one.
+  if (f == LineFormat::kOther || out.message.find_first_not_of(' ') == std::string_view::npos) {
+    out = LogLine{};
+    return LineFormat::kOther;
+  }
+  return f;
 }
 
 }  // namespace portcullis

@@ -61,7 +61,10 @@ TEST(LogReader, IgnoresLinesThatAreNotOurs) {
   for (const std::string line :
        {"Dec  3 07:01:02 mx1 postfix/smtpd[99]: connect from unknown[127.0.0.1]",
         "2026-12-03T07:01:02.1+00:00 mx1 postfix/smtpd[99]: NOQUEUE: reject: RCPT", "random text",
-        "", "{\"no\":", "{}", "2026-12-03 garbage"}) {
+        "", "{\"no\":", "{}", "2026-12-03 garbage",
+        // Found by fuzz_log_fields: a syslog line of ours with nothing after the tag.
+        "Dec  3 07:01:02 m{\"ts\":\"2026-12-0x1 portcullis[1323]:{: ",
+        "2026-12-03T07:01:02.123 info ", "2026-12-03T07:01:02.123 info    "}) {
     LogLine l;
     EXPECT_EQ(parseLogLine(line, l), LineFormat::kOther) << line;
   }
