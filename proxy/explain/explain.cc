@@ -282,9 +282,7 @@ bool parseExplainArgs(const std::vector<std::string>& args, ExplainOptions& out,
         return false;
       }
       out.last = static_cast<std::size_t>(n);
-    } else if (arg == "-") {
-      positional.push_back(arg);
-    } else if (arg.starts_with("-")) {
+    } else if (arg.starts_with("-") && arg != "-") {  // "-" alone is standard input
       error = "unknown option " + arg;
       return false;
     } else {
