@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
-#include <map>
+#include <unordered_map>
 
 #include "proxy/base/log_fields.h"
 #include "proxy/explain/log_reader.h"
@@ -147,33 +147,32 @@ class Inputs {
 // Collects the lines of the sessions in `ids` (second pass, or the only one for --session).
 class Collector {
  public:
-  explicit Collector(const std::vector<std::string>& ids) {
-    for (const auto& id : ids) sessions_.push_back(SessionLog{id, {}, 0});
+  explicit Collector(const std::vector<std::string>& ids)
+      : perSession_(std::clamp<std::size_t>(kMaxLinesTotal / std::max<std::size_t>(ids.size(), 1),
+                                            kMinLinesPerSession, kMaxLinesPerSession)) {
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      sessions_.push_back(SessionLog{ids[i], {}, 0});
+      index_.emplace(ids[i], i);
+    }
     ended_.assign(ids.size(), false);
   }
 
   bool onChunk(std::string_view chunk, const std::string& source) {
-    for (std::size_t i = 0; i < sessions_.size(); ++i) {
-      SessionLog& s = sessions_[i];
-      forEachLineContaining(chunk, s.id, [&](std::string_view raw) {
-        LogLine line;
-        if (parseLogLine(raw, line) == LineFormat::kOther) return true;
-        if (!line.message.starts_with(s.id) || line.message.size() <= s.id.size() ||
-            line.message[s.id.size()] != ' ') {
-          return true;  // the id inside another session's line (a quoted value)
-        }
-        if (s.lines.size() >= kMaxLinesPerSession) {
-          ++s.dropped;
+    if (sessions_.size() <= kMaxMemmemIds) {
+      // A few sessions: memmem for each id, so lines of other sessions cost nothing.
+      for (std::size_t i = 0; i < sessions_.size(); ++i) {
+        forEachLineContaining(chunk, sessions_[i].id, [&](std::string_view raw) {
+          take(raw, source, &i);
           return true;
-        }
-        s.lines.push_back(
-            SessionLogLine{std::string(line.timestamp), std::string(line.message), source});
-        LogFields f;
-        parseLogFields(line.message, f);
-        const std::string* ev = f.find("event");
-        if (ev && *ev == "session") ended_[i] = true;
-        return true;
-      });
+        });
+      }
+    } else {
+      // Many (--client --last 1000): one look at each line's session id beats 1000 scans.
+      while (!chunk.empty()) {
+        const std::size_t nl = chunk.find('\n');
+        take(chunk.substr(0, nl), source, nullptr);
+        chunk.remove_prefix(nl == std::string_view::npos ? chunk.size() : nl + 1);
+      }
     }
     // Every session has its last line: nothing more to find.
     return !std::all_of(ended_.begin(), ended_.end(), [](bool b) { return b; });
@@ -182,7 +181,43 @@ class Collector {
   std::vector<SessionLog>& sessions() { return sessions_; }
 
  private:
+  static constexpr std::size_t kMaxMemmemIds = 16;
+  static constexpr std::size_t kMaxLinesTotal = 200000;  // all sessions' lines kept, about
+  static constexpr std::size_t kMinLinesPerSession = 200;
+
+  // Keeps `raw` when it is a line of one of the sessions (of session *which, when given).
+  void take(std::string_view raw, const std::string& source, const std::size_t* which) {
+    LogLine line;
+    if (parseLogLine(raw, line) == LineFormat::kOther) return;
+    // The session id first, then a space: not the id inside another session's quoted value.
+    const std::size_t sp = line.message.find(' ');
+    if (sp == std::string_view::npos) return;
+    const std::string_view id = line.message.substr(0, sp);
+    std::size_t i = 0;
+    if (which) {
+      i = *which;
+      if (id != sessions_[i].id) return;
+    } else {
+      const auto it = index_.find(std::string(id));
+      if (it == index_.end()) return;
+      i = it->second;
+    }
+    SessionLog& s = sessions_[i];
+    if (s.lines.size() >= perSession_) {
+      ++s.dropped;
+      return;
+    }
+    s.lines.push_back(
+        SessionLogLine{std::string(line.timestamp), std::string(line.message), source});
+    LogFields f;
+    parseLogFields(line.message, f);
+    const std::string* ev = f.find("event");
+    if (ev && *ev == "session") ended_[i] = true;
+  }
+
+  std::size_t perSession_;
   std::vector<SessionLog> sessions_;
+  std::unordered_map<std::string, std::size_t> index_;
   std::vector<bool> ended_;
 };
 

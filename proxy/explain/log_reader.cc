@@ -117,7 +117,8 @@ bool syslogMessage(std::string_view rest, std::string_view& message) {
   const std::size_t sp = head.rfind(' ');
   const std::string_view tag = sp == std::string_view::npos ? head : head.substr(sp + 1);
   if (!tag.starts_with("portcullis")) return false;
-  message = rest.substr(colon + 2);
+  // journalctl's short output of a unit whose "<6>" prefix journald did not take.
+  message = stripPriority(rest.substr(colon + 2));
   return true;
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cstdio>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -269,6 +270,29 @@ TEST_F(ExplainTest, ClientsLastSessions) {
   // 127.0.0.10 is not 127.0.0.1's prefix match.
   EXPECT_EQ(run({"--client", "127.0.0.10", path}), 1);
   EXPECT_EQ(run({"--client", "127.0.0", path}), 1);
+}
+
+TEST_F(ExplainTest, ManySessionsOfOneClient) {
+  // More sessions than the per-id memmem path takes: the collector looks up each line's id.
+  std::string log;
+  for (int i = 0; i < 40; ++i) {
+    char id[13];
+    std::snprintf(id, sizeof id, "%012x", 0xabc000 + i);
+    log += textLine(0, std::string(id) + " event=connect client=192.0.2.9:" +
+                           std::to_string(1000 + i) + " local=127.0.0.1:25");
+    log += textLine(1, std::string(id) +
+                           " event=session client=unknown[192.0.2.9]:" + std::to_string(1000 + i) +
+                           " helo=h tls=no stage=connect commands=CONNECT:220,QUIT:221 "
+                           "messages=0 closed_by=client quit=yes duration=0.001s");
+  }
+  const std::string path = write("many.log", log);
+  ASSERT_EQ(run({"--client", "192.0.2.9", "--last", "30", path}), 0) << err();
+  const std::string o = out();
+  EXPECT_NE(o.find("The last 30 session(s) of client 192.0.2.9"), std::string::npos) << o;
+  EXPECT_EQ(o.find("Session 000000abc009\n"), std::string::npos) << o;  // the 10th: too old
+  EXPECT_NE(o.find("Session 000000abc00a\n"), std::string::npos) << o;
+  EXPECT_NE(o.find("Session 000000abc027\n"), std::string::npos) << o;
+  EXPECT_EQ(o.find("Incomplete"), std::string::npos) << o;
 }
 
 TEST_F(ExplainTest, CodeAlone) {

@@ -34,6 +34,11 @@ TEST(LogReader, TakesEachFormatApart) {
        "Dec  3 07:01:02"},
       {std::string("<22>Dec  3 07:01:02 portcullis[123]: ") + kMessage, LineFormat::kSyslog,
        "Dec  3 07:01:02"},
+      // journalctl -u portcullis (short, and short-iso)
+      {std::string("Dec 03 07:01:02 mx1 portcullis[123]: <6>") + kMessage, LineFormat::kSyslog,
+       "Dec 03 07:01:02"},
+      {std::string("2026-12-03T07:01:02+0000 mx1 portcullis[123]: ") + kMessage,
+       LineFormat::kSyslog, "2026-12-03T07:01:02+0000"},
       {std::string("2026-12-03T07:01:02.123456+00:00 mx1 portcullis[123]: ") + kMessage,
        LineFormat::kSyslog, "2026-12-03T07:01:02.123456+00:00"},
       {kMessage, LineFormat::kBare, ""},
