@@ -224,7 +224,11 @@ class Collector {
 std::string describeInputs(const Inputs& in) {
   std::string s;
   for (const auto& p : in.paths()) s += (s.empty() ? "" : ", ") + (p == "-" ? "standard input" : p);
-  return s + " (" + std::to_string(in.bytesRead() / (1024 * 1024)) + " MB read)";
+  const std::size_t n = in.bytesRead();
+  return s + " (" +
+         (n >= 1024 * 1024 ? std::to_string(n / (1024 * 1024)) + " MB"
+                           : std::to_string(n) + " bytes") +
+         " read)";
 }
 
 int explainCode(const std::string& code, std::ostream& out, std::ostream& err) {
