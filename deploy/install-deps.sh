@@ -16,7 +16,7 @@ PACKAGES=(
   cmake g++ pkg-config make
   clang clang-14 libclang-rt-14-dev clang-format clang-tidy
   libevent-dev libmilter-dev libldns-dev ldnsutils libspdlog-dev libgtest-dev libgmock-dev
-  libssl-dev libyaml-cpp-dev libhiredis-dev libpcre2-dev
+  libssl-dev libyaml-cpp-dev libhiredis-dev libpcre2-dev zlib1g-dev
   # test peers and tools
   python3 postfix swaks libnet-ssleay-perl libio-socket-ssl-perl unbound haproxy redis-server openssl
   iproute2 util-linux procps bsdutils

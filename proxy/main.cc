@@ -1,6 +1,7 @@
 // portcullis: command line, configuration, start-up and the event loop.
 //   portcullis [--config FILE] [--listen ADDR:PORT] [--upstream HOST:PORT]
 //              [--check-config] [--version] [--help]
+//   portcullis explain ...   (reads the logs back; proxy/explain/explain.h)
 // Exit status: 0 normal (including a drained SIGTERM), 1 start-up failure, 2 bad config/usage.
 
 #include <getopt.h>
@@ -21,6 +22,7 @@
 #include "proxy/base/event_util.h"
 #include "proxy/base/log.h"
 #include "proxy/config/config.h"
+#include "proxy/explain/explain.h"
 #include "proxy/net/tls.h"
 #include "proxy/server/server.h"
 #include "proxy/smtp/spool.h"
@@ -30,6 +32,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: portcullis [--config FILE] [--listen ADDR:PORT] [--upstream HOST:PORT]\n"
     "                  [--check-config] [--version] [--help]\n"
+    "       portcullis explain REF|--session ID|--client IP|--code CODE [--log FILE]...\n"
     "\n"
     "A stage-aware SMTP filtering proxy in front of an MTA.\n"
     "\n"
@@ -38,7 +41,10 @@ constexpr const char* kUsage =
     "  -u, --upstream ADDR:PORT  the MTA to relay to (default 127.0.0.1:10025)\n"
     "      --check-config     validate the configuration and exit (0 ok, 2 error)\n"
     "  -V, --version          print the version and exit\n"
-    "  -h, --help             this text\n";
+    "  -h, --help             this text\n"
+    "\n"
+    "`portcullis explain` finds a session in the logs by the reference of a refusal, its id or\n"
+    "its client and tells its story; `portcullis explain --help` says more.\n";
 
 bool makeSpoolDirectory(const std::string& dir, std::string* error) {
   struct stat st {};
@@ -95,6 +101,8 @@ OpenFilesLimit raiseOpenFilesLimit() {
 
 int main(int argc, char** argv) {
   using namespace portcullis;
+  // A subcommand, before the daemon's options: it reads logs and never starts the proxy.
+  if (argc > 1 && std::strcmp(argv[1], "explain") == 0) return explainMain(argc - 1, argv + 1);
   enum { kCheckConfig = 1000 };
   static const option kOptions[] = {
       {"config", required_argument, nullptr, 'c'},
