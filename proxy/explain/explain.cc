@@ -32,6 +32,7 @@ const char* const kExplainUsage =
     "  --session ID       the session with this id (the 12 hex digits that start its lines)\n"
     "  --client IP        the latest sessions of this client (--last N, default 5)\n"
     "  --code CODE        what a reply code means: 451, 5.7.1 or \"550 5.7.1\" (no log needed)\n"
+    "  --verbose          also the debug-level steps (state, phase, upstream), when logged\n"
     "  --log FILE         a log to read: plain or .gz, text, syslog, journald or JSON lines;\n"
     "                     \"-\" is standard input. Repeat it, or list files after the REF.\n"
     "                     Rotated files are read oldest first (mail.log.2.gz, mail.log.1, ...).\n"
@@ -290,7 +291,9 @@ bool parseExplainArgs(const std::vector<std::string>& args, ExplainOptions& out,
       value = args[++i];
       return true;
     };
-    if (arg == "--log" || arg == "-l") {
+    if (arg == "--verbose" || arg == "-v") {
+      out.verbose = true;
+    } else if (arg == "--log" || arg == "-l") {
       if (!takeValue()) return false;
       out.logs.push_back(value);
     } else if (arg == "--session" || arg == "-s") {
@@ -441,6 +444,7 @@ int runExplain(const ExplainOptions& options, std::ostream& out, std::ostream& e
   }
   StoryOptions story;
   if (options.mode == ExplainOptions::Mode::kRef) story.ref = options.target;
+  story.verbose = options.verbose;
   for (std::size_t i = 0; i < sessions.size(); ++i) {
     if (i > 0) out << "\n" << std::string(72, '-') << "\n\n";
     printStory(sessions[i], story, out);

@@ -22,6 +22,7 @@ struct ExplainOptions {
   std::string target;             // the REF (upper case), session id, client IP or code
   std::vector<std::string> logs;  // "-" for standard input
   std::size_t last = 5;           // --client: how many of its latest sessions
+  bool verbose = false;           // --verbose: the debug lines too (state, phase, upstream)
 };
 
 // "[ref=7q2k9xhm]", "ref=7Q2K9XHM", "7Q2K9XHM" -> "7Q2K9XHM". Empty when it is not a reference

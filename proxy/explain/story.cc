@@ -136,8 +136,9 @@ void printReject(std::ostream& out, const Parsed& p, bool marked) {
   if (!env.empty()) out << ind << env << '\n';
   if (!p.get("reason").empty()) out << ind << "reason: " << p.get("reason") << '\n';
   if (!p.get("reply").empty()) {
-    out << ind << "reply sent: " << p.get("code") << ' ' << p.get("dsn")
-        << (p.get("dsn").empty() ? "" : " ") << p.get("reply") << '\n';
+    const std::string_view dsn = p.get("dsn") == "-" ? std::string_view() : p.get("dsn");
+    out << ind << "reply sent: " << p.get("code") << ' ' << dsn << (dsn.empty() ? "" : " ")
+        << p.get("reply") << '\n';
   }
   if (!p.get("ref").empty()) out << ind << "ref: " << p.get("ref") << '\n';
 }
@@ -330,7 +331,18 @@ void printStory(const SessionLog& session, const StoryOptions& options, std::ost
   }
 
   out << "\nTimeline:\n";
-  for (const auto& p : lines) printTimelineEntry(out, p, &p == key);
+  for (const auto& p : lines) {
+    // The debug-level steps of a session logged at debug are the machinery, not the story:
+    // the summary's transcript already has every reply.
+    static constexpr std::string_view kMachinery[] = {
+        "state",          "phase", "upstream-state", "upstream-send",
+        "upstream-reply", "reply", "client-eof",     "filter-late-completion"};
+    if (!options.verbose && &p != key &&
+        std::ranges::find(kMachinery, p.event()) != std::end(kMachinery)) {
+      continue;
+    }
+    printTimelineEntry(out, p, &p == key);
+  }
 
   std::vector<std::string> missing;
   if (!connect && !proxy) {

@@ -25,7 +25,8 @@ struct SessionLog {
 };
 
 struct StoryOptions {
-  std::string ref;  // the reference asked for (upper case), to mark its reject; may be empty
+  std::string ref;       // the reference asked for (upper case), to mark its reject; may be empty
+  bool verbose = false;  // the debug-level steps too (state, phase, upstream-state, reply)
 };
 
 void printStory(const SessionLog& session, const StoryOptions& options, std::ostream& out);

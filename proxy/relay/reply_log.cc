@@ -51,9 +51,10 @@ std::string acceptedRecipients(const Envelope& e) {
   return out;
 }
 
-// The text of a reply without its code: "5.1.1 <x@y>: Recipient address rejected".
+// The text of a reply without its codes (code= and dsn= have them), lines joined with " / ":
+// "<x@y>: Recipient address rejected: User unknown".
 std::string replyText(const Reply& r) {
-  std::string out = r.enhanced().empty() ? std::string() : r.enhanced() + " ";
+  std::string out;
   for (std::size_t i = 0; i < r.lines().size(); ++i) {
     if (i > 0) out += " / ";
     out += r.lines()[i];
