@@ -7,7 +7,8 @@
   (the daemon's queue full) and an absent daemon must not block the proxy: lines are dropped,
   counted, and the count is logged once a daemon takes lines again.
 - file: lines are appended; after a rename (logrotate's default "create" mode) SIGUSR1 opens
-  the file again by name; no line is lost. A reopen that fails keeps the old file.
+  the file again by name; no line is lost. A reopen that fails keeps the old file. The
+  shipped deploy/logrotate/portcullis works with the real logrotate.
 - json: every line is one JSON object (strict UTF-8 even for a hostile HELO) with ts, level
   and event.
 - journald: with JOURNAL_STREAM naming stderr, lines are "<N>message" with no timestamp.
@@ -25,8 +26,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (HarnessTestCase, Portcullis, RawClient, SmtpSink,  # noqa: E402
-                     run_binary, wait_until)
+from harness import (REPO_ROOT, HarnessTestCase, Portcullis, RawClient,  # noqa: E402
+                     SmtpSink, run_binary, wait_until)
 from harness.process import ManagedProcess, ProcessFixture, require_program, tail  # noqa: E402
 
 SESSION_ID_OR_CONTEXT = re.compile(r"^(?:[0-9a-f]{12}|probe)$")
@@ -238,6 +239,38 @@ class LogOutputsTest(HarnessTestCase):
         pc.signal(signal.SIGUSR1)
         wait_until(lambda: any("event=log-reopen result=ok" in l for l in read_lines(path)), 10,
                    what="a later reopen succeeds")
+
+    def test_shipped_logrotate_snippet_with_real_logrotate(self):
+        # deploy/logrotate/portcullis as shipped, with the test's path and its postrotate
+        # signalling our pid (the shipped one asks systemd), run by the real logrotate.
+        path = os.path.join(self.tmp, "portcullis.log")
+        pc = self.portcullis({"level": "info", "output": "file", "file": path})
+        swaks(pc.port, subject="before rotation")
+        wait_until(lambda: any("event=session" in l for l in read_lines(path)), 10,
+                   what="session 1 in the file")
+        with open(os.path.join(REPO_ROOT, "deploy", "logrotate", "portcullis")) as f:
+            snippet = f.read()
+        snippet = snippet.replace("/var/log/portcullis/portcullis.log", path)
+        snippet, n = re.subn(r"(?s)postrotate\n.*?endscript",
+                             f"postrotate\n        kill -USR1 {pc.pid}\n    endscript", snippet)
+        self.assertEqual(n, 1, "the snippet has one postrotate script")
+        conf = os.path.join(self.tmp, "logrotate.conf")
+        with open(conf, "w") as f:
+            f.write(snippet)
+        r = subprocess.run([require_program("logrotate"), "-f", "-s",
+                            os.path.join(self.tmp, "logrotate.state"), conf],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        rotated = path + ".1"  # delaycompress: the first rotation stays uncompressed
+        self.assertTrue(os.path.exists(rotated), os.listdir(self.tmp))
+        wait_until(lambda: any("event=log-reopen result=ok" in l for l in read_lines(path)), 10,
+                   what="event=log-reopen in the file logrotate created")
+        swaks(pc.port, subject="after rotation")
+        wait_until(lambda: any("event=session" in l for l in read_lines(path)), 10,
+                   what="session 2 in the new file")
+        self.assertEqual(sum("event=session" in l for l in read_lines(rotated)), 1)
+        self.assertEqual(sum("event=session" in l for l in read_lines(path)), 1)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o640)
 
     def test_check_config_opens_the_log_file(self):
         spool = os.path.join(self.tmp, "spool")
