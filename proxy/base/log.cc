@@ -2,7 +2,6 @@
 
 #include "proxy/base/log.h"
 
-#include <fcntl.h>
 #include <openssl/rand.h>
 #include <spdlog/details/file_helper.h>
 #include <spdlog/pattern_formatter.h>
@@ -37,7 +36,9 @@ std::size_t utf8SequenceLength(std::string_view s, std::size_t i) {
   const unsigned char c = at(i);
   if (c < 0x80) return 1;
   std::size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xbf;  // the range of the second byte
+  // The range of the second byte.
+  unsigned char lo = 0x80;
+  unsigned char hi = 0xbf;
   if (c >= 0xc2 && c <= 0xdf) {
     n = 2;
   } else if (c >= 0xe0 && c <= 0xef) {
@@ -414,12 +415,14 @@ std::shared_ptr<SyslogSink> gSyslogSink;
 
 bool checkLogOutput(const LogOptions& options, std::string* error) {
   if (options.output != LogOutput::kFile) return true;
-  const int fd = ::open(options.file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (fd < 0) {
-    *error = "cannot open " + options.file + " for appending: " + std::strerror(errno);
+  // The same open start-up makes (file_helper creates a missing directory, as it will then).
+  try {
+    spdlog::details::file_helper probe;
+    probe.open(options.file, /*truncate=*/false);
+  } catch (const spdlog::spdlog_ex& e) {
+    *error = e.what();
     return false;
   }
-  ::close(fd);
   return true;
 }
 

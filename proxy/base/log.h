@@ -52,7 +52,8 @@ inline constexpr std::array<SyslogFacilityName, 20> kSyslogFacilities = {{
 [[nodiscard]] bool setupLogging(const LogOptions& options, std::string* error);
 
 // Whether start-up could open the configured output (--check-config): output=file opens the
-// file for appending (creating it, as start-up would). A syslog socket may appear later.
+// file for appending (creating it and a missing directory, as start-up would). A syslog
+// socket may appear later, so it is not checked.
 [[nodiscard]] bool checkLogOutput(const LogOptions& options, std::string* error);
 
 // output=syslog: lets lines that wait for the daemon be sent as soon as its socket takes them

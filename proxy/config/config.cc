@@ -303,6 +303,7 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
                                  std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " octets");
   }
   std::vector<std::string> facilities;
+  facilities.reserve(kSyslogFacilities.size());
   for (const auto& f : kSyslogFacilities) facilities.emplace_back(f.name);
   const std::string facility = lg.getChoice("syslog_facility", facilities, "mail");
   for (const auto& f : kSyslogFacilities) {

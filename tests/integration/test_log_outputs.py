@@ -274,20 +274,24 @@ class LogOutputsTest(HarnessTestCase):
 
     def test_check_config_opens_the_log_file(self):
         spool = os.path.join(self.tmp, "spool")
-        bad = os.path.join(self.tmp, "missing-dir", "portcullis.log")
+        with open(os.path.join(self.tmp, "not-a-dir"), "w"):
+            pass
+        bad = os.path.join(self.tmp, "not-a-dir", "portcullis.log")
         r = run_binary(["--check-config"], config={
             "spool": {"directory": spool}, "log": {"output": "file", "file": bad}})
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("log.file", r.stderr)
-        self.assertIn("missing-dir", r.stderr)
+        self.assertIn("not-a-dir", r.stderr)
         r = run_binary(["--check-config"], config={
             "spool": {"directory": spool}, "log": {"output": "file"}})
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("log.file", r.stderr)
-        good = os.path.join(self.tmp, "portcullis.log")
+        # A missing directory is created, at start-up and so by the check too.
+        good = os.path.join(self.tmp, "new-dir", "portcullis.log")
         r = run_binary(["--check-config"], config={
             "spool": {"directory": spool}, "log": {"output": "file", "file": good}})
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertTrue(os.path.exists(good))
 
     # -- json ----------------------------------------------------------------------------
 

@@ -32,7 +32,8 @@ class StrictJson {
     if (!eat('{')) return fail("want {", why);
     if (eat('}')) return end(why);
     for (;;) {
-      std::string k, v;
+      std::string k;
+      std::string v;
       if (!string(k)) return fail("bad key", why);
       if (!eat(':')) return fail("want :", why);
       if (!string(v)) return fail("bad value", why);
@@ -44,7 +45,7 @@ class StrictJson {
   }
 
  private:
-  bool fail(const char* what, std::string& why) {
+  bool fail(const char* what, std::string& why) const {
     why = std::string(what) + " at " + std::to_string(i_);
     return false;
   }
