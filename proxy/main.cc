@@ -199,6 +199,9 @@ int main(int argc, char** argv) {
   spdlog::info("event=fd-limit soft={} hard={} was={} needed={}", fdLimit.soft, fdLimit.hard,
                fdLimit.before, fdNeeded);
   std::signal(SIGPIPE, SIG_IGN);
+  // SIGUSR1 (logrotate) would end the process until the server's handler is in place; the
+  // file was opened by name just now anyway.
+  std::signal(SIGUSR1, SIG_IGN);
   // Every message allocates and frees its spool and buffers; with glibc's default, dynamic
   // trim threshold the heap top kept shrinking and regrowing (a brk pair every few messages
   // in the benchmark). Fixed thresholds keep freed memory for the next message; the per-
