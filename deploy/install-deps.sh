@@ -20,6 +20,7 @@ PACKAGES=(
   # test peers and tools
   python3 postfix swaks libnet-ssleay-perl libio-socket-ssl-perl unbound haproxy redis-server openssl
   iproute2 util-linux procps bsdutils
+  rsyslog logrotate  # test_log_outputs runs private ones (a socket, a state file of its own)
 )
 SERVICES=(postfix unbound redis-server haproxy)
 

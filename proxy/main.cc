@@ -187,6 +187,12 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // A log file that cannot be opened fails here, before --check-config returns; until
+  // setupLogging succeeds, errors go to stderr.
+  if (!checkLogOutput(config->log, &error)) {
+    std::cerr << "portcullis: config error: log.file: " << error << "\n";
+    return 2;
+  }
   if (checkOnly) {
     std::cout << "portcullis: configuration OK (" << config->listeners.size() << " listener(s), "
               << config->filters.size() << " filter(s), upstream "
@@ -194,10 +200,16 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  setupLogging(config->log.level);
+  if (!setupLogging(config->log, &error)) {
+    std::cerr << "portcullis: cannot set up logging: " << error << "\n";
+    return 1;
+  }
   spdlog::info("event=fd-limit soft={} hard={} was={} needed={}", fdLimit.soft, fdLimit.hard,
                fdLimit.before, fdNeeded);
   std::signal(SIGPIPE, SIG_IGN);
+  // SIGUSR1 (logrotate) would end the process until the server's handler is in place; the
+  // file was opened by name just now anyway.
+  std::signal(SIGUSR1, SIG_IGN);
   // Every message allocates and frees its spool and buffers; with glibc's default, dynamic
   // trim threshold the heap top kept shrinking and regrowing (a brk pair every few messages
   // in the benchmark). Fixed thresholds keep freed memory for the next message; the per-
@@ -214,6 +226,10 @@ int main(int argc, char** argv) {
     spdlog::critical("event=startup-failed error=\"cannot create event base\"");
     return 1;
   }
+  attachLogsToLoop(base.get());
+  // Detached on every way out, before `base` is freed.
+  const std::unique_ptr<void, void (*)(void*)> detachLogs(base.get(),
+                                                          [](void*) { attachLogsToLoop(nullptr); });
   int rc = 0;
   {
     EventDispatcher dispatcher(base.get());

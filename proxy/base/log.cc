@@ -1,20 +1,476 @@
-// Logging helpers. See log.h.
+// Logging helpers and outputs. See log.h.
 
 #include "proxy/base/log.h"
 
 #include <openssl/rand.h>
+#include <spdlog/details/file_helper.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <random>
 
-namespace portcullis {
+#include "proxy/base/event_util.h"
+#include "proxy/base/log_fields.h"
 
-void setupLogging(const std::string& level) {
-  auto logger = spdlog::stderr_logger_mt("portcullis");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  logger->set_level(spdlog::level::from_str(level));
+namespace portcullis {
+namespace logformat {
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629 4: no overlong forms, no
+// surrogates, nothing above U+10FFFF), or 0.
+std::size_t utf8SequenceLength(std::string_view s, std::size_t i) {
+  const auto at = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = at(i);
+  if (c < 0x80) return 1;
+  std::size_t n = 0;
+  // The range of the second byte.
+  unsigned char lo = 0x80;
+  unsigned char hi = 0xbf;
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (at(i + 1) < lo || at(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k) {
+    if (at(i + k) < 0x80 || at(i + k) > 0xbf) return 0;
+  }
+  return n;
+}
+
+std::string isoUtc(std::chrono::system_clock::time_point time) {
+  using namespace std::chrono;
+  const auto ms = duration_cast<milliseconds>(time.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000 - (ms % 1000 < 0 ? 1 : 0));
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[96];  // room for any int the compiler can imagine in each field
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(((ms % 1000) + 1000) % 1000));
+  return buf;
+}
+
+}  // namespace
+
+int severity(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace:
+    case spdlog::level::debug:
+      return 7;
+    case spdlog::level::info:
+      return 6;
+    case spdlog::level::warn:
+      return 4;
+    case spdlog::level::err:
+      return 3;
+    default:
+      return 2;  // critical (off is never logged)
+  }
+}
+
+std::string jsonString(std::string_view text) {
+  std::string out = "\"";
+  out.reserve(text.size() + 2);
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+      ++i;
+    } else if (c < 0x20 || c == 0x7f) {
+      // RFC 8259 7: controls must be escaped; 0x7f too, so no terminal sees it raw.
+      out += "\\u00";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+      ++i;
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+    } else if (const std::size_t n = utf8SequenceLength(text, i); n > 0) {
+      out.append(text.substr(i, n));
+      i += n;
+    } else {
+      // RFC 8259 8.1: JSON text is UTF-8. A HELO or address may carry any octet.
+      out += "\\ufffd";
+      ++i;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string jsonLine(std::chrono::system_clock::time_point time, spdlog::level::level_enum level,
+                     std::string_view message) {
+  LogFields f;
+  parseLogFields(message, f);
+  const auto levelName = spdlog::level::to_string_view(level);
+  std::string out = "{\"ts\":\"" + isoUtc(time) + "\",\"level\":" +
+                    jsonString(std::string_view(levelName.data(), levelName.size()));
+  // The leading bare token: a session id, or the context of a line outside any session
+  // ("probe" for the upstream probe).
+  if (!f.session.empty()) out += ",\"session\":" + jsonString(f.session);
+  std::string text;
+  for (const LogField& field : f.fields) {
+    if (field.key.empty()) {
+      text += (text.empty() ? "" : " ") + field.value;
+      continue;
+    }
+    out += ',';
+    out += jsonString(field.key);
+    out += ':';
+    out += jsonString(field.value);
+  }
+  if (!text.empty()) out += ",\"text\":" + jsonString(text);
+  out += '}';
+  return out;
+}
+
+std::string syslogDatagram(int facility, spdlog::level::level_enum level, std::tm localTime,
+                           long pid, std::string_view message) {
+  // RFC 3164 4.1.2: English month abbreviations whatever the locale, day padded with a space.
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  char head[160];
+  std::snprintf(head, sizeof head,
+                "<%d>%s %2d %02d:%02d:%02d portcullis[%ld]: ", facility * 8 + severity(level),
+                kMonths[(localTime.tm_mon % 12 + 12) % 12], localTime.tm_mday, localTime.tm_hour,
+                localTime.tm_min, localTime.tm_sec, pid);
+  std::string out = head;
+  out.append(message);
+  return out;
+}
+
+std::string journaldPrefix(spdlog::level::level_enum level) {
+  return "<" + std::to_string(severity(level)) + ">";
+}
+
+bool stderrIsJournal(const char* journalStream) {
+  if (journalStream == nullptr || *journalStream == '\0') return false;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long dev = std::strtoull(journalStream, &end, 10);
+  if (errno != 0 || end == journalStream || *end != ':') return false;
+  const char* inoText = end + 1;
+  const unsigned long long ino = std::strtoull(inoText, &end, 10);
+  if (errno != 0 || end == inoText || *end != '\0') return false;
+  struct stat st {};
+  if (::fstat(STDERR_FILENO, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == dev &&
+         static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
+}  // namespace logformat
+
+namespace {
+
+// How one line is laid out; the sink then writes it.
+enum class Framing {
+  kLine,      // "2026-12-03T07:01:02.123 info message\n" (text) or "{json}\n"
+  kJournald,  // "<6>message\n": journald stamps the time and takes the priority
+  kBare,      // "message" or "{json}": the syslog sink adds its header
+};
+
+class LineFormatter final : public spdlog::formatter {
+ public:
+  LineFormatter(LogFormat format, Framing framing)
+      : format_(format),
+        framing_(framing),
+        text_(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%e %l %v")) {}
+
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    if (format_ == LogFormat::kText && framing_ == Framing::kLine) {
+      text_->format(msg, dest);
+      return;
+    }
+    if (framing_ == Framing::kJournald) append(dest, logformat::journaldPrefix(msg.level));
+    const std::string_view payload(msg.payload.data(), msg.payload.size());
+    if (format_ == LogFormat::kJson) {
+      append(dest, logformat::jsonLine(msg.time, msg.level, payload));
+    } else {
+      append(dest, payload);
+    }
+    if (framing_ != Framing::kBare) dest.push_back('\n');
+  }
+
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<LineFormatter>(format_, framing_);
+  }
+
+ private:
+  static void append(spdlog::memory_buf_t& dest, std::string_view s) {
+    dest.append(s.data(), s.data() + s.size());
+  }
+
+  LogFormat format_;
+  Framing framing_;
+  std::unique_ptr<spdlog::pattern_formatter> text_;
+};
+
+// output=file: spdlog's file_helper (appends, "ab"), opened again by name on reopen() so that
+// logrotate's move-then-create works. A failed reopen keeps writing to the old file, so
+// nothing is lost while the admin fixes the directory.
+class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit ReopenableFileSink(std::string path) : path_(std::move(path)) {}
+
+  // Throws spdlog::spdlog_ex (the first open only, from setupLogging).
+  void open() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    file_ = openFile();
+  }
+
+  bool reopen(std::string* error) {
+    std::unique_ptr<spdlog::details::file_helper> fresh;
+    try {
+      fresh = openFile();
+    } catch (const spdlog::spdlog_ex& e) {
+      *error = e.what();
+      return false;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    file_ = std::move(fresh);
+    return true;
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    if (file_) file_->write(buf);
+  }
+  void flush_() override {
+    if (file_) file_->flush();
+  }
+
+ private:
+  std::unique_ptr<spdlog::details::file_helper> openFile() const {
+    auto f = std::make_unique<spdlog::details::file_helper>();
+    f->open(path_, /*truncate=*/false);
+    return f;
+  }
+
+  std::string path_;
+  std::unique_ptr<spdlog::details::file_helper> file_;
+};
+
+// output=syslog: RFC 3164 datagrams to a unix datagram socket. spdlog's syslog_sink does not
+// fit: it calls syslog(3), which always talks to /dev/log (no private socket for containers
+// and tests) and blocks while the daemon's queue is full, stalling the event loop and every
+// session on it. Here the socket is non-blocking and every send is MSG_DONTWAIT. The daemon's
+// queue is short (net.unix.max_dgram_qlen, 10 by default), so a burst of lines waits in a
+// bounded backlog, sent in order when the socket is writable again (a libevent write event
+// once attachLogsToLoop() ran, else before the next line). What does not fit, and every line
+// while no daemon listens, is dropped and counted; the count is logged (event=log-dropped)
+// once lines get through. After an error other than a full queue the socket is connected
+// afresh for the next line (a restarted daemon has a new socket).
+class SyslogSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  static constexpr std::size_t kMaxBacklog = 1024;  // datagrams; each line is a few hundred
+
+  SyslogSink(std::string socketPath, int facility)
+      : path_(std::move(socketPath)), facility_(facility) {}
+  ~SyslogSink() override { closeSocket(); }
+
+  void reconnect() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closeSocket();
+  }
+
+  void attach(event_base* base) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    writable_.reset();
+    base_ = base;
+    if (!backlog_.empty()) arm();
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    std::string datagram = compose(msg);
+    flushBacklog();
+    if (backlog_.empty() && trySend(datagram)) {
+      noteDrops();
+      return;
+    }
+    if (fd_ < 0 || backlog_.size() >= kMaxBacklog) {
+      ++dropped_;
+      return;
+    }
+    backlog_.push_back(std::move(datagram));
+    arm();
+  }
+  void flush_() override { flushBacklog(); }
+
+ private:
+  std::string compose(const spdlog::details::log_msg& msg) {
+    spdlog::memory_buf_t body;
+    formatter_->format(msg, body);
+    const std::time_t secs = std::chrono::system_clock::to_time_t(msg.time);
+    std::tm tm{};
+    ::localtime_r(&secs, &tm);
+    return logformat::syslogDatagram(facility_, msg.level, tm, static_cast<long>(::getpid()),
+                                     std::string_view(body.data(), body.size()));
+  }
+
+  bool trySend(const std::string& datagram) {
+    if (fd_ < 0 && !connectSocket()) return false;
+    if (::send(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
+      return true;
+    }
+    // EAGAIN: the daemon's queue is full; the socket is fine. Anything else (ECONNREFUSED,
+    // ENOENT, ENOTCONN after a daemon restart): connect afresh on the next line.
+    if (errno != EAGAIN && errno != EWOULDBLOCK) closeSocket();
+    return false;
+  }
+
+  void flushBacklog() {
+    while (!backlog_.empty() && trySend(backlog_.front())) backlog_.pop_front();
+    if (!backlog_.empty()) {
+      if (fd_ >= 0) {
+        arm();
+        return;
+      }
+      dropped_ += backlog_.size();  // the daemon went away; nothing will take them
+      backlog_.clear();
+    }
+    noteDrops();
+  }
+
+  void noteDrops() {
+    if (dropped_ == 0 || !backlog_.empty()) return;
+    const std::string note = "event=log-dropped output=syslog lines=" + std::to_string(dropped_);
+    const spdlog::details::log_msg msg("portcullis", spdlog::level::warn, note);
+    if (trySend(compose(msg))) dropped_ = 0;
+  }
+
+  void arm() {
+    if (base_ == nullptr || fd_ < 0) return;
+    if (!writable_) writable_.reset(event_new(base_, fd_, EV_WRITE, &SyslogSink::onWritable, this));
+    if (writable_) event_add(writable_.get(), nullptr);
+  }
+
+  static void onWritable(evutil_socket_t, short, void* self) {
+    auto* sink = static_cast<SyslogSink*>(self);
+    std::lock_guard<std::mutex> lock(sink->mutex_);
+    sink->flushBacklog();
+  }
+
+  bool connectSocket() {
+    sockaddr_un addr{};
+    if (path_.size() >= sizeof addr.sun_path) return false;
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path_.data(), path_.size());
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return false;
+    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+      closeSocket();
+      return false;
+    }
+    return true;
+  }
+
+  void closeSocket() {
+    writable_.reset();  // watches this descriptor
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  std::string path_;
+  int facility_;
+  int fd_ = -1;
+  event_base* base_ = nullptr;
+  EventPtr writable_;
+  std::deque<std::string> backlog_;
+  std::uint64_t dropped_ = 0;
+};
+
+// The sinks reopenLogs() acts on; set once by setupLogging.
+std::shared_ptr<ReopenableFileSink> gFileSink;
+std::shared_ptr<SyslogSink> gSyslogSink;
+
+}  // namespace
+
+bool checkLogOutput(const LogOptions& options, std::string* error) {
+  if (options.output != LogOutput::kFile) return true;
+  // The same open start-up makes (file_helper creates a missing directory, as it will then).
+  try {
+    spdlog::details::file_helper probe;
+    probe.open(options.file, /*truncate=*/false);
+  } catch (const spdlog::spdlog_ex& e) {
+    *error = e.what();
+    return false;
+  }
+  return true;
+}
+
+bool setupLogging(const LogOptions& options, std::string* error) {
+  spdlog::sink_ptr sink;
+  switch (options.output) {
+    case LogOutput::kStderr: {
+      const bool journal = logformat::stderrIsJournal(std::getenv("JOURNAL_STREAM"));
+      sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+      sink->set_formatter(std::make_unique<LineFormatter>(
+          options.format, journal ? Framing::kJournald : Framing::kLine));
+      break;
+    }
+    case LogOutput::kFile: {
+      auto file = std::make_shared<ReopenableFileSink>(options.file);
+      try {
+        file->open();
+      } catch (const spdlog::spdlog_ex& e) {
+        *error = e.what();
+        return false;
+      }
+      file->set_formatter(std::make_unique<LineFormatter>(options.format, Framing::kLine));
+      gFileSink = file;
+      sink = file;
+      break;
+    }
+    case LogOutput::kSyslog: {
+      auto syslog = std::make_shared<SyslogSink>(options.syslogSocket, options.syslogFacility);
+      syslog->set_formatter(std::make_unique<LineFormatter>(options.format, Framing::kBare));
+      gSyslogSink = syslog;
+      sink = syslog;
+      break;
+    }
+  }
+  auto logger = std::make_shared<spdlog::logger>("portcullis", sink);
+  logger->set_level(spdlog::level::from_str(options.level));
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(logger);
+  return true;
+}
+
+void attachLogsToLoop(event_base* base) {
+  if (gSyslogSink) gSyslogSink->attach(base);
+}
+
+bool reopenLogs(std::string* error) {
+  if (gSyslogSink) gSyslogSink->reconnect();
+  return !gFileSink || gFileSink->reopen(error);
 }
 
 std::string logValue(std::string_view value, std::size_t maxLen) {

@@ -3,6 +3,7 @@
 #include "proxy/config/config.h"
 
 #include <arpa/inet.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -281,6 +282,33 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   const ConfigSection lg = s.section("log");
   cfg->log.level = lg.getChoice(
       "level", {"trace", "debug", "info", "warn", "error", "critical", "off"}, cfg->log.level);
+  const std::string output = lg.getChoice("output", {"stderr", "syslog", "file"}, "stderr");
+  cfg->log.output = output == "syslog" ? LogOutput::kSyslog
+                    : output == "file" ? LogOutput::kFile
+                                       : LogOutput::kStderr;
+  cfg->log.format = lg.getChoice("format", {"text", "json"}, "text") == "json" ? LogFormat::kJson
+                                                                               : LogFormat::kText;
+  cfg->log.file = lg.getString("file", "");
+  if (cfg->log.output == LogOutput::kFile && cfg->log.file.empty()) {
+    lg.fail("file", "output: file needs the path of the log file");
+  }
+  if (cfg->log.output != LogOutput::kFile && !cfg->log.file.empty()) {
+    lg.fail("file", "is used only with output: file");
+  }
+  cfg->log.syslogSocket = lg.getString("syslog_socket", cfg->log.syslogSocket);
+  // sockaddr_un holds at most 107 octets of path and its NUL.
+  if (cfg->log.syslogSocket.empty() || cfg->log.syslogSocket.front() != '/' ||
+      cfg->log.syslogSocket.size() >= sizeof(sockaddr_un::sun_path)) {
+    lg.fail("syslog_socket", "must be an absolute path of at most " +
+                                 std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " octets");
+  }
+  std::vector<std::string> facilities;
+  facilities.reserve(kSyslogFacilities.size());
+  for (const auto& f : kSyslogFacilities) facilities.emplace_back(f.name);
+  const std::string facility = lg.getChoice("syslog_facility", facilities, "mail");
+  for (const auto& f : kSyslogFacilities) {
+    if (f.name == facility) cfg->log.syslogFacility = f.code;
+  }
 
   cfg->reply.reference = s.section("reply").getBool("reference", cfg->reply.reference);
 

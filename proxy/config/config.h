@@ -17,6 +17,7 @@
 #include "portcullis/filter_registry.h"
 #include "portcullis/stage.h"
 #include "proxy/admin/filter_stats.h"
+#include "proxy/base/log.h"
 #include "proxy/base/net_util.h"
 
 namespace portcullis {
@@ -99,9 +100,9 @@ struct SpoolConfig {
   std::string directory = "/var/spool/portcullis";
 };
 
-struct LogConfig {
-  std::string level = "info";
-};
+// log: (level, output, format, file, syslog_socket, syslog_facility); the struct lives with
+// the logging code in proxy/base so that setupLogging takes it as it is.
+using LogConfig = LogOptions;
 
 // What portcullis adds to the replies it writes itself.
 struct ReplyConfig {

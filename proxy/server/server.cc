@@ -170,7 +170,7 @@ bool Server::start(std::string* error) {
                  l.proxyProtocol ? "yes" : "no", config_->upstream.address.toString(),
                  identityModeName(config_->upstream.identity));
   }
-  for (const int sig : {SIGTERM, SIGINT, SIGHUP}) {
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
     signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
     event_add(signals_.back().get(), nullptr);
   }
@@ -180,6 +180,20 @@ bool Server::start(std::string* error) {
 
 void Server::onSignal(evutil_socket_t sig, short, void* self) {
   auto* s = static_cast<Server*>(self);
+  if (sig == SIGUSR1) {
+    // logrotate has moved the log file (deploy/logrotate/portcullis): open it again by name.
+    // Here, on the loop, not in the signal handler: opening files is not async-signal-safe.
+    std::string error;
+    if (reopenLogs(&error)) {
+      spdlog::info("event=log-reopen result=ok");
+    } else {
+      spdlog::error(
+          "event=log-reopen result=failed error={} detail=\"still writing to the "
+          "previous file\"",
+          logValue(error));
+    }
+    return;
+  }
   if (sig == SIGHUP) {
     // Full configuration reload is not built yet; certificates are (the usual reason to HUP).
     std::string error;

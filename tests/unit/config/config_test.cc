@@ -87,6 +87,10 @@ void expectDefaults(const Config& c) {
   EXPECT_EQ(c.spool.memoryLimit, 1024u * 1024u);
   EXPECT_EQ(c.spool.directory, "/var/spool/portcullis");
   EXPECT_EQ(c.log.level, "info");
+  EXPECT_EQ(c.log.output, LogOutput::kStderr);
+  EXPECT_EQ(c.log.format, LogFormat::kText);
+  EXPECT_EQ(c.log.syslogSocket, "/dev/log");
+  EXPECT_EQ(c.log.syslogFacility, 2);
   EXPECT_TRUE(c.dns.servers.empty());
   EXPECT_EQ(c.dns.timeout, milliseconds(2000));
   EXPECT_EQ(c.dns.attempts, 2);
@@ -175,6 +179,10 @@ spool:
   directory: /tmp/spool
 log:
   level: debug
+  output: syslog
+  format: json
+  syslog_socket: /run/portcullis/log
+  syslog_facility: local1
 dns:
   servers: ["127.0.0.1:5353", "192.0.2.53", "::1"]
   timeout: 500ms
@@ -232,6 +240,10 @@ filters:
   EXPECT_EQ(c->spool.memoryLimit, 512u * 1024);
   EXPECT_EQ(c->spool.directory, "/tmp/spool");
   EXPECT_EQ(c->log.level, "debug");
+  EXPECT_EQ(c->log.output, LogOutput::kSyslog);
+  EXPECT_EQ(c->log.format, LogFormat::kJson);
+  EXPECT_EQ(c->log.syslogSocket, "/run/portcullis/log");
+  EXPECT_EQ(c->log.syslogFacility, 17);
   EXPECT_EQ(c->dns.servers, (std::vector<std::string>{"127.0.0.1:5353", "192.0.2.53", "::1"}));
   EXPECT_EQ(c->dns.timeout, milliseconds(500));
   EXPECT_EQ(c->dns.attempts, 3);
@@ -256,6 +268,39 @@ filters:
   }
   EXPECT_EQ(load("listen: \"127.0.0.1:25\"")->listeners.at(0).text, "127.0.0.1:25")
       << "a single listener may be written without a list";
+}
+
+TEST(Config, LogOutputs) {
+  const auto d = load("");
+  EXPECT_EQ(d->log.output, LogOutput::kStderr);
+  EXPECT_EQ(d->log.format, LogFormat::kText);
+  EXPECT_EQ(d->log.file, "");
+  EXPECT_EQ(d->log.syslogSocket, "/dev/log");
+  EXPECT_EQ(d->log.syslogFacility, 2) << "facility mail by default, next to Postfix";
+
+  const auto f = load("log: {output: file, file: /var/log/portcullis.log, format: json}");
+  EXPECT_EQ(f->log.output, LogOutput::kFile);
+  EXPECT_EQ(f->log.file, "/var/log/portcullis.log");
+  EXPECT_EQ(f->log.format, LogFormat::kJson);
+
+  const auto s = load("log: {output: syslog, syslog_socket: /run/x/log, syslog_facility: local3}");
+  EXPECT_EQ(s->log.output, LogOutput::kSyslog);
+  EXPECT_EQ(s->log.syslogSocket, "/run/x/log");
+  EXPECT_EQ(s->log.syslogFacility, 19);
+
+  // RFC 3164 4.1.1 codes.
+  const struct {
+    const char* name;
+    int code;
+  } facilities[] = {{"kern", 0}, {"user", 1},      {"mail", 2},    {"daemon", 3},
+                    {"auth", 4}, {"authpriv", 10}, {"local0", 16}, {"local7", 23}};
+  for (const auto& tc : facilities) {
+    const int got =
+        load(std::string("log: {syslog_facility: ") + tc.name + "}")->log.syslogFacility;
+    EXPECT_EQ(got, tc.code) << tc.name << ": got " << got << ", want " << tc.code;
+  }
+  EXPECT_EQ(load("log: {output: stderr}")->log.output, LogOutput::kStderr);
+  EXPECT_EQ(load("log: {format: text}")->log.format, LogFormat::kText);
 }
 
 TEST(Config, Durations) {
@@ -323,6 +368,17 @@ TEST(Config, ErrorsNameTheKeyPath) {
       {"spool: {directory: \"\"}", "spool.directory", "empty"},
       {"spool: {memory_limit: lots}", "spool.memory_limit", "size"},
       {"log: {level: loud}", "log.level", "info"},
+      {"log: {output: journal}", "log.output", "syslog"},
+      {"log: {output: file}", "log.file", "path"},
+      {"log: {output: file, file: \"\"}", "log.file", "path"},
+      {"log: {file: /var/log/portcullis.log}", "log.file", "output: file"},
+      {"log: {format: xml}", "log.format", "json"},
+      {"log: {syslog_facility: mial}", "log.syslog_facility", "local7"},
+      {"log: {syslog_facility: 2}", "log.syslog_facility", "mail"},
+      {"log: {syslog_socket: dev/log}", "log.syslog_socket", "absolute path"},
+      {"log: {syslog_socket: \"/" + std::string(120, 'x') + "\"}", "log.syslog_socket",
+       "at most 107"},
+      {"log: {outptu: syslog}", "log.outptu", "unknown key"},
       {"dns: {servers: [\"not an address\"]}", "dns.servers[0]", "not an address"},
       {"dns: {attempts: 0}", "dns.attempts", "out of range"},
       {"dns: {timeout: forever}", "dns.timeout", "duration"},

@@ -1,0 +1,275 @@
+// The log outputs' formats: JSON lines (keys in order, escaping, always valid JSON whatever
+// the bytes), RFC 3164 syslog datagrams, and the journald priority prefix.
+
+#include "proxy/base/log.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+namespace portcullis {
+namespace {
+
+using logformat::jsonLine;
+using logformat::jsonString;
+
+// 2026-12-03T07:01:02.123Z
+std::chrono::system_clock::time_point fixedTime() {
+  return std::chrono::system_clock::time_point(std::chrono::milliseconds(1796281262123LL));
+}
+
+// A strict RFC 8259 check of what jsonLine writes: one object whose values are strings.
+// Refuses raw controls, bad escapes, and any octet sequence that is not well-formed UTF-8.
+class StrictJson {
+ public:
+  explicit StrictJson(std::string_view s) : s_(s) {}
+
+  // The decoded key/value pairs, or an error.
+  bool parseObject(std::vector<std::pair<std::string, std::string>>& out, std::string& why) {
+    if (!eat('{')) return fail("want {", why);
+    if (eat('}')) return end(why);
+    for (;;) {
+      std::string k;
+      std::string v;
+      if (!string(k)) return fail("bad key", why);
+      if (!eat(':')) return fail("want :", why);
+      if (!string(v)) return fail("bad value", why);
+      out.emplace_back(std::move(k), std::move(v));
+      if (eat(',')) continue;
+      if (eat('}')) return end(why);
+      return fail("want , or }", why);
+    }
+  }
+
+ private:
+  bool fail(const char* what, std::string& why) const {
+    why = std::string(what) + " at " + std::to_string(i_);
+    return false;
+  }
+  bool end(std::string& why) { return i_ == s_.size() || fail("trailing text", why); }
+  bool eat(char c) {
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  static int hex(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+  static void putUtf8(unsigned cp, std::string& out) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xc0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else {
+      out += static_cast<char>(0xe0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    }
+  }
+  bool string(std::string& out) {
+    if (!eat('"')) return false;
+    while (i_ < s_.size()) {
+      const auto c = static_cast<unsigned char>(s_[i_]);
+      if (c == '"') {
+        ++i_;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c == '\\') {
+        if (++i_ >= s_.size()) return false;
+        const char e = s_[i_++];
+        const std::string_view simple = "\"\\/bfnrt";
+        if (simple.find(e) != std::string_view::npos) {
+          out += "\"\\/\b\f\n\r\t"[simple.find(e)];
+        } else if (e == 'u') {
+          if (i_ + 4 > s_.size()) return false;
+          unsigned cp = 0;
+          for (int k = 0; k < 4; ++k) {
+            const int h = hex(s_[i_ + static_cast<std::size_t>(k)]);
+            if (h < 0) return false;
+            cp = cp * 16 + static_cast<unsigned>(h);
+          }
+          if (cp >= 0xd800 && cp <= 0xdfff) return false;  // we never write surrogate pairs
+          i_ += 4;
+          putUtf8(cp, out);
+        } else {
+          return false;
+        }
+        continue;
+      }
+      // Well-formed UTF-8 (RFC 3629 4).
+      std::size_t n = c < 0x80                 ? 1
+                      : c >= 0xc2 && c <= 0xdf ? 2
+                      : c >= 0xe0 && c <= 0xef ? 3
+                      : c >= 0xf0 && c <= 0xf4 ? 4
+                                               : 0;
+      if (n == 0 || i_ + n > s_.size()) return false;
+      unsigned cp = n == 1 ? c : c & (0xff >> (n + 1));
+      for (std::size_t k = 1; k < n; ++k) {
+        const auto b = static_cast<unsigned char>(s_[i_ + k]);
+        if ((b & 0xc0) != 0x80) return false;
+        cp = (cp << 6) | (b & 0x3f);
+      }
+      const unsigned minimum[] = {0, 0, 0x80, 0x800, 0x10000};
+      if (cp < minimum[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+      out.append(s_.substr(i_, n));
+      i_ += n;
+    }
+    return false;
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+std::vector<std::pair<std::string, std::string>> parseStrict(const std::string& json) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::string why;
+  EXPECT_TRUE(StrictJson(json).parseObject(out, why)) << why << " in " << json;
+  return out;
+}
+
+TEST(LogJson, KeysInOrderSessionFirst) {
+  const std::string got = jsonLine(fixedTime(), spdlog::level::info,
+                                   "a3f9c2d1e0b4 event=reject from=<a@b.example> stage=rcpt "
+                                   "code=550 reason=\"listed \\\"x\\\"\"");
+  EXPECT_EQ(got, R"({"ts":"2026-12-03T07:01:02.123Z","level":"info","session":"a3f9c2d1e0b4",)"
+                 R"("event":"reject","from":"<a@b.example>","stage":"rcpt","code":"550",)"
+                 R"("reason":"listed \"x\""})");
+  parseStrict(got);
+}
+
+TEST(LogJson, ServerWideLineHasNoSession) {
+  const std::string got =
+      jsonLine(fixedTime(), spdlog::level::warn, "event=listening address=127.0.0.1:25");
+  EXPECT_EQ(got, R"({"ts":"2026-12-03T07:01:02.123Z","level":"warning","event":"listening",)"
+                 R"("address":"127.0.0.1:25"})");
+}
+
+TEST(LogJson, KeylessTokensGoIntoText) {
+  const std::string got =
+      jsonLine(fixedTime(), spdlog::level::err, "probe event=x odd \"quoted bit\" code=1 happened");
+  const auto kv = parseStrict(got);
+  ASSERT_EQ(kv.size(), 6u) << got;
+  EXPECT_EQ(kv[2], (std::pair<std::string, std::string>{"session", "probe"}));
+  EXPECT_EQ(kv[3], (std::pair<std::string, std::string>{"event", "x"}));
+  EXPECT_EQ(kv[4], (std::pair<std::string, std::string>{"code", "1"}));
+  EXPECT_EQ(kv[5], (std::pair<std::string, std::string>{"text", "odd quoted bit happened"}));
+}
+
+TEST(LogJson, StringEscapes) {
+  const struct {
+    std::string in;
+    std::string want;
+  } cases[] = {
+      {"plain", R"("plain")"},
+      {"q\"b\\", R"("q\"b\\")"},
+      {std::string("nul\0x", 5), R"("nul\u0000x")"},
+      {"\r\n\t\x1b[31m\x7f", R"("\u000d\u000a\u0009\u001b[31m\u007f")"},
+      {"caf\xc3\xa9 \xf0\x9f\x93\xa7", "\"caf\xc3\xa9 \xf0\x9f\x93\xa7\""},  // valid UTF-8 kept
+      {"\xff", R"("\ufffd")"},
+      {"\xc0\xaf", R"("\ufffd\ufffd")"},                      // overlong '/'
+      {"\x80", R"("\ufffd")"},                                // lone continuation
+      {"\xe2\x82", R"("\ufffd\ufffd")"},                      // truncated
+      {"\xed\xa0\x80", R"("\ufffd\ufffd\ufffd")"},            // UTF-16 surrogate
+      {"\xf4\x90\x80\x80", R"("\ufffd\ufffd\ufffd\ufffd")"},  // above U+10FFFF
+      {"\xe2\x82\xac\xe2", "\"\xe2\x82\xac\\ufffd\""},
+  };
+  for (const auto& tc : cases) {
+    const std::string got = jsonString(tc.in);
+    EXPECT_EQ(got, tc.want) << "got " << got << ", want " << tc.want;
+  }
+}
+
+TEST(LogJson, HostileValuesStillGiveValidJson) {
+  // What a client controls (HELO, addresses) reaches the log through logValue(); whatever the
+  // octets, each line must stay one valid JSON object that decodes back to the value (with
+  // U+FFFD for bytes that are not UTF-8).
+  std::vector<std::string> values = {
+      "\"}{\"ts\":\"forged", "a\\",  "\n{\"level\":\"info\"}", "\xc3", "x\xff\xfe",
+      "\xef\xbb\xbf",        "\\x41"};
+  std::string all;
+  for (int c = 0; c < 256; ++c) all += static_cast<char>(c);
+  values.push_back(all);
+  for (const std::string& v : values) {
+    const std::string message = "0123456789ab event=ehlo helo=" + logValue(v, 1024) + " ok=1";
+    const std::string line = jsonLine(fixedTime(), spdlog::level::info, message);
+    EXPECT_EQ(line.find('\n'), std::string::npos);
+    const auto kv = parseStrict(line);
+    ASSERT_EQ(kv.size(), 6u) << line;
+    EXPECT_EQ(kv[3].first, "event");
+    EXPECT_EQ(kv[4].first, "helo");
+    EXPECT_EQ(kv[5], (std::pair<std::string, std::string>{"ok", "1"}));
+    bool utf8 = true;
+    for (const unsigned char c : v) utf8 = utf8 && c < 0x80;
+    if (utf8) {
+      EXPECT_EQ(kv[4].second, v);  // ASCII round-trips exactly
+    }
+  }
+}
+
+TEST(LogSyslog, Datagram) {
+  std::tm tm{};
+  tm.tm_mon = 11;
+  tm.tm_mday = 3;
+  tm.tm_hour = 7;
+  tm.tm_min = 1;
+  tm.tm_sec = 2;
+  const struct {
+    int facility;
+    spdlog::level::level_enum level;
+    int mday;
+    std::string want;
+  } cases[] = {
+      // RFC 3164 4.1.1: PRI = facility * 8 + severity; mail.info = 22.
+      {2, spdlog::level::info, 3, "<22>Dec  3 07:01:02 portcullis[123]: a3f9c2d1e0b4 event=x"},
+      {2, spdlog::level::err, 13, "<19>Dec 13 07:01:02 portcullis[123]: a3f9c2d1e0b4 event=x"},
+      {16, spdlog::level::warn, 3, "<132>Dec  3 07:01:02 portcullis[123]: a3f9c2d1e0b4 event=x"},
+      {23, spdlog::level::debug, 3, "<191>Dec  3 07:01:02 portcullis[123]: a3f9c2d1e0b4 event=x"},
+      {0, spdlog::level::critical, 3, "<2>Dec  3 07:01:02 portcullis[123]: a3f9c2d1e0b4 event=x"},
+  };
+  for (const auto& tc : cases) {
+    tm.tm_mday = tc.mday;
+    const std::string got =
+        logformat::syslogDatagram(tc.facility, tc.level, tm, 123, "a3f9c2d1e0b4 event=x");
+    EXPECT_EQ(got, tc.want) << "got " << got << ", want " << tc.want;
+  }
+}
+
+TEST(LogJournald, PriorityPrefix) {
+  const struct {
+    spdlog::level::level_enum level;
+    std::string want;
+  } cases[] = {{spdlog::level::trace, "<7>"}, {spdlog::level::debug, "<7>"},
+               {spdlog::level::info, "<6>"},  {spdlog::level::warn, "<4>"},
+               {spdlog::level::err, "<3>"},   {spdlog::level::critical, "<2>"}};
+  for (const auto& tc : cases) {
+    EXPECT_EQ(logformat::journaldPrefix(tc.level), tc.want)
+        << spdlog::level::to_string_view(tc.level).data();
+  }
+}
+
+TEST(LogJournald, DetectsStderrByDeviceAndInode) {
+  struct stat st {};
+  ASSERT_EQ(::fstat(STDERR_FILENO, &st), 0);
+  const std::string mine = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  const std::string other = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino + 1);
+  EXPECT_TRUE(logformat::stderrIsJournal(mine.c_str()));
+  EXPECT_FALSE(logformat::stderrIsJournal(other.c_str())) << "another stream's inode";
+  EXPECT_FALSE(logformat::stderrIsJournal(nullptr));
+  EXPECT_FALSE(logformat::stderrIsJournal(""));
+  EXPECT_FALSE(logformat::stderrIsJournal((mine + "x").c_str()));
+  EXPECT_FALSE(logformat::stderrIsJournal(std::to_string(st.st_dev).c_str()));
+}
+
+}  // namespace
+}  // namespace portcullis
