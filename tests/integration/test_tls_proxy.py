@@ -838,9 +838,9 @@ class ProxyImplicitTlsTest(HarnessTestCase):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
             raw.sendall(proxy_v1_header(src=("192.0.2.70", 41071), dst=("127.0.0.1", port)))
             with ctx.wrap_socket(raw, suppress_ragged_eofs=False) as s:
-                self.assertEqual(s.recv(1024),
-                                 b"421 4.7.0 Error: too many connections from your address, "
-                                 b"try again later\r\n")
+                self.assertRegex(s.recv(1024),
+                                 rb"^421 4\.7\.0 Error: too many connections from your address, "
+                                 rb"try again later \[ref=[2-9A-Z]{8}\]\r\n$")
                 self.assertEqual(tls_end(s), ("close_notify", b""))
         pc.wait_for_log(r"event=connection-refused client=192\.0\.2\.70:41071")
 
