@@ -4,6 +4,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <random>
 
 namespace portcullis {
@@ -43,12 +44,10 @@ std::string newReference() {
 }
 
 bool looksLikeReference(std::string_view s) {
-  if (s.size() != kReferenceLength) return false;
-  for (const char c : s) {
-    const char upper = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-    if (kReferenceAlphabet.find(upper) == std::string_view::npos) return false;
-  }
-  return true;
+  return s.size() == kReferenceLength && std::ranges::all_of(s, [](char c) {
+           const char upper = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+           return kReferenceAlphabet.find(upper) != std::string_view::npos;
+         });
 }
 
 }  // namespace portcullis

@@ -9,7 +9,7 @@
 namespace portcullis {
 namespace {
 
-Reply make(int code, std::string enhanced, std::vector<std::string> lines) {
+Reply make(int code, const std::string& enhanced, std::vector<std::string> lines) {
   return *Reply::make(code, enhanced, std::move(lines));
 }
 
