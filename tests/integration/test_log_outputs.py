@@ -27,7 +27,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (REPO_ROOT, HarnessTestCase, Portcullis, RawClient,  # noqa: E402
-                     SmtpSink, run_binary, wait_until)
+                     SmtpSink, default_binary, run_binary, wait_until)
 from harness.process import ManagedProcess, ProcessFixture, require_program, tail  # noqa: E402
 
 SESSION_ID_OR_CONTEXT = re.compile(r"^(?:[0-9a-f]{12}|probe)$")
@@ -49,6 +49,7 @@ class RSyslog(ProcessFixture):
         tmp = self.make_tmpdir()
         self.socket = self.socket or os.path.join(tmp, "log.sock")
         self.out = os.path.join(tmp, "messages")
+        self.maillog = os.path.join(tmp, "mail.log")  # as /var/log/mail.log has it
         conf = os.path.join(tmp, "rsyslog.conf")
         with open(conf, "w") as f:
             f.write(f'''global(workDirectory="{tmp}")
@@ -57,6 +58,7 @@ input(type="imuxsock" Socket="{self.socket}" CreatePath="on" RateLimit.Interval=
 template(name="probe" type="string"
          string="%syslogfacility-text%.%syslogseverity-text% %programname%[%procid%]|%msg%\\n")
 *.* action(type="omfile" file="{self.out}" template="probe")
+mail.* action(type="omfile" file="{self.maillog}" template="RSYSLOG_TraditionalFileFormat")
 ''')
         self.proc = ManagedProcess(
             [binary, "-n", "-f", conf, "-i", os.path.join(tmp, "rsyslogd.pid")],
@@ -91,6 +93,16 @@ template(name="probe" type="string"
             got = "\n".join("|".join(r) for r in self.records())
             raise AssertionError(f"{exc}; got:\n{tail(got)}\nrsyslogd log:\n"
                                  f"{tail(self.log_text())}") from None
+
+
+def explain(args, stdin=None):
+    """`portcullis explain ARGS`; its output (it must find what it is asked for)."""
+    r = subprocess.run([default_binary(), "explain", *args], input=stdin, capture_output=True,
+                       timeout=60)
+    if r.returncode != 0:
+        raise AssertionError(f"explain {args} exited {r.returncode}:\n{r.stdout.decode()}"
+                             f"\n{r.stderr.decode()}")
+    return r.stdout.decode()
 
 
 def swaks(port, helo="swaks.client.test", subject="log outputs"):
@@ -145,6 +157,13 @@ class LogOutputsTest(HarnessTestCase):
         self.assertEqual(severities.get("session"), "info", severities)
         self.assertIn("debug", {r[1] for r in ours}, "debug lines at severity debug")
         self.assertEqual(pc.log_text().strip(), "", "nothing on stderr with output: syslog")
+        # An admin's mail.log: `portcullis explain` reads the session back from it.
+        sid = [r[4].split()[0] for r in ours if " event=session " in r[4]][0]
+        wait_until(lambda: f"{sid} event=session" in open(rs.maillog).read(), 10,
+                   what="the session line in mail.log")
+        story = explain(["--session", sid, "--log", rs.maillog])
+        self.assertIn(f"Session {sid}", story)
+        self.assertIn("swaks.client.test", story)
 
     def test_syslog_facility_is_configurable(self):
         rs = self.start(RSyslog())
@@ -330,6 +349,9 @@ class LogOutputsTest(HarnessTestCase):
         self.assertEqual(sessions[0]["helo"], "swaks.client.test")
         self.assertEqual(sessions[1]["helo"], '\ufffd\ufffd"}{\\bad\ufffd')
         self.assertEqual(sessions[0]["level"], "info")
+        # `portcullis explain` reads JSON lines too, here from standard input.
+        story = explain(["--session", sessions[0]["session"]], stdin=raw)
+        self.assertIn("swaks.client.test", story)
 
     # -- journald ------------------------------------------------------------------------
 
@@ -353,6 +375,10 @@ class LogOutputsTest(HarnessTestCase):
         self.assertTrue(any(re.match(r"^<6>event=started ", l) for l in lines), lines)
         self.assertTrue(any(re.match(r"^<6>[0-9a-f]{12} event=session ", l) for l in lines))
         self.assertTrue(any(l.startswith("<7>") for l in lines), "debug lines at priority 7")
+        # journalctl -u portcullis -o cat | portcullis explain ...: the bare messages.
+        sid = [l for l in lines if " event=session " in l][0][3:15]
+        bare = "".join(re.sub(r"^<\d>", "", l) + "\n" for l in lines).encode()
+        self.assertIn("swaks.client.test", explain(["--session", sid], stdin=bare))
 
     def test_other_journal_stream_keeps_text(self):
         # JOURNAL_STREAM inherited from a parent whose stderr was the journal, but ours is not.
