@@ -29,7 +29,9 @@ ClamdReply parseClamdReply(std::string_view reply, bool closed) {
   std::string_view line = reply.substr(0, end);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line == "stream: OK") return {ClamdReply::Kind::kClean, {}};
-  if (line.starts_with(kStreamPrefix) && line.ends_with(kFoundSuffix)) {
+  // (The length check first: in "stream: FOUND" the prefix and the suffix share the space.)
+  if (line.size() > kStreamPrefix.size() + kFoundSuffix.size() && line.starts_with(kStreamPrefix) &&
+      line.ends_with(kFoundSuffix)) {
     const std::string_view name =
         line.substr(kStreamPrefix.size(), line.size() - kStreamPrefix.size() - kFoundSuffix.size());
     std::string clean = sanitizeScannerText(name);
