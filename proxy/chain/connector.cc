@@ -97,7 +97,7 @@ class EventConnection final : public Connection {
   }
 
   void write(std::string_view bytes) override {
-    if (ended_ || !bev_ || !writeFailed_.empty()) return;
+    if (ended_ || !bev_) return;
     bufferevent_write(bev_.get(), bytes.data(), bytes.size());
   }
 
@@ -153,16 +153,6 @@ class EventConnection final : public Connection {
     }
     const bool timeout = (what & BEV_EVENT_TIMEOUT) != 0;
     const bool eof = (what & BEV_EVENT_EOF) != 0;
-    const int err = EVUTIL_SOCKET_ERROR();
-    std::string detail = err ? evutil_socket_error_to_string(err) : "connection error";
-    if (!timeout && !eof && (what & BEV_EVENT_WRITING) != 0 && c->connected_) {
-      // A peer may answer and close before it has read everything (clamd past its
-      // StreamMaxLength does): the write fails but its reply is still to be read. Writing
-      // stops; the end is reported by the read side, within the timeout.
-      c->writeFailed_ = "write failed: " + detail;
-      if (c->readTimeout_.count() <= 0) c->setReadTimeout(c->writeTimeout_);
-      return;
-    }
     c->ended_ = true;
     if (timeout) {
       const bool reading = (what & BEV_EVENT_READING) != 0;
@@ -172,12 +162,15 @@ class EventConnection final : public Connection {
       return;
     }
     if (eof) {
-      c->handler_.onEnd(ConnectionEnd::kClosed,
-                        c->writeFailed_.empty() ? "closed by peer" : c->writeFailed_);
+      c->handler_.onEnd(ConnectionEnd::kClosed, "closed by peer");
       return;
     }
-    if (!c->writeFailed_.empty()) detail = c->writeFailed_ + "; " + detail;
-    c->handler_.onEnd(ConnectionEnd::kError, detail);
+    // A peer that answers and closes before reading everything (clamd past StreamMaxLength)
+    // makes our write fail; its reply was read and delivered before this (libevent reads a
+    // socket before it writes it, and the reply came before the reset).
+    const int err = EVUTIL_SOCKET_ERROR();
+    c->handler_.onEnd(ConnectionEnd::kError,
+                      err ? evutil_socket_error_to_string(err) : "connection error");
   }
 
   ConnectionHandler& handler_;
@@ -185,7 +178,6 @@ class EventConnection final : public Connection {
   std::chrono::milliseconds readTimeout_{0};
   bool connected_ = false;
   bool ended_ = false;
-  std::string writeFailed_;  // set once a write failed: only the reply is left to read
   ConnectionEnd pendingEnd_ = ConnectionEnd::kError;
   std::string pendingDetail_;
   DeferredCall failLater_;

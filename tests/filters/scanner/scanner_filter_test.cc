@@ -233,6 +233,12 @@ TEST_F(ScannerFilterTest, EveryFailureIsAFailNeverAVerdict) {
          t.connector_.live->handler.onEnd(ConnectionEnd::kClosed, "");
        },
        "continue"},
+      {"reply then reset (no terminator)",
+       [](ScannerFilterTest& t) {
+         t.reply("INSTREAM size limit exceeded. ERROR");
+         t.connector_.live->handler.onEnd(ConnectionEnd::kError, "Connection reset by peer");
+       },
+       "fail(clamd INSTREAM size limit exceeded)"},
       {"over-long reply", [](ScannerFilterTest& t) { t.reply(std::string(2000, 'x')); },
        "fail(clamd reply longer than 1024 bytes)"},
       {"stall",
