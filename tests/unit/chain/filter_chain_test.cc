@@ -433,6 +433,7 @@ TEST_F(FilterChainTest, SelfTimedFilterGetsAGraceAndItsOwnFailureReply) {
   EXPECT_GT(d_.now() - t0, milliseconds(50));
   ASSERT_TRUE(outcome_->reply);
   EXPECT_EQ(outcome_->reply->summary(), "451 4.7.1 Could not scan");
+  (**held)(Verdict::proceed());  // late: dropped
 
   fresh();
   auto held2 = slot();
