@@ -164,7 +164,7 @@ void ScannerFilter::onConnected() {}
 
 void ScannerFilter::onDrained() { pump(); }
 
-void ScannerFilter::onData(std::string_view bytes) {
+void ScannerFilter::onReceived(std::string_view bytes) {
   if (reply_.size() + bytes.size() > protocol_->maxReply()) {
     finish({ScanResult::Kind::kError,
             std::nullopt,
@@ -225,8 +225,8 @@ void ScannerFilter::finish(ScanResult result) {
   }
 }
 
-FilterCreator makeScannerCreator(std::shared_ptr<const ScannerConfig> config,
-                                 std::shared_ptr<const ScanProtocol> protocol) {
+FilterCreator makeScannerCreator(const std::shared_ptr<const ScannerConfig>& config,
+                                 const std::shared_ptr<const ScanProtocol>& protocol) {
   auto shared = std::make_shared<ScannerShared>(*config);
   return [config, protocol, shared](const FilterContext& context) -> std::unique_ptr<Filter> {
     return std::make_unique<ScannerFilter>(config, protocol, shared, context);

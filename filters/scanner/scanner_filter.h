@@ -79,7 +79,7 @@ class ScannerFilter final : public Filter, private ConnectionHandler {
   void onTurn();
   void pump();
   void onConnected() override;
-  void onData(std::string_view bytes) override;
+  void onReceived(std::string_view bytes) override;
   void onDrained() override;
   void onEnd(ConnectionEnd end, std::string_view detail) override;
   // Ends the scan: releases everything, logs, updates the breaker, completes. Touch nothing of
@@ -111,8 +111,8 @@ class ScannerFilter final : public Filter, private ConnectionHandler {
 };
 
 // The factory side shared by the scanners: builds the config, the shared state, the creator.
-FilterCreator makeScannerCreator(std::shared_ptr<const ScannerConfig> config,
-                                 std::shared_ptr<const ScanProtocol> protocol);
+FilterCreator makeScannerCreator(const std::shared_ptr<const ScannerConfig>& config,
+                                 const std::shared_ptr<const ScanProtocol>& protocol);
 
 // The traits of a scanner filter: it times itself, and fails with 451 4.7.1.
 FilterTraits scannerTraits();

@@ -28,20 +28,18 @@ std::string_view connectionEndName(ConnectionEnd end);
 
 class ConnectionHandler {
  public:
+  virtual ~ConnectionHandler() = default;
   virtual void onConnected() {}
   // Bytes as they arrive, at most kMaxConnectionRead at a time; the handler keeps what it needs
   // (and bounds what it keeps).
-  virtual void onData(std::string_view bytes) = 0;
+  virtual void onReceived(std::string_view bytes) = 0;
   // Everything written so far has been handed to the kernel (pendingWrite() is 0).
   virtual void onDrained() {}
   // Terminal. `detail` is for the log ("connection refused", "timeout after 30000ms").
   virtual void onEnd(ConnectionEnd end, std::string_view detail) = 0;
-
- protected:
-  ~ConnectionHandler() = default;
 };
 
-// The most one onData() call delivers (and so the most the core buffers for a connection).
+// The most one onReceived() call delivers (and so the most the core buffers for a connection).
 inline constexpr std::size_t kMaxConnectionRead = 64 * 1024;
 
 class Connection {

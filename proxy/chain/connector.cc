@@ -134,7 +134,7 @@ class EventConnection final : public Connection {
     if (n == 0 || c->ended_) return;
     std::string bytes(n, '\0');
     evbuffer_remove(in, bytes.data(), n);
-    c->handler_.onData(bytes);  // may destroy c: touch nothing afterwards
+    c->handler_.onReceived(bytes);  // may destroy c: touch nothing afterwards
   }
 
   static void onWrite(bufferevent* bev, void* self) {

@@ -145,11 +145,11 @@ class ScannerFilterTest : public ::testing::Test {
     testing::callHook(*filter_, &Filter::onEndOfMessage, session_, sink_);
   }
   // Acknowledges everything written so far, as the kernel taking it would.
-  void drain() {
+  void drain() const {
     connector_.live->pending = 0;
     connector_.live->handler.onDrained();
   }
-  void reply(std::string bytes) { connector_.live->handler.onData(bytes); }
+  void reply(const std::string& bytes) const { connector_.live->handler.onReceived(bytes); }
 
   ManualDispatcher loop_;
   DispatcherTimers timers_;

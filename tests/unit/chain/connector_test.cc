@@ -28,7 +28,7 @@ class Recorder final : public ConnectionHandler {
     events += "connected;";
     if (connected) connected();
   }
-  void onData(std::string_view bytes) override {
+  void onReceived(std::string_view bytes) override {
     data += bytes;
     if (gotData) gotData();
   }
@@ -48,14 +48,17 @@ class Recorder final : public ConnectionHandler {
 };
 
 class ConnectorTest : public ::testing::Test {
- protected:
+ public:
   ConnectorTest() : base_(event_base_new()), dispatcher_(base_.get()), connector_(dispatcher_) {}
   ~ConnectorTest() override {
     if (listener_ >= 0) ::close(listener_);
     if (peer_ >= 0) ::close(peer_);
     if (!path_.empty()) ::unlink(path_.c_str());
   }
+  ConnectorTest(const ConnectorTest&) = delete;
+  ConnectorTest& operator=(const ConnectorTest&) = delete;
 
+ protected:
   // A TCP listener on 127.0.0.1; returns "127.0.0.1:PORT".
   std::string listenTcp() {
     listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -85,9 +88,9 @@ class ConnectorTest : public ::testing::Test {
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
     socklen_t len = sizeof(sa);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+    EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len), 0);
     ::close(fd);
     return "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
   }
