@@ -7,8 +7,9 @@
 # exits in well under a second (no apt-get update). Postfix is installed without its debconf
 # dialog ("No configuration": no /etc/postfix/main.cf, the tests run private instances).
 # Package maintainer scripts are kept from starting system daemons (postfix, unbound,
-# redis-server, haproxy) with a temporary /usr/sbin/policy-rc.d, so nothing ends up bound to
-# ports 25, 53 or 6379 where it could collide with tests or leak queries.
+# redis-server, haproxy, clamav-daemon, clamav-freshclam) with a temporary /usr/sbin/policy-rc.d,
+# so nothing ends up bound to ports 25, 53 or 6379 where it could collide with tests or leak
+# queries, and freshclam never fetches signatures.
 set -euo pipefail
 
 PACKAGES=(
@@ -21,8 +22,11 @@ PACKAGES=(
   python3 postfix swaks libnet-ssleay-perl libio-socket-ssl-perl unbound haproxy redis-server openssl
   iproute2 util-linux procps bsdutils
   rsyslog logrotate  # test_log_outputs runs private ones (a socket, a state file of its own)
+  # clamd for test_clamd (a private instance with a one-signature database). freshclam comes
+  # with it and is kept from running like the other services: no test may reach the network.
+  clamav-daemon clamav-freshclam
 )
-SERVICES=(postfix unbound redis-server haproxy)
+SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-deps: must run as root (sudo $0)" >&2

@@ -2,6 +2,7 @@
 
 #include "filters/builtin_filters.h"
 
+#include "filters/clamd/clamd_filter.h"
 #include "filters/dnsbl/dnsbl_filter.h"
 #include "filters/header_checks/header_checks_filter.h"
 #include "filters/helo/helo_filter.h"
@@ -21,6 +22,7 @@ void registerBuiltinFilters(FilterRegistry& registry) {
   registry.add(std::make_unique<HeloFilterFactory>());
   registry.add(std::make_unique<SenderDomainFilterFactory>());
   registry.add(std::make_unique<HeaderChecksFilterFactory>());
+  registry.add(std::make_unique<ClamdFilterFactory>());
 }
 
 }  // namespace portcullis

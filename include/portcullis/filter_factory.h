@@ -9,9 +9,11 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "portcullis/config_section.h"
+#include "portcullis/connector.h"
 #include "portcullis/filter.h"
 #include "portcullis/log.h"
 #include "portcullis/resolver.h"
@@ -26,7 +28,8 @@ struct FilterContext {
   Resolver* resolver = nullptr;
   const Log* log = nullptr;
   Stats* stats = nullptr;
-  Timers* timers = nullptr;  // on the session's event loop
+  Timers* timers = nullptr;        // on the session's event loop
+  Connector* connector = nullptr;  // outgoing connections (scanners), on the same loop
 };
 
 using FilterCreator = std::function<std::unique_ptr<Filter>(const FilterContext&)>;
@@ -38,6 +41,12 @@ struct FilterTraits {
   // Judges the core's reverse lookup of the client (SessionView::client().reverse()), so the
   // config must keep dns.reverse_lookup on.
   bool needsReverseLookup = false;
+  // Bounds each of its own waits by the filter's `timeout` and reports a failure through
+  // Next::fail() (a scanner): the chain's timer becomes a backstop a grace period later, so
+  // that the filter's own, more precise, failure is the one that counts.
+  bool timesItself = false;
+  // The reply for a failure under `on_error: tempfail`; the chain's 451 4.3.0 when unset.
+  std::optional<Reply> failureReply = std::nullopt;
 };
 
 class FilterFactory {

@@ -13,6 +13,14 @@
 namespace portcullis {
 namespace {
 
+// A filter that times its own waits (FilterTraits::timesItself) reports its timeout itself; the
+// chain's timer only catches one that never does, this much later.
+constexpr std::chrono::milliseconds kSelfTimedGrace{2000};
+
+std::chrono::milliseconds backstop(const FilterSpec& spec) {
+  return spec.traits.timesItself ? spec.timeout + kSelfTimedGrace : spec.timeout;
+}
+
 struct StageCodes {
   std::initializer_list<int> allowed;
   int transientDefault;
@@ -150,7 +158,7 @@ void FilterChain::startCurrent() {
   }
   inHook_ = false;
   // Only an asynchronous call needs the timer (inline completions have already run).
-  if (waiting_ && call == call_) timer_.start(slot.spec->timeout);
+  if (waiting_ && call == call_) timer_.start(backstop(*slot.spec));
 }
 
 void FilterChain::threwDuringCall(std::uint64_t call, const std::string& error) {
@@ -198,7 +206,7 @@ void FilterChain::onDuplicate(std::uint64_t call) {
 void FilterChain::onTimeout() {
   if (!waiting_) return;
   onComplete(call_, std::nullopt,
-             "timeout after " + std::to_string(filters_[index_].spec->timeout.count()) + "ms");
+             "timeout after " + std::to_string(backstop(*filters_[index_].spec).count()) + "ms");
 }
 
 void FilterChain::record(const Slot& slot, VerdictKind kind, const std::optional<Reply>& reply,
@@ -234,8 +242,9 @@ void FilterChain::apply(const Slot& slot, std::optional<Verdict> verdict,
              false, true);
       return;
     }
-    verdict = Verdict::tempfail(
-        Reply::transient(451, "4.3.0", "Temporary failure, try again later"), error);
+    verdict = Verdict::tempfail(spec.traits.failureReply.value_or(Reply::transient(
+                                    451, "4.3.0", "Temporary failure, try again later")),
+                                error);
     record(slot, VerdictKind::kTempfail, verdict->reply(), error, false, false, true);
   } else if (verdict->kind() != VerdictKind::kContinue) {
     const bool observed = spec.mode == FilterMode::kObserve;

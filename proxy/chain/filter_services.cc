@@ -71,6 +71,8 @@ void FilterServices::install(Dispatcher& dispatcher, FilterContext& context) {
   timers_ = std::make_unique<DispatcherTimers>(dispatcher);
   context.log = &log_;
   context.timers = timers_.get();
+  connector_ = std::make_unique<EventConnector>(dispatcher);
+  context.connector = connector_.get();
   context.stats = &processStats();
 }
 

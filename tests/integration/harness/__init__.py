@@ -10,6 +10,8 @@ started through HarnessTestCase.start() so that cleanup is automatic:
     FakeSmtp    scripted misbehaving SMTP server that records every byte
     Unbound     unbound serving tests/fixtures/dns/zones.conf on a free loopback port
     SlowDns     tests/fixtures/dns/slowdns.py (delays, NXDOMAIN, SERVFAIL, drops)
+    Clamd       clamd with a private one-signature database (EICAR), TCP and unix socket
+    FakeClamd   scripted misbehaving clamd (stalls, garbage, hostile names)
     HAProxy     haproxy (mode tcp) in front of a backend, sending PROXY v1/v2
     Portcullis  the daemon under test with a generated config
     RawClient, send_mail, make_message    SMTP client helpers
@@ -19,6 +21,7 @@ started through HarnessTestCase.start() so that cleanup is automatic:
 Nothing here talks to anything but 127.0.0.0/8 or ::1.
 """
 
+from .clamd import EICAR, Clamd, FakeClamd, instream
 from .dns import DnsResponse, SlowDns, Unbound, dns_query, ipv6_loopback_usable
 from .fakesmtp import DEFAULT_CAPS, FakeSmtp
 from .haproxy import HAProxy
@@ -33,7 +36,7 @@ from .testcase import DaemonTestCase, HarnessTestCase
 from .tls import Certs, make_certs
 
 __all__ = [
-    "Certs", "DEFAULT_CAPS", "DaemonTestCase", "DnsResponse", "FakeSmtp", "Fixture", "HAProxy", "HarnessTestCase",
+    "Certs", "Clamd", "DEFAULT_CAPS", "EICAR", "FakeClamd", "instream", "DaemonTestCase", "DnsResponse", "FakeSmtp", "Fixture", "HAProxy", "HarnessTestCase",
     "Portcullis", "Postfix", "REPO_ROOT", "RawClient", "SinkMessage", "SlowDns",
     "SmtpProtocolError", "SmtpSink", "Unbound", "deep_merge", "default_binary", "dns_query", "dot_stuff",
     "free_port", "ipv6_loopback_usable", "is_listening", "make_certs", "make_message", "parse_kv", "run_binary",

@@ -416,6 +416,39 @@ TEST_F(FilterChainTest, AFilterThatNeverCompletesIsTempfailedAtItsTimeout) {
   EXPECT_EQ(outcome_->kind, VerdictKind::kTempfail);
 }
 
+// A filter that times itself (a scanner, FilterTraits::timesItself) gets a grace period from the
+// chain's own timer, so that its own failure is the one reported; and its failureReply replaces
+// the chain's 451 4.3.0 under on_error: tempfail, for a failure and a backstop timeout alike.
+TEST_F(FilterChainTest, SelfTimedFilterGetsAGraceAndItsOwnFailureReply) {
+  auto held = slot();
+  add("scanner", hold(held), FilterMode::kEnforce, OnError::kTempfail, milliseconds(50));
+  specs_.back().traits.timesItself = true;
+  specs_.back().traits.failureReply = Reply::transient(451, "4.7.1", "Could not scan");
+  build();
+  const auto t0 = d_.now();
+  start(Stage::kEndOfMessage);
+  d_.advance(milliseconds(50));
+  EXPECT_FALSE(outcome_) << "the chain's timer fired at the filter's own timeout";
+  ASSERT_TRUE(loopUntilDone()) << "the backstop never fired";
+  EXPECT_GT(d_.now() - t0, milliseconds(50));
+  ASSERT_TRUE(outcome_->reply);
+  EXPECT_EQ(outcome_->reply->summary(), "451 4.7.1 Could not scan");
+  (**held)(Verdict::proceed());  // late: dropped
+
+  fresh();
+  auto held2 = slot();
+  add("scanner", hold(held2), FilterMode::kEnforce, OnError::kTempfail, milliseconds(50));
+  specs_.back().traits.timesItself = true;
+  specs_.back().traits.failureReply = Reply::transient(451, "4.7.1", "Could not scan");
+  build();
+  start(Stage::kEndOfMessage);
+  d_.advance(milliseconds(50));
+  (*held2)->fail("scanner timeout after 50ms");
+  ASSERT_TRUE(loopUntilDone());
+  EXPECT_EQ(outcome_->reply->summary(), "451 4.7.1 Could not scan");
+  EXPECT_EQ(outcome_->reason, "scanner timeout after 50ms");
+}
+
 TEST_F(FilterChainTest, TimeoutWithOnErrorContinue) {
   auto held = slot();
   add("stuck", hold(held), FilterMode::kEnforce, OnError::kContinue, milliseconds(30));

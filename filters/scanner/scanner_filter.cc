@@ -1,0 +1,245 @@
+// ScannerFilter. See scanner_filter.h.
+
+#include "filters/scanner/scanner_filter.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "portcullis/log.h"
+
+namespace portcullis {
+namespace {
+
+// One read from the spool, and how much may wait in the socket's output before we pause
+// (the watermark backpressure of libevent's le-proxy sample).
+constexpr std::size_t kChunk = 64 * 1024;
+constexpr std::size_t kHighWater = 256 * 1024;
+
+// The verdict with " time=Nms" added to its reason, so the reject line shows the scan time.
+Verdict withTime(const Verdict& v, std::int64_t ms) {
+  const std::string reason =
+      v.reason() + (v.reason().empty() ? "" : " ") + "time=" + std::to_string(ms) + "ms";
+  std::optional<Verdict> out;
+  switch (v.kind()) {
+    case VerdictKind::kTempfail:
+      out = Verdict::tempfail(*v.reply(), reason);
+      break;
+    case VerdictKind::kReject:
+      out = Verdict::reject(*v.reply(), reason);
+      break;
+    case VerdictKind::kDisconnect:
+      out = Verdict::disconnect(*v.reply(), reason);
+      break;
+    case VerdictKind::kDiscard:
+      out = Verdict::discard(reason);
+      break;
+    case VerdictKind::kAccept:
+      out = Verdict::accept(reason);
+      break;
+    case VerdictKind::kContinue:
+      out = Verdict::proceed();
+      break;
+  }
+  for (const HeaderField& h : v.headers()) out->addHeader(h.name, h.value);
+  return *out;
+}
+
+}  // namespace
+
+ScannerFilter::ScannerFilter(std::shared_ptr<const ScannerConfig> config,
+                             std::shared_ptr<const ScanProtocol> protocol,
+                             std::shared_ptr<ScannerShared> shared, const FilterContext& context)
+    : config_(std::move(config)),
+      protocol_(std::move(protocol)),
+      shared_(std::move(shared)),
+      context_(context) {}
+
+ScannerFilter::~ScannerFilter() { cancel(); }
+
+void ScannerFilter::cancel() {
+  // The connection first (it may call back into us), then the turn (which may wake another).
+  connection_.reset();
+  deadline_.reset();
+  failLater_.reset();
+  slot_.reset();
+}
+
+std::int64_t ScannerFilter::elapsedMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               started_)
+      .count();
+}
+
+void ScannerFilter::onTransactionEnd(const SessionView&) {
+  // The message is gone (RSET, or the session closing mid-scan): nothing is left to judge.
+  cancel();
+  reader_ = nullptr;
+}
+
+void ScannerFilter::onEndOfMessage(const SessionView& s, Next next) {
+  cancel();
+  next_ = std::move(next);
+  session_ = &s;
+  sessionId_ = std::string(s.id());
+  started_ = std::chrono::steady_clock::now();
+  reader_ = s.message().reader();
+  size_ = reader_ != nullptr ? reader_->size() : 0;
+  offset_ = 0;
+  trailerSent_ = false;
+  reply_.clear();
+  const std::string name(protocol_->scannerName());
+
+  if (reader_ == nullptr || size_ > config_->maxSize) {
+    if (context_.log != nullptr) {
+      context_.log->info(sessionId_, "event=scan filter=" + name +
+                                         " scan=skipped-size size=" + std::to_string(size_) +
+                                         " max_size=" + std::to_string(config_->maxSize));
+    }
+    next_(Verdict::proceed());
+    return;
+  }
+  if (context_.connector == nullptr || context_.timers == nullptr) {
+    failNow("no connector");
+    return;
+  }
+  if (!shared_->breaker.allow(std::chrono::steady_clock::now())) {
+    failNow("circuit open");
+    return;
+  }
+  // Every wait of the scan, the turn in the queue included, ends by `timeout`.
+  deadline_ = context_.timers->start(config_->timeout, [this] {
+    finish({ScanResult::Kind::kError,
+            std::nullopt,
+            {},
+            "timeout after " + std::to_string(config_->timeout.count()) + "ms"});
+  });
+  slot_ = shared_->limiter->acquire(*context_.timers, [this] { onTurn(); });
+  if (!slot_) failNow("queue full (" + std::to_string(config_->maxQueue) + " waiting)");
+}
+
+void ScannerFilter::failNow(std::string error) {
+  // Not inline: the hook's caller is still on the stack, and a scan always completes later.
+  if (context_.timers == nullptr) {
+    finish({ScanResult::Kind::kError, std::nullopt, {}, std::move(error)});
+    return;
+  }
+  deadline_.reset();
+  failLater_ = context_.timers->start(std::chrono::milliseconds(0), [this, error] {
+    finish({ScanResult::Kind::kError, std::nullopt, {}, error});
+  });
+}
+
+void ScannerFilter::onTurn() {
+  connection_ = context_.connector->connect(config_->address, config_->timeout, *this);
+  connection_->write(protocol_->request(*session_, size_));
+  pump();
+}
+
+void ScannerFilter::pump() {
+  // Reads the spool a chunk at a time while the socket's output is below the high-water mark;
+  // onDrained() resumes. A spooled file is never read whole.
+  std::string framed;
+  std::string chunk;
+  while (connection_ && offset_ < size_ && connection_->pendingWrite() < kHighWater) {
+    chunk.resize(static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, size_ - offset_)));
+    const std::size_t n = reader_->read(offset_, chunk.data(), chunk.size());
+    if (n == 0) {
+      failNow("cannot read the spooled message at offset " + std::to_string(offset_));
+      connection_.reset();
+      return;
+    }
+    offset_ += n;
+    framed.clear();
+    protocol_->frameChunk(std::string_view(chunk.data(), n), framed);
+    connection_->write(framed);
+  }
+  if (connection_ && offset_ == size_ && !trailerSent_) {
+    trailerSent_ = true;
+    connection_->write(protocol_->trailer());
+    connection_->setReadTimeout(config_->timeout);
+  }
+}
+
+void ScannerFilter::onConnected() {}
+
+void ScannerFilter::onDrained() { pump(); }
+
+void ScannerFilter::onReceived(std::string_view bytes) {
+  if (reply_.size() + bytes.size() > protocol_->maxReply()) {
+    finish({ScanResult::Kind::kError,
+            std::nullopt,
+            {},
+            "reply longer than " + std::to_string(protocol_->maxReply()) + " bytes"});
+    return;
+  }
+  reply_.append(bytes);
+  ScanResult result = protocol_->parseReply(reply_, false);
+  if (result.kind != ScanResult::Kind::kIncomplete) finish(std::move(result));
+}
+
+void ScannerFilter::onEnd(ConnectionEnd end, std::string_view detail) {
+  // A reply that came before the end still counts (clamd answers its size-limit error and
+  // closes while we are still writing).
+  if (end != ConnectionEnd::kTimeout && !reply_.empty()) {
+    ScanResult result = protocol_->parseReply(reply_, true);
+    if (result.kind != ScanResult::Kind::kIncomplete) {
+      finish(std::move(result));
+      return;
+    }
+  }
+  std::string error = std::string(connectionEndName(end)) + ": " + sanitizeScannerText(detail);
+  if (end == ConnectionEnd::kClosed) error = "closed without a reply";
+  finish({ScanResult::Kind::kError, std::nullopt, {}, std::move(error)});
+}
+
+void ScannerFilter::finish(ScanResult result) {
+  cancel();
+  const std::int64_t ms = elapsedMs();
+  const std::string name(protocol_->scannerName());
+  const bool failed = result.kind != ScanResult::Kind::kDone || !result.verdict;
+  const auto now = std::chrono::steady_clock::now();
+  const CircuitBreaker::Change change =
+      failed ? shared_->breaker.recordFailure(now) : shared_->breaker.recordSuccess();
+  if (context_.log != nullptr) {
+    if (failed) {
+      context_.log->warn(
+          sessionId_, "event=scan filter=" + name + " scan=error error=" + logQuote(result.error) +
+                          " size=" + std::to_string(size_) + " time=" + std::to_string(ms) + "ms");
+    } else {
+      context_.log->info(sessionId_, "event=scan filter=" + name + " " + result.summary +
+                                         " size=" + std::to_string(size_) +
+                                         " time=" + std::to_string(ms) + "ms");
+    }
+    if (change == CircuitBreaker::Change::kOpened) {
+      context_.log->warn(sessionId_, "event=scanner-circuit-open filter=" + name + " open_for=" +
+                                         std::to_string(config_->breaker.openFor.count()) + "ms");
+    } else if (change == CircuitBreaker::Change::kClosed) {
+      context_.log->info(sessionId_, "event=scanner-circuit-closed filter=" + name);
+    }
+  }
+  Next next = std::move(next_);
+  if (failed) {
+    next.fail(name + " " + (result.error.empty() ? "failed" : result.error));
+  } else {
+    next(withTime(*result.verdict, ms));
+  }
+}
+
+FilterCreator makeScannerCreator(const std::shared_ptr<const ScannerConfig>& config,
+                                 const std::shared_ptr<const ScanProtocol>& protocol) {
+  auto shared = std::make_shared<ScannerShared>(*config);
+  return [config, protocol, shared](const FilterContext& context) -> std::unique_ptr<Filter> {
+    return std::make_unique<ScannerFilter>(config, protocol, shared, context);
+  };
+}
+
+FilterTraits scannerTraits() {
+  FilterTraits traits;
+  traits.timesItself = true;
+  // The sender retries; 4.7.1 like the rest of our policy answers (the default).
+  traits.failureReply =
+      Reply::transient(451, "4.7.1", "Message could not be scanned, try again later");
+  return traits;
+}
+
+}  // namespace portcullis
