@@ -570,7 +570,8 @@ TEST(Config, CommandLineOverridesTheFile) {
 // that declares the same traits (a third-party filter gets the same treatment).
 class TraitsFactory final : public FilterFactory {
  public:
-  TraitsFactory(std::string name, FilterTraits traits) : name_(std::move(name)), traits_(traits) {}
+  TraitsFactory(std::string name, FilterTraits traits)
+      : name_(std::move(name)), traits_(std::move(traits)) {}
   std::string_view name() const override { return name_; }
   FilterTraits traits() const override { return traits_; }
   FilterCreator configure(const ConfigSection&) const override {
