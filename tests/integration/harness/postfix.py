@@ -266,7 +266,12 @@ maximal_backoff_time = 2s
         if not self.conf_dir or not os.path.isdir(self.conf_dir):
             return
         pid = self.master_pid()
-        self._postfix("stop", check=False)
+        try:
+            self._postfix("stop", check=False, timeout=30)
+        except subprocess.TimeoutExpired:
+            # Seen on a loaded machine: postfix-script's own `master -t` check hung (it logs
+            # through postlogd, which may be gone by then). The master is killed below.
+            pass
         if pid is None:
             return
         try:
