@@ -10,6 +10,7 @@
 #include "filters/recipients/recipients_filter.h"
 #include "filters/sender_domain/sender_domain_filter.h"
 #include "filters/size/size_filter.h"
+#include "filters/spamd/spamd_filter.h"
 #include "portcullis/filter_registry.h"
 
 namespace portcullis {
@@ -23,6 +24,7 @@ void registerBuiltinFilters(FilterRegistry& registry) {
   registry.add(std::make_unique<SenderDomainFilterFactory>());
   registry.add(std::make_unique<HeaderChecksFilterFactory>());
   registry.add(std::make_unique<ClamdFilterFactory>());
+  registry.add(std::make_unique<SpamdFilterFactory>());
 }
 
 }  // namespace portcullis
