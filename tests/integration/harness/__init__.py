@@ -12,6 +12,8 @@ started through HarnessTestCase.start() so that cleanup is automatic:
     SlowDns     tests/fixtures/dns/slowdns.py (delays, NXDOMAIN, SERVFAIL, drops)
     Clamd       clamd with a private one-signature database (EICAR), TCP and unix socket
     FakeClamd   scripted misbehaving clamd (stalls, garbage, hostile names)
+    Spamd       SpamAssassin's spamd with -L, packaged rules and a private home, TCP and unix
+    FakeSpamd   scripted misbehaving spamd (stalls, garbage, error status, hostile symbols)
     HAProxy     haproxy (mode tcp) in front of a backend, sending PROXY v1/v2
     Portcullis  the daemon under test with a generated config
     RawClient, send_mail, make_message    SMTP client helpers
@@ -32,11 +34,13 @@ from .process import REPO_ROOT, Fixture, wait_until
 from .smtp import (RawClient, SmtpProtocolError, dot_stuff, make_message, send_mail,
                    without_ref)
 from .smtpsink import SinkMessage, SmtpSink
+from .spamd import GTUBE, FakeSpamd, Spamd, spamc
 from .testcase import DaemonTestCase, HarnessTestCase
 from .tls import Certs, make_certs
 
 __all__ = [
-    "Certs", "Clamd", "DEFAULT_CAPS", "EICAR", "FakeClamd", "instream", "DaemonTestCase", "DnsResponse", "FakeSmtp", "Fixture", "HAProxy", "HarnessTestCase",
+    "Certs", "Clamd", "DEFAULT_CAPS", "EICAR", "FakeClamd", "instream", "DaemonTestCase", "DnsResponse", "FakeSmtp",
+    "FakeSpamd", "GTUBE", "Spamd", "spamc", "Fixture", "HAProxy", "HarnessTestCase",
     "Portcullis", "Postfix", "REPO_ROOT", "RawClient", "SinkMessage", "SlowDns",
     "SmtpProtocolError", "SmtpSink", "Unbound", "deep_merge", "default_binary", "dns_query", "dot_stuff",
     "free_port", "ipv6_loopback_usable", "is_listening", "make_certs", "make_message", "parse_kv", "run_binary",
