@@ -7,9 +7,10 @@
 # exits in well under a second (no apt-get update). Postfix is installed without its debconf
 # dialog ("No configuration": no /etc/postfix/main.cf, the tests run private instances).
 # Package maintainer scripts are kept from starting system daemons (postfix, unbound,
-# redis-server, haproxy, clamav-daemon, clamav-freshclam) with a temporary /usr/sbin/policy-rc.d,
-# so nothing ends up bound to ports 25, 53 or 6379 where it could collide with tests or leak
-# queries, and freshclam never fetches signatures.
+# redis-server, haproxy, clamav-daemon, clamav-freshclam, spamd) with a temporary
+# /usr/sbin/policy-rc.d, so nothing ends up bound to ports 25, 53 or 6379 where it could
+# collide with tests or leak queries, freshclam never fetches signatures and sa-update never
+# fetches rules.
 set -euo pipefail
 
 PACKAGES=(
@@ -25,8 +26,11 @@ PACKAGES=(
   # clamd for test_clamd (a private instance with a one-signature database). freshclam comes
   # with it and is kept from running like the other services: no test may reach the network.
   clamav-daemon clamav-freshclam
+  # spamd for test_spamd (a private instance with -L, the packaged rules and a private home).
+  # Its service and the daily sa-update timer are kept off like the others.
+  spamassassin spamd spamc
 )
-SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam)
+SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam spamd)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-deps: must run as root (sudo $0)" >&2
@@ -80,6 +84,12 @@ for svc in "${SERVICES[@]}"; do
     service "$svc" stop >/dev/null 2>&1 || true
   fi
 done
+# spamassassin's daily maintenance timer runs sa-update, which fetches rules from the network.
+if [[ " ${missing[*]} " == *" spamassassin "* && -d /run/systemd/system ]] &&
+  command -v systemctl >/dev/null; then
+  systemctl disable --now spamassassin-maintenance.timer >/dev/null 2>&1 &&
+    echo "install-deps: disabled spamassassin-maintenance.timer (sa-update reaches the network)"
+fi
 if command -v ss >/dev/null && ss -Hltnu 2>/dev/null | awk '{print $5}' | grep -Eq ':(25|53|6379)$'; then
   echo "install-deps: warning: something listens on port 25, 53 or 6379:" >&2
   ss -Hltnup 2>/dev/null | grep -E ':(25|53|6379) ' >&2 || true
