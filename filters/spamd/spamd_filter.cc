@@ -2,6 +2,7 @@
 
 #include "filters/spamd/spamd_filter.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -47,11 +48,9 @@ bool isDigit(char c) { return c >= '0' && c <= '9'; }
 // A SpamAssassin rule name: letters, digits, underscores (Mail::SpamAssassin::Conf).
 bool isSymbol(std::string_view s) {
   if (s.empty() || s.size() > kMaxSymbol) return false;
-  for (const char c : s) {
-    const bool ok = isDigit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-    if (!ok) return false;
-  }
-  return true;
+  return std::ranges::all_of(s, [](char c) {
+    return isDigit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+  });
 }
 
 // "-?DIGITS(.DIGITS)?", as spamd prints its scores; nullopt for anything else.
