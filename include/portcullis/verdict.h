@@ -2,7 +2,8 @@
 // Verdict: what a filter decides at a stage. Named constructors only; a Verdict always carries
 // a reply that matches its kind (tempfail -> 4xx, reject -> 5xx, disconnect -> 421/554).
 // The reply is what the client sees (short); `reason` is for the log (full detail).
-// Header additions travel with an end-of-message verdict. Pure value type.
+// Header additions, removals and replacements travel with an end-of-message verdict. Pure value
+// type.
 
 #include <optional>
 #include <string>
@@ -29,6 +30,20 @@ struct HeaderField {
   bool operator==(const HeaderField&) const = default;
 };
 
+// A change to the client's own header block. Names match case-insensitively (RFC 5322 1.2.2).
+struct HeaderEdit {
+  enum class Kind {
+    kRemove,   // drop fields named `name`: `occurrence` 0 = every one, n > 0 = the n-th from the
+               // top, n < 0 = the n-th from the bottom (rspamd's milter.remove_headers numbering)
+    kReplace,  // the first field named `name` gets `value`, in place; added on top if there is none
+  };
+  Kind kind = Kind::kRemove;
+  std::string name;
+  std::string value;
+  int occurrence = 0;
+  bool operator==(const HeaderEdit&) const = default;
+};
+
 class Verdict {
  public:
   static Verdict proceed();
@@ -41,11 +56,17 @@ class Verdict {
   // Adds a header to the message (honoured at end_of_headers and end_of_message). Name and
   // value are sanitised and folded by the core before they reach the MTA.
   Verdict& addHeader(std::string name, std::string value);
+  // Changes the client's header block (honoured at end_of_message only). Edits apply to the
+  // header block as the client sent it, in the order filters gave them; headers added by
+  // filters and our own trace header are never edited. The body is never touched.
+  Verdict& removeHeader(std::string name, int occurrence = 0);
+  Verdict& replaceHeader(std::string name, std::string value);
 
   VerdictKind kind() const { return kind_; }
   const std::optional<Reply>& reply() const { return reply_; }
   const std::string& reason() const { return reason_; }
   const std::vector<HeaderField>& headers() const { return headers_; }
+  const std::vector<HeaderEdit>& headerEdits() const { return edits_; }
   bool isContinue() const { return kind_ == VerdictKind::kContinue; }
 
  private:
@@ -56,6 +77,7 @@ class Verdict {
   std::optional<Reply> reply_;
   std::string reason_;
   std::vector<HeaderField> headers_;
+  std::vector<HeaderEdit> edits_;
 };
 
 }  // namespace portcullis

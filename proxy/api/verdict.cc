@@ -78,4 +78,14 @@ Verdict& Verdict::addHeader(std::string name, std::string value) {
   return *this;
 }
 
+Verdict& Verdict::removeHeader(std::string name, int occurrence) {
+  edits_.push_back({HeaderEdit::Kind::kRemove, std::move(name), {}, occurrence});
+  return *this;
+}
+
+Verdict& Verdict::replaceHeader(std::string name, std::string value) {
+  edits_.push_back({HeaderEdit::Kind::kReplace, std::move(name), std::move(value), 0});
+  return *this;
+}
+
 }  // namespace portcullis

@@ -276,6 +276,7 @@ void FilterChain::apply(const Slot& slot, std::optional<Verdict> verdict,
   }
 
   for (const auto& h : verdict->headers()) outcome_.headers.push_back(h);
+  for (const auto& e : verdict->headerEdits()) outcome_.edits.push_back(e);
   switch (verdict->kind()) {
     case VerdictKind::kContinue:
       return;

@@ -51,6 +51,7 @@ struct ChainOutcome {
   std::string filter;                         // who decided
   std::string reason;
   std::vector<HeaderField> headers;  // to add to the message (end_of_headers/end_of_message)
+  std::vector<HeaderEdit> edits;     // to the client's header block (end_of_message)
 };
 
 class FilterChain {
