@@ -5,15 +5,11 @@
 #include <algorithm>
 #include <utility>
 
+#include "filters/scanner/stream_exchange.h"
 #include "portcullis/log.h"
 
 namespace portcullis {
 namespace {
-
-// One read from the spool, and how much may wait in the socket's output before we pause
-// (the watermark backpressure of libevent's le-proxy sample).
-constexpr std::size_t kChunk = 64 * 1024;
-constexpr std::size_t kHighWater = 256 * 1024;
 
 // The verdict with " time=Nms" added to its reason, so the reject line shows the scan time.
 Verdict withTime(const Verdict& v, std::int64_t ms) {
@@ -41,24 +37,31 @@ Verdict withTime(const Verdict& v, std::int64_t ms) {
       break;
   }
   for (const HeaderField& h : v.headers()) out->addHeader(h.name, h.value);
+  for (const HeaderEdit& e : v.headerEdits()) {
+    if (e.kind == HeaderEdit::Kind::kRemove) {
+      out->removeHeader(e.name, e.occurrence);
+    } else {
+      out->replaceHeader(e.name, e.value);
+    }
+  }
   return *out;
 }
 
 }  // namespace
 
 ScannerFilter::ScannerFilter(std::shared_ptr<const ScannerConfig> config,
-                             std::shared_ptr<const ScanProtocol> protocol,
+                             std::shared_ptr<const ScanClient> client,
                              std::shared_ptr<ScannerShared> shared, const FilterContext& context)
     : config_(std::move(config)),
-      protocol_(std::move(protocol)),
+      client_(std::move(client)),
       shared_(std::move(shared)),
       context_(context) {}
 
 ScannerFilter::~ScannerFilter() { cancel(); }
 
 void ScannerFilter::cancel() {
-  // The connection first (it may call back into us), then the turn (which may wake another).
-  connection_.reset();
+  // The exchange first (it may call back into us), then the turn (which may wake another).
+  exchange_.reset();
   deadline_.reset();
   failLater_.reset();
   slot_.reset();
@@ -84,10 +87,7 @@ void ScannerFilter::onEndOfMessage(const SessionView& s, Next next) {
   started_ = std::chrono::steady_clock::now();
   reader_ = s.message().reader();
   size_ = reader_ != nullptr ? reader_->size() : 0;
-  offset_ = 0;
-  trailerSent_ = false;
-  reply_.clear();
-  const std::string name(protocol_->scannerName());
+  const std::string name(client_->scannerName());
 
   if (reader_ == nullptr || size_ > config_->maxSize) {
     if (context_.log != nullptr) {
@@ -98,8 +98,8 @@ void ScannerFilter::onEndOfMessage(const SessionView& s, Next next) {
     next_(Verdict::proceed());
     return;
   }
-  if (context_.connector == nullptr || context_.timers == nullptr) {
-    failNow("no connector");
+  if (context_.timers == nullptr) {
+    failNow("no timers");
     return;
   }
   if (!shared_->breaker.allow(std::chrono::steady_clock::now())) {
@@ -130,72 +130,14 @@ void ScannerFilter::failNow(std::string error) {
 }
 
 void ScannerFilter::onTurn() {
-  connection_ = context_.connector->connect(config_->address, config_->timeout, *this);
-  connection_->write(protocol_->request(*session_, size_));
-  pump();
-}
-
-void ScannerFilter::pump() {
-  // Reads the spool a chunk at a time while the socket's output is below the high-water mark;
-  // onDrained() resumes. A spooled file is never read whole.
-  std::string framed;
-  std::string chunk;
-  while (connection_ && offset_ < size_ && connection_->pendingWrite() < kHighWater) {
-    chunk.resize(static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, size_ - offset_)));
-    const std::size_t n = reader_->read(offset_, chunk.data(), chunk.size());
-    if (n == 0) {
-      failNow("cannot read the spooled message at offset " + std::to_string(offset_));
-      connection_.reset();
-      return;
-    }
-    offset_ += n;
-    framed.clear();
-    protocol_->frameChunk(std::string_view(chunk.data(), n), framed);
-    connection_->write(framed);
-  }
-  if (connection_ && offset_ == size_ && !trailerSent_) {
-    trailerSent_ = true;
-    connection_->write(protocol_->trailer());
-    connection_->setReadTimeout(config_->timeout);
-  }
-}
-
-void ScannerFilter::onConnected() {}
-
-void ScannerFilter::onDrained() { pump(); }
-
-void ScannerFilter::onReceived(std::string_view bytes) {
-  if (reply_.size() + bytes.size() > protocol_->maxReply()) {
-    finish({ScanResult::Kind::kError,
-            std::nullopt,
-            {},
-            "reply longer than " + std::to_string(protocol_->maxReply()) + " bytes"});
-    return;
-  }
-  reply_.append(bytes);
-  ScanResult result = protocol_->parseReply(reply_, false);
-  if (result.kind != ScanResult::Kind::kIncomplete) finish(std::move(result));
-}
-
-void ScannerFilter::onEnd(ConnectionEnd end, std::string_view detail) {
-  // A reply that came before the end still counts (clamd answers its size-limit error and
-  // closes while we are still writing).
-  if (end != ConnectionEnd::kTimeout && !reply_.empty()) {
-    ScanResult result = protocol_->parseReply(reply_, true);
-    if (result.kind != ScanResult::Kind::kIncomplete) {
-      finish(std::move(result));
-      return;
-    }
-  }
-  std::string error = std::string(connectionEndName(end)) + ": " + sanitizeScannerText(detail);
-  if (end == ConnectionEnd::kClosed) error = "closed without a reply";
-  finish({ScanResult::Kind::kError, std::nullopt, {}, std::move(error)});
+  exchange_ = client_->start({*session_, *reader_, size_, config_->timeout, context_},
+                             [this](ScanResult result) { finish(std::move(result)); });
 }
 
 void ScannerFilter::finish(ScanResult result) {
   cancel();
   const std::int64_t ms = elapsedMs();
-  const std::string name(protocol_->scannerName());
+  const std::string name(client_->scannerName());
   const bool failed = result.kind != ScanResult::Kind::kDone || !result.verdict;
   const auto now = std::chrono::steady_clock::now();
   const CircuitBreaker::Change change =
@@ -226,11 +168,16 @@ void ScannerFilter::finish(ScanResult result) {
 }
 
 FilterCreator makeScannerCreator(const std::shared_ptr<const ScannerConfig>& config,
-                                 const std::shared_ptr<const ScanProtocol>& protocol) {
+                                 const std::shared_ptr<const ScanClient>& client) {
   auto shared = std::make_shared<ScannerShared>(*config);
-  return [config, protocol, shared](const FilterContext& context) -> std::unique_ptr<Filter> {
-    return std::make_unique<ScannerFilter>(config, protocol, shared, context);
+  return [config, client, shared](const FilterContext& context) -> std::unique_ptr<Filter> {
+    return std::make_unique<ScannerFilter>(config, client, shared, context);
   };
+}
+
+FilterCreator makeScannerCreator(const std::shared_ptr<const ScannerConfig>& config,
+                                 const std::shared_ptr<const ScanProtocol>& protocol) {
+  return makeScannerCreator(config, makeStreamScanClient(protocol, config->address));
 }
 
 FilterTraits scannerTraits() {
