@@ -6,6 +6,7 @@
 // local; errors are sticky and reported through ok()/error() (the session answers 451).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,11 @@ class Spool final : public ByteSink, public MessageReader {
   const std::string& path() const { return path_; }
   // The whole message when inMemory().
   std::string_view memory() const { return memory_; }
+  // MessageReader's zero-copy accessors: the memory, or the spool file.
+  std::optional<std::string_view> contiguous() const override {
+    return inMemory() ? std::optional<std::string_view>(memory_) : std::nullopt;
+  }
+  int fileDescriptor() const override { return fd_; }
 
  private:
   void spill();
