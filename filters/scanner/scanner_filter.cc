@@ -17,31 +17,8 @@ constexpr std::size_t kHighWater = 256 * 1024;
 
 // The verdict with " time=Nms" added to its reason, so the reject line shows the scan time.
 Verdict withTime(const Verdict& v, std::int64_t ms) {
-  const std::string reason =
-      v.reason() + (v.reason().empty() ? "" : " ") + "time=" + std::to_string(ms) + "ms";
-  std::optional<Verdict> out;
-  switch (v.kind()) {
-    case VerdictKind::kTempfail:
-      out = Verdict::tempfail(*v.reply(), reason);
-      break;
-    case VerdictKind::kReject:
-      out = Verdict::reject(*v.reply(), reason);
-      break;
-    case VerdictKind::kDisconnect:
-      out = Verdict::disconnect(*v.reply(), reason);
-      break;
-    case VerdictKind::kDiscard:
-      out = Verdict::discard(reason);
-      break;
-    case VerdictKind::kAccept:
-      out = Verdict::accept(reason);
-      break;
-    case VerdictKind::kContinue:
-      out = Verdict::proceed();
-      break;
-  }
-  for (const HeaderField& h : v.headers()) out->addHeader(h.name, h.value);
-  return *out;
+  return v.withReason(v.reason() + (v.reason().empty() ? "" : " ") + "time=" + std::to_string(ms) +
+                      "ms");
 }
 
 }  // namespace
