@@ -198,7 +198,10 @@ void ScannerFilter::finish(ScanResult result) {
   if (failed) {
     next.fail(name + " " + (result.error.empty() ? "failed" : result.error));
   } else {
-    next(withTime(*result.verdict, ms));
+    // A clean or tagged message says what the scan found too: the session line shows it.
+    Verdict& v = *result.verdict;
+    if (v.isContinue() && v.reason().empty()) v = v.withReason(result.summary);
+    next(withTime(v, ms));
   }
 }
 

@@ -118,6 +118,9 @@ class RealSpamdTest(SpamdTest):
         self.assert_tagged(self.delivered(1)[0], sent)
         pc.wait_for_log(r"event=scan filter=spamd scan=spam score=\d+\.\d required=5\.0 "
                         r"tests=\"[^\"]*GTUBE")
+        # The session line names the scanner, its verdict, the score and the scan time.
+        pc.wait_for_log(r"event=session .*verdicts=\"spamd@end_of_message:continue\[scan=spam "
+                        r"score=\d+\.\d required=5\.0 tests=[^]]*time=\d+ms\]")
 
     def test_gtube_tagged_over_unix_socket_with_report(self):
         pc = self.portcullis(address=self.spamd.unix_address, command="report")
