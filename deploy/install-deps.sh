@@ -20,7 +20,7 @@ PACKAGES=(
   libevent-dev libmilter-dev libldns-dev ldnsutils libspdlog-dev libgtest-dev libgmock-dev
   libssl-dev libyaml-cpp-dev libhiredis-dev libpcre2-dev zlib1g-dev
   # test peers and tools
-  python3 postfix swaks libnet-ssleay-perl libio-socket-ssl-perl unbound haproxy redis-server openssl
+  python3 python3-dkim postfix swaks libnet-ssleay-perl libio-socket-ssl-perl unbound haproxy redis-server openssl
   iproute2 util-linux procps bsdutils
   rsyslog logrotate  # test_log_outputs runs private ones (a socket, a state file of its own)
   # clamd for test_clamd (a private instance with a one-signature database). freshclam comes

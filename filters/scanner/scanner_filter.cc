@@ -13,38 +13,8 @@ namespace {
 
 // The verdict with " time=Nms" added to its reason, so the reject line shows the scan time.
 Verdict withTime(const Verdict& v, std::int64_t ms) {
-  const std::string reason =
-      v.reason() + (v.reason().empty() ? "" : " ") + "time=" + std::to_string(ms) + "ms";
-  std::optional<Verdict> out;
-  switch (v.kind()) {
-    case VerdictKind::kTempfail:
-      out = Verdict::tempfail(*v.reply(), reason);
-      break;
-    case VerdictKind::kReject:
-      out = Verdict::reject(*v.reply(), reason);
-      break;
-    case VerdictKind::kDisconnect:
-      out = Verdict::disconnect(*v.reply(), reason);
-      break;
-    case VerdictKind::kDiscard:
-      out = Verdict::discard(reason);
-      break;
-    case VerdictKind::kAccept:
-      out = Verdict::accept(reason);
-      break;
-    case VerdictKind::kContinue:
-      out = Verdict::proceed();
-      break;
-  }
-  for (const HeaderField& h : v.headers()) out->addHeader(h.name, h.value);
-  for (const HeaderEdit& e : v.headerEdits()) {
-    if (e.kind == HeaderEdit::Kind::kRemove) {
-      out->removeHeader(e.name, e.occurrence);
-    } else {
-      out->replaceHeader(e.name, e.value);
-    }
-  }
-  return *out;
+  return v.withReason(v.reason() + (v.reason().empty() ? "" : " ") + "time=" + std::to_string(ms) +
+                      "ms");
 }
 
 }  // namespace
@@ -163,7 +133,10 @@ void ScannerFilter::finish(ScanResult result) {
   if (failed) {
     next.fail(name + " " + (result.error.empty() ? "failed" : result.error));
   } else {
-    next(withTime(*result.verdict, ms));
+    // A clean or tagged message says what the scan found too: the session line shows it.
+    Verdict& v = *result.verdict;
+    if (v.isContinue() && v.reason().empty()) v = v.withReason(result.summary);
+    next(withTime(v, ms));
   }
 }
 

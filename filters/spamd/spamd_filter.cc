@@ -3,6 +3,7 @@
 #include "filters/spamd/spamd_filter.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -267,6 +268,12 @@ std::string formatSpamScore(double score) {
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("0.0");
 }
 
+// The headers spamassassin writes (Mail::SpamAssassin::Conf "add_header" defaults and
+// spamass-milter's), which only the scanner may set.
+constexpr std::array<std::string_view, 6> kSpamHeaders = {
+    "X-Spam-Flag",  "X-Spam-Score",  "X-Spam-Status",
+    "X-Spam-Level", "X-Spam-Report", "X-Spam-Checker-Version"};
+
 std::string spamStatusValue(const SpamdReply& reply) {
   std::string out = std::string(reply.spam ? "Yes" : "No") +
                     ", score=" + formatSpamScore(reply.score) +
@@ -298,14 +305,17 @@ ScanResult SpamdProtocol::parseReply(std::string_view reply, bool closed) const 
             "scan=reject " + reason,
             {}};
   }
+  // Whatever spamd said, the verdict headers the client wrote itself go, as spamassassin and
+  // spamass-milter remove them: a forged "X-Spam-Flag: NO" must not reach a delivery rule.
+  Verdict v = Verdict::proceed();
+  for (std::string_view name : kSpamHeaders) v.removeHeader(std::string(name));
   if (r.spam) {
-    Verdict v = Verdict::proceed();
     v.addHeader("X-Spam-Flag", "YES");
     v.addHeader("X-Spam-Score", formatSpamScore(r.score));
     v.addHeader("X-Spam-Status", spamStatusValue(r));
     return {ScanResult::Kind::kDone, std::move(v), "scan=spam " + scores + " " + tests, {}};
   }
-  return {ScanResult::Kind::kDone, Verdict::proceed(), "scan=clean " + scores, {}};
+  return {ScanResult::Kind::kDone, std::move(v), "scan=clean " + scores, {}};
 }
 
 FilterCreator SpamdFilterFactory::configure(const ConfigSection& section) const {

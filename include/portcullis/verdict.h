@@ -62,6 +62,9 @@ class Verdict {
   Verdict& removeHeader(std::string name, int occurrence = 0);
   Verdict& replaceHeader(std::string name, std::string value);
 
+  // The same verdict (reply, headers, edits) with another reason for the log.
+  Verdict withReason(std::string reason) const;
+
   VerdictKind kind() const { return kind_; }
   const std::optional<Reply>& reply() const { return reply_; }
   const std::string& reason() const { return reason_; }

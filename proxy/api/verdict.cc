@@ -78,6 +78,12 @@ Verdict& Verdict::addHeader(std::string name, std::string value) {
   return *this;
 }
 
+Verdict Verdict::withReason(std::string reason) const {
+  Verdict out = *this;
+  out.reason_ = std::move(reason);
+  return out;
+}
+
 Verdict& Verdict::removeHeader(std::string name, int occurrence) {
   edits_.push_back({HeaderEdit::Kind::kRemove, std::move(name), {}, occurrence});
   return *this;

@@ -246,6 +246,12 @@ void FilterChain::apply(const Slot& slot, std::optional<Verdict> verdict,
                                     451, "4.3.0", "Temporary failure, try again later")),
                                 error);
     record(slot, VerdictKind::kTempfail, verdict->reply(), error, false, false, true);
+  } else if (verdict->kind() == VerdictKind::kContinue && !verdict->reason().empty() &&
+             records_.size() < 64) {
+    // A filter that says why it let the message go (a scanner's "scan=clean score=1.2") is
+    // named on the session line, without an event=verdict line of its own.
+    records_.push_back({spec.label, stage_, VerdictKind::kContinue, 0, verdict->reason(),
+                        spec.mode == FilterMode::kObserve, false, false});
   } else if (verdict->kind() != VerdictKind::kContinue) {
     const bool observed = spec.mode == FilterMode::kObserve;
     const bool holdable = verdict->kind() == VerdictKind::kReject ||

@@ -138,7 +138,9 @@ class Session {
   void endOfData();
   [[nodiscard]] bool judgeHeaderBlock();  // false: refused, the reply is sent
   void afterEndOfHeaders(ChainOutcome first);
-  void deliver(const std::vector<HeaderField>& headers);
+  void deliver(const std::vector<HeaderField>& headers, const std::vector<HeaderEdit>& edits);
+  // Rewrites the client's header block into `head`; false when the session has answered.
+  bool editHeaders(const std::vector<HeaderEdit>& edits, MessageHead& head);
   std::string tlsReceivedValue() const;  // our TLS Received: trace header's value
   void finishData(const Reply& r, const ReplySource& source);
 

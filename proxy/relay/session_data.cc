@@ -12,6 +12,7 @@
 #include "proxy/relay/local_reply.h"
 #include "proxy/relay/session.h"
 #include "proxy/smtp/header_block.h"
+#include "proxy/smtp/header_edit.h"
 
 namespace portcullis {
 void Session::onData(const Command&) {
@@ -178,7 +179,9 @@ void Session::afterEndOfHeaders(ChainOutcome first) {
     }
     std::vector<HeaderField> headers = first.headers;
     headers.insert(headers.end(), o.headers.begin(), o.headers.end());
-    deliver(headers);
+    std::vector<HeaderEdit> edits = first.edits;
+    edits.insert(edits.end(), o.edits.begin(), o.edits.end());
+    deliver(headers, edits);
   });
 }
 
@@ -198,7 +201,8 @@ std::string Session::tlsReceivedValue() const {
          " cipher=" + view_.tls.cipher + " bits=" + std::to_string(view_.tls.bits) + "); " + date;
 }
 
-void Session::deliver(const std::vector<HeaderField>& headers) {
+void Session::deliver(const std::vector<HeaderField>& headers,
+                      const std::vector<HeaderEdit>& edits) {
   if (txn_->discard) {
     // A discard verdict: the client hears 250, the MTA hears nothing (its open transaction,
     // if any, is reset before the next MAIL).
@@ -214,16 +218,17 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
                ReplySource::local("oversized message reached delivery"));
     return;
   }
-  std::string prefix = std::move(txn_->traceHeader);  // the one the filters saw
+  MessageHead head{std::move(txn_->traceHeader), 0};  // the trace header the filters saw
   txn_->traceHeader.clear();
   for (const auto& h : headers) {
     if (auto line = formatHeader(h.name, h.value)) {
-      prefix += *line;
+      head.bytes += *line;
     } else {
       spdlog::warn("{} event=bad-header name={}", view_.id, logValue(h.name));
     }
   }
-  link_.message(*txn_->spool, std::move(prefix), [this](const UpstreamResult& r) {
+  if (!edits.empty() && !editHeaders(edits, head)) return;
+  link_.message(*txn_->spool, std::move(head), [this](const UpstreamResult& r) {
     if (!r.ok()) {
       upstreamFailed(r, UpstreamStep::kDot);
       return;
@@ -231,6 +236,29 @@ void Session::deliver(const std::vector<HeaderField>& headers) {
     if (r.reply->isPositive()) summary_.delivered();
     finishData(withEnhancedCode(*r.reply, "2.0.0"), ReplySource::mta());
   });
+}
+
+bool Session::editHeaders(const std::vector<HeaderEdit>& edits, MessageHead& head) {
+  // The client's header block is read back from the spool (bounded: judgeHeaderBlock refused
+  // a block over its limit), rewritten, and sent after our headers; the spool then continues
+  // from the separator line, so the body goes out byte for byte.
+  const HeaderBlock parsed = parseHeaderBlock(*txn_->spool, HeaderBlockLimits{});
+  std::string block(parsed.bytes, '\0');
+  if (parsed.status != HeaderBlock::Status::kOk ||
+      txn_->spool->read(0, block.data(), block.size()) != block.size()) {
+    finishData(localReply(451, "4.3.0", "Error: local error in processing, try again later"),
+               ReplySource::local("header block could not be read back for editing"));
+    return false;
+  }
+  EditedHeaderBlock edited = editHeaderBlock(block, edits);
+  for (const auto& name : edited.skipped) {
+    spdlog::warn("{} event=bad-header name={}", view_.id, logValue(name));
+  }
+  spdlog::info("{} event=header-edit removed={} replaced={} added={}", view_.id, edited.removed,
+               edited.replaced, edited.added);
+  head.bytes += edited.bytes;
+  head.spoolOffset = parsed.bytes;
+  return true;
 }
 
 }  // namespace portcullis

@@ -170,7 +170,7 @@ void Upstream::command(const std::string& line, Expect expect, Callback done) {
   send(line, expect, settings_.commandTimeout);
 }
 
-void Upstream::sendMessage(const Spool& spool, std::string prefix, Callback done) {
+void Upstream::sendMessage(const Spool& spool, MessageHead head, Callback done) {
   if (state_ != State::kReady) {
     done_ = std::move(done);
     failLater(UpstreamFailure::kClosed, "upstream not ready");
@@ -178,8 +178,8 @@ void Upstream::sendMessage(const Spool& spool, std::string prefix, Callback done
   }
   done_ = std::move(done);
   spool_ = &spool;
-  prefix_ = std::move(prefix);
-  offset_ = 0;
+  prefix_ = std::move(head.bytes);
+  offset_ = head.spoolOffset;
   stuffer_ = DotStuffer();
   enter(State::kBusy);
   send("DATA", Expect::kData, settings_.commandTimeout);
@@ -454,7 +454,8 @@ void Upstream::sendIdentity() {
 
 void Upstream::pumpMessage() {
   if (!prefix_.empty()) {
-    stream_->write(prefix_);
+    // Stuffed like the rest: a header name may begin with "." (RFC 5322 ftext allows it).
+    stuffer_.stuff(prefix_, [this](std::string_view s) { stream_->write(s); });
     prefix_.clear();
   }
   const std::uint64_t size = spool_->size();

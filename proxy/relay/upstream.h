@@ -77,6 +77,14 @@ struct UpstreamResult {
   bool ok() const { return failure == UpstreamFailure::kNone; }
 };
 
+// What goes to the MTA ahead of the spooled bytes: our headers (our trace header, filters'
+// additions and, when filters edited it, the client's rewritten header block), and the spool
+// offset the rest is sent from (0, or the start of the separator line after an edited block).
+struct MessageHead {
+  std::string bytes;
+  std::uint64_t spoolOffset = 0;
+};
+
 // One SMTP connection to the MTA, as the session's UpstreamLink and the server's pool see it.
 // Upstream is the real one; tests use a scripted fake (tests/unit/relay/fakes.h).
 class UpstreamConnection {
@@ -89,9 +97,10 @@ class UpstreamConnection {
   virtual void open(const XclientIdentity& identity, Callback done) = 0;
   // One command line (no CRLF), one reply.
   virtual void command(const std::string& line, Expect expect, Callback done) = 0;
-  // DATA, then (after 354) `prefix` (our added headers) and the spooled message with our own
-  // dot-stuffing, then the final dot; `done` gets the reply to the dot (or to DATA if negative).
-  virtual void sendMessage(const Spool& spool, std::string prefix, Callback done) = 0;
+  // DATA, then (after 354) `head.bytes` and the spooled message from `head.spoolOffset`, all
+  // with our own dot-stuffing, then the final dot; `done` gets the reply to the dot (or to DATA
+  // if negative).
+  virtual void sendMessage(const Spool& spool, MessageHead head, Callback done) = 0;
   // Polite close: QUIT without waiting for the reply.
   virtual void quit() = 0;
 
@@ -136,7 +145,7 @@ class Upstream final : public UpstreamConnection {
 
   void open(const XclientIdentity& identity, Callback done) override;
   void command(const std::string& line, Expect expect, Callback done) override;
-  void sendMessage(const Spool& spool, std::string prefix, Callback done) override;
+  void sendMessage(const Spool& spool, MessageHead head, Callback done) override;
   void quit() override;
   void reidentify(const XclientIdentity& identity, Callback done) override;
   bool reusable(std::uint32_t maxReuse) const override;

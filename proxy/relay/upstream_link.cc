@@ -135,11 +135,11 @@ void UpstreamLink::rcpt(const std::string& line, Done done) {
   conn_->command(line, Expect::kRcpt, std::move(done));
 }
 
-void UpstreamLink::message(const Spool& spool, std::string prefix, Done done) {
+void UpstreamLink::message(const Spool& spool, MessageHead head, Done done) {
   if (keepaliveInFlight_) {
     // The NOOP's reply comes first; then the message goes.
-    afterKeepalive_ = [this, &spool, prefix = std::move(prefix), done]() mutable {
-      message(spool, std::move(prefix), std::move(done));
+    afterKeepalive_ = [this, &spool, head = std::move(head), done]() mutable {
+      message(spool, std::move(head), std::move(done));
     };
     return;
   }
@@ -149,7 +149,7 @@ void UpstreamLink::message(const Spool& spool, std::string prefix, Done done) {
     });
     return;
   }
-  conn_->sendMessage(spool, std::move(prefix), [this, done](UpstreamResult r) {
+  conn_->sendMessage(spool, std::move(head), [this, done](UpstreamResult r) {
     if (r.ok()) {
       // Whatever the reply, the MTA's transaction is over unless DATA itself was refused;
       // resetting before the next MAIL is harmless either way.

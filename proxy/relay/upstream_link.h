@@ -60,7 +60,7 @@ class UpstreamLink {
   // RCPT TO on the open transaction.
   void rcpt(const std::string& line, Done done);
   // The message (after any keepalive NOOP in flight has its reply).
-  void message(const Spool& spool, std::string prefix, Done done);
+  void message(const Spool& spool, MessageHead head, Done done);
 
   // While the client sends DATA: NOOP every `keepalive` so the MTA does not time out.
   void startKeepalive();

@@ -88,6 +88,8 @@ class RealClamdTest(ClamdTest):
         pc.wait_for_log(r"event=verdict stage=end_of_message filter=clamd verdict=reject "
                         r"code=554 .*virus=.*" + re.escape(EICAR_NAME))
         pc.wait_for_log(r"event=scan filter=clamd scan=found virus=\\?\"?" + re.escape(EICAR_NAME))
+        pc.wait_for_log(r"event=session .*verdicts=\"clamd@end_of_message:reject:554\[virus=.*"
+                        + re.escape(EICAR_NAME) + r".*time=\d+ms\]")
         # A clean message afterwards arrives, and only it.
         self.assertEqual(send(pc, subject="after")[0], 250)
         self.assertEqual(self.delivered_subjects(1), ["after"])
@@ -103,6 +105,8 @@ class RealClamdTest(ClamdTest):
         self.assertEqual(send(pc, subject="clean")[0], 250)
         self.assertEqual(self.delivered_subjects(1), ["clean"])
         pc.wait_for_log(r"event=scan filter=clamd scan=clean size=\d+")
+        pc.wait_for_log(r"event=session .*verdicts=\"?clamd@end_of_message:continue"
+                        r"\[scan=clean time=\d+ms\]")
 
     def test_over_stream_max_length_tempfails_by_default(self):
         pc = self.portcullis(address=self.clamd.address)

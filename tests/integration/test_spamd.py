@@ -10,12 +10,21 @@ on_error (451 4.7.1 by default, delivered with on_error: continue), portcullis k
 and the circuit breaker opens after its failures and closes again after open_for.
 """
 
+import base64
 import email.utils
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 import unittest
+
+try:
+    import dkim
+except ImportError:  # Debian's python3-dkim, under a python3 that is not Debian's own
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import dkim
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (GTUBE, FakeSpamd, HarnessTestCase, Portcullis, Postfix,  # noqa: E402
@@ -109,6 +118,9 @@ class RealSpamdTest(SpamdTest):
         self.assert_tagged(self.delivered(1)[0], sent)
         pc.wait_for_log(r"event=scan filter=spamd scan=spam score=\d+\.\d required=5\.0 "
                         r"tests=\"[^\"]*GTUBE")
+        # The session line names the scanner, its verdict, the score and the scan time.
+        pc.wait_for_log(r"event=session .*verdicts=\"spamd@end_of_message:continue\[scan=spam "
+                        r"score=\d+\.\d required=5\.0 tests=[^]]*time=\d+ms\]")
 
     def test_gtube_tagged_over_unix_socket_with_report(self):
         pc = self.portcullis(address=self.spamd.unix_address, command="report")
@@ -144,6 +156,46 @@ class RealSpamdTest(SpamdTest):
         self.assertEqual(send(pc, gtube_message("observed"))[0], 250)
         self.assertEqual(len(self.delivered(1)), 1)
         pc.wait_for_log(r"event=observe stage=end_of_message filter=spamd verdict=reject")
+
+
+    def test_forged_verdict_headers_go_and_a_dkim_signature_still_verifies(self):
+        # The client forges spamassassin's own verdict; spamd's verdict replaces it. Only the
+        # header block is rewritten: a header whose name starts with "." keeps it (our
+        # dot-stuffing covers the rewritten block too) and the DKIM signature on the body and
+        # the signed headers still verifies in the Maildir copy.
+        with tempfile.TemporaryDirectory() as tmp:
+            key = os.path.join(tmp, "key.pem")
+            subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True,
+                           capture_output=True)
+            pub = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform", "DER"],
+                                 check=True, capture_output=True).stdout
+            with open(key, "rb") as f:
+                private = f.read()
+        unsigned = make_message(
+            "sender@client.test", "user@test.local", subject="forged",
+            body=f"This is the GTUBE test.\r\n.a line with a dot\r\n\r\n{GTUBE}\r\n",
+            headers={"Date": email.utils.formatdate(localtime=False),
+                     "X-Spam-Flag": "NO", "X-Spam-Status": "No, score=-100 forged",
+                     ".Dotted": "kept"})
+        signature = dkim.sign(unsigned, b"test", b"client.test", private,
+                              include_headers=[b"From", b"To", b"Subject", b"Date"])
+        sent = signature + unsigned
+        pc = self.portcullis(address=self.spamd.address)
+        stuffed = re.sub(rb"(^|\r\n)\.", rb"\1..", sent)
+        self.assertEqual(send(pc, stuffed)[0], 250)
+        raw = self.delivered(1)[0]
+        self.assert_tagged(raw, sent)
+        head, _ = split_message(raw)
+        self.assertEqual(head.count(b"X-Spam-Flag:"), 1, head)
+        self.assertEqual(head.count(b"X-Spam-Status:"), 1, head)
+        self.assertNotIn(b"score=-100", head)
+        self.assertRegex(head, rb"\n\.Dotted: kept(\n|$)")
+        record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)
+
+        def dns(name, timeout=5):
+            return record if name == b"test._domainkey.client.test." else None
+        self.assertTrue(dkim.verify(raw.replace(b"\n", b"\r\n"), dnsfunc=dns))
+        pc.wait_for_log(r"event=header-edit removed=2 replaced=0 added=0")
 
 
 class FakeSpamdTest(SpamdTest):

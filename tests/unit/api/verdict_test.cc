@@ -63,6 +63,22 @@ TEST(Verdict, HeadersTravelInOrder) {
   EXPECT_EQ(v.headers(), (std::vector<HeaderField>{{"X-A", "1"}, {"X-B", "2"}}));
 }
 
+TEST(Verdict, EditsTravelInOrderAndSurviveANewReason) {
+  Verdict v = Verdict::reject(Reply::permanent(550, "5.7.1", "no"), "spam");
+  v.addHeader("X-A", "1").removeHeader("X-Spam-Flag").replaceHeader("Subject", "[SPAM] s");
+  v.removeHeader("Received", -1);
+  const std::vector<HeaderEdit> want = {{HeaderEdit::Kind::kRemove, "X-Spam-Flag", "", 0},
+                                        {HeaderEdit::Kind::kReplace, "Subject", "[SPAM] s", 0},
+                                        {HeaderEdit::Kind::kRemove, "Received", "", -1}};
+  EXPECT_EQ(v.headerEdits(), want);
+  const Verdict t = v.withReason("spam time=3ms");
+  EXPECT_EQ(t.reason(), "spam time=3ms");
+  EXPECT_EQ(t.kind(), VerdictKind::kReject);
+  EXPECT_EQ(t.reply()->code(), 550);
+  EXPECT_EQ(t.headers(), v.headers());
+  EXPECT_EQ(t.headerEdits(), want);
+}
+
 TEST(Verdict, Names) {
   const struct {
     VerdictKind k;

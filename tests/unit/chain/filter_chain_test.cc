@@ -836,6 +836,19 @@ TEST_F(FilterChainTest, HeadersFromVerdictsAreAccumulated) {
   EXPECT_TRUE(runInline(Stage::kEndOfMessage).headers.empty());
 }
 
+TEST_F(FilterChainTest, AContinueWithAReasonIsNamedOnTheSessionLine) {
+  add("scanner", verdict(Verdict::proceed().withReason("scan=clean score=0.1 time=3ms")));
+  add("quiet", proceed());
+  build();
+  EXPECT_EQ(runInline(Stage::kEndOfMessage).kind, VerdictKind::kContinue);
+  ASSERT_EQ(chain_->records().size(), 1u) << "a plain proceed() is not recorded";
+  const VerdictRecord& r = chain_->records().front();
+  EXPECT_EQ(r.filter, "scanner");
+  EXPECT_EQ(r.kind, VerdictKind::kContinue);
+  EXPECT_EQ(r.reason, "scan=clean score=0.1 time=3ms");
+  EXPECT_FALSE(r.error);
+}
+
 TEST_F(FilterChainTest, EveryStageCallsItsOwnHook) {
   add("f", proceed());
   build();

@@ -187,10 +187,10 @@ class FakeUpstream final : public UpstreamConnection {
     mta_.heard.emplace_back(line);
     exchange(verb, positive, std::move(done), false);
   }
-  void sendMessage(const Spool& spool, std::string prefix, Callback done) override {
-    std::string body(spool.size(), '\0');
-    if (!body.empty()) body.resize(spool.read(0, body.data(), body.size()));
-    mta_.lastMessage = prefix + body;
+  void sendMessage(const Spool& spool, MessageHead head, Callback done) override {
+    std::string body(spool.size() - head.spoolOffset, '\0');
+    if (!body.empty()) body.resize(spool.read(head.spoolOffset, body.data(), body.size()));
+    mta_.lastMessage = head.bytes + body;
     mta_.heard.emplace_back("DOT");
     exchange("DOT", "250 2.0.0 Ok: queued", std::move(done), false);
   }

@@ -27,10 +27,30 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using Codes = std::vector<std::string>;
 
+// A filter local to these tests: at end_of_message it removes every X-Spam header and
+// rewrites the Subject, the way a scanner client would.
+class EditFilter final : public Filter {
+ public:
+  void onEndOfMessage(const SessionView&, Next next) override {
+    next(Verdict::proceed()
+             .addHeader("X-Scanned", "yes")
+             .removeHeader("X-Spam")
+             .replaceHeader("Subject", "[SPAM] t"));
+  }
+};
+class EditFactory final : public FilterFactory {
+ public:
+  std::string_view name() const override { return "edit"; }
+  FilterCreator configure(const ConfigSection&) const override {
+    return [](const FilterContext&) { return std::make_unique<EditFilter>(); };
+  }
+};
+
 const FilterRegistry& registry() {
   static const FilterRegistry r = [] {
     FilterRegistry reg;
     registerBuiltinFilters(reg);
+    reg.add(std::make_unique<EditFactory>());
     return reg;
   }();
   return r;
@@ -264,6 +284,16 @@ TEST(Session, RelaysTheEnvelopeAndTheMessageOnce) {
                                                      "RCPT TO:<b@example.net>", "DOT"}));
   EXPECT_EQ(h.mta().opened, 1);
   EXPECT_EQ(h.mta().lastMessage, "Subject: t\r\n\r\nhello\r\n");
+}
+
+TEST(Session, FiltersEditTheHeaderBlockAndTheBodyGoesByteForByte) {
+  SessionHarness h(Timing::kNow, "filters: [{name: edit}]\n");
+  const std::string body = "\r\n.leading dot\r\nX-Spam: in the body stays\r\n";
+  h.say(kEhlo + kMail + kRcpt + "DATA\r\n" +
+        "X-Spam: yes\r\nSubject: t\r\n\tfolded\r\n..Dot: header\r\nx-spam: again\r\n" +
+        "\r\n..leading dot\r\nX-Spam: in the body stays\r\n.\r\n");
+  EXPECT_EQ(h.mta().heard.back(), "DOT");
+  EXPECT_EQ(h.mta().lastMessage, "X-Scanned: yes\r\nSubject: [SPAM] t\r\n.Dot: header\r\n" + body);
 }
 
 TEST(Session, AnAbandonedTransactionIsResetBeforeTheNextMail) {

@@ -36,7 +36,7 @@ TEST(Upstream, FailuresOnAConnectionNotReadyArriveFromTheLoop) {
 
   Spool spool(1024, "/tmp");
   ASSERT_TRUE(spool.finish());
-  up.sendMessage(spool, "", record);
+  up.sendMessage(spool, {}, record);
   EXPECT_EQ(got.size(), 2u) << "sendMessage() completed inside the call";
   d.runUntilIdle();
   EXPECT_EQ(got.size(), 3u);
