@@ -20,6 +20,8 @@ constexpr std::size_t kMaxSymbolName = 64;
 constexpr std::size_t kMaxSymbolList = 400;  // bytes of symbol names in a log line or reason
 constexpr std::size_t kMaxSubject = kMaxRspamdHeaderValue;
 constexpr int kMaxOccurrence = 1000;
+// What the add header action writes (rspamd's proxy spam_header, and the score).
+constexpr std::array<std::string_view, 2> kOwnHeaders = {"X-Spam", "X-Spam-Score"};
 
 struct ActionName {
   std::string_view rspamd;  // as rspamd spells it
@@ -317,6 +319,14 @@ ScanResult rspamdScanResult(const RspamdReply& r) {
   // adding new ones), then what the action adds.
   Verdict v = Verdict::proceed();
   for (const HeaderEdit& e : r.removeHeaders) v.removeHeader(e.name, e.occurrence);
+  // The headers we write ourselves are never the client's: a forged "X-Spam: No" goes
+  // whatever rspamd said, as spamd's filter does with X-Spam-Flag.
+  for (const std::string_view own : kOwnHeaders) {
+    const bool removed = std::ranges::any_of(r.removeHeaders, [own](const HeaderEdit& e) {
+      return iequals(e.name, own) && e.occurrence == 0;
+    });
+    if (!removed) v.removeHeader(std::string(own));
+  }
   for (const HeaderField& h : r.addHeaders) v.addHeader(h.name, h.value);
   const auto milterAdds = [&r](std::string_view name) {
     return std::ranges::any_of(r.addHeaders,

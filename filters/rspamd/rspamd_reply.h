@@ -63,7 +63,8 @@ bool isHeaderName(std::string_view name);
 //   reject -> 554 5.7.1; soft reject, greylist -> 451 4.7.1 (rspamd's smtp_message as the text
 //   when it gave one); rewrite subject -> Subject replaced; add header -> X-Spam: Yes and
 //   X-Spam-Score added (as rspamd's proxy does with its spam_header); no action -> continue.
-// The milter block's removals and additions ride along with every continuing verdict.
+// The milter block's removals and additions ride along with every continuing verdict, and so
+// does the removal of the client's own X-Spam and X-Spam-Score (only the scanner sets those).
 ScanResult rspamdScanResult(const RspamdReply& reply);
 
 }  // namespace portcullis

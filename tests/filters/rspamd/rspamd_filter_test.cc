@@ -188,7 +188,8 @@ TEST_F(RspamdFilterTest, VerdictsCarryTheScanTimeAndTheHeaderEdits) {
   ASSERT_TRUE(sink_->verdict);
   EXPECT_EQ(testing::show(*sink_), "continue +X-Spam: Yes +X-Spam-Score: 7.50");
   EXPECT_EQ(sink_->verdict->headerEdits(),
-            (std::vector<HeaderEdit>{{HeaderEdit::Kind::kRemove, "X-Spam", "", 0}}));
+            (std::vector<HeaderEdit>{{HeaderEdit::Kind::kRemove, "X-Spam", "", 0},
+                                     {HeaderEdit::Kind::kRemove, "X-Spam-Score", "", 0}}));
   EXPECT_NE(log_.all().find("event=scan filter=rspamd scan=add-header score=7.50 required=15.00 "
                             "symbols=\"A_B\" rspamd_time=250ms size=21 time="),
             std::string::npos)
@@ -200,7 +201,9 @@ TEST_F(RspamdFilterTest, VerdictsCarryTheScanTimeAndTheHeaderEdits) {
   http_.reply(200, R"({"action":"rewrite subject","subject":"[SPAM] hi"})");
   ASSERT_TRUE(sink_->verdict);
   EXPECT_EQ(sink_->verdict->headerEdits(),
-            (std::vector<HeaderEdit>{{HeaderEdit::Kind::kReplace, "Subject", "[SPAM] hi", 0}}));
+            (std::vector<HeaderEdit>{{HeaderEdit::Kind::kRemove, "X-Spam", "", 0},
+                                     {HeaderEdit::Kind::kRemove, "X-Spam-Score", "", 0},
+                                     {HeaderEdit::Kind::kReplace, "Subject", "[SPAM] hi", 0}}));
 
   sink_ = std::make_shared<testing::Collector>();
   scan();

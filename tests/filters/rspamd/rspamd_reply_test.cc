@@ -15,6 +15,12 @@ namespace {
 
 using namespace std::string_literals;
 
+// The removals every continuing verdict carries (the headers only the scanner may write).
+bool isStanding(const HeaderEdit& e) {
+  return e.kind == HeaderEdit::Kind::kRemove && e.occurrence == 0 &&
+         (e.name == "X-Spam" || e.name == "X-Spam-Score");
+}
+
 // "error WHY", or the verdict: "kind code enhanced text [+Name: value] [-Name#n] [=Name: value]".
 std::string show(std::string_view body) {
   const RspamdParse p = parseRspamdReply(body);
@@ -25,6 +31,7 @@ std::string show(std::string_view body) {
   std::string out(verdictName(v.kind()));
   if (v.reply()) out += " " + v.reply()->summary();
   for (const HeaderEdit& e : v.headerEdits()) {
+    if (isStanding(e)) continue;  // on every continuing verdict: its own test below
     out += e.kind == HeaderEdit::Kind::kRemove ? " -" + e.name + "#" + std::to_string(e.occurrence)
                                                : " =" + e.name + ": " + e.value;
   }
@@ -55,7 +62,6 @@ TEST(RspamdReply, EveryAction) {
       {reply("rewrite subject"), "continue"},  // no subject given: nothing to rewrite
       {reply("add header"), "continue +X-Spam: Yes +X-Spam-Score: 7.50"},
       {reply("no action"), "continue"},
-      {reply("no action", R"(,"milter":{"remove_headers":{"X-Spam":0}})"), "continue -X-Spam#0"},
       {reply("reject", R"(,"milter":{"add_headers":{"X-A":"1"}})"),
        "reject 554 5.7.1 Message rejected as spam"},  // a refusal carries no header edits
   };
@@ -72,8 +78,7 @@ TEST(RspamdReply, MilterBlockInEveryShape) {
       {R"({"add_headers":{"X-Spamd-Bar":{"value":"+++","order":0}}})",
        "continue +X-Spamd-Bar: +++"},
       {R"({"add_headers":{"X-A":["1",{"value":"2","order":1}]}})", "continue +X-A: 1 +X-A: 2"},
-      {R"({"remove_headers":{"X-Spam":0,"X-Old":1,"X-Last":-1}})",
-       "continue -X-Spam#0 -X-Old#1 -X-Last#-1"},
+      {R"({"remove_headers":{"X-Spam":0,"X-Old":1,"X-Last":-1}})", "continue -X-Old#1 -X-Last#-1"},
       // rspamd's folded multi-line values are unfolded to one line.
       {R"j({"add_headers":{"X-Spamd-Result":"default: False [8.30 / 15.00];\n\tRDNS_NONE(1.00)"}})j",
        "continue +X-Spamd-Result: default: False [8.30 / 15.00]; RDNS_NONE(1.00)"},
@@ -90,7 +95,28 @@ TEST(RspamdReply, MilterBlockInEveryShape) {
   // added twice.
   EXPECT_EQ(show(reply("add header", R"(,"milter":{"add_headers":{"X-Spam":"Yes"},)"
                                      R"("remove_headers":{"X-Spam":0}})")),
-            "continue -X-Spam#0 +X-Spam: Yes +X-Spam-Score: 7.50");
+            "continue +X-Spam: Yes +X-Spam-Score: 7.50");
+}
+
+TEST(RspamdReply, ContinuingVerdictsDropTheClientsOwnSpamHeaders) {
+  const auto edits = [](const std::string& body) {
+    const RspamdParse p = parseRspamdReply(body);
+    std::string out;
+    if (!p.reply) return "error " + p.error;
+    const ScanResult r = rspamdScanResult(*p.reply);
+    for (const HeaderEdit& e : r.verdict->headerEdits()) {
+      out += " " + e.name + "#" + std::to_string(e.occurrence);
+    }
+    return out;
+  };
+  EXPECT_EQ(edits(reply("no action")), " X-Spam#0 X-Spam-Score#0");
+  EXPECT_EQ(edits(reply("add header")), " X-Spam#0 X-Spam-Score#0");
+  // rspamd's own removal (its milter_headers remove-spam-flag routine) is not doubled.
+  EXPECT_EQ(edits(reply("no action", R"(,"milter":{"remove_headers":{"X-Spam":0,"X-X":2}})")),
+            " X-Spam#0 X-X#2 X-Spam-Score#0");
+  EXPECT_EQ(edits(reply("no action", R"(,"milter":{"remove_headers":{"X-Spam":1}})")),
+            " X-Spam#1 X-Spam#0 X-Spam-Score#0");
+  EXPECT_EQ(edits(reply("reject")), "");
 }
 
 TEST(RspamdReply, HostileTextNeverGetsThroughRaw) {
