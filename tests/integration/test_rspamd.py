@@ -23,7 +23,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (ADD_HEADER_WORD, GTUBE, REWRITE_SUBJECT_WORD,  # noqa: E402
                      FakeRspamd, HarnessTestCase, Portcullis, Postfix, RawClient, Rspamd,
-                     free_port, http_reply, make_message)
+                     dot_stuff, free_port, http_reply, make_message)
 
 
 def message(subject, body="Hello Bob,\r\n\r\nthe minutes of Tuesday's meeting are below.\r\n"
@@ -48,7 +48,7 @@ def send(pc, msg, rcpts=("user@test.local",)):
         for rcpt in rcpts:
             assert c.cmd(f"RCPT TO:<{rcpt}>")[0] == 250
         assert c.cmd("DATA")[0] == 354
-        c.send(msg + b".\r\n")
+        c.send(dot_stuff(msg))
         reply = c.read_reply(timeout=90)
         c.cmd("QUIT")
         return reply
