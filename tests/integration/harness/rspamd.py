@@ -63,8 +63,9 @@ def http_reply(body, status=200, reason="OK", headers=None):
 class Rspamd(ProcessFixture):
     name = "rspamd"
 
-    def __init__(self, *, dns=None, proxy_config="", start_timeout=180.0):
-        """dns: an Unbound fixture to use (default: a private one that refuses everything)."""
+    def __init__(self, *, dns=None, proxy_config="", workers=None, start_timeout=180.0):
+        """dns: an Unbound fixture to use (default: a private one that refuses everything).
+        workers: processes of the normal and of the proxy worker each (default: packaged)."""
         super().__init__()
         self.host = "127.0.0.1"
         self.port = free_port(udp=False)
@@ -73,6 +74,7 @@ class Rspamd(ProcessFixture):
         self.dns = dns
         self._own_dns = None
         self.proxy_config = proxy_config
+        self.workers = workers
         self.start_timeout = start_timeout
 
     @property
@@ -93,13 +95,15 @@ class Rspamd(ProcessFixture):
         local = os.path.join(tmp, "local")
         shutil.copytree(CONFIG_DIR, local)
         override = os.path.join(local, "override.d")
+        count = f"count = {self.workers};\n" if self.workers else ""
         # override.d (priority 10) replaces the packaged bind_socket instead of adding to it.
         self._write(os.path.join(override, "worker-normal.inc"),
-                    f'bind_socket = "{self.host}:{self.port}";\n')
+                    f'bind_socket = "{self.host}:{self.port}";\n{count}')
         self._write(os.path.join(override, "worker-controller.inc"),
                     f'bind_socket = "{self.host}:{self.controller_port}";\n')
         self._write(os.path.join(override, "worker-proxy.inc"),
-                    f'bind_socket = "{self.host}:{self.proxy_port}";\n{self.proxy_config}\n')
+                    f'bind_socket = "{self.host}:{self.proxy_port}";\n{count}'
+                    f'{self.proxy_config}\n')
         self._write(os.path.join(local, "local.d", "options.inc"),
                     "# Every lookup to the test's own unbound, which refuses them all.\n"
                     "dns {\n"
