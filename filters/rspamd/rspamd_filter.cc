@@ -57,7 +57,7 @@ class RspamdExchange final : public ScanExchange {
     http.timeout = request.timeout;
     http.maxReplyBody = kMaxRspamdReply;
     call_ = request.context.http->post(std::move(http),
-                                       [this](HttpResult r) { complete(scanResultOf(r)); });
+                                       [this](const HttpResult& r) { complete(scanResultOf(r)); });
   }
 
  private:

@@ -103,10 +103,54 @@ def percentile(values, p):
     return values[k]
 
 
+def rounds(args, pc, pf, rspamd, meters, mark, rspamd_mark):
+    """--rounds interleaved rounds at args.sessions, then the latency of their scans."""
+    ratios = []
+    for rnd in range(1, args.rounds + 1):
+        p_rate, p_cpu = run_source(pc.port, args, meters)
+        m_rate, m_cpu = run_source(pf.port, args, meters, drain=lambda: queue_empty(pf))
+        ratios.append(p_rate / m_rate)
+        print(f"sessions={args.sessions} round={rnd} portcullis={p_rate:.0f} msg/s "
+              f"milter={m_rate:.0f} msg/s ratio={ratios[-1]:.2f}")
+        print(f"  cpu_us_per_msg: portcullis[source={p_cpu['source']:.0f} "
+              f"portcullis={p_cpu['portcullis']:.0f} rspamd={p_cpu['rspamd']:.0f} "
+              f"sink={p_cpu['sink']:.0f}] milter[source={m_cpu['source']:.0f} "
+              f"postfix={m_cpu['postfix']:.0f} rspamd={m_cpu['rspamd']:.0f} "
+              f"sink={m_cpu['sink']:.0f}]", flush=True)
+    print(f"sessions={args.sessions} median_ratio={statistics.median(ratios):.2f} "
+          f"({args.rounds} rounds: {' '.join(f'{r:.2f}' for r in ratios)})")
+    ours, theirs, added = [], [], []
+    errors = 0
+    for line in pc.log_text()[mark:].splitlines():
+        if "event=scan filter=rspamd" not in line:
+            continue
+        if "scan=error" in line:
+            errors += 1
+            continue
+        t = re.search(r" time=(\d+)ms", line)
+        r = re.search(r" rspamd_time=(\d+)ms", line)
+        if t and r:
+            ours.append(int(t.group(1)))
+            theirs.append(int(r.group(1)))
+            added.append(int(t.group(1)) - int(r.group(1)))
+    print(f"scans={len(ours)} errors={errors}")
+    for name, v in (("portcullis event=scan time", ours), ("rspamd time_real", theirs),
+                    ("added by portcullis", added)):
+        print(f"  {name}: p50={percentile(v, 50)}ms p99={percentile(v, 99)}ms")
+    rejected = len(re.findall(r"milter-reject|reject: END-OF-MESSAGE", pf.log_text()))
+    print(f"postfix milter rejects/tempfails seen: {rejected}")
+    # rspamd logs one line per scan, with the worker that ran it: both paths really scan.
+    tasks = re.findall(r"\((normal|rspamd_proxy)\)[^\n]*rspamd_task_write_log",
+                       rspamd.log_text()[rspamd_mark:])
+    print(f"rspamd scans logged: normal={tasks.count('normal')} "
+          f"rspamd_proxy={tasks.count('rspamd_proxy')}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=2000)
-    ap.add_argument("--sessions", type=int, default=10)
+    ap.add_argument("--sessions", default="1 10",
+                    help="parallel sessions, a list: one set of rounds per count")
     ap.add_argument("--size", type=int, default=10240)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
@@ -154,49 +198,15 @@ def main():
         # Warm-up, not counted: rspamd compiles its expressions lazily on the first scans.
         warm = argparse.Namespace(**vars(args))
         warm.messages = min(200, args.messages)
+        warm.sessions = 5
         run_source(pc.port, warm, meters)
         run_source(pf.port, warm, meters, drain=lambda: queue_empty(pf))
-        mark = len(pc.log_text())
-        rspamd_mark = len(rspamd.log_text())
-        ratios = []
-        for rnd in range(1, args.rounds + 1):
-            p_rate, p_cpu = run_source(pc.port, args, meters)
-            m_rate, m_cpu = run_source(pf.port, args, meters, drain=lambda: queue_empty(pf))
-            ratios.append(p_rate / m_rate)
-            print(f"sessions={args.sessions} round={rnd} portcullis={p_rate:.0f} msg/s "
-                  f"milter={m_rate:.0f} msg/s ratio={ratios[-1]:.2f}")
-            print(f"  cpu_us_per_msg: portcullis[source={p_cpu['source']:.0f} "
-                  f"portcullis={p_cpu['portcullis']:.0f} rspamd={p_cpu['rspamd']:.0f} "
-                  f"sink={p_cpu['sink']:.0f}] milter[source={m_cpu['source']:.0f} "
-                  f"postfix={m_cpu['postfix']:.0f} rspamd={m_cpu['rspamd']:.0f} "
-                  f"sink={m_cpu['sink']:.0f}]", flush=True)
-        print(f"sessions={args.sessions} median_ratio={statistics.median(ratios):.2f} "
-              f"({args.rounds} rounds: {' '.join(f'{r:.2f}' for r in ratios)})")
-        ours, theirs, added = [], [], []
-        errors = 0
-        for line in pc.log_text()[mark:].splitlines():
-            if "event=scan filter=rspamd" not in line:
-                continue
-            if "scan=error" in line:
-                errors += 1
-                continue
-            t = re.search(r" time=(\d+)ms", line)
-            r = re.search(r" rspamd_time=(\d+)ms", line)
-            if t and r:
-                ours.append(int(t.group(1)))
-                theirs.append(int(r.group(1)))
-                added.append(int(t.group(1)) - int(r.group(1)))
-        print(f"scans={len(ours)} errors={errors}")
-        for name, v in (("portcullis event=scan time", ours), ("rspamd time_real", theirs),
-                        ("added by portcullis", added)):
-            print(f"  {name}: p50={percentile(v, 50)}ms p99={percentile(v, 99)}ms")
-        rejected = len(re.findall(r"milter-reject|reject: END-OF-MESSAGE", pf.log_text()))
-        print(f"postfix milter rejects/tempfails seen: {rejected}")
-        # rspamd logs one line per scan, with the worker that ran it: both paths really scan.
-        tasks = re.findall(r"\((normal|rspamd_proxy)\)[^\n]*rspamd_task_write_log",
-                           rspamd.log_text()[rspamd_mark:])
-        print(f"rspamd scans logged: normal={tasks.count('normal')} "
-              f"rspamd_proxy={tasks.count('rspamd_proxy')}")
+        for sessions in [int(x) for x in str(args.sessions).split()]:
+            run = argparse.Namespace(**vars(args))
+            run.sessions = sessions
+            mark = len(pc.log_text())
+            rspamd_mark = len(rspamd.log_text())
+            rounds(run, pc, pf, rspamd, meters, mark, rspamd_mark)
     finally:
         for f in reversed(fixtures):
             try:

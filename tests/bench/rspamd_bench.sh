@@ -9,7 +9,7 @@
 #                cannot be used: milters do not see the content of its mail (MILTER_README).
 #                Each milter reading waits for Postfix's queue to drain, so delivery counts.
 #
-#   sudo tests/bench/rspamd_bench.sh [--messages 2000] [--sessions "10"] [--size 10240]
+#   sudo tests/bench/rspamd_bench.sh [--messages 2000] [--sessions "1 10"] [--size 10240]
 #                                    [--rounds 3] [--workers 2] [--binary build/portcullis]
 #
 # One line per round and path, and a summary, e.g.

@@ -19,6 +19,7 @@
 namespace portcullis {
 namespace {
 
+using namespace std::string_literals;
 using std::chrono::milliseconds;
 
 class FakeHttp;
@@ -97,7 +98,8 @@ class FakeLog final : public Log {
 
 std::string headersOf(const HttpRequest& r) {
   std::string out;
-  for (const auto& [name, value] : r.headers) out += name + ": " + value + "\n";
+  for (const auto& [name, value] : r.headers)
+    out.append(name).append(": ").append(value).append("\n");
   return out;
 }
 
@@ -242,7 +244,7 @@ TEST_F(RspamdFilterTest, EveryFailureIsAFailNeverAVerdict) {
        "fail(rspamd http: closed before a complete reply)"},
       {"hostile error text",
        [&](RspamdFilterTest& t) {
-         t.http_.answer(kindOnly(HttpResult::Kind::kError, "x\r\n250 OK\0"));
+         t.http_.answer(kindOnly(HttpResult::Kind::kError, "x\r\n250 OK\0"s));
        },
        "fail(rspamd http: x 250 OK)"},
       {"client timeout",
