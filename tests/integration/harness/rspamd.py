@@ -34,14 +34,13 @@ import json
 import os
 import pwd
 import shutil
-import socket
-import threading
 import time
 import urllib.request
 
 from .dns import Unbound
 from .ports import free_port
-from .process import REPO_ROOT, Fixture, ManagedProcess, ProcessFixture, require_program, tail
+from .process import REPO_ROOT, ManagedProcess, ProcessFixture, require_program, tail
+from .scripted import ScriptedServer, read_request, stall
 
 CONFIG_DIR = os.path.join(REPO_ROOT, "tests", "integration", "rspamd")
 ADD_HEADER_WORD = "PORTCULLIS-TEST-ADD-HEADER"
@@ -162,19 +161,12 @@ class Rspamd(ProcessFixture):
         return out
 
 
-class FakeRspamd(Fixture):
+class FakeRspamd(ScriptedServer):
     name = "fakerspamd"
 
     def __init__(self, *, reply=_NO_ACTION, port=None):
-        super().__init__()
-        self.host = "127.0.0.1"
-        self.port = port or free_port(udp=False)
-        self._reply = http_reply({"action": "no action"}) if reply is _NO_ACTION else reply
-        self._lock = threading.Lock()
-        self._requests = []
-        self._accepted = 0
-        self._sock = None
-        self._conns = []
+        super().__init__(behaviour=http_reply({"action": "no action"}) if reply is _NO_ACTION
+                         else reply, port=port)
 
     @property
     def url(self):
@@ -182,84 +174,20 @@ class FakeRspamd(Fixture):
 
     def set_reply(self, reply):
         """Raw bytes to answer (then close), None to stall, or a callable(body) -> bytes."""
-        with self._lock:
-            self._reply = reply
+        self.set_behaviour(reply)
 
     def requests(self):
-        with self._lock:
-            return list(self._requests)
-
-    def connections(self):
-        with self._lock:
-            return self._accepted
-
-    def _start(self):
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, self.port))
-        self._sock.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _stop(self):
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._accepted += 1
-                self._conns.append(conn)
-                reply = self._reply
-            threading.Thread(target=self._serve, args=(conn, reply), daemon=True).start()
+        return self.recorded()
 
     def _serve(self, conn, reply):
-        try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                more = conn.recv(65536)
-                if not more:
-                    return
-                data += more
-            head, body = data.split(b"\r\n\r\n", 1)
-            lines = head.decode("latin-1").split("\r\n")
-            headers = []
-            length = 0
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers.append((name.strip(), value.strip()))
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
-            while len(body) < length:
-                more = conn.recv(65536)
-                if not more:
-                    break
-                body += more
-            with self._lock:
-                self._requests.append((lines[0], headers, body))
-            if callable(reply):
-                reply = reply(body)
-            if reply is None:
-                conn.settimeout(120)
-                conn.recv(1)  # a stall: answer nothing until the client gives up
-                return
-            conn.sendall(reply)  # then close
-        except (OSError, ValueError):
-            pass
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+        request = read_request(conn)
+        if request is None:
+            return
+        line, headers, _, body = request
+        self.record((line, headers, body))
+        if callable(reply):
+            reply = reply(body)
+        if reply is None:
+            stall(conn)
+            return
+        conn.sendall(reply)  # then close
