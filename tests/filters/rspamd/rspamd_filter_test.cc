@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "proxy/chain/filter_services.h"
+#include "tests/support/fake_log.h"
 #include "tests/support/filter_harness.h"
 #include "tests/support/manual_dispatcher.h"
 
@@ -82,20 +83,6 @@ class MemoryReader final : public MessageReader {
   std::string data_;
 };
 
-class FakeLog final : public Log {
- public:
-  bool enabled(LogLevel) const override { return true; }
-  void write(LogLevel, std::string_view, std::string_view fields) const override {
-    lines.emplace_back(fields);
-  }
-  std::string all() const {
-    std::string out;
-    for (const auto& l : lines) out += l + "\n";
-    return out;
-  }
-  mutable std::vector<std::string> lines;
-};
-
 std::string headersOf(const HttpRequest& r) {
   std::string out;
   for (const auto& [name, value] : r.headers)
@@ -132,7 +119,7 @@ class RspamdFilterTest : public ::testing::Test {
   ManualDispatcher loop_;
   DispatcherTimers timers_;
   FakeHttp http_;
-  FakeLog log_;
+  testing::FakeLog log_;
   FilterContext context_;
   testing::TestSession session_ = testing::viewFor("192.0.2.1");
   std::unique_ptr<MemoryReader> reader_;
