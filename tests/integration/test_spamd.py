@@ -14,6 +14,8 @@ import base64
 import email.utils
 import os
 import re
+import smtplib
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -210,6 +212,29 @@ class FakeSpamdTest(SpamdTest):
         self.assertIn(f"Content-length: {len(body)}", lines)
         self.assertIn("User: mailuser", lines)
         self.assertEqual(body, sent)  # the message as the client sent it (dot-unstuffed)
+
+    def test_scanner_reads_our_trace_header_first(self):
+        # DESIGN invariant 8: the scanner judges the message the MTA gets, our TLS trace
+        # header on top; the length spamd is told covers it.
+        certs = self.make_certs()
+        fake = self.start(FakeSpamd())
+        pc = self.start(Portcullis(upstream=self.pf, config={
+            "filters": [{"name": "spamd", "address": fake.address}],
+            "tls": {"cert": certs.cert, "key": certs.key, "received_header": True}}))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sent = ham_message("traced")
+        with smtplib.SMTP("127.0.0.1", pc.port, local_hostname="client.test", timeout=30) as s:
+            s.starttls(context=ctx)
+            s.ehlo("client.test")
+            s.sendmail("sender@client.test", ["user@test.local"], sent)
+        head, body = fake.requests()[0]
+        self.assertIn(f"Content-length: {len(body)}", head.split("\r\n"))
+        self.assertRegex(body, rb"^Received: from client\.test \(unknown \[127\.0\.0\.1\]\) by "
+                               rb"\S+\s+\(portcullis\) with ESMTPS")
+        self.assertTrue(body.endswith(sent), body)
+        self.assertEqual(len(self.delivered(1)), 1)
 
     def test_scanner_down_follows_on_error(self):
         down = f"127.0.0.1:{free_port(udp=False)}"  # nothing listens there
