@@ -34,6 +34,10 @@ ScannerFilter::ScannerFilter(std::shared_ptr<const ScannerConfig> config,
 ScannerFilter::~ScannerFilter() { cancel(); }
 
 void ScannerFilter::cancel() {
+  if (probing_) {
+    probing_ = false;  // the session went away mid-probe: the next message probes instead
+    shared_->breaker.probeAbandoned();
+  }
   // The connection first (it may call back into us), then the turn (which may wake another).
   connection_.reset();
   deadline_.reset();
@@ -79,9 +83,15 @@ void ScannerFilter::onEndOfMessage(const SessionView& s, Next next) {
     failNow("no connector");
     return;
   }
-  if (!shared_->breaker.allow(std::chrono::steady_clock::now())) {
-    failNow("circuit open");
-    return;
+  switch (shared_->breaker.admit(std::chrono::steady_clock::now(), !protocol_->probe().empty())) {
+    case CircuitBreaker::Admission::kSkip:
+      failNow("circuit open");
+      return;
+    case CircuitBreaker::Admission::kProbe:
+      probing_ = true;
+      break;
+    case CircuitBreaker::Admission::kScan:
+      break;
   }
   // Every wait of the scan, the turn in the queue included, ends by `timeout`.
   deadline_ = context_.timers->start(config_->timeout, [this] {
@@ -108,6 +118,11 @@ void ScannerFilter::failNow(std::string error) {
 
 void ScannerFilter::onTurn() {
   connection_ = context_.connector->connect(config_->address, config_->timeout, *this);
+  if (probing_) {
+    connection_->write(protocol_->probe());
+    connection_->setReadTimeout(config_->timeout);
+    return;
+  }
   connection_->write(protocol_->request(*session_, size_));
   pump();
 }
@@ -139,7 +154,34 @@ void ScannerFilter::pump() {
 
 void ScannerFilter::onConnected() {}
 
-void ScannerFilter::onDrained() { pump(); }
+void ScannerFilter::onDrained() {
+  if (!probing_) pump();
+}
+
+void ScannerFilter::endProbe(bool healthy, const std::string& detail) {
+  probing_ = false;
+  connection_.reset();
+  const std::string name(protocol_->scannerName());
+  const CircuitBreaker::Change change =
+      shared_->breaker.probeResult(healthy, std::chrono::steady_clock::now());
+  if (context_.log != nullptr) {
+    if (healthy) {
+      context_.log->info(sessionId_, "event=scanner-probe filter=" + name + " result=ok");
+    } else {
+      context_.log->warn(sessionId_, "event=scanner-probe filter=" + name +
+                                         " result=failed error=" + logQuote(detail));
+    }
+    if (change == CircuitBreaker::Change::kClosed) {
+      context_.log->info(sessionId_, "event=scanner-circuit-closed filter=" + name);
+    }
+  }
+  if (!healthy) {
+    finish({ScanResult::Kind::kError, std::nullopt, {}, "circuit open (probe failed)"});
+    return;
+  }
+  reply_.clear();
+  onTurn();
+}
 
 void ScannerFilter::onReceived(std::string_view bytes) {
   if (reply_.size() + bytes.size() > protocol_->maxReply()) {
@@ -150,11 +192,28 @@ void ScannerFilter::onReceived(std::string_view bytes) {
     return;
   }
   reply_.append(bytes);
+  if (probing_) {
+    if (const std::optional<bool> healthy = protocol_->parseProbeReply(reply_, false)) {
+      endProbe(*healthy, *healthy ? "" : "unexpected reply " + sanitizeScannerText(reply_));
+    }
+    return;
+  }
   ScanResult result = protocol_->parseReply(reply_, false);
   if (result.kind != ScanResult::Kind::kIncomplete) finish(std::move(result));
 }
 
 void ScannerFilter::onEnd(ConnectionEnd end, std::string_view detail) {
+  if (probing_) {
+    const std::optional<bool> healthy = protocol_->parseProbeReply(reply_, true);
+    if (healthy && *healthy) {
+      endProbe(true, "");
+    } else {
+      endProbe(false, reply_.empty()
+                          ? std::string(connectionEndName(end)) + ": " + sanitizeScannerText(detail)
+                          : "unexpected reply " + sanitizeScannerText(reply_));
+    }
+    return;
+  }
   // A reply that came before the end still counts (clamd answers its size-limit error and
   // closes while we are still writing).
   if (end != ConnectionEnd::kTimeout && !reply_.empty()) {
@@ -170,6 +229,11 @@ void ScannerFilter::onEnd(ConnectionEnd end, std::string_view detail) {
 }
 
 void ScannerFilter::finish(ScanResult result) {
+  if (probing_) {
+    // The deadline passed while the probe was out: the scanner is still not healthy.
+    probing_ = false;
+    shared_->breaker.probeResult(false, std::chrono::steady_clock::now());
+  }
   cancel();
   const std::int64_t ms = elapsedMs();
   const std::string name(protocol_->scannerName());

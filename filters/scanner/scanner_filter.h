@@ -52,6 +52,13 @@ class ScanProtocol {
   virtual ScanResult parseReply(std::string_view reply, bool closed) const = 0;
   // The most reply bytes worth keeping; a longer reply is an error.
   virtual std::size_t maxReply() const = 0;
+  // A health check the circuit breaker sends before it lets messages through again (clamd's
+  // PING); empty when the scanner has none (the first message then probes).
+  virtual std::string probe() const { return {}; }
+  // The probe's reply so far: nullopt while incomplete, else whether the scanner is healthy.
+  virtual std::optional<bool> parseProbeReply(std::string_view /*reply*/, bool /*closed*/) const {
+    return false;
+  }
 };
 
 // Shared by every session of one configured scanner (one event loop).
@@ -85,6 +92,8 @@ class ScannerFilter final : public Filter, private ConnectionHandler {
   // Ends the scan: releases everything, logs, updates the breaker, completes. Touch nothing of
   // the scan afterwards.
   void finish(ScanResult result);
+  // The probe answered (or failed): scan now in the same slot and deadline, or fail.
+  void endProbe(bool healthy, const std::string& detail);
   void failNow(std::string error);
   void cancel();
   std::int64_t elapsedMs() const;
@@ -102,6 +111,7 @@ class ScannerFilter final : public Filter, private ConnectionHandler {
   std::uint64_t size_ = 0;
   std::uint64_t offset_ = 0;
   bool trailerSent_ = false;
+  bool probing_ = false;  // this scan holds the breaker's one probe
   std::string reply_;
   std::chrono::steady_clock::time_point started_{};
   std::unique_ptr<ScanSlot> slot_;

@@ -315,11 +315,25 @@ class FakeSpamdTest(SpamdTest):
         self.assertEqual(send(pc, ham_message("skipped"))[0], 451)
         pc.wait_for_log(r"scan=error error=\"circuit open\"")
         self.assertEqual(fake.connections(), 2)
+        # After open_for spamd is asked with PING first; still down, the message is not
+        # scanned (only the probe connects) and the breaker stays open.
+        fake.set_pong(b"SPAMD/1.5 76 Bad header line\r\n")
+        time.sleep(2.5)
+        self.assertEqual(send(pc, ham_message("still down"))[0], 451)
+        pc.wait_for_log(r"event=scanner-probe filter=spamd result=failed error=")
+        self.assertEqual((fake.connections(), fake.pings(), len(fake.requests())), (3, 1, 2))
+        self.assertEqual(send(pc, ham_message("skipped again"))[0], 451)
+        self.assertEqual(fake.connections(), 3)
+        # Back: PONG closes the breaker and the same message is scanned.
+        fake.set_pong(b"SPAMD/1.5 0 PONG\r\n")
         fake.set_reply(spamd_reply(False, b"0.1", b"5.0", b""))
         time.sleep(2.5)
         self.assertEqual(send(pc, ham_message("recovered"))[0], 250)
+        pc.wait_for_log(r"event=scanner-probe filter=spamd result=ok")
         pc.wait_for_log(r"event=scanner-circuit-closed filter=spamd")
+        self.assertEqual((fake.connections(), fake.pings()), (5, 2))
         self.assertEqual(len(self.delivered(1)), 1)
+        self.assertEqual(len(pc.log_lines(r"event=scanner-circuit-open")), 1)
 
     def test_bad_user_refused_at_config_load(self):
         pc = Portcullis(upstream=self.pf, config={"filters": [{"name": "spamd",

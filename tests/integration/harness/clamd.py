@@ -126,6 +126,8 @@ class FakeClamd(Fixture):
         self._close = close
         self._lock = threading.Lock()
         self._streams = []
+        self._pong = b"PONG\0"  # the answer to zPING (the breaker's probe)
+        self._pings = 0
         self._accepted = 0
         self._sock = None
         self._conns = []
@@ -138,6 +140,14 @@ class FakeClamd(Fixture):
         with self._lock:
             self._reply = reply
             self._close = close
+
+    def set_pong(self, pong):
+        with self._lock:
+            self._pong = pong
+
+    def pings(self):
+        with self._lock:
+            return self._pings
 
     def streams(self):
         with self._lock:
@@ -191,7 +201,14 @@ class FakeClamd(Fixture):
 
     def _serve(self, conn, reply, close):
         try:
-            command = self._read_exact(conn, len(b"zINSTREAM\0"))
+            command = self._read_exact(conn, len(b"zPING\0"))
+            if command == b"zPING\0":
+                with self._lock:
+                    self._pings += 1
+                    pong = self._pong
+                conn.sendall(pong)
+                return
+            command += self._read_exact(conn, len(b"zINSTREAM\0") - len(command))
             stream = b""
             if command == b"zINSTREAM\0":
                 while True:

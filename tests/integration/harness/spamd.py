@@ -129,6 +129,8 @@ class FakeSpamd(Fixture):
         self._reply = reply
         self._lock = threading.Lock()
         self._requests = []
+        self._pong = b"SPAMD/1.5 0 PONG\r\n"  # the answer to PING (the breaker's probe)
+        self._pings = 0
         self._accepted = 0
         self._sock = None
         self._conns = []
@@ -140,6 +142,14 @@ class FakeSpamd(Fixture):
     def set_reply(self, reply):
         with self._lock:
             self._reply = reply
+
+    def set_pong(self, pong):
+        with self._lock:
+            self._pong = pong
+
+    def pings(self):
+        with self._lock:
+            return self._pings
 
     def requests(self):
         with self._lock:
@@ -190,6 +200,12 @@ class FakeSpamd(Fixture):
                     return
                 data += more
             head, body = data.split(b"\r\n\r\n", 1)
+            if head.startswith(b"PING "):
+                with self._lock:
+                    self._pings += 1
+                    pong = self._pong
+                conn.sendall(pong)
+                return
             length = 0
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
