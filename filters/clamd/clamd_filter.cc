@@ -64,6 +64,15 @@ std::string ClamdProtocol::request(const SessionView&, std::uint64_t) const {
 
 std::string ClamdProtocol::trailer() const { return std::string(4, '\0'); }
 
+std::optional<bool> ClamdProtocol::parseProbeReply(std::string_view reply, bool closed) const {
+  const std::size_t nul = reply.find('\0');
+  if (nul == std::string_view::npos) {
+    if (!closed && reply.size() < 64) return std::nullopt;
+    return false;
+  }
+  return reply.substr(0, nul) == "PONG";
+}
+
 std::size_t ClamdProtocol::maxReply() const { return kMaxClamdReply; }
 
 ScanResult ClamdProtocol::parseReply(std::string_view reply, bool closed) const {

@@ -41,6 +41,9 @@ class ClamdProtocol final : public ScanProtocol {
   std::string trailer() const override;
   ScanResult parseReply(std::string_view reply, bool closed) const override;
   std::size_t maxReply() const override;
+  // clamd(8) "PING": answered "PONG", NUL-terminated with the z prefix.
+  std::string probe() const override { return std::string("zPING\0", 6); }
+  std::optional<bool> parseProbeReply(std::string_view reply, bool closed) const override;
 };
 
 class ClamdFilterFactory final : public FilterFactory {

@@ -30,6 +30,10 @@ ScannerFilter::ScannerFilter(std::shared_ptr<const ScannerConfig> config,
 ScannerFilter::~ScannerFilter() { cancel(); }
 
 void ScannerFilter::cancel() {
+  if (probing_) {
+    probing_ = false;  // the session went away mid-probe: the next message probes instead
+    shared_->breaker.probeAbandoned();
+  }
   // The exchange first (it may call back into us), then the turn (which may wake another).
   exchange_.reset();
   deadline_.reset();
@@ -72,9 +76,15 @@ void ScannerFilter::onEndOfMessage(const SessionView& s, Next next) {
     failNow("no timers");
     return;
   }
-  if (!shared_->breaker.allow(std::chrono::steady_clock::now())) {
-    failNow("circuit open");
-    return;
+  switch (shared_->breaker.admit(std::chrono::steady_clock::now(), client_->canProbe())) {
+    case CircuitBreaker::Admission::kSkip:
+      failNow("circuit open");
+      return;
+    case CircuitBreaker::Admission::kProbe:
+      probing_ = true;
+      break;
+    case CircuitBreaker::Admission::kScan:
+      break;
   }
   // Every wait of the scan, the turn in the queue included, ends by `timeout`.
   deadline_ = context_.timers->start(config_->timeout, [this] {
@@ -100,11 +110,45 @@ void ScannerFilter::failNow(std::string error) {
 }
 
 void ScannerFilter::onTurn() {
-  exchange_ = client_->start({*session_, *reader_, size_, config_->timeout, context_},
-                             [this](ScanResult result) { finish(std::move(result)); });
+  const ScanRequest request{*session_, *reader_, size_, config_->timeout, context_};
+  if (probing_) {
+    exchange_ = client_->probe(
+        request, [this](bool healthy, const std::string& detail) { endProbe(healthy, detail); });
+    return;
+  }
+  exchange_ = client_->start(request, [this](ScanResult result) { finish(std::move(result)); });
+}
+
+void ScannerFilter::endProbe(bool healthy, const std::string& detail) {
+  probing_ = false;
+  exchange_.reset();
+  const std::string name(client_->scannerName());
+  const CircuitBreaker::Change change =
+      shared_->breaker.probeResult(healthy, std::chrono::steady_clock::now());
+  if (context_.log != nullptr) {
+    if (healthy) {
+      context_.log->info(sessionId_, "event=scanner-probe filter=" + name + " result=ok");
+    } else {
+      context_.log->warn(sessionId_, "event=scanner-probe filter=" + name +
+                                         " result=failed error=" + logQuote(detail));
+    }
+    if (change == CircuitBreaker::Change::kClosed) {
+      context_.log->info(sessionId_, "event=scanner-circuit-closed filter=" + name);
+    }
+  }
+  if (!healthy) {
+    finish({ScanResult::Kind::kError, std::nullopt, {}, "circuit open (probe failed)"});
+    return;
+  }
+  onTurn();
 }
 
 void ScannerFilter::finish(ScanResult result) {
+  if (probing_) {
+    // The deadline passed while the probe was out: the scanner is still not healthy.
+    probing_ = false;
+    shared_->breaker.probeResult(false, std::chrono::steady_clock::now());
+  }
   cancel();
   const std::int64_t ms = elapsedMs();
   const std::string name(client_->scannerName());

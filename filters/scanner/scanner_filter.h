@@ -52,6 +52,13 @@ class ScanProtocol {
   virtual ScanResult parseReply(std::string_view reply, bool closed) const = 0;
   // The most reply bytes worth keeping; a longer reply is an error.
   virtual std::size_t maxReply() const = 0;
+  // A health check the circuit breaker sends before it lets messages through again (clamd's
+  // PING); empty when the scanner has none (the first message then probes).
+  virtual std::string probe() const { return {}; }
+  // The probe's reply so far: nullopt while incomplete, else whether the scanner is healthy.
+  virtual std::optional<bool> parseProbeReply(std::string_view /*reply*/, bool /*closed*/) const {
+    return false;
+  }
 };
 
 // One scan in flight, from the moment it holds its turn to its result. Destroying it cancels
@@ -78,6 +85,14 @@ class ScanClient {
   // Starts a scan; `done` runs exactly once, from the loop, never inside start().
   [[nodiscard]] virtual std::unique_ptr<ScanExchange> start(
       const ScanRequest& request, std::function<void(ScanResult)> done) const = 0;
+  // Whether probe() asks the scanner anything (the breaker then probes before it scans).
+  virtual bool canProbe() const { return false; }
+  // Asks the scanner whether it is healthy, under the same rules as start(): `done` gets the
+  // answer and, when unhealthy, why (sanitised).
+  [[nodiscard]] virtual std::unique_ptr<ScanExchange> probe(
+      const ScanRequest& /*request*/, std::function<void(bool, std::string)> /*done*/) const {
+    return nullptr;
+  }
 };
 
 // Shared by every session of one configured scanner (one event loop).
@@ -106,6 +121,8 @@ class ScannerFilter final : public Filter {
   // Ends the scan: releases everything, logs, updates the breaker, completes. Touch nothing of
   // the scan afterwards.
   void finish(ScanResult result);
+  // The probe answered (or failed): scan now in the same slot and deadline, or fail.
+  void endProbe(bool healthy, const std::string& detail);
   void failNow(std::string error);
   void cancel();
   std::int64_t elapsedMs() const;
@@ -121,6 +138,7 @@ class ScannerFilter final : public Filter {
   std::string sessionId_;
   const MessageReader* reader_ = nullptr;
   std::uint64_t size_ = 0;
+  bool probing_ = false;  // this scan holds the breaker's one probe
   std::chrono::steady_clock::time_point started_{};
   std::unique_ptr<ScanSlot> slot_;
   std::unique_ptr<ScanExchange> exchange_;

@@ -3,6 +3,7 @@
 #include "filters/scanner/stream_exchange.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "portcullis/connector.h"
@@ -118,6 +119,60 @@ class StreamExchange final : public ScanExchange, private ConnectionHandler {
   std::unique_ptr<Connection> connection_;  // last: closed first
 };
 
+// The breaker's health check: the protocol's probe bytes, and its answer.
+class StreamProbe final : public ScanExchange, private ConnectionHandler {
+ public:
+  StreamProbe(const ScanProtocol& protocol, std::function<void(bool, std::string)> done)
+      : protocol_(protocol), done_(std::move(done)) {}
+
+  void start(const std::string& address, const ScanRequest& request) {
+    if (request.context.connector == nullptr || request.context.timers == nullptr) {
+      failTimer_ = request.context.timers == nullptr
+                       ? nullptr
+                       : request.context.timers->start(std::chrono::milliseconds(0),
+                                                       [this] { complete(false, "no connector"); });
+      return;
+    }
+    connection_ = request.context.connector->connect(address, request.timeout, *this);
+    connection_->write(protocol_.probe());
+    connection_->setReadTimeout(request.timeout);
+  }
+
+ private:
+  void complete(bool healthy, std::string detail) {
+    std::function<void(bool, std::string)> done = std::move(done_);
+    if (done) done(healthy, std::move(detail));  // may destroy this: touch nothing afterwards
+  }
+
+  void onReceived(std::string_view bytes) override {
+    if (reply_.size() + bytes.size() > protocol_.maxReply()) {
+      complete(false, "reply longer than " + std::to_string(protocol_.maxReply()) + " bytes");
+      return;
+    }
+    reply_.append(bytes);
+    if (const std::optional<bool> healthy = protocol_.parseProbeReply(reply_, false)) {
+      complete(*healthy, *healthy ? "" : "unexpected reply " + sanitizeScannerText(reply_));
+    }
+  }
+
+  void onEnd(ConnectionEnd end, std::string_view detail) override {
+    const std::optional<bool> healthy = protocol_.parseProbeReply(reply_, true);
+    if (healthy && *healthy) {
+      complete(true, "");
+      return;
+    }
+    complete(false, reply_.empty()
+                        ? std::string(connectionEndName(end)) + ": " + sanitizeScannerText(detail)
+                        : "unexpected reply " + sanitizeScannerText(reply_));
+  }
+
+  const ScanProtocol& protocol_;
+  std::function<void(bool, std::string)> done_;
+  std::string reply_;
+  std::unique_ptr<TimerHandle> failTimer_;
+  std::unique_ptr<Connection> connection_;  // last: closed first
+};
+
 class StreamScanClient final : public ScanClient {
  public:
   StreamScanClient(std::shared_ptr<const ScanProtocol> protocol, std::string address)
@@ -127,6 +182,13 @@ class StreamScanClient final : public ScanClient {
                                       std::function<void(ScanResult)> done) const override {
     auto exchange = std::make_unique<StreamExchange>(*protocol_, request, std::move(done));
     exchange->start(address_, request.context.connector, request.session);
+    return exchange;
+  }
+  bool canProbe() const override { return !protocol_->probe().empty(); }
+  std::unique_ptr<ScanExchange> probe(const ScanRequest& request,
+                                      std::function<void(bool, std::string)> done) const override {
+    auto exchange = std::make_unique<StreamProbe>(*protocol_, std::move(done));
+    exchange->start(address_, request);
     return exchange;
   }
 

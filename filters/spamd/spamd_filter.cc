@@ -286,6 +286,16 @@ std::string SpamdProtocol::request(const SessionView&, std::uint64_t size) const
   return spamdRequest(options_.command, options_.user, size);
 }
 
+std::optional<bool> SpamdProtocol::parseProbeReply(std::string_view reply, bool closed) const {
+  const std::size_t eol = reply.find("\r\n");
+  if (eol == std::string_view::npos) {
+    if (!closed && reply.size() < 256) return std::nullopt;
+    return false;
+  }
+  const std::string_view line = reply.substr(0, eol);
+  return line.starts_with("SPAMD/") && line.ends_with(" 0 PONG");
+}
+
 std::size_t SpamdProtocol::maxReply() const { return kMaxSpamdReply; }
 
 ScanResult SpamdProtocol::parseReply(std::string_view reply, bool closed) const {

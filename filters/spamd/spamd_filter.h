@@ -67,6 +67,9 @@ class SpamdProtocol final : public ScanProtocol {
   std::string trailer() const override { return {}; }
   ScanResult parseReply(std::string_view reply, bool closed) const override;
   std::size_t maxReply() const override;
+  // spamd's PING (spamc -K): "SPAMD/1.5 0 PONG".
+  std::string probe() const override { return "PING SPAMC/1.5\r\n\r\n"; }
+  std::optional<bool> parseProbeReply(std::string_view reply, bool closed) const override;
 
  private:
   SpamdOptions options_;

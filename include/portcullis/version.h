@@ -10,7 +10,7 @@ namespace portcullis {
 
 // Major: bumped on any incompatible change to include/portcullis/. Minor: additions only.
 inline constexpr int kApiVersionMajor = 1;
-inline constexpr int kApiVersionMinor = 0;
+inline constexpr int kApiVersionMinor = 1;  // 1.1: header edits, Verdict::withReason
 
 struct ApiVersion {
   int major = 0;

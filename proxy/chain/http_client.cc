@@ -88,7 +88,11 @@ class EvhttpCall final : public HttpCall {
       if (!singleLine(name) || !singleLine(value) || name.empty()) continue;
       evhttp_add_header(headers, name.c_str(), value.c_str());
     }
-    if (r.body != nullptr) addBody(evhttp_request_get_output_buffer(req), *r.body);
+    if (r.body != nullptr && !addBody(evhttp_request_get_output_buffer(req), *r.body)) {
+      evhttp_request_free(req);  // not queued yet: ours to free
+      finishWith(HttpResult::Kind::kError, "cannot read the spooled message");
+      return;
+    }
     if (evhttp_make_request(conn_.get(), req, EVHTTP_REQ_POST, r.path.c_str()) != 0) {
       // Not queued and not freed by evhttp (http.c, evhttp_make_request's error path).
       evhttp_request_free(req);
@@ -97,33 +101,44 @@ class EvhttpCall final : public HttpCall {
   }
 
  private:
-  static void addBody(evbuffer* out, const MessageReader& body) {
+  // False when the message cannot be read whole (a spool error): nothing is sent then.
+  [[nodiscard]] static bool addBody(evbuffer* out, const MessageReader& body) {
     const std::uint64_t size = body.size();
-    if (size == 0) return;
-    if (const auto memory = body.contiguous()) {
-      // The spool outlives the call (HttpClient's contract): no copy.
-      evbuffer_add_reference(out, memory->data(), memory->size(), nullptr, nullptr);
-      return;
-    }
-    if (const int fd = body.fileDescriptor(); fd >= 0) {
-      // A sendfile segment (the flag lets evbuffer keep it one when evhttp moves the body to
-      // the socket's buffer); without sendfile, libevent maps the file rather than reading it.
-      // The segment does not own the descriptor.
-      evbuffer_set_flags(out, EVBUFFER_FLAG_DRAINS_TO_FD);
-      evbuffer_file_segment* seg = evbuffer_file_segment_new(fd, 0, static_cast<ev_off_t>(size), 0);
-      if (seg != nullptr) {
-        const int rc = evbuffer_add_file_segment(out, seg, 0, static_cast<ev_off_t>(size));
-        evbuffer_file_segment_free(seg);  // the buffer holds its own reference
-        if (rc == 0) return;
+    if (size == 0) return true;
+    // The reader outlives the call (HttpClient's contract): its bytes go by reference.
+    if (const auto bytes = body.bytes(); bytes && bytes->head.size() <= size) {
+      const std::uint64_t rest = size - bytes->head.size();
+      if (!bytes->head.empty()) {
+        evbuffer_add_reference(out, bytes->head.data(), bytes->head.size(), nullptr, nullptr);
       }
+      if (bytes->memory && bytes->memory->size() == rest) {
+        if (rest > 0) evbuffer_add_reference(out, bytes->memory->data(), rest, nullptr, nullptr);
+        return true;
+      }
+      if (bytes->fd >= 0 && addFile(out, bytes->fd, rest)) return true;
+      evbuffer_drain(out, evbuffer_get_length(out));  // start again with copies
     }
     std::string chunk(kCopyChunk, '\0');
     for (std::uint64_t offset = 0; offset < size;) {
       const std::size_t n = body.read(offset, chunk.data(), chunk.size());
-      if (n == 0) break;  // the length then disagrees and the peer sees a short body
+      if (n == 0) return false;
       evbuffer_add(out, chunk.data(), n);
       offset += n;
     }
+    return true;
+  }
+
+  // A sendfile segment (the flag lets evbuffer keep it one when evhttp moves the body to the
+  // socket's buffer); without sendfile, libevent maps the file rather than reading it. The
+  // segment does not own the descriptor.
+  static bool addFile(evbuffer* out, int fd, std::uint64_t length) {
+    if (length == 0) return true;
+    evbuffer_set_flags(out, EVBUFFER_FLAG_DRAINS_TO_FD);
+    evbuffer_file_segment* seg = evbuffer_file_segment_new(fd, 0, static_cast<ev_off_t>(length), 0);
+    if (seg == nullptr) return false;
+    const int rc = evbuffer_add_file_segment(out, seg, 0, static_cast<ev_off_t>(length));
+    evbuffer_file_segment_free(seg);  // the buffer holds its own reference
+    return rc == 0;
   }
 
   static void onError(evhttp_request_error error, void* self) {

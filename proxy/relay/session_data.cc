@@ -81,7 +81,8 @@ void Session::endOfData() {
   const DataFramer& framer = *txn_->framer;
   m.size = framer.size();
   m.oversized = framer.oversized();
-  m.reader = txn_->spool.get();
+  txn_->message = std::make_unique<TracedMessage>(txn_->traceHeader, *txn_->spool);
+  m.reader = txn_->message.get();
   if (!txn_->spool->finish()) {
     spdlog::error("{} event=spool-error detail={}", view_.id, logValue(txn_->spool->error()));
     finishData(localReply(451, "4.3.0", "Error: local error in processing, try again later"),

@@ -64,7 +64,7 @@ std::vector<std::size_t> named(const std::vector<RawField>& fields, std::string_
 EditedHeaderBlock editHeaderBlock(std::string_view block, const std::vector<HeaderEdit>& edits) {
   EditedHeaderBlock out;
   std::vector<RawField> fields = splitFields(block);
-  std::string onTop;
+  std::size_t onTop = 0;  // fields added on top so far (a later edit sees them too)
   for (const HeaderEdit& e : edits) {
     // An edit that names no valid header (RFC 5322 2.2 ftext) is not applied.
     if (!validHeaderName(e.name)) {
@@ -75,7 +75,7 @@ EditedHeaderBlock editHeaderBlock(std::string_view block, const std::vector<Head
     if (e.kind == HeaderEdit::Kind::kReplace) {
       const std::optional<std::string> line = formatHeader(e.name, e.value);
       if (hits.empty()) {
-        onTop += *line;
+        fields.insert(fields.begin() + static_cast<std::ptrdiff_t>(onTop++), {e.name, *line});
         ++out.added;
       } else {
         fields[hits.front()].bytes = *line;
@@ -96,10 +96,10 @@ EditedHeaderBlock editHeaderBlock(std::string_view block, const std::vector<Head
     }
     for (auto it = gone.rbegin(); it != gone.rend(); ++it) {
       fields.erase(fields.begin() + static_cast<std::ptrdiff_t>(*it));
+      if (*it < onTop) --onTop;
     }
     out.removed += static_cast<int>(gone.size());
   }
-  out.bytes = std::move(onTop);
   for (const RawField& f : fields) out.bytes += f.bytes;
   return out;
 }

@@ -38,11 +38,12 @@ class Spool final : public ByteSink, public MessageReader {
   const std::string& path() const { return path_; }
   // The whole message when inMemory().
   std::string_view memory() const { return memory_; }
-  // MessageReader's zero-copy accessors: the memory, or the spool file.
-  std::optional<std::string_view> contiguous() const override {
-    return inMemory() ? std::optional<std::string_view>(memory_) : std::nullopt;
+  // MessageReader's zero-copy view: the memory, or the spool file (nothing once an error
+  // made the spool unreliable).
+  std::optional<Bytes> bytes() const override {
+    if (!ok()) return std::nullopt;
+    return inMemory() ? Bytes{{}, memory_, -1} : Bytes{{}, std::nullopt, fd_};
   }
-  int fileDescriptor() const override { return fd_; }
 
  private:
   void spill();

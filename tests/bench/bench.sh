@@ -34,6 +34,14 @@
 #                  its last TLS 1.3 session ticket). One line per session count, e.g.
 #   sessions=20 plain=5200 msg/s starttls=2100 msg/s ratio=0.40 handshakes_full=2600/s
 #     handshakes_resumed=4100/s resumed=4990/5000
+#   --counts N     after the rounds, one more run of N messages (20 sessions) to count, per
+#                  message, portcullis's system calls (strace -c attached for the run only) and
+#                  heap allocations (malloc/calloc/realloc/memalign through a counting LD_PRELOAD
+#                  built into the temp dir; operator new goes through malloc), and smtp-sink's
+#                  system calls on the direct and the proxied path in the same way, e.g.
+#   counts: messages=2000 sessions=20 portcullis[syscalls=41.2 mallocs=118.5]
+#     sink[syscalls direct=13.1 proxied=13.4] top_syscalls: write=9.1 epoll_wait=8.0 ...
+#                  strace slows the processes it watches: these runs' rates mean nothing.
 #   --handshakes N connections per handshake run (default 5000)
 #   --per-connection K  messages per connection in the --tls mail runs (default 1)
 #
@@ -59,6 +67,7 @@ NETNS=1
 TLS=0
 HANDSHAKES=5000
 PER_CONNECTION=1
+COUNTS=0
 ARGS=("$@")
 usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
@@ -75,6 +84,7 @@ while [[ $# -gt 0 ]]; do
     --tls) TLS=1; shift ;;
     --handshakes) HANDSHAKES=$2; shift 2 ;;
     --per-connection) PER_CONNECTION=$2; shift 2 ;;
+    --counts) COUNTS=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -184,7 +194,8 @@ log:
   level: warn
 $extra
 YAML
-  "$BINARY" --config "$TMP/$name/portcullis.yaml" >"$TMP/$name/portcullis.log" 2>&1 &
+  env ${PRELOAD:+LD_PRELOAD=$PRELOAD MALLOC_COUNT_FILE=$TMP/$name/mallocs} \
+    "$BINARY" --config "$TMP/$name/portcullis.yaml" >"$TMP/$name/portcullis.log" 2>&1 &
   PID=$!
   PIDS+=("$PID")
   wait_listening "$PORT" "$PID" || { echo "bench: portcullis ($name) did not start"; cat "$TMP/$name/portcullis.log"; exit 1; }
@@ -336,6 +347,96 @@ for s in $SESSIONS; do
     echo "sessions=$s filters=dnsbl+rdns median_vs_no_filters=$(median "${filtered_ratios[@]}")"
   fi
 done
+
+# --counts: system calls and allocations per message (see the header).
+strace_start() {  # PID OUTFILE: sets STRACE_PID; counting starts once strace is attached
+  strace -c -f -qq -p "$1" -o "$2" 2>"$2.err" &
+  STRACE_PID=$!
+  for _ in $(seq 1 100); do  # attached when the tracee's TracerPid is set
+    [[ $(awk '/^TracerPid:/ { print $2 }' "/proc/$1/status") != 0 ]] && return 0
+    sleep 0.05
+  done
+  echo "bench: strace could not attach to $1" >&2
+  return 1
+}
+strace_stop() {  # OUTFILE: SYSCALLS = calls per message, TOP_SYSCALLS = the top 5 per message
+  # (not in a $(...): the wait must run in the shell that started strace, which writes its
+  # summary when it detaches)
+  kill -INT "$STRACE_PID" 2>/dev/null || true
+  wait "$STRACE_PID" 2>/dev/null || true
+  SYSCALLS=$(awk -v m="$COUNTS" '$NF == "total" { printf "%.1f", $4 / m }' "$1")
+  TOP_SYSCALLS=$(awk '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { print $4, $NF }' "$1" |
+    sort -rn | head -5 | awk -v m="$COUNTS" '{ printf "%s=%.1f ", $2, $1 / m }')
+}
+if [[ $COUNTS -gt 0 && $TLS -eq 0 && $status -eq 0 ]]; then
+  command -v strace >/dev/null || { echo "bench: strace missing (apt-get install strace)" >&2; exit 1; }
+  cat >"$TMP/malloc_count.c" <<'C'
+// Counts heap allocations into a shared counter file the bench reads before and after a run.
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+extern void* __libc_malloc(size_t);
+extern void* __libc_calloc(size_t, size_t);
+extern void* __libc_realloc(void*, size_t);
+extern void* __libc_memalign(size_t, size_t);
+static _Atomic unsigned long long fallback;
+static _Atomic unsigned long long* counter = &fallback;
+__attribute__((constructor)) static void init(void) {
+  const char* path = getenv("MALLOC_COUNT_FILE");
+  int fd = path ? open(path, O_RDWR | O_CREAT, 0644) : -1;
+  if (fd < 0) return;
+  if (ftruncate(fd, 8) == 0) {
+    void* m = mmap(0, 8, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m != MAP_FAILED) counter = m;
+  }
+  close(fd);
+}
+static void count(void) { atomic_fetch_add_explicit(counter, 1, memory_order_relaxed); }
+void* malloc(size_t n) { count(); return __libc_malloc(n); }
+void* calloc(size_t a, size_t b) { count(); return __libc_calloc(a, b); }
+void* realloc(void* p, size_t n) { count(); return __libc_realloc(p, n); }
+void* memalign(size_t a, size_t n) { count(); return __libc_memalign(a, n); }
+void* aligned_alloc(size_t a, size_t n) { count(); return __libc_memalign(a, n); }
+int posix_memalign(void** p, size_t a, size_t n) {
+  count();
+  *p = __libc_memalign(a, n);
+  return *p ? 0 : 12;
+}
+C
+  cc -O2 -shared -fPIC -o "$TMP/malloc_count.so" "$TMP/malloc_count.c"
+  PRELOAD=$TMP/malloc_count.so
+  start_portcullis counted "dns:
+  servers: [\"127.0.0.1:$DNS_PORT\"]
+  reverse_lookup: false"
+  PRELOAD=
+  COUNTED_PID=$PID
+  saved=$MESSAGES
+  MESSAGES=$COUNTS
+  WATCH=()
+  strace_start "$SINK_PID" "$TMP/strace.sink.direct" || exit 1
+  run_source "$SINK_PORT" 20 || status=1
+  strace_stop "$TMP/strace.sink.direct"
+  sink_direct=$SYSCALLS
+  mallocs0=$(od -An -t u8 "$TMP/counted/mallocs" | tr -d ' ')
+  strace_start "$SINK_PID" "$TMP/strace.sink.proxied" || exit 1
+  sink_strace=$STRACE_PID
+  strace_start "$COUNTED_PID" "$TMP/strace.portcullis" || exit 1
+  run_source "$PORT" 20 || status=1
+  mallocs1=$(od -An -t u8 "$TMP/counted/mallocs" | tr -d ' ')
+  strace_stop "$TMP/strace.portcullis"
+  pc_syscalls=$SYSCALLS pc_top=$TOP_SYSCALLS
+  STRACE_PID=$sink_strace
+  strace_stop "$TMP/strace.sink.proxied"
+  sink_proxied=$SYSCALLS
+  MESSAGES=$saved
+  echo "counts: messages=$COUNTS sessions=20 portcullis[syscalls=$pc_syscalls" \
+       "mallocs=$(awk -v a="$mallocs0" -v b="$mallocs1" -v m="$COUNTS" \
+                  'BEGIN { printf "%.1f", (b - a) / m }')]" \
+       "sink[syscalls direct=$sink_direct proxied=$sink_proxied] top_syscalls: $pc_top"
+fi
 
 for name in plain filtered tls; do
   pid_var=${name^^}_PID

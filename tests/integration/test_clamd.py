@@ -222,11 +222,20 @@ class FakeClamdTest(ClamdTest):
         self.assertEqual(send(pc, subject="skipped")[0], 451)
         pc.wait_for_log(r"scan=error error=\"circuit open\"")
         self.assertEqual(fake.connections(), 2)
-        # The scanner recovers; after open_for the next scan goes through and closes it.
+        # After open_for clamd gets a PING first; no PONG, no scan, still open.
+        fake.set_pong(b"UNKNOWN COMMAND\0")
+        time.sleep(2.5)
+        self.assertEqual(send(pc, subject="still down")[0], 451)
+        pc.wait_for_log(r"event=scanner-probe filter=clamd result=failed error=\"unexpected reply")
+        self.assertEqual((fake.connections(), fake.pings(), len(fake.streams())), (3, 1, 2))
+        # The scanner recovers; after open_for PONG closes it and the message is scanned.
+        fake.set_pong(b"PONG\0")
         fake.set_reply(b"stream: OK\0")
         time.sleep(2.5)
         self.assertEqual(send(pc, subject="recovered")[0], 250)
+        pc.wait_for_log(r"event=scanner-probe filter=clamd result=ok")
         pc.wait_for_log(r"event=scanner-circuit-closed filter=clamd")
+        self.assertEqual((fake.connections(), fake.pings()), (5, 2))
         self.assertEqual(self.delivered_subjects(1), ["recovered"])
         self.assertEqual(len(pc.log_lines(r"event=scanner-circuit-open")), 1)
         self.assertEqual(len(pc.log_lines(r"event=scanner-circuit-closed")), 1)

@@ -14,6 +14,8 @@ import base64
 import email.utils
 import os
 import re
+import smtplib
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -211,6 +213,29 @@ class FakeSpamdTest(SpamdTest):
         self.assertIn("User: mailuser", lines)
         self.assertEqual(body, sent)  # the message as the client sent it (dot-unstuffed)
 
+    def test_scanner_reads_our_trace_header_first(self):
+        # DESIGN invariant 8: the scanner judges the message the MTA gets, our TLS trace
+        # header on top; the length spamd is told covers it.
+        certs = self.make_certs()
+        fake = self.start(FakeSpamd())
+        pc = self.start(Portcullis(upstream=self.pf, config={
+            "filters": [{"name": "spamd", "address": fake.address}],
+            "tls": {"cert": certs.cert, "key": certs.key, "received_header": True}}))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sent = ham_message("traced")
+        with smtplib.SMTP("127.0.0.1", pc.port, local_hostname="client.test", timeout=30) as s:
+            s.starttls(context=ctx)
+            s.ehlo("client.test")
+            s.sendmail("sender@client.test", ["user@test.local"], sent)
+        head, body = fake.requests()[0]
+        self.assertIn(f"Content-length: {len(body)}", head.split("\r\n"))
+        self.assertRegex(body, rb"^Received: from client\.test \(unknown \[127\.0\.0\.1\]\) by "
+                               rb"\S+\s+\(portcullis\) with ESMTPS")
+        self.assertTrue(body.endswith(sent), body)
+        self.assertEqual(len(self.delivered(1)), 1)
+
     def test_scanner_down_follows_on_error(self):
         down = f"127.0.0.1:{free_port(udp=False)}"  # nothing listens there
         pc = self.portcullis(address=down)
@@ -290,11 +315,25 @@ class FakeSpamdTest(SpamdTest):
         self.assertEqual(send(pc, ham_message("skipped"))[0], 451)
         pc.wait_for_log(r"scan=error error=\"circuit open\"")
         self.assertEqual(fake.connections(), 2)
+        # After open_for spamd is asked with PING first; still down, the message is not
+        # scanned (only the probe connects) and the breaker stays open.
+        fake.set_pong(b"SPAMD/1.5 76 Bad header line\r\n")
+        time.sleep(2.5)
+        self.assertEqual(send(pc, ham_message("still down"))[0], 451)
+        pc.wait_for_log(r"event=scanner-probe filter=spamd result=failed error=")
+        self.assertEqual((fake.connections(), fake.pings(), len(fake.requests())), (3, 1, 2))
+        self.assertEqual(send(pc, ham_message("skipped again"))[0], 451)
+        self.assertEqual(fake.connections(), 3)
+        # Back: PONG closes the breaker and the same message is scanned.
+        fake.set_pong(b"SPAMD/1.5 0 PONG\r\n")
         fake.set_reply(spamd_reply(False, b"0.1", b"5.0", b""))
         time.sleep(2.5)
         self.assertEqual(send(pc, ham_message("recovered"))[0], 250)
+        pc.wait_for_log(r"event=scanner-probe filter=spamd result=ok")
         pc.wait_for_log(r"event=scanner-circuit-closed filter=spamd")
+        self.assertEqual((fake.connections(), fake.pings()), (5, 2))
         self.assertEqual(len(self.delivered(1)), 1)
+        self.assertEqual(len(pc.log_lines(r"event=scanner-circuit-open")), 1)
 
     def test_bad_user_refused_at_config_load(self):
         pc = Portcullis(upstream=self.pf, config={"filters": [{"name": "spamd",

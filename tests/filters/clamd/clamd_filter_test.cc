@@ -79,6 +79,17 @@ TEST(ParseClamdReply, LongNamesAreBounded) {
   EXPECT_LE(e.text.size(), kMaxScannerText + 20);
 }
 
+TEST(ClamdProbe, PingIsAnsweredByPongAlone) {
+  const ClamdProtocol p;
+  EXPECT_EQ(p.probe(), std::string("zPING\0", 6));
+  EXPECT_EQ(p.parseProbeReply(std::string("PONG\0", 5), false), true);
+  EXPECT_EQ(p.parseProbeReply("PON", false), std::nullopt);
+  EXPECT_EQ(p.parseProbeReply("PON", true), false);
+  EXPECT_EQ(p.parseProbeReply(std::string("PONGX\0", 6), false), false);
+  EXPECT_EQ(p.parseProbeReply(std::string("UNKNOWN COMMAND\0", 16), false), false);
+  EXPECT_EQ(p.parseProbeReply(std::string(64, 'P'), false), false) << "bounded";
+}
+
 TEST(FrameClamdChunk, LengthIsFourBytesBigEndian) {
   std::string out;
   frameClamdChunk("abc", out);

@@ -77,7 +77,7 @@ class MemoryReader final : public MessageReader {
     std::copy_n(data_.data() + offset, k, buf);
     return k;
   }
-  std::optional<std::string_view> contiguous() const override { return data_; }
+  std::optional<Bytes> bytes() const override { return Bytes{{}, data_, -1}; }
 
  private:
   std::string data_;

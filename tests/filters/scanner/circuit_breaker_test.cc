@@ -64,5 +64,41 @@ TEST(CircuitBreaker, ZeroFailuresNeverOpens) {
   EXPECT_TRUE(b.allow(t0));
 }
 
+TEST(CircuitBreaker, AProbeableScannerIsProbedOnceThenClosedOrKeptOpen) {
+  using Admission = CircuitBreaker::Admission;
+  CircuitBreaker b({1, milliseconds(1000), milliseconds(100)});
+  EXPECT_EQ(b.admit(t0, true), Admission::kScan);
+  EXPECT_EQ(b.recordFailure(t0), Change::kOpened);
+  EXPECT_EQ(b.admit(t0 + milliseconds(99), true), Admission::kSkip);
+  EXPECT_EQ(b.admit(t0 + milliseconds(100), true), Admission::kProbe);
+  // One probe at a time: the others are still skipped.
+  EXPECT_EQ(b.admit(t0 + milliseconds(101), true), Admission::kSkip);
+  EXPECT_EQ(b.state(), State::kProbing);
+  // A scan that started before the probe changes nothing.
+  EXPECT_EQ(b.recordFailure(t0 + milliseconds(102)), Change::kNone);
+  // Failed: open for another openFor, and no second "opened".
+  EXPECT_EQ(b.probeResult(false, t0 + milliseconds(150)), Change::kNone);
+  EXPECT_EQ(b.admit(t0 + milliseconds(249), true), Admission::kSkip);
+  EXPECT_EQ(b.admit(t0 + milliseconds(250), true), Admission::kProbe);
+  // Abandoned: the next caller probes at once.
+  b.probeAbandoned();
+  EXPECT_EQ(b.state(), State::kOpen);
+  EXPECT_EQ(b.admit(t0 + milliseconds(251), true), Admission::kProbe);
+  EXPECT_EQ(b.probeResult(true, t0 + milliseconds(260)), Change::kClosed);
+  EXPECT_EQ(b.admit(t0 + milliseconds(261), true), Admission::kScan);
+  // A stale probe result after it closed changes nothing.
+  EXPECT_EQ(b.probeResult(false, t0 + milliseconds(270)), Change::kNone);
+  EXPECT_EQ(b.state(), State::kClosed);
+}
+
+TEST(CircuitBreaker, WithoutAProbeTheFirstMessageIsTheProbe) {
+  using Admission = CircuitBreaker::Admission;
+  CircuitBreaker b({1, milliseconds(1000), milliseconds(100)});
+  EXPECT_EQ(b.recordFailure(t0), Change::kOpened);
+  EXPECT_EQ(b.admit(t0 + milliseconds(50), false), Admission::kSkip);
+  EXPECT_EQ(b.admit(t0 + milliseconds(100), false), Admission::kScan);
+  EXPECT_EQ(b.state(), State::kHalfOpen);
+}
+
 }  // namespace
 }  // namespace portcullis

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "filters/clamd/clamd_filter.h"
@@ -291,6 +292,82 @@ TEST_F(ScannerFilterTest, BreakerOpensSkipsAndCloses) {
   const int connects = connector_.connects;
   EXPECT_EQ(fail(), "fail(clamd circuit open)");
   EXPECT_EQ(connector_.connects, connects);  // skipped without trying
+}
+
+TEST_F(ScannerFilterTest, AnOpenBreakerProbesWithPingBeforeItScansAgain) {
+  FilterRegistry registry;
+  registerBuiltinFilters(registry);
+  const ConfigSection section = makeConfigSection(
+      YAML::Load("address: \"127.0.0.1:3310\"\ncircuit_breaker: {failures: 1, open_for: 10ms}"),
+      "filters[0]");
+  const FilterCreator creator = registry.find("clamd")->configure(section);
+  auto start = [&] {
+    sink_ = std::make_shared<testing::Collector>();
+    filter_ = creator(context_);
+    scan("x\r\n");
+    loop_.runUntilIdle();
+  };
+  start();
+  connector_.live->handler.onEnd(ConnectionEnd::kError, "refused");
+  loop_.runUntilIdle();
+  ASSERT_NE(log_.all().find("event=scanner-circuit-open"), std::string::npos);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // open_for passes (no assertion)
+
+  // The next message is held while clamd is asked PING; its session goes away meanwhile.
+  start();
+  ASSERT_NE(connector_.live, nullptr);
+  EXPECT_EQ(connector_.live->written, std::string("zPING\0", 6));
+  filter_.reset();
+  loop_.runUntilIdle();
+
+  // The probe was abandoned, not lost: the next message probes again, PONG closes the breaker,
+  // and that message is scanned on a new connection.
+  start();
+  ASSERT_NE(connector_.live, nullptr);
+  EXPECT_EQ(connector_.live->written, std::string("zPING\0", 6));
+  const int connects = connector_.connects;
+  reply(std::string("PONG\0", 5));
+  loop_.runUntilIdle();
+  ASSERT_NE(connector_.live, nullptr);
+  EXPECT_EQ(connector_.connects, connects + 1);
+  EXPECT_EQ(connector_.live->written.substr(0, 10), std::string("zINSTREAM\0", 10));
+  drain();
+  reply(std::string("stream: OK\0", 11));
+  loop_.runUntilIdle();
+  EXPECT_EQ(show(*sink_), "continue");
+  EXPECT_NE(log_.all().find("event=scanner-probe filter=clamd result=ok"), std::string::npos);
+  EXPECT_NE(log_.all().find("event=scanner-circuit-closed filter=clamd"), std::string::npos);
+}
+
+TEST_F(ScannerFilterTest, AFailedProbeKeepsTheBreakerOpenWithoutScanning) {
+  FilterRegistry registry;
+  registerBuiltinFilters(registry);
+  const ConfigSection section = makeConfigSection(
+      YAML::Load("address: \"127.0.0.1:3310\"\ncircuit_breaker: {failures: 1, open_for: 10ms}"),
+      "filters[0]");
+  const FilterCreator creator = registry.find("clamd")->configure(section);
+  auto start = [&] {
+    sink_ = std::make_shared<testing::Collector>();
+    filter_ = creator(context_);
+    scan("x\r\n");
+    loop_.runUntilIdle();
+  };
+  start();
+  connector_.live->handler.onEnd(ConnectionEnd::kError, "refused");
+  loop_.runUntilIdle();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  start();
+  reply(std::string("UNKNOWN COMMAND\0", 16));
+  loop_.runUntilIdle();
+  EXPECT_EQ(show(*sink_), "fail(clamd circuit open (probe failed))");
+  EXPECT_EQ(connector_.live, nullptr) << "no scan after a failed probe";
+  EXPECT_NE(log_.all().find("event=scanner-probe filter=clamd result=failed"), std::string::npos);
+  // Still open: the next message is skipped without a connection.
+  const int connects = connector_.connects;
+  start();
+  loop_.runUntilIdle();
+  EXPECT_EQ(show(*sink_), "fail(clamd circuit open)");
+  EXPECT_EQ(connector_.connects, connects);
 }
 
 TEST_F(ScannerFilterTest, FullQueueFailsAndTheSessionGoingAwayCancels) {

@@ -168,6 +168,20 @@ TEST(SpamdProtocol, SpamIsTaggedAsSpamassassinWritesIt) {
   EXPECT_EQ(r.verdict->headers(), want);
   EXPECT_EQ(r.summary,
             "scan=spam score=1000.0 required=5.0 tests=\"GTUBE,MISSING_DATE,NO_RECEIVED\"");
+  // The client's own verdict headers go, whatever spamd said (spamass-milter does the same).
+  ASSERT_EQ(r.verdict->headerEdits().size(), 6u);
+  EXPECT_EQ(r.verdict->headerEdits().front(),
+            (HeaderEdit{HeaderEdit::Kind::kRemove, "X-Spam-Flag", "", 0}));
+}
+
+TEST(SpamdProbe, PingIsAnsweredByPong) {
+  const SpamdProtocol p({});
+  EXPECT_EQ(p.probe(), "PING SPAMC/1.5\r\n\r\n");
+  EXPECT_EQ(p.parseProbeReply("SPAMD/1.5 0 PONG\r\n", false), true);
+  EXPECT_EQ(p.parseProbeReply("SPAMD/1.5 0 PO", false), std::nullopt);
+  EXPECT_EQ(p.parseProbeReply("SPAMD/1.5 0 PO", true), false);
+  EXPECT_EQ(p.parseProbeReply("SPAMD/1.5 76 Bad header line\r\n", false), false);
+  EXPECT_EQ(p.parseProbeReply(std::string(256, 'S'), false), false) << "bounded";
 }
 
 TEST(SpamdProtocol, RejectsAtOrAboveRejectScore) {
@@ -195,6 +209,7 @@ TEST(SpamdProtocol, HamContinuesUntouchedAndErrorsGoToOnError) {
   ASSERT_EQ(ham.kind, ScanResult::Kind::kDone);
   EXPECT_TRUE(ham.verdict->isContinue());
   EXPECT_TRUE(ham.verdict->headers().empty());
+  EXPECT_EQ(ham.verdict->headerEdits().size(), 6u);
   EXPECT_EQ(ham.summary, "scan=clean score=2.5 required=5.0");
   const ScanResult bad = protocol.parseReply("SPAMD/1.0 76 Bad header line\r\n", false);
   EXPECT_EQ(bad.kind, ScanResult::Kind::kError);

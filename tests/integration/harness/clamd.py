@@ -120,9 +120,19 @@ class FakeClamd(ScriptedServer):
 
     def __init__(self, *, reply=b"stream: OK\0", close=False, port=None):
         super().__init__(behaviour=(reply, close), port=port)
+        self._pong = b"PONG\0"  # the answer to zPING (the breaker's probe)
+        self._pings = 0
 
     def set_reply(self, reply, close=False):
         self.set_behaviour((reply, close))
+
+    def set_pong(self, pong):
+        with self._lock:
+            self._pong = pong
+
+    def pings(self):
+        with self._lock:
+            return self._pings
 
     def streams(self):
         return self.recorded()
@@ -140,7 +150,14 @@ class FakeClamd(ScriptedServer):
     def _serve(self, conn, behaviour):
         reply, close = behaviour
         try:
-            command = self._read_exact(conn, len(b"zINSTREAM\0"))
+            command = self._read_exact(conn, len(b"zPING\0"))
+            if command == b"zPING\0":
+                with self._lock:
+                    self._pings += 1
+                    pong = self._pong
+                conn.sendall(pong)
+                return
+            command += self._read_exact(conn, len(b"zINSTREAM\0") - len(command))
             stream = b""
             if command == b"zINSTREAM\0":
                 while True:

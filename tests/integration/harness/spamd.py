@@ -124,9 +124,19 @@ class FakeSpamd(ScriptedServer):
     def __init__(self, *, reply=b"SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\n"
                  b"Spam: False ; 0.0 / 5.0\r\n\r\n", port=None):
         super().__init__(behaviour=reply, port=port)
+        self._pong = b"SPAMD/1.5 0 PONG\r\n"  # the answer to PING (the breaker's probe)
+        self._pings = 0
 
     def set_reply(self, reply):
         self.set_behaviour(reply)
+
+    def set_pong(self, pong):
+        with self._lock:
+            self._pong = pong
+
+    def pings(self):
+        with self._lock:
+            return self._pings
 
     def requests(self):
         return self.recorded()
@@ -135,7 +145,13 @@ class FakeSpamd(ScriptedServer):
         request = read_request(conn)
         if request is None:
             return
-        _, _, head, body = request
+        line, _, head, body = request
+        if line.startswith("PING "):
+            with self._lock:
+                self._pings += 1
+                pong = self._pong
+            conn.sendall(pong)
+            return
         self.record((head, body))
         if reply is None:
             stall(conn)

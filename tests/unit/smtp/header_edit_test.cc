@@ -99,6 +99,11 @@ TEST(HeaderEdit, EditsApplyInOrder) {
   const EditedHeaderBlock e = editHeaderBlock(
       "Subject: a\r\nTo: b\r\n", {remove("Subject"), replace("Subject", "c"), remove("To")});
   EXPECT_EQ(e.bytes, "Subject: c\r\n");
+  // And a removal after a replacement that added on top removes what it added (found by
+  // fuzz_header_edit); further additions keep their order below the ones still there.
+  const EditedHeaderBlock f = editHeaderBlock(
+      "To: b\r\n", {replace("X-A", "1"), replace("X-B", "2"), remove("x-a"), replace("X-C", "3")});
+  EXPECT_EQ(f.bytes, "X-B: 2\r\nX-C: 3\r\nTo: b\r\n");
 }
 
 }  // namespace
