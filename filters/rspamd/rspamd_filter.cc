@@ -9,6 +9,7 @@
 #include "filters/rspamd/rspamd_reply.h"
 #include "portcullis/connector.h"
 #include "portcullis/http_client.h"
+#include "portcullis/log.h"
 #include "portcullis/reply.h"
 
 namespace portcullis {
@@ -71,6 +72,49 @@ class RspamdExchange final : public ScanExchange {
   std::unique_ptr<HttpCall> call_;  // last: cancelled first
 };
 
+// The breaker's health check: GET /ping on the same worker, which answers "pong".
+class RspamdProbe final : public ScanExchange {
+ public:
+  explicit RspamdProbe(std::function<void(bool, std::string)> done) : done_(std::move(done)) {}
+
+  void start(const ScanRequest& request, const RspamdEndpoint& endpoint) {
+    if (request.context.http == nullptr) {
+      failLater_ = request.context.timers->start(std::chrono::milliseconds(0),
+                                                 [this] { complete(false, "no HTTP client"); });
+      return;
+    }
+    HttpRequest http;
+    http.method = HttpRequest::Method::kGet;
+    http.host = endpoint.host;
+    http.port = endpoint.port;
+    http.path = "/ping";
+    http.timeout = request.timeout;
+    http.maxReplyBody = kMaxPingReply;
+    call_ = request.context.http->post(std::move(http), [this](const HttpResult& r) {
+      if (r.kind != HttpResult::Kind::kReply) {
+        complete(false, sanitizeScannerText(r.error, 120));
+      } else if (r.status != 200 || sanitizeScannerText(r.body, 16) != "pong") {
+        complete(false,
+                 "HTTP status " + std::to_string(r.status) + " body " + logQuote(r.body, 40));
+      } else {
+        complete(true, "");
+      }
+    });
+  }
+
+ private:
+  static constexpr std::size_t kMaxPingReply = 64;
+
+  void complete(bool healthy, std::string detail) {
+    std::function<void(bool, std::string)> done = std::move(done_);
+    done(healthy, std::move(detail));  // may destroy this: touch nothing afterwards
+  }
+
+  std::function<void(bool, std::string)> done_;
+  std::unique_ptr<TimerHandle> failLater_;
+  std::unique_ptr<HttpCall> call_;  // last: cancelled first
+};
+
 class RspamdClient final : public ScanClient {
  public:
   explicit RspamdClient(RspamdEndpoint endpoint) : endpoint_(std::move(endpoint)) {}
@@ -78,6 +122,13 @@ class RspamdClient final : public ScanClient {
   std::unique_ptr<ScanExchange> start(const ScanRequest& request,
                                       std::function<void(ScanResult)> done) const override {
     auto exchange = std::make_unique<RspamdExchange>(std::move(done));
+    exchange->start(request, endpoint_);
+    return exchange;
+  }
+  bool canProbe() const override { return true; }
+  std::unique_ptr<ScanExchange> probe(const ScanRequest& request,
+                                      std::function<void(bool, std::string)> done) const override {
+    auto exchange = std::make_unique<RspamdProbe>(std::move(done));
     exchange->start(request, endpoint_);
     return exchange;
   }

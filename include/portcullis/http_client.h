@@ -21,7 +21,9 @@
 namespace portcullis {
 
 struct HttpRequest {
-  std::string host;  // numeric IPv4/IPv6 address, no brackets: never a name to resolve
+  enum class Method { kPost, kGet };
+  Method method = Method::kPost;  // kGet sends no body (a health check)
+  std::string host;               // numeric IPv4/IPv6 address, no brackets: never a name to resolve
   std::uint16_t port = 80;
   std::string path;  // "/checkv2"
   // Header fields to send, in order. Values must already be single-line (the client drops a
@@ -52,6 +54,7 @@ class HttpCall {
 class HttpClient {
  public:
   virtual ~HttpClient() = default;
+  // Sends `request` (a POST or a GET, as its method says).
   [[nodiscard]] virtual std::unique_ptr<HttpCall> post(HttpRequest request,
                                                        std::function<void(HttpResult)> done) = 0;
 };

@@ -88,12 +88,14 @@ class EvhttpCall final : public HttpCall {
       if (!singleLine(name) || !singleLine(value) || name.empty()) continue;
       evhttp_add_header(headers, name.c_str(), value.c_str());
     }
-    if (r.body != nullptr && !addBody(evhttp_request_get_output_buffer(req), *r.body)) {
+    const bool get = r.method == HttpRequest::Method::kGet;
+    if (!get && r.body != nullptr && !addBody(evhttp_request_get_output_buffer(req), *r.body)) {
       evhttp_request_free(req);  // not queued yet: ours to free
       finishWith(HttpResult::Kind::kError, "cannot read the spooled message");
       return;
     }
-    if (evhttp_make_request(conn_.get(), req, EVHTTP_REQ_POST, r.path.c_str()) != 0) {
+    if (evhttp_make_request(conn_.get(), req, get ? EVHTTP_REQ_GET : EVHTTP_REQ_POST,
+                            r.path.c_str()) != 0) {
       // Not queued and not freed by evhttp (http.c, evhttp_make_request's error path).
       evhttp_request_free(req);
       finishWith(HttpResult::Kind::kError, "cannot send the request");

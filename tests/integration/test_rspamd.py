@@ -319,7 +319,7 @@ class FakeRspamdTest(RspamdTestBase):
         for bad in ("\r", "\x00", "\x1b", "\nX-Injected", "\n250 2.0.0"):
             self.assertNotIn(bad, log)
 
-    def test_circuit_breaker_opens_and_closes(self):
+    def test_circuit_breaker_opens_probes_and_closes(self):
         fake = self.start(FakeRspamd(reply=b"garbage\r\n\r\n"))
         pc = self.portcullis(fake.url,
                              circuit_breaker={"failures": 2, "window": "1m", "open_for": "2s"})
@@ -329,10 +329,21 @@ class FakeRspamdTest(RspamdTestBase):
         self.assertEqual(send(pc, message("skipped"))[0], 451)
         pc.wait_for_log(r"scan=error error=\"circuit open\"")
         self.assertEqual(fake.connections(), 2)
+        # After open_for, GET /ping asks first: a bad answer keeps it open, no scan is sent.
+        fake.set_pong(http_reply(b"loading", status=503, reason="Unavailable"))
+        time.sleep(2.5)
+        self.assertEqual(send(pc, message("probe-failed"))[0], 451)
+        pc.wait_for_log(r"event=scanner-probe filter=rspamd result=failed error=\"HTTP status "
+                        r"503")
+        self.assertEqual((fake.pings(), len(fake.requests())), (1, 2))
+        # A good answer closes it, and the message that asked is scanned.
+        fake.set_pong(http_reply(b"pong\r\n"))
         fake.set_reply(http_reply({"action": "no action", "score": 0.5}))
         time.sleep(2.5)
         self.assertEqual(send(pc, message("recovered"))[0], 250)
+        pc.wait_for_log(r"event=scanner-probe filter=rspamd result=ok")
         pc.wait_for_log(r"event=scanner-circuit-closed filter=rspamd")
+        self.assertEqual((fake.pings(), len(fake.requests())), (2, 3))
         self.assertEqual(len(self.delivered(1)), 1)
 
     def test_bad_url_refused_at_config_load(self):

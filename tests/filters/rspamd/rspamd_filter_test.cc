@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "proxy/chain/filter_services.h"
@@ -275,6 +276,57 @@ TEST_F(RspamdFilterTest, TheSessionGoingAwayCancelsTheRequest) {
   EXPECT_EQ(http_.cancelled, 1);
   loop_.runUntilIdle();
   EXPECT_EQ(sink_->completions, 0);  // the chain's Next, dropped with the transaction
+}
+
+TEST_F(RspamdFilterTest, AnOpenBreakerAsksPingBeforeItScansAgain) {
+  FilterRegistry registry;
+  registerBuiltinFilters(registry);
+  const ConfigSection section =
+      makeConfigSection(YAML::Load("circuit_breaker: {failures: 1, open_for: 10ms}"), "filters[0]");
+  const FilterCreator creator = registry.find("rspamd")->configure(section);
+  const auto start = [&] {
+    sink_ = std::make_shared<testing::Collector>();
+    filter_ = creator(context_);
+    scan();
+    loop_.runUntilIdle();
+  };
+  start();
+  http_.reply(500, "");
+  loop_.runUntilIdle();
+  ASSERT_NE(log_.all().find("event=scanner-circuit-open filter=rspamd"), std::string::npos);
+  std::this_thread::sleep_for(milliseconds(20));  // open_for passes (no assertion on it)
+
+  // A bad answer keeps it open and sends no scan.
+  start();
+  ASSERT_NE(http_.live, nullptr);
+  EXPECT_EQ(http_.live->request.method, HttpRequest::Method::kGet);
+  EXPECT_EQ(http_.live->request.path, "/ping");
+  http_.reply(503, "loading");
+  loop_.runUntilIdle();
+  EXPECT_EQ(testing::show(*sink_), "fail(rspamd circuit open (probe failed))");
+  EXPECT_EQ(http_.live, nullptr);
+  std::this_thread::sleep_for(milliseconds(20));
+
+  // "pong" closes it, and the message that asked is scanned.
+  start();
+  ASSERT_NE(http_.live, nullptr);
+  EXPECT_EQ(http_.live->request.path, "/ping");
+  const int posts = http_.posts;
+  http_.reply(200, "pong\r\n");
+  loop_.runUntilIdle();
+  ASSERT_NE(http_.live, nullptr);
+  EXPECT_EQ(http_.posts, posts + 1);
+  EXPECT_EQ(http_.live->request.method, HttpRequest::Method::kPost);
+  EXPECT_EQ(http_.live->request.path, "/checkv2");
+  http_.reply(200, R"({"action":"no action"})");
+  loop_.runUntilIdle();
+  EXPECT_EQ(testing::show(*sink_), "continue");
+  EXPECT_NE(log_.all().find("event=scanner-probe filter=rspamd result=failed error="
+                            "\"HTTP status 503 body 'loading'\""),
+            std::string::npos)
+      << log_.all();
+  EXPECT_NE(log_.all().find("event=scanner-probe filter=rspamd result=ok"), std::string::npos);
+  EXPECT_NE(log_.all().find("event=scanner-circuit-closed filter=rspamd"), std::string::npos);
 }
 
 TEST_F(RspamdFilterTest, OverMaxSizeIsNotSent) {

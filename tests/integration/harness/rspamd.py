@@ -27,6 +27,7 @@ FakeRspamd speaks just enough HTTP/1.1 to misbehave on purpose:
     fake = FakeRspamd(reply=None)                                  # read the request, stall
     fake.requests()     (request line, [(name, value)...], body) of each request
     fake.connections()  how many connections were accepted
+    fake.pings()        how many GET /ping (the breaker's probe) it answered; set_pong(bytes)
     fake.set_reply(...) changes the behaviour for the next connections
 """
 
@@ -167,10 +168,21 @@ class FakeRspamd(ScriptedServer):
     def __init__(self, *, reply=_NO_ACTION, port=None):
         super().__init__(behaviour=http_reply({"action": "no action"}) if reply is _NO_ACTION
                          else reply, port=port)
+        self._pong = http_reply(b"pong\r\n")
+        self._pings = 0
 
     @property
     def url(self):
         return f"http://{self.host}:{self.port}"
+
+    def set_pong(self, pong):
+        """The answer to GET /ping (the breaker's probe): raw bytes."""
+        with self._lock:
+            self._pong = pong
+
+    def pings(self):
+        with self._lock:
+            return self._pings
 
     def set_reply(self, reply):
         """Raw bytes to answer (then close), None to stall, or a callable(body) -> bytes."""
@@ -184,6 +196,12 @@ class FakeRspamd(ScriptedServer):
         if request is None:
             return
         line, headers, _, body = request
+        if line.startswith("GET /ping "):  # the breaker's probe, as rspamd answers it
+            with self._lock:
+                self._pings += 1
+                pong = self._pong
+            conn.sendall(pong)
+            return
         self.record((line, headers, body))
         if callable(reply):
             reply = reply(body)
