@@ -88,11 +88,9 @@ class ScanClient {
   // Whether probe() asks the scanner anything (the breaker then probes before it scans).
   virtual bool canProbe() const { return false; }
   // Asks the scanner whether it is healthy, under the same rules as start(): `done` gets the
-  // answer and, when unhealthy, why (sanitised).
+  // answer and, when unhealthy, why (sanitised). Called only when canProbe().
   [[nodiscard]] virtual std::unique_ptr<ScanExchange> probe(
-      const ScanRequest& /*request*/, std::function<void(bool, std::string)> /*done*/) const {
-    return nullptr;
-  }
+      const ScanRequest& request, std::function<void(bool, std::string)> done) const = 0;
 };
 
 // Shared by every session of one configured scanner (one event loop).
