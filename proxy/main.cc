@@ -5,9 +5,11 @@
 // Exit status: 0 normal (including a drained SIGTERM), 1 start-up failure, 2 bad config/usage.
 
 #include <getopt.h>
+
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <optional>
 
 #include <cerrno>
 #include <csignal>
@@ -24,6 +26,7 @@
 #include "proxy/config/config.h"
 #include "proxy/explain/explain.h"
 #include "proxy/net/tls.h"
+#include "proxy/server/privileges.h"
 #include "proxy/server/server.h"
 #include "proxy/smtp/spool.h"
 
@@ -169,6 +172,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string error;
+  // user:/group: are looked up now, so --check-config catches an unknown name or a start by
+  // a user who could not switch.
+  std::optional<RunAs> runAs;
+  if (!config->process.user.empty()) {
+    runAs = resolveRunAs(config->process.user, config->process.group, &error);
+    if (!runAs || !canBecome(*runAs, &error)) {
+      std::cerr << "portcullis: config error: user: " << error << "\n";
+      return 2;
+    }
+  }
   if (!makeSpoolDirectory(config->spool.directory, &error)) {
     std::cerr << "portcullis: config error: spool.directory: " << error << "\n";
     return 2;
@@ -204,6 +217,14 @@ int main(int argc, char** argv) {
     std::cerr << "portcullis: cannot set up logging: " << error << "\n";
     return 1;
   }
+  // What the process keeps using after the drop becomes the user's: spool files are created in
+  // the spool directory, and the log file is reopened by name on SIGUSR1.
+  if (runAs &&
+      (!handOver(config->spool.directory, *runAs, &error) ||
+       (config->log.output == LogOutput::kFile && !handOver(config->log.file, *runAs, &error)))) {
+    spdlog::critical("event=startup-failed error={}", logValue(error));
+    return 1;
+  }
   spdlog::info("event=fd-limit soft={} hard={} was={} needed={}", fdLimit.soft, fdLimit.hard,
                fdLimit.before, fdNeeded);
   std::signal(SIGPIPE, SIG_IGN);
@@ -237,6 +258,19 @@ int main(int argc, char** argv) {
     if (!server.start(&error)) {
       spdlog::critical("event=startup-failed error={}", logValue(error));
       return 1;
+    }
+    // Listeners bound: the pid file, then the user for good (nothing after this needs root).
+    if (!config->process.pidFile.empty() && !writePidFile(config->process.pidFile, &error)) {
+      spdlog::critical("event=startup-failed error={}", logValue(error));
+      return 1;
+    }
+    if (runAs) {
+      if (!dropPrivileges(*runAs, &error)) {
+        spdlog::critical("event=startup-failed error={}", logValue("privilege drop: " + error));
+        return 1;
+      }
+      spdlog::info("event=privileges user={} uid={} group={} gid={}", logValue(runAs->user),
+                   runAs->uid, logValue(runAs->group), runAs->gid);
     }
     spdlog::info("event=started version={} config={} filters={}", PORTCULLIS_VERSION,
                  config->sourcePath.empty() ? "(built-in defaults)" : config->sourcePath,

@@ -213,6 +213,15 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
            "must be a DNS name (letters, digits, '-', '.'; at most 253 octets), got \"" +
                sanitizeText(cfg->hostname, 64) + "\"");
   }
+  cfg->process.user = s.getString("user", "");
+  cfg->process.group = s.getString("group", "");
+  cfg->process.pidFile = s.getString("pid_file", "");
+  if (!cfg->process.group.empty() && cfg->process.user.empty()) {
+    s.fail("group", "needs user: (the group is the one the daemon switches to with it)");
+  }
+  if (!cfg->process.pidFile.empty() && cfg->process.pidFile.front() != '/') {
+    s.fail("pid_file", "must be an absolute path");
+  }
   s.markUsed("listen");
   parseListeners(map["listen"], *cfg);
   for (const auto& c : s.getStringList("trusted_proxies", std::vector<std::string>{})) {

@@ -129,8 +129,17 @@ struct FilterSpec {
   std::shared_ptr<const FilterStats> stats;
 };
 
+// Who the daemon runs as once its listeners are bound (empty user: whoever started it), and
+// where it writes its pid.
+struct ProcessConfig {
+  std::string user;
+  std::string group;  // empty: the user's primary group
+  std::string pidFile;
+};
+
 struct Config {
   std::string hostname;
+  ProcessConfig process;
   std::vector<ListenerConfig> listeners;
   std::vector<Cidr> trustedProxies;
   UpstreamConfig upstream;
