@@ -23,6 +23,7 @@ PACKAGES=(
   python3 python3-dkim postfix swaks libnet-ssleay-perl libio-socket-ssl-perl unbound haproxy redis-server openssl
   iproute2 util-linux procps bsdutils
   rsyslog logrotate  # test_log_outputs runs private ones (a socket, a state file of its own)
+  systemd  # systemd-analyze, for test_systemd's offline check of deploy/systemd/portcullis.service
   # clamd for test_clamd (a private instance with a one-signature database). freshclam comes
   # with it and is kept from running like the other services: no test may reach the network.
   clamav-daemon clamav-freshclam

@@ -5,6 +5,7 @@
 // Exit status: 0 normal (including a drained SIGTERM), 1 start-up failure, 2 bad config/usage.
 
 #include <getopt.h>
+#include <unistd.h>
 
 #include <malloc.h>
 #include <sys/resource.h>
@@ -27,6 +28,7 @@
 #include "proxy/explain/explain.h"
 #include "proxy/net/tls.h"
 #include "proxy/server/privileges.h"
+#include "proxy/server/sd_notify.h"
 #include "proxy/server/server.h"
 #include "proxy/smtp/spool.h"
 
@@ -275,6 +277,12 @@ int main(int argc, char** argv) {
     spdlog::info("event=started version={} config={} filters={}", PORTCULLIS_VERSION,
                  config->sourcePath.empty() ? "(built-in defaults)" : config->sourcePath,
                  config->filters.size());
+    // systemd (Type=notify): ready once the listeners are bound and the privileges dropped.
+    if (!sdNotify("READY=1\nMAINPID=" + std::to_string(getpid()) + "\nSTATUS=accepting on " +
+                      std::to_string(config->listeners.size()) + " listener(s)",
+                  &error)) {
+      spdlog::warn("event=sd-notify result=failed error={}", logValue(error));
+    }
     event_base_dispatch(base.get());
   }
   spdlog::info("event=stopped");

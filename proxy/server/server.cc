@@ -12,6 +12,7 @@
 
 #include "proxy/base/log.h"
 #include "proxy/base/reference.h"
+#include "proxy/server/sd_notify.h"
 #include "proxy/services/dns/dns_resolver.h"
 
 namespace portcullis {
@@ -220,6 +221,10 @@ void Server::onSignal(evutil_socket_t sig, short, void* self) {
 void Server::beginDrain() {
   if (draining_) return;
   draining_ = true;
+  std::string error;
+  if (!sdNotify("STOPPING=1\nSTATUS=draining", &error)) {
+    spdlog::warn("event=sd-notify result=failed error={}", logValue(error));
+  }
   acceptTimer_.stop();
   listeners_.clear();  // stop accepting at once
   probeTimer_.stop();
