@@ -24,6 +24,7 @@ PACKAGES=(
   iproute2 util-linux procps bsdutils
   rsyslog logrotate  # test_log_outputs runs private ones (a socket, a state file of its own)
   systemd  # systemd-analyze, for test_systemd's offline check of deploy/systemd/portcullis.service
+  prometheus  # promtool, for test_admin's check of /metrics (its service is kept off)
   # clamd for test_clamd (a private instance with a one-signature database). freshclam comes
   # with it and is kept from running like the other services: no test may reach the network.
   clamav-daemon clamav-freshclam
@@ -31,7 +32,7 @@ PACKAGES=(
   # Its service and the daily sa-update timer are kept off like the others.
   spamassassin spamd spamc
 )
-SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam spamd)
+SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam spamd prometheus)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-deps: must run as root (sudo $0)" >&2

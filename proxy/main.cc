@@ -21,6 +21,7 @@
 
 #include "filters/builtin_filters.h"
 #include "portcullis/filter_registry.h"
+#include "proxy/admin/admin_server.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"
 #include "proxy/base/log.h"
@@ -260,6 +261,18 @@ int main(int argc, char** argv) {
     if (!server.start(&error)) {
       spdlog::critical("event=startup-failed error={}", logValue(error));
       return 1;
+    }
+    std::unique_ptr<AdminServer> admin;
+    if (config->admin.listen) {
+      admin = std::make_unique<AdminServer>(base.get(), processStats(), [&server] {
+        return AdminStatus{server.sessionCount(), server.pooledUpstreams(),
+                           server.upstreamAnswered(), server.draining()};
+      });
+      if (!admin->start(*config->admin.listen, &error)) {
+        spdlog::critical("event=startup-failed error={}", logValue(error));
+        return 1;
+      }
+      spdlog::info("event=admin-listening address={}", config->admin.listen->toString());
     }
     // Listeners bound: the pid file, then the user for good (nothing after this needs root).
     if (!config->process.pidFile.empty() && !writePidFile(config->process.pidFile, &error)) {

@@ -224,6 +224,16 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   }
   s.markUsed("listen");
   parseListeners(map["listen"], *cfg);
+  const ConfigSection admin = s.section("admin");
+  if (const std::string text = admin.getString("listen", ""); !text.empty()) {
+    cfg->admin.listen = parseListenAddressOrThrow(admin.keyPath("listen"), text);
+    for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
+      if (sameSocket(cfg->listeners[i].address, *cfg->admin.listen)) {
+        admin.fail("listen",
+                   "\"" + text + "\" is the same socket as listen[" + std::to_string(i) + "]");
+      }
+    }
+  }
   for (const auto& c : s.getStringList("trusted_proxies", std::vector<std::string>{})) {
     auto cidr = Cidr::parse(c);
     if (!cidr) s.fail("trusted_proxies", "\"" + c + "\" is not an address or CIDR block");

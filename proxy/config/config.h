@@ -137,9 +137,15 @@ struct ProcessConfig {
   std::string pidFile;
 };
 
+// admin: the HTTP endpoint for metrics and probes (off unless admin.listen is set).
+struct AdminConfig {
+  std::optional<SocketAddress> listen;
+};
+
 struct Config {
   std::string hostname;
   ProcessConfig process;
+  AdminConfig admin;
   std::vector<ListenerConfig> listeners;
   std::vector<Cidr> trustedProxies;
   UpstreamConfig upstream;

@@ -421,6 +421,7 @@ void Server::probe() {
     if (probe_.get() != self) return;
     if (r.ok()) {
       caps_ = probe_->capabilities();
+      probeAnswered_ = true;
       upstreamReached(true);
       spdlog::debug("event=upstream-probe result=ok smtputf8={} 8bitmime={} xclient={}",
                     caps_.smtputf8, caps_.eightBitMime, caps_.xclient);
@@ -441,6 +442,7 @@ void Server::probe() {
                      upstreamFailureName(r.failure), logValue(r.detail));
       }
       probeFailing_ = true;
+      probeAnswered_ = false;
       upstreamReached(r.failure == UpstreamFailure::kRefused ||
                       r.failure == UpstreamFailure::kIdentity);
     }
