@@ -110,7 +110,10 @@ void PluginSet::load(const std::vector<PluginConfig>& plugins) {
   // Loaded here first; moved to plugins_ only when all of them pass.
   std::vector<std::unique_ptr<Plugin>> pending;
   std::set<std::string, std::less<>> taken;
-  for (const auto& name : registry_.names()) taken.insert(name);
+  // Plugins' filter names so far (an earlier load() too); the registry's others are built-in.
+  for (const auto& plugin : plugins_) {
+    for (const FilterFactory* factory : plugin->own.factories()) taken.emplace(factory->name());
+  }
   for (const PluginConfig& p : plugins) {
     std::string why;
     const auto trusted = checkPluginFile(p.path, trustedUser_, &why);
@@ -152,11 +155,11 @@ void PluginSet::load(const std::vector<PluginConfig>& plugins) {
     if (plugin->own.factories().empty()) throw fail(p, "registers no filters", plugin->entry);
     for (const FilterFactory* factory : plugin->own.factories()) {
       const std::string name(factory->name());
-      if (registry_.find(name) != nullptr) {
-        throw fail(p, "filter name \"" + name + "\" clashes with a built-in filter", plugin->entry);
-      }
       if (!taken.insert(name).second) {
         throw fail(p, "filter name \"" + name + "\" clashes with another plugin's", plugin->entry);
+      }
+      if (registry_.find(name) != nullptr) {
+        throw fail(p, "filter name \"" + name + "\" clashes with a built-in filter", plugin->entry);
       }
     }
     pending.push_back(std::move(plugin));

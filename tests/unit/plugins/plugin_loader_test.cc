@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "filters/builtin_filters.h"
@@ -164,6 +165,26 @@ TEST_F(PluginLoaderTest, RefusalsAreOneLineAndLoadNothing) {
     EXPECT_EQ(registry_.names(), before);
     EXPECT_TRUE(plugins_.loaded().empty());
     for (const auto& f : c.files) EXPECT_FALSE(isLoaded(f)) << f;
+  }
+}
+
+// A name taken by a plugin from an earlier load() is still another plugin's, not a built-in.
+TEST_F(PluginLoaderTest, ClashesSayWhoseNameItIs) {
+  plugins_.load({{fixture("good"), "plugins[0].path"}});
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"clash_good", "clashes with another plugin's"},
+      {"clash_builtin", "clashes with a built-in filter"},
+  };
+  for (const auto& [file, says] : cases) {
+    SCOPED_TRACE(file);
+    std::string error;
+    try {
+      plugins_.load({{fixture(file), "plugins[1].path"}});
+    } catch (const ConfigError& e) {
+      error = e.what();
+    }
+    EXPECT_NE(error.find(says), std::string::npos) << "got: " << error;
+    EXPECT_EQ(plugins_.loaded().size(), 1U);
   }
 }
 
