@@ -64,6 +64,7 @@ class FixtureFactory final : public portcullis::FilterFactory {
   }
 };
 
+#ifndef FIXTURE_NO_ENTRY
 void install(portcullis::FilterRegistry& registry) {
   registry.add(std::make_unique<FixtureFactory>());
 }
@@ -79,6 +80,7 @@ constexpr portcullis::PluginEntry kEntry = wrongAbi();
 constexpr portcullis::PluginEntry kEntry =
     portcullis::makePluginEntry("fixture", "0.0.1", &install);
 #endif
+#endif  // FIXTURE_NO_ENTRY
 
 }  // namespace
 }  // namespace plugin_fixture

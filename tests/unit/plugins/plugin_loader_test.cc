@@ -59,7 +59,7 @@ class TempDir {
   TempDir& operator=(const TempDir&) = delete;
   const std::string& path() const { return path_; }
   std::string copy(const std::string& from, const std::string& name) const {
-    const std::string to = path_ + "/" + name;
+    std::string to = path_ + "/" + name;
     fs::copy_file(from, to, fs::copy_options::overwrite_existing);
     ::chmod(to.c_str(), 0755);
     return to;
