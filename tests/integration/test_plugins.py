@@ -22,7 +22,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (REPO_ROOT, HarnessTestCase, Portcullis, Postfix, RawClient,  # noqa: E402
-                     make_message, run_binary, wait_until)
+                     default_binary, make_message, run_binary, wait_until)
 
 BUILD_DIR = os.environ.get("PORTCULLIS_BUILD_DIR") or os.path.join(REPO_ROOT, "build")
 FIXTURES = os.environ.get("PORTCULLIS_TEST_PLUGIN_DIR") or os.path.join(BUILD_DIR, "tests",
@@ -47,8 +47,13 @@ class Sdk:
         self.plugin_dir = os.path.join(self.prefix, "lib", "portcullis", "plugins")
         build = os.path.join(self.root, "example-build")
         # A project of its own, outside the portcullis tree, finding the SDK by its prefix.
+        # Under a sanitizer build of the daemon (the asan preset) the plugin is checked too.
+        flags = []
+        if "libasan" in run(["ldd", default_binary()]).stdout:
+            flags = ["-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer",
+                     "-DCMAKE_MODULE_LINKER_FLAGS=-fsanitize=address,undefined"]
         run(["cmake", "-S", EXAMPLE_SRC, "-B", build, f"-DCMAKE_PREFIX_PATH={self.prefix}",
-             "-DCMAKE_BUILD_TYPE=RelWithDebInfo"])
+             "-DCMAKE_BUILD_TYPE=RelWithDebInfo", *flags])
         run(["cmake", "--build", build])
         run(["cmake", "--install", build])  # into PORTCULLIS_PLUGIN_DIR, the documented place
         self.example = os.path.join(self.plugin_dir, "sender_blocklist.so")
