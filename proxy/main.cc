@@ -28,6 +28,7 @@
 #include "proxy/config/config.h"
 #include "proxy/explain/explain.h"
 #include "proxy/net/tls.h"
+#include "proxy/plugins/plugin_loader.h"
 #include "proxy/server/privileges.h"
 #include "proxy/server/sd_notify.h"
 #include "proxy/server/server.h"
@@ -155,9 +156,11 @@ int main(int argc, char** argv) {
 
   FilterRegistry registry;
   registerBuiltinFilters(registry);
+  // After the registry, before the config: both hold objects whose code is in the plugins.
+  PluginSet plugins(registry);
   std::shared_ptr<const Config> config;
   try {
-    config = loadConfig(configPath, overrides, registry);
+    config = loadConfig(configPath, overrides, registry, &plugins);
   } catch (const ConfigError& e) {
     std::cerr << "portcullis: config error: " << e.what() << "\n";
     return 2;
@@ -211,8 +214,8 @@ int main(int argc, char** argv) {
   }
   if (checkOnly) {
     std::cout << "portcullis: configuration OK (" << config->listeners.size() << " listener(s), "
-              << config->filters.size() << " filter(s), upstream "
-              << config->upstream.address.toString() << ")\n";
+              << config->plugins.size() << " plugin(s), " << config->filters.size()
+              << " filter(s), upstream " << config->upstream.address.toString() << ")\n";
     return 0;
   }
 
@@ -230,6 +233,12 @@ int main(int argc, char** argv) {
   }
   spdlog::info("event=fd-limit soft={} hard={} was={} needed={}", fdLimit.soft, fdLimit.hard,
                fdLimit.before, fdNeeded);
+  for (const LoadedPlugin& p : plugins.loaded()) {
+    std::string names;
+    for (const auto& n : p.filters) names += (names.empty() ? "" : ",") + n;
+    spdlog::info("event=plugin-loaded path={} plugin={} version={} filters={}", logValue(p.path),
+                 logValue(p.name), logValue(p.version), names);
+  }
   std::signal(SIGPIPE, SIG_IGN);
   // SIGUSR1 (logrotate) would end the process until the server's handler is in place; the
   // file was opened by name just now anyway.

@@ -193,9 +193,29 @@ void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Con
                      std::make_move_iterator(front.end()));
 }
 
+// plugins: [{path: /abs/file.so}, ...]. Paths must be absolute: the daemon's working directory
+// is not the config's, and a relative path would load whatever sits there.
+void parsePlugins(const ConfigSection& root, Config& cfg) {
+  const std::vector<ConfigSection> items = root.getSectionList("plugins");
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const ConfigSection& s = items[i];
+    PluginConfig p;
+    p.path = s.getString("path");
+    p.key = s.keyPath("path");
+    if (p.path.empty() || p.path.front() != '/') s.fail("path", "must be an absolute path");
+    for (std::size_t j = 0; j < i; ++j) {
+      if (cfg.plugins[j].path == p.path) {
+        s.fail("path", "\"" + p.path + "\" is already loaded by " + cfg.plugins[j].key);
+      }
+    }
+    s.rejectUnknownKeys();
+    cfg.plugins.push_back(std::move(p));
+  }
+}
+
 std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& source,
                                     const CommandLineOverrides& overrides,
-                                    const FilterRegistry& registry) {
+                                    const FilterRegistry& registry, PluginLoader* plugins) {
   auto cfg = std::make_shared<Config>();
   cfg->sourcePath = source;
   cfg->listeners.push_back(
@@ -360,6 +380,9 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   cfg->dns.attempts = static_cast<int>(dns.getInt("attempts", cfg->dns.attempts, 1, 10));
   cfg->dns.reverseLookup = dns.getBool("reverse_lookup", cfg->dns.reverseLookup);
 
+  // Before the filters: a plugin's filter names exist only once it is loaded.
+  parsePlugins(s, *cfg);
+  if (plugins != nullptr && !cfg->plugins.empty()) plugins->load(cfg->plugins);
   parseFilters(s, registry, *cfg);
   s.rejectUnknownKeys();
   for (std::size_t i = 0; i < cfg->filters.size(); ++i) {
@@ -392,7 +415,8 @@ std::size_t descriptorsNeeded(const Config& config) {
 
 std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,
                                                    const CommandLineOverrides& overrides,
-                                                   const FilterRegistry& registry) {
+                                                   const FilterRegistry& registry,
+                                                   PluginLoader* plugins) {
   YAML::Node root;
   try {
     root = YAML::Load(yaml);
@@ -400,13 +424,13 @@ std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,
     throw ConfigError(
         "", "YAML syntax error at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
-  return build(root, "", overrides, registry);
+  return build(root, "", overrides, registry, plugins);
 }
 
 std::shared_ptr<const Config> loadConfig(const std::optional<std::string>& path,
                                          const CommandLineOverrides& overrides,
-                                         const FilterRegistry& registry) {
-  if (!path) return build(YAML::Node(), "", overrides, registry);
+                                         const FilterRegistry& registry, PluginLoader* plugins) {
+  if (!path) return build(YAML::Node(), "", overrides, registry, plugins);
   std::ifstream in(*path);
   if (!in) throw ConfigError("", "cannot read config file " + *path);
   std::stringstream text;
@@ -418,7 +442,7 @@ std::shared_ptr<const Config> loadConfig(const std::optional<std::string>& path,
     throw ConfigError("", *path + ": YAML syntax error at line " + std::to_string(e.mark.line + 1) +
                               ": " + e.msg);
   }
-  return build(root, *path, overrides, registry);
+  return build(root, *path, overrides, registry, plugins);
 }
 
 }  // namespace portcullis
