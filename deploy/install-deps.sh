@@ -23,6 +23,8 @@ PACKAGES=(
   python3 python3-dkim postfix swaks libnet-ssleay-perl libio-socket-ssl-perl unbound haproxy redis-server openssl
   iproute2 util-linux procps bsdutils
   rsyslog logrotate  # test_log_outputs runs private ones (a socket, a state file of its own)
+  systemd  # systemd-analyze, for test_systemd's offline check of deploy/systemd/portcullis.service
+  prometheus  # promtool, for test_admin's check of /metrics (its service is kept off)
   # clamd for test_clamd (a private instance with a one-signature database). freshclam comes
   # with it and is kept from running like the other services: no test may reach the network.
   clamav-daemon clamav-freshclam
@@ -33,7 +35,8 @@ PACKAGES=(
   # private unbound that refuses everything, no map updates). Its service is kept off.
   rspamd
 )
-SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam spamd rspamd)
+SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam spamd prometheus
+          rspamd)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-deps: must run as root (sudo $0)" >&2

@@ -5,9 +5,12 @@
 // Exit status: 0 normal (including a drained SIGTERM), 1 start-up failure, 2 bad config/usage.
 
 #include <getopt.h>
+#include <unistd.h>
+
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <optional>
 
 #include <cerrno>
 #include <csignal>
@@ -18,12 +21,16 @@
 
 #include "filters/builtin_filters.h"
 #include "portcullis/filter_registry.h"
+#include "proxy/admin/admin_server.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"
 #include "proxy/base/log.h"
 #include "proxy/config/config.h"
 #include "proxy/explain/explain.h"
 #include "proxy/net/tls.h"
+#include "proxy/plugins/plugin_loader.h"
+#include "proxy/server/privileges.h"
+#include "proxy/server/sd_notify.h"
 #include "proxy/server/server.h"
 #include "proxy/smtp/spool.h"
 
@@ -149,9 +156,11 @@ int main(int argc, char** argv) {
 
   FilterRegistry registry;
   registerBuiltinFilters(registry);
+  // After the registry, before the config: both hold objects whose code is in the plugins.
+  PluginSet plugins(registry);
   std::shared_ptr<const Config> config;
   try {
-    config = loadConfig(configPath, overrides, registry);
+    config = loadConfig(configPath, overrides, registry, &plugins);
   } catch (const ConfigError& e) {
     std::cerr << "portcullis: config error: " << e.what() << "\n";
     return 2;
@@ -169,6 +178,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string error;
+  // user:/group: are looked up now, so --check-config catches an unknown name or a start by
+  // a user who could not switch.
+  std::optional<RunAs> runAs;
+  if (!config->process.user.empty()) {
+    runAs = resolveRunAs(config->process.user, config->process.group, &error);
+    if (!runAs || !canBecome(*runAs, &error)) {
+      std::cerr << "portcullis: config error: user: " << error << "\n";
+      return 2;
+    }
+  }
   if (!makeSpoolDirectory(config->spool.directory, &error)) {
     std::cerr << "portcullis: config error: spool.directory: " << error << "\n";
     return 2;
@@ -195,8 +214,8 @@ int main(int argc, char** argv) {
   }
   if (checkOnly) {
     std::cout << "portcullis: configuration OK (" << config->listeners.size() << " listener(s), "
-              << config->filters.size() << " filter(s), upstream "
-              << config->upstream.address.toString() << ")\n";
+              << config->plugins.size() << " plugin(s), " << config->filters.size()
+              << " filter(s), upstream " << config->upstream.address.toString() << ")\n";
     return 0;
   }
 
@@ -204,8 +223,22 @@ int main(int argc, char** argv) {
     std::cerr << "portcullis: cannot set up logging: " << error << "\n";
     return 1;
   }
+  // What the process keeps using after the drop becomes the user's: spool files are created in
+  // the spool directory, and the log file is reopened by name on SIGUSR1.
+  if (runAs &&
+      (!handOver(config->spool.directory, *runAs, &error) ||
+       (config->log.output == LogOutput::kFile && !handOver(config->log.file, *runAs, &error)))) {
+    spdlog::critical("event=startup-failed error={}", logValue(error));
+    return 1;
+  }
   spdlog::info("event=fd-limit soft={} hard={} was={} needed={}", fdLimit.soft, fdLimit.hard,
                fdLimit.before, fdNeeded);
+  for (const LoadedPlugin& p : plugins.loaded()) {
+    std::string names;
+    for (const auto& n : p.filters) names += (names.empty() ? "" : ",") + n;
+    spdlog::info("event=plugin-loaded path={} plugin={} version={} filters={}", logValue(p.path),
+                 logValue(p.name), logValue(p.version), names);
+  }
   std::signal(SIGPIPE, SIG_IGN);
   // SIGUSR1 (logrotate) would end the process until the server's handler is in place; the
   // file was opened by name just now anyway.
@@ -238,9 +271,40 @@ int main(int argc, char** argv) {
       spdlog::critical("event=startup-failed error={}", logValue(error));
       return 1;
     }
+    std::unique_ptr<AdminServer> admin;
+    if (config->admin.listen) {
+      admin = std::make_unique<AdminServer>(base.get(), processStats(), [&server] {
+        return AdminStatus{server.sessionCount(), server.pooledUpstreams(),
+                           server.upstreamAnswered(), server.draining()};
+      });
+      if (!admin->start(*config->admin.listen, &error)) {
+        spdlog::critical("event=startup-failed error={}", logValue(error));
+        return 1;
+      }
+      spdlog::info("event=admin-listening address={}", config->admin.listen->toString());
+    }
+    // Listeners bound: the pid file, then the user for good (nothing after this needs root).
+    if (!config->process.pidFile.empty() && !writePidFile(config->process.pidFile, &error)) {
+      spdlog::critical("event=startup-failed error={}", logValue(error));
+      return 1;
+    }
+    if (runAs) {
+      if (!dropPrivileges(*runAs, &error)) {
+        spdlog::critical("event=startup-failed error={}", logValue("privilege drop: " + error));
+        return 1;
+      }
+      spdlog::info("event=privileges user={} uid={} group={} gid={}", logValue(runAs->user),
+                   runAs->uid, logValue(runAs->group), runAs->gid);
+    }
     spdlog::info("event=started version={} config={} filters={}", PORTCULLIS_VERSION,
                  config->sourcePath.empty() ? "(built-in defaults)" : config->sourcePath,
                  config->filters.size());
+    // systemd (Type=notify): ready once the listeners are bound and the privileges dropped.
+    if (!sdNotify("READY=1\nMAINPID=" + std::to_string(getpid()) + "\nSTATUS=accepting on " +
+                      std::to_string(config->listeners.size()) + " listener(s)",
+                  &error)) {
+      spdlog::warn("event=sd-notify result=failed error={}", logValue(error));
+    }
     event_base_dispatch(base.get());
   }
   spdlog::info("event=stopped");

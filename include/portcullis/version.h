@@ -1,8 +1,9 @@
 #pragma once
 // Versions of the filter API and of the daemon. The API version is what a filter was compiled
-// against (these constants) or what the daemon implements (apiVersion()): a later plugin loader
-// refuses a filter whose major differs, or whose minor is newer than the daemon's. The project
-// version is the daemon's release ("0.1.0"), from CMake's project(VERSION). Pure data; no I/O.
+// against (these constants) or what the daemon implements (apiVersion()): the plugin loader
+// refuses a plugin built for any other API version, release or compiler (portcullis/plugin.h).
+// The project version is the daemon's release ("0.2.0"), from CMake's project(VERSION). Pure
+// data; no I/O.
 
 #include <string_view>
 
@@ -19,7 +20,7 @@ struct ApiVersion {
 
 // The API version the running daemon implements (the constants above, as the daemon saw them).
 ApiVersion apiVersion();
-// The daemon's release version, e.g. "0.1.0".
+// The daemon's release version, e.g. "0.2.0".
 std::string_view projectVersion();
 
 }  // namespace portcullis

@@ -193,9 +193,29 @@ void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Con
                      std::make_move_iterator(front.end()));
 }
 
+// plugins: [{path: /abs/file.so}, ...]. Paths must be absolute: the daemon's working directory
+// is not the config's, and a relative path would load whatever sits there.
+void parsePlugins(const ConfigSection& root, Config& cfg) {
+  const std::vector<ConfigSection> items = root.getSectionList("plugins");
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const ConfigSection& s = items[i];
+    PluginConfig p;
+    p.path = s.getString("path");
+    p.key = s.keyPath("path");
+    if (p.path.empty() || p.path.front() != '/') s.fail("path", "must be an absolute path");
+    for (std::size_t j = 0; j < i; ++j) {
+      if (cfg.plugins[j].path == p.path) {
+        s.fail("path", "\"" + p.path + "\" is already loaded by " + cfg.plugins[j].key);
+      }
+    }
+    s.rejectUnknownKeys();
+    cfg.plugins.push_back(std::move(p));
+  }
+}
+
 std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& source,
                                     const CommandLineOverrides& overrides,
-                                    const FilterRegistry& registry) {
+                                    const FilterRegistry& registry, PluginLoader* plugins) {
   auto cfg = std::make_shared<Config>();
   cfg->sourcePath = source;
   cfg->listeners.push_back(
@@ -213,8 +233,27 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
            "must be a DNS name (letters, digits, '-', '.'; at most 253 octets), got \"" +
                sanitizeText(cfg->hostname, 64) + "\"");
   }
+  cfg->process.user = s.getString("user", "");
+  cfg->process.group = s.getString("group", "");
+  cfg->process.pidFile = s.getString("pid_file", "");
+  if (!cfg->process.group.empty() && cfg->process.user.empty()) {
+    s.fail("group", "needs user: (the group is the one the daemon switches to with it)");
+  }
+  if (!cfg->process.pidFile.empty() && cfg->process.pidFile.front() != '/') {
+    s.fail("pid_file", "must be an absolute path");
+  }
   s.markUsed("listen");
   parseListeners(map["listen"], *cfg);
+  const ConfigSection admin = s.section("admin");
+  if (const std::string text = admin.getString("listen", ""); !text.empty()) {
+    cfg->admin.listen = parseListenAddressOrThrow(admin.keyPath("listen"), text);
+    for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
+      if (sameSocket(cfg->listeners[i].address, *cfg->admin.listen)) {
+        admin.fail("listen",
+                   "\"" + text + "\" is the same socket as listen[" + std::to_string(i) + "]");
+      }
+    }
+  }
   for (const auto& c : s.getStringList("trusted_proxies", std::vector<std::string>{})) {
     auto cidr = Cidr::parse(c);
     if (!cidr) s.fail("trusted_proxies", "\"" + c + "\" is not an address or CIDR block");
@@ -341,6 +380,9 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   cfg->dns.attempts = static_cast<int>(dns.getInt("attempts", cfg->dns.attempts, 1, 10));
   cfg->dns.reverseLookup = dns.getBool("reverse_lookup", cfg->dns.reverseLookup);
 
+  // Before the filters: a plugin's filter names exist only once it is loaded.
+  parsePlugins(s, *cfg);
+  if (plugins != nullptr && !cfg->plugins.empty()) plugins->load(cfg->plugins);
   parseFilters(s, registry, *cfg);
   s.rejectUnknownKeys();
   for (std::size_t i = 0; i < cfg->filters.size(); ++i) {
@@ -373,7 +415,8 @@ std::size_t descriptorsNeeded(const Config& config) {
 
 std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,
                                                    const CommandLineOverrides& overrides,
-                                                   const FilterRegistry& registry) {
+                                                   const FilterRegistry& registry,
+                                                   PluginLoader* plugins) {
   YAML::Node root;
   try {
     root = YAML::Load(yaml);
@@ -381,13 +424,13 @@ std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,
     throw ConfigError(
         "", "YAML syntax error at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
-  return build(root, "", overrides, registry);
+  return build(root, "", overrides, registry, plugins);
 }
 
 std::shared_ptr<const Config> loadConfig(const std::optional<std::string>& path,
                                          const CommandLineOverrides& overrides,
-                                         const FilterRegistry& registry) {
-  if (!path) return build(YAML::Node(), "", overrides, registry);
+                                         const FilterRegistry& registry, PluginLoader* plugins) {
+  if (!path) return build(YAML::Node(), "", overrides, registry, plugins);
   std::ifstream in(*path);
   if (!in) throw ConfigError("", "cannot read config file " + *path);
   std::stringstream text;
@@ -399,7 +442,7 @@ std::shared_ptr<const Config> loadConfig(const std::optional<std::string>& path,
     throw ConfigError("", *path + ": YAML syntax error at line " + std::to_string(e.mark.line + 1) +
                               ": " + e.msg);
   }
-  return build(root, *path, overrides, registry);
+  return build(root, *path, overrides, registry, plugins);
 }
 
 }  // namespace portcullis

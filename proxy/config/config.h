@@ -129,8 +129,37 @@ struct FilterSpec {
   std::shared_ptr<const FilterStats> stats;
 };
 
+// Who the daemon runs as once its listeners are bound (empty user: whoever started it), and
+// where it writes its pid.
+struct ProcessConfig {
+  std::string user;
+  std::string group;  // empty: the user's primary group
+  std::string pidFile;
+};
+
+// admin: the HTTP endpoint for metrics and probes (off unless admin.listen is set).
+struct AdminConfig {
+  std::optional<SocketAddress> listen;
+};
+
+// plugins: one entry per filter plugin (.so) to load before the filters are resolved.
+struct PluginConfig {
+  std::string path;  // absolute, as written
+  std::string key;   // "plugins[0].path", for error lines
+};
+
+// Loads the `plugins:` list into the registry the filters are then resolved from
+// (proxy/plugins/plugin_loader.h). All or nothing; throws ConfigError naming the key and file.
+class PluginLoader {
+ public:
+  virtual ~PluginLoader() = default;
+  virtual void load(const std::vector<PluginConfig>& plugins) = 0;
+};
+
 struct Config {
   std::string hostname;
+  ProcessConfig process;
+  AdminConfig admin;
   std::vector<ListenerConfig> listeners;
   std::vector<Cidr> trustedProxies;
   UpstreamConfig upstream;
@@ -141,6 +170,7 @@ struct Config {
   LogConfig log;
   ReplyConfig reply;
   DnsConfig dns;
+  std::vector<PluginConfig> plugins;
   std::vector<FilterSpec> filters;
   std::string sourcePath;  // the file it came from, empty for built-in defaults
 };
@@ -165,13 +195,17 @@ inline constexpr std::size_t kDescriptorReserve = 32;     // stdio, logs, epoll,
 std::size_t descriptorsNeeded(const Config& config);
 
 // Loads `path` (if set) over the defaults and applies the overrides. Throws ConfigError.
+// `plugins`, when given, loads the `plugins:` list into `registry` before the filters are
+// looked up in it; without one the list is validated and recorded, and nothing is loaded.
 std::shared_ptr<const Config> loadConfig(const std::optional<std::string>& path,
                                          const CommandLineOverrides& overrides,
-                                         const FilterRegistry& registry);
+                                         const FilterRegistry& registry,
+                                         PluginLoader* plugins = nullptr);
 
 // Same, from YAML text (tests).
 std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,
                                                    const CommandLineOverrides& overrides,
-                                                   const FilterRegistry& registry);
+                                                   const FilterRegistry& registry,
+                                                   PluginLoader* plugins = nullptr);
 
 }  // namespace portcullis

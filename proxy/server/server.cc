@@ -12,6 +12,7 @@
 
 #include "proxy/base/log.h"
 #include "proxy/base/reference.h"
+#include "proxy/server/sd_notify.h"
 #include "proxy/services/dns/dns_resolver.h"
 
 namespace portcullis {
@@ -220,6 +221,10 @@ void Server::onSignal(evutil_socket_t sig, short, void* self) {
 void Server::beginDrain() {
   if (draining_) return;
   draining_ = true;
+  std::string error;
+  if (!sdNotify("STOPPING=1\nSTATUS=draining", &error)) {
+    spdlog::warn("event=sd-notify result=failed error={}", logValue(error));
+  }
   acceptTimer_.stop();
   listeners_.clear();  // stop accepting at once
   probeTimer_.stop();
@@ -416,6 +421,7 @@ void Server::probe() {
     if (probe_.get() != self) return;
     if (r.ok()) {
       caps_ = probe_->capabilities();
+      probeAnswered_ = true;
       upstreamReached(true);
       spdlog::debug("event=upstream-probe result=ok smtputf8={} 8bitmime={} xclient={}",
                     caps_.smtputf8, caps_.eightBitMime, caps_.xclient);
@@ -436,6 +442,7 @@ void Server::probe() {
                      upstreamFailureName(r.failure), logValue(r.detail));
       }
       probeFailing_ = true;
+      probeAnswered_ = false;
       upstreamReached(r.failure == UpstreamFailure::kRefused ||
                       r.failure == UpstreamFailure::kIdentity);
     }

@@ -44,6 +44,10 @@ class Server final : public SessionHost {
   void beginDrain();
 
   std::size_t sessionCount() const { return sessions_.size(); }
+  std::size_t pooledUpstreams() const { return pool_.size(); }
+  // The MTA answered the last probe (false until the first one has).
+  bool upstreamAnswered() const { return probeAnswered_; }
+  bool draining() const { return draining_; }
 
   // SessionHost.
   Dispatcher& dispatcher() override { return dispatcher_; }
@@ -126,6 +130,7 @@ class Server final : public SessionHost {
     std::uint64_t backoffs = 0, turnedAway = 0;
   } acceptPause_;
   bool probeFailing_ = false;
+  bool probeAnswered_ = false;
   // The MTA as sessions and the probe find it: unreachable since, and how many attempts failed.
   std::optional<Dispatcher::Clock::time_point> upstreamDownSince_;
   std::uint64_t upstreamFailures_ = 0;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -94,9 +95,11 @@ EditedHeaderBlock editHeaderBlock(std::string_view block, const std::vector<Head
       gone.push_back(
           hits[hits.size() - static_cast<std::size_t>(-static_cast<long>(e.occurrence))]);
     }
-    for (auto it = gone.rbegin(); it != gone.rend(); ++it) {
-      fields.erase(fields.begin() + static_cast<std::ptrdiff_t>(*it));
-      if (*it < onTop) --onTop;
+    // Bottom first, so the indices above stay valid.
+    std::ranges::sort(gone, std::greater<>());
+    for (const std::size_t at : gone) {
+      fields.erase(fields.begin() + static_cast<std::ptrdiff_t>(at));
+      if (at < onTop) --onTop;
     }
     out.removed += static_cast<int>(gone.size());
   }

@@ -77,7 +77,8 @@ TEST(HeaderEdit, ReplaceRewritesTheFirstFieldInPlaceOrAddsOnTop) {
 TEST(HeaderEdit, ScannerTextCannotBreakOutOfTheField) {
   // Whatever a scanner puts in a value, it stays one field: no CR, LF or NUL gets through, so
   // it can neither end the header block nor start a line of its own.
-  const std::string hostile = std::string("x\r\n\r\n.\r\nBcc: victim@example.org\0y", 36);
+  using namespace std::string_view_literals;
+  const std::string hostile("x\r\n\r\n.\r\nBcc: victim@example.org\0y\x01\x7f\r"sv);
   const EditedHeaderBlock e = editHeaderBlock(kBlock, {replace("Subject", hostile)});
   const std::size_t at = e.bytes.find("Subject:");
   ASSERT_NE(at, std::string::npos);

@@ -1,0 +1,96 @@
+// Admin endpoint. See admin_server.h.
+
+#include "proxy/admin/admin_server.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include <cstring>
+
+#include "proxy/admin/prometheus.h"
+
+namespace portcullis {
+
+AdminServer::AdminServer(event_base* base, const StatsRegistry& stats,
+                         std::function<AdminStatus()> status)
+    : stats_(stats), status_(std::move(status)), http_(evhttp_new(base)) {
+  if (http_ == nullptr) return;
+  // A scraper's request is one short line and a few headers: anything bigger is not one.
+  evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+  evhttp_set_max_headers_size(http_, 8 * 1024);
+  evhttp_set_max_body_size(http_, 1024);
+  evhttp_set_timeout(http_, 10);
+  evhttp_set_gencb(http_, &AdminServer::onRequest, this);
+}
+
+AdminServer::~AdminServer() {
+  if (http_ != nullptr) evhttp_free(http_);
+}
+
+bool AdminServer::start(const SocketAddress& address, std::string* error) {
+  if (http_ == nullptr) {
+    *error = "cannot create the admin HTTP server";
+    return false;
+  }
+  if (evhttp_bind_socket_with_handle(http_, address.host().c_str(), address.port()) == nullptr) {
+    *error = "admin.listen: cannot listen on " + address.toString() + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+void AdminServer::respond(evhttp_request* request, int code, const char* reason,
+                          const std::string& type, const std::string& body) {
+  evkeyvalq* headers = evhttp_request_get_output_headers(request);
+  evhttp_add_header(headers, "Content-Type", type.c_str());
+  evhttp_add_header(headers, "Cache-Control", "no-store");
+  evbuffer* out = evbuffer_new();
+  evbuffer_add(out, body.data(), body.size());
+  evhttp_send_reply(request, code, reason, out);
+  evbuffer_free(out);
+}
+
+void AdminServer::onRequest(evhttp_request* request, void* self) {
+  const auto* server = static_cast<const AdminServer*>(self);
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
+  const char* path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
+  const std::string p = path != nullptr ? path : "";
+  const AdminStatus status = server->status_();
+  if (p == "/metrics") {
+    std::vector<GaugeSample> gauges = {
+        {"portcullis_sessions_active",
+         "Client sessions open now.",
+         {},
+         static_cast<double>(status.sessions)},
+        {"portcullis_upstream_pooled_connections",
+         "Idle MTA connections kept for reuse.",
+         {},
+         static_cast<double>(status.pooledUpstreams)},
+        {"portcullis_upstream_up",
+         "1 when the MTA answered the last probe.",
+         {},
+         status.upstreamReady ? 1.0 : 0.0},
+        {"portcullis_draining",
+         "1 once a SIGTERM started the drain.",
+         {},
+         status.draining ? 1.0 : 0.0},
+    };
+    respond(request, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8",
+            renderPrometheus(server->stats_.snapshot(), gauges));
+  } else if (p == "/healthz") {
+    respond(request, HTTP_OK, "OK", "text/plain", "ok\n");
+  } else if (p == "/readyz") {
+    if (status.upstreamReady && !status.draining) {
+      respond(request, HTTP_OK, "OK", "text/plain", "ready\n");
+    } else {
+      respond(request, 503, "Service Unavailable", "text/plain",
+              status.draining ? "not ready: draining\n"
+                              : "not ready: the MTA did not answer the last probe\n");
+    }
+  } else {
+    respond(request, HTTP_NOTFOUND, "Not Found", "text/plain",
+            "not found (try /metrics, /healthz or /readyz)\n");
+  }
+}
+
+}  // namespace portcullis
