@@ -7,7 +7,7 @@
 # exits in well under a second (no apt-get update). Postfix is installed without its debconf
 # dialog ("No configuration": no /etc/postfix/main.cf, the tests run private instances).
 # Package maintainer scripts are kept from starting system daemons (postfix, unbound,
-# redis-server, haproxy, clamav-daemon, clamav-freshclam, spamd) with a temporary
+# redis-server, haproxy, clamav-daemon, clamav-freshclam, spamd, rspamd) with a temporary
 # /usr/sbin/policy-rc.d, so nothing ends up bound to ports 25, 53 or 6379 where it could
 # collide with tests or leak queries, freshclam never fetches signatures and sa-update never
 # fetches rules.
@@ -31,8 +31,12 @@ PACKAGES=(
   # spamd for test_spamd (a private instance with -L, the packaged rules and a private home).
   # Its service and the daily sa-update timer are kept off like the others.
   spamassassin spamd spamc
+  # rspamd for test_rspamd and the rspamd benchmark (private instances: own ports, DNS at a
+  # private unbound that refuses everything, no map updates). Its service is kept off.
+  rspamd
 )
-SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam spamd prometheus)
+SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam spamd prometheus
+          rspamd)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-deps: must run as root (sudo $0)" >&2

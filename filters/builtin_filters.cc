@@ -8,6 +8,7 @@
 #include "filters/helo/helo_filter.h"
 #include "filters/rdns/rdns_filter.h"
 #include "filters/recipients/recipients_filter.h"
+#include "filters/rspamd/rspamd_filter.h"
 #include "filters/sender_domain/sender_domain_filter.h"
 #include "filters/size/size_filter.h"
 #include "filters/spamd/spamd_filter.h"
@@ -25,6 +26,7 @@ void registerBuiltinFilters(FilterRegistry& registry) {
   registry.add(std::make_unique<HeaderChecksFilterFactory>());
   registry.add(std::make_unique<ClamdFilterFactory>());
   registry.add(std::make_unique<SpamdFilterFactory>());
+  registry.add(std::make_unique<RspamdFilterFactory>());
 }
 
 }  // namespace portcullis

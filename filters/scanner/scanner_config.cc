@@ -16,12 +16,17 @@ constexpr std::int64_t kMaxBreakerFailures = 1'000'000;
 }  // namespace
 
 ScannerConfig parseScannerConfig(const ConfigSection& section, std::string_view defaultAddress) {
-  ScannerConfig c;
+  ScannerConfig c = parseScannerLimits(section);
   c.address = defaultAddress.empty() ? section.getString("address")
                                      : section.getString("address", std::string(defaultAddress));
   if (auto problem = checkConnectAddress(c.address)) {
     section.fail("address", "\"" + c.address + "\": " + *problem);
   }
+  return c;
+}
+
+ScannerConfig parseScannerLimits(const ConfigSection& section) {
+  ScannerConfig c;
   // The chain reads `timeout` too (and validates it); the scanner bounds each of its waits by it.
   c.timeout = section.getDuration("timeout", c.timeout);
   c.maxSize = section.getSize("max_size", c.maxSize);

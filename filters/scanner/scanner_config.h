@@ -1,6 +1,7 @@
 #pragma once
 // The keys every content scanner (clamd, spamd, rspamd) shares, read once at config load:
 //   address          where the scanner listens: "HOST:PORT" (numeric) or "unix:/path"
+//                    (rspamd reads its own `url` instead)
 //   timeout          (default 30s) bounds the connect and each wait of a scan; the chain reads
 //                    the same key as the filter's timeout (and its on_error and mode)
 //   max_size         (default 2M) larger messages are not scanned: passed, logged scan=skipped-size
@@ -32,6 +33,8 @@ struct ScannerConfig {
 // Reads the shared keys; `defaultAddress` is used when `address` is absent (empty: required).
 // Throws ConfigError naming the key.
 ScannerConfig parseScannerConfig(const ConfigSection& section, std::string_view defaultAddress);
+// The same without `address`, for a scanner that names its endpoint otherwise (rspamd's url).
+ScannerConfig parseScannerLimits(const ConfigSection& section);
 
 // The longest scanner-provided text we pass on (a virus name, a symbol, a reply text).
 inline constexpr std::size_t kMaxScannerText = 200;

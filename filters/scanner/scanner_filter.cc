@@ -5,15 +5,11 @@
 #include <algorithm>
 #include <utility>
 
+#include "filters/scanner/stream_exchange.h"
 #include "portcullis/log.h"
 
 namespace portcullis {
 namespace {
-
-// One read from the spool, and how much may wait in the socket's output before we pause
-// (the watermark backpressure of libevent's le-proxy sample).
-constexpr std::size_t kChunk = 64 * 1024;
-constexpr std::size_t kHighWater = 256 * 1024;
 
 // The verdict with " time=Nms" added to its reason, so the reject line shows the scan time.
 Verdict withTime(const Verdict& v, std::int64_t ms) {
@@ -24,10 +20,10 @@ Verdict withTime(const Verdict& v, std::int64_t ms) {
 }  // namespace
 
 ScannerFilter::ScannerFilter(std::shared_ptr<const ScannerConfig> config,
-                             std::shared_ptr<const ScanProtocol> protocol,
+                             std::shared_ptr<const ScanClient> client,
                              std::shared_ptr<ScannerShared> shared, const FilterContext& context)
     : config_(std::move(config)),
-      protocol_(std::move(protocol)),
+      client_(std::move(client)),
       shared_(std::move(shared)),
       context_(context) {}
 
@@ -38,8 +34,8 @@ void ScannerFilter::cancel() {
     probing_ = false;  // the session went away mid-probe: the next message probes instead
     shared_->breaker.probeAbandoned();
   }
-  // The connection first (it may call back into us), then the turn (which may wake another).
-  connection_.reset();
+  // The exchange first (it may call back into us), then the turn (which may wake another).
+  exchange_.reset();
   deadline_.reset();
   failLater_.reset();
   slot_.reset();
@@ -65,10 +61,7 @@ void ScannerFilter::onEndOfMessage(const SessionView& s, Next next) {
   started_ = std::chrono::steady_clock::now();
   reader_ = s.message().reader();
   size_ = reader_ != nullptr ? reader_->size() : 0;
-  offset_ = 0;
-  trailerSent_ = false;
-  reply_.clear();
-  const std::string name(protocol_->scannerName());
+  const std::string name(client_->scannerName());
 
   if (reader_ == nullptr || size_ > config_->maxSize) {
     if (context_.log != nullptr) {
@@ -79,11 +72,11 @@ void ScannerFilter::onEndOfMessage(const SessionView& s, Next next) {
     next_(Verdict::proceed());
     return;
   }
-  if (context_.connector == nullptr || context_.timers == nullptr) {
-    failNow("no connector");
+  if (context_.timers == nullptr) {
+    failNow("no timers");
     return;
   }
-  switch (shared_->breaker.admit(std::chrono::steady_clock::now(), !protocol_->probe().empty())) {
+  switch (shared_->breaker.admit(std::chrono::steady_clock::now(), client_->canProbe())) {
     case CircuitBreaker::Admission::kSkip:
       failNow("circuit open");
       return;
@@ -117,51 +110,19 @@ void ScannerFilter::failNow(std::string error) {
 }
 
 void ScannerFilter::onTurn() {
-  connection_ = context_.connector->connect(config_->address, config_->timeout, *this);
+  const ScanRequest request{*session_, *reader_, size_, config_->timeout, context_};
   if (probing_) {
-    connection_->write(protocol_->probe());
-    connection_->setReadTimeout(config_->timeout);
+    exchange_ = client_->probe(
+        request, [this](bool healthy, const std::string& detail) { endProbe(healthy, detail); });
     return;
   }
-  connection_->write(protocol_->request(*session_, size_));
-  pump();
-}
-
-void ScannerFilter::pump() {
-  // Reads the spool a chunk at a time while the socket's output is below the high-water mark;
-  // onDrained() resumes. A spooled file is never read whole.
-  std::string framed;
-  std::string chunk;
-  while (connection_ && offset_ < size_ && connection_->pendingWrite() < kHighWater) {
-    chunk.resize(static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, size_ - offset_)));
-    const std::size_t n = reader_->read(offset_, chunk.data(), chunk.size());
-    if (n == 0) {
-      failNow("cannot read the spooled message at offset " + std::to_string(offset_));
-      connection_.reset();
-      return;
-    }
-    offset_ += n;
-    framed.clear();
-    protocol_->frameChunk(std::string_view(chunk.data(), n), framed);
-    connection_->write(framed);
-  }
-  if (connection_ && offset_ == size_ && !trailerSent_) {
-    trailerSent_ = true;
-    connection_->write(protocol_->trailer());
-    connection_->setReadTimeout(config_->timeout);
-  }
-}
-
-void ScannerFilter::onConnected() {}
-
-void ScannerFilter::onDrained() {
-  if (!probing_) pump();
+  exchange_ = client_->start(request, [this](ScanResult result) { finish(std::move(result)); });
 }
 
 void ScannerFilter::endProbe(bool healthy, const std::string& detail) {
   probing_ = false;
-  connection_.reset();
-  const std::string name(protocol_->scannerName());
+  exchange_.reset();
+  const std::string name(client_->scannerName());
   const CircuitBreaker::Change change =
       shared_->breaker.probeResult(healthy, std::chrono::steady_clock::now());
   if (context_.log != nullptr) {
@@ -179,53 +140,7 @@ void ScannerFilter::endProbe(bool healthy, const std::string& detail) {
     finish({ScanResult::Kind::kError, std::nullopt, {}, "circuit open (probe failed)"});
     return;
   }
-  reply_.clear();
   onTurn();
-}
-
-void ScannerFilter::onReceived(std::string_view bytes) {
-  if (reply_.size() + bytes.size() > protocol_->maxReply()) {
-    finish({ScanResult::Kind::kError,
-            std::nullopt,
-            {},
-            "reply longer than " + std::to_string(protocol_->maxReply()) + " bytes"});
-    return;
-  }
-  reply_.append(bytes);
-  if (probing_) {
-    if (const std::optional<bool> healthy = protocol_->parseProbeReply(reply_, false)) {
-      endProbe(*healthy, *healthy ? "" : "unexpected reply " + sanitizeScannerText(reply_));
-    }
-    return;
-  }
-  ScanResult result = protocol_->parseReply(reply_, false);
-  if (result.kind != ScanResult::Kind::kIncomplete) finish(std::move(result));
-}
-
-void ScannerFilter::onEnd(ConnectionEnd end, std::string_view detail) {
-  if (probing_) {
-    const std::optional<bool> healthy = protocol_->parseProbeReply(reply_, true);
-    if (healthy && *healthy) {
-      endProbe(true, "");
-    } else {
-      endProbe(false, reply_.empty()
-                          ? std::string(connectionEndName(end)) + ": " + sanitizeScannerText(detail)
-                          : "unexpected reply " + sanitizeScannerText(reply_));
-    }
-    return;
-  }
-  // A reply that came before the end still counts (clamd answers its size-limit error and
-  // closes while we are still writing).
-  if (end != ConnectionEnd::kTimeout && !reply_.empty()) {
-    ScanResult result = protocol_->parseReply(reply_, true);
-    if (result.kind != ScanResult::Kind::kIncomplete) {
-      finish(std::move(result));
-      return;
-    }
-  }
-  std::string error = std::string(connectionEndName(end)) + ": " + sanitizeScannerText(detail);
-  if (end == ConnectionEnd::kClosed) error = "closed without a reply";
-  finish({ScanResult::Kind::kError, std::nullopt, {}, std::move(error)});
 }
 
 void ScannerFilter::finish(ScanResult result) {
@@ -236,7 +151,7 @@ void ScannerFilter::finish(ScanResult result) {
   }
   cancel();
   const std::int64_t ms = elapsedMs();
-  const std::string name(protocol_->scannerName());
+  const std::string name(client_->scannerName());
   const bool failed = result.kind != ScanResult::Kind::kDone || !result.verdict;
   const auto now = std::chrono::steady_clock::now();
   const CircuitBreaker::Change change =
@@ -270,11 +185,16 @@ void ScannerFilter::finish(ScanResult result) {
 }
 
 FilterCreator makeScannerCreator(const std::shared_ptr<const ScannerConfig>& config,
-                                 const std::shared_ptr<const ScanProtocol>& protocol) {
+                                 const std::shared_ptr<const ScanClient>& client) {
   auto shared = std::make_shared<ScannerShared>(*config);
-  return [config, protocol, shared](const FilterContext& context) -> std::unique_ptr<Filter> {
-    return std::make_unique<ScannerFilter>(config, protocol, shared, context);
+  return [config, client, shared](const FilterContext& context) -> std::unique_ptr<Filter> {
+    return std::make_unique<ScannerFilter>(config, client, shared, context);
   };
+}
+
+FilterCreator makeScannerCreator(const std::shared_ptr<const ScannerConfig>& config,
+                                 const std::shared_ptr<const ScanProtocol>& protocol) {
+  return makeScannerCreator(config, makeStreamScanClient(protocol, config->address));
 }
 
 FilterTraits scannerTraits() {

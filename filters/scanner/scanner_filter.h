@@ -1,16 +1,16 @@
 #pragma once
-// ScannerFilter: the end-of-message machinery every stream scanner client shares (clamd, spamd):
-// the size limit, the circuit breaker, the connection limit and its bounded queue, an
-// asynchronous connect through FilterContext::connector, streaming the spooled message in
-// chunks with backpressure (never reading a spooled file whole), a bounded reply buffer, a
-// deadline on every wait, and one log line per scan. What is specific to a scanner is a
-// ScanProtocol: the request bytes, the framing of each chunk, and the reply parser.
-// Ownership: the session's ScannerFilter owns its slot, connection and timer; destroying it
-// (the session going away) cancels the scan. The hook completes exactly once, always from the
-// loop (a scan never completes inline), and touches nothing afterwards.
+// ScannerFilter: the end-of-message machinery every content scanner client shares (clamd,
+// spamd, rspamd): the size limit, the circuit breaker, the connection limit and its bounded
+// queue, a deadline over the whole scan, and one `event=scan` log line per scan. How a scan
+// reaches its scanner is a ScanClient: a stream scanner (clamd, spamd) is a ScanProtocol on the
+// stream transport of filters/scanner/stream_exchange.h; rspamd is an HTTP client of its own.
+// Ownership: the session's ScannerFilter owns its slot, its exchange and its timer; destroying
+// it (the session going away) cancels the scan. The hook completes exactly once, always from
+// the loop (a scan never completes inline), and touches nothing afterwards.
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,7 +19,6 @@
 #include "filters/scanner/circuit_breaker.h"
 #include "filters/scanner/scan_limiter.h"
 #include "filters/scanner/scanner_config.h"
-#include "portcullis/connector.h"
 #include "portcullis/filter.h"
 #include "portcullis/filter_factory.h"
 
@@ -38,6 +37,7 @@ struct ScanResult {
   std::string error;    // kError: why (sanitised)
 };
 
+// A stream scanner's wire format (clamd, spamd), run by the stream transport.
 class ScanProtocol {
  public:
   virtual ~ScanProtocol() = default;
@@ -61,6 +61,38 @@ class ScanProtocol {
   }
 };
 
+// One scan in flight, from the moment it holds its turn to its result. Destroying it cancels
+// the scan (closes its connection); `done` will not run afterwards.
+class ScanExchange {
+ public:
+  virtual ~ScanExchange() = default;
+};
+
+// What a scan works on. Everything in it outlives the exchange.
+struct ScanRequest {
+  const SessionView& session;
+  const MessageReader& message;
+  std::uint64_t size;
+  std::chrono::milliseconds timeout;  // each wait; the filter's deadline bounds the whole
+  const FilterContext& context;
+};
+
+// One configured scanner: how to run one scan. Shared by every session (immutable).
+class ScanClient {
+ public:
+  virtual ~ScanClient() = default;
+  virtual std::string_view scannerName() const = 0;  // "rspamd", for the log and the error
+  // Starts a scan; `done` runs exactly once, from the loop, never inside start().
+  [[nodiscard]] virtual std::unique_ptr<ScanExchange> start(
+      const ScanRequest& request, std::function<void(ScanResult)> done) const = 0;
+  // Whether probe() asks the scanner anything (the breaker then probes before it scans).
+  virtual bool canProbe() const { return false; }
+  // Asks the scanner whether it is healthy, under the same rules as start(): `done` gets the
+  // answer and, when unhealthy, why (sanitised). Called only when canProbe().
+  [[nodiscard]] virtual std::unique_ptr<ScanExchange> probe(
+      const ScanRequest& request, std::function<void(bool, std::string)> done) const = 0;
+};
+
 // Shared by every session of one configured scanner (one event loop).
 struct ScannerShared {
   explicit ScannerShared(const ScannerConfig& config)
@@ -70,10 +102,10 @@ struct ScannerShared {
   std::shared_ptr<ScanLimiter> limiter;
 };
 
-class ScannerFilter final : public Filter, private ConnectionHandler {
+class ScannerFilter final : public Filter {
  public:
   ScannerFilter(std::shared_ptr<const ScannerConfig> config,
-                std::shared_ptr<const ScanProtocol> protocol, std::shared_ptr<ScannerShared> shared,
+                std::shared_ptr<const ScanClient> client, std::shared_ptr<ScannerShared> shared,
                 const FilterContext& context);
   ~ScannerFilter() override;
   ScannerFilter(const ScannerFilter&) = delete;
@@ -84,11 +116,6 @@ class ScannerFilter final : public Filter, private ConnectionHandler {
 
  private:
   void onTurn();
-  void pump();
-  void onConnected() override;
-  void onReceived(std::string_view bytes) override;
-  void onDrained() override;
-  void onEnd(ConnectionEnd end, std::string_view detail) override;
   // Ends the scan: releases everything, logs, updates the breaker, completes. Touch nothing of
   // the scan afterwards.
   void finish(ScanResult result);
@@ -99,7 +126,7 @@ class ScannerFilter final : public Filter, private ConnectionHandler {
   std::int64_t elapsedMs() const;
 
   std::shared_ptr<const ScannerConfig> config_;
-  std::shared_ptr<const ScanProtocol> protocol_;
+  std::shared_ptr<const ScanClient> client_;
   std::shared_ptr<ScannerShared> shared_;
   FilterContext context_;
 
@@ -109,18 +136,18 @@ class ScannerFilter final : public Filter, private ConnectionHandler {
   std::string sessionId_;
   const MessageReader* reader_ = nullptr;
   std::uint64_t size_ = 0;
-  std::uint64_t offset_ = 0;
-  bool trailerSent_ = false;
   bool probing_ = false;  // this scan holds the breaker's one probe
-  std::string reply_;
   std::chrono::steady_clock::time_point started_{};
   std::unique_ptr<ScanSlot> slot_;
-  std::unique_ptr<Connection> connection_;
+  std::unique_ptr<ScanExchange> exchange_;
   std::unique_ptr<TimerHandle> deadline_;
   std::unique_ptr<TimerHandle> failLater_;
 };
 
-// The factory side shared by the scanners: builds the config, the shared state, the creator.
+// The factory side shared by the scanners: the shared state and the creator. A stream scanner
+// passes its protocol (sent to config->address); rspamd passes its own client.
+FilterCreator makeScannerCreator(const std::shared_ptr<const ScannerConfig>& config,
+                                 const std::shared_ptr<const ScanClient>& client);
 FilterCreator makeScannerCreator(const std::shared_ptr<const ScannerConfig>& config,
                                  const std::shared_ptr<const ScanProtocol>& protocol);
 

@@ -15,6 +15,7 @@
 #include "portcullis/config_section.h"
 #include "portcullis/connector.h"
 #include "portcullis/filter.h"
+#include "portcullis/http_client.h"
 #include "portcullis/log.h"
 #include "portcullis/resolver.h"
 #include "portcullis/stats.h"
@@ -30,6 +31,7 @@ struct FilterContext {
   Stats* stats = nullptr;
   Timers* timers = nullptr;        // on the session's event loop
   Connector* connector = nullptr;  // outgoing connections (scanners), on the same loop
+  HttpClient* http = nullptr;      // outgoing HTTP requests (rspamd), on the same loop
 };
 
 using FilterCreator = std::function<std::unique_ptr<Filter>(const FilterContext&)>;

@@ -105,6 +105,16 @@ class MessageReader {
   virtual std::uint64_t size() const = 0;
   // Copies up to n bytes from offset into buf; returns the count (0 at the end or on error).
   virtual std::size_t read(std::uint64_t offset, char* buf, std::size_t n) const = 0;
+  // Where the bytes already are, so that a sender can hand them to the kernel without a copy
+  // (the HTTP client's body): `head` in memory, then the rest either in `memory` or as the
+  // first size() - head.size() bytes of the open file `fd` (owned by the reader: pread or
+  // sendfile only, never read whole). nullopt (the default): read() is the only way.
+  struct Bytes {
+    std::string_view head;
+    std::optional<std::string_view> memory;
+    int fd = -1;
+  };
+  virtual std::optional<Bytes> bytes() const { return std::nullopt; }
 };
 
 class MessageView {

@@ -73,6 +73,8 @@ void FilterServices::install(Dispatcher& dispatcher, FilterContext& context) {
   context.timers = timers_.get();
   connector_ = std::make_unique<EventConnector>(dispatcher);
   context.connector = connector_.get();
+  http_ = std::make_unique<EvhttpClient>(dispatcher);
+  context.http = http_.get();
   context.stats = &processStats();
 }
 

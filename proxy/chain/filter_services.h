@@ -1,15 +1,17 @@
 #pragma once
 // FilterServices: the daemon's implementations of the services a FilterContext offers filters
-// (include/portcullis/log.h, timer.h, stats.h, connector.h): the log writes through spdlog, the
-// timers and outgoing connections run on one event loop, the stats go to processStats(). The owner
-// (the server) keeps it alive longer than every session; install() points a context at it.
-// Event-loop thread only, like the timers it hands out (the log and stats are thread-safe).
+// (include/portcullis/log.h, timer.h, stats.h, connector.h, http_client.h): the log writes through
+// spdlog, the timers, outgoing connections and HTTP requests run on one event loop, the stats go to
+// processStats(). The owner (the server) keeps it alive longer than every session; install() points
+// a context at it. Event-loop thread only, like the timers it hands out (the log and stats are
+// thread-safe).
 
 #include <memory>
 
 #include "portcullis/filter_factory.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/chain/connector.h"
+#include "proxy/chain/http_client.h"
 
 namespace portcullis {
 
@@ -34,14 +36,15 @@ class DispatcherTimers final : public Timers {
 
 class FilterServices {
  public:
-  // Fills in the log, the timers and connector on `dispatcher` and the process stats; keeps the
-  // resolver.
+  // Fills in the log, the timers, the connector and the HTTP client on `dispatcher` and the process
+  // stats; keeps the resolver.
   void install(Dispatcher& dispatcher, FilterContext& context);
 
  private:
   SpdlogLog log_;
   std::unique_ptr<DispatcherTimers> timers_;
   std::unique_ptr<EventConnector> connector_;
+  std::unique_ptr<EvhttpClient> http_;
 };
 
 }  // namespace portcullis

@@ -32,6 +32,11 @@ class TracedMessage final : public MessageReader {
     }
     return spool_.read(offset - head_.size(), buf, n);
   }
+  std::optional<Bytes> bytes() const override {
+    std::optional<Bytes> b = spool_.bytes();
+    if (b) b->head = head_;
+    return b;
+  }
 
  private:
   const std::string& head_;

@@ -6,6 +6,7 @@
 // local; errors are sticky and reported through ok()/error() (the session answers 451).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,12 @@ class Spool final : public ByteSink, public MessageReader {
   const std::string& path() const { return path_; }
   // The whole message when inMemory().
   std::string_view memory() const { return memory_; }
+  // MessageReader's zero-copy view: the memory, or the spool file (nothing once an error
+  // made the spool unreliable).
+  std::optional<Bytes> bytes() const override {
+    if (!ok()) return std::nullopt;
+    return inMemory() ? Bytes{{}, memory_, -1} : Bytes{{}, std::nullopt, fd_};
+  }
 
  private:
   void spill();

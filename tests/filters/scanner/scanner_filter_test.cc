@@ -17,6 +17,7 @@
 
 #include "filters/clamd/clamd_filter.h"
 #include "proxy/chain/filter_services.h"
+#include "tests/support/fake_log.h"
 #include "tests/support/filter_harness.h"
 #include "tests/support/manual_dispatcher.h"
 
@@ -88,20 +89,6 @@ class FakeReader final : public MessageReader {
   std::string data_;
 };
 
-class FakeLog final : public Log {
- public:
-  bool enabled(LogLevel) const override { return true; }
-  void write(LogLevel, std::string_view, std::string_view fields) const override {
-    lines.emplace_back(fields);
-  }
-  std::string all() const {
-    std::string out;
-    for (const auto& l : lines) out += l + "\n";
-    return out;
-  }
-  mutable std::vector<std::string> lines;
-};
-
 // The stream as clamd would de-frame it, or "BAD FRAMING".
 std::string deframe(std::string_view wire) {
   const std::string_view command("zINSTREAM\0", 10);
@@ -155,7 +142,7 @@ class ScannerFilterTest : public ::testing::Test {
   ManualDispatcher loop_;
   DispatcherTimers timers_;
   FakeConnector connector_;
-  FakeLog log_;
+  testing::FakeLog log_;
   FilterContext context_;
   testing::TestSession session_ = testing::viewFor("192.0.2.1");
   std::unique_ptr<FakeReader> reader_;

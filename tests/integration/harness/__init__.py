@@ -14,6 +14,8 @@ started through HarnessTestCase.start() so that cleanup is automatic:
     FakeClamd   scripted misbehaving clamd (stalls, garbage, hostile names)
     Spamd       SpamAssassin's spamd with -L, packaged rules and a private home, TCP and unix
     FakeSpamd   scripted misbehaving spamd (stalls, garbage, error status, hostile symbols)
+    Rspamd      rspamd 3.x with the project's test config, private ports, DNS refused locally
+    FakeRspamd  scripted misbehaving rspamd HTTP server (stalls, garbage, status, hostile JSON)
     HAProxy     haproxy (mode tcp) in front of a backend, sending PROXY v1/v2
     Portcullis  the daemon under test with a generated config
     RawClient, send_mail, make_message    SMTP client helpers
@@ -34,12 +36,14 @@ from .process import REPO_ROOT, Fixture, wait_until
 from .smtp import (RawClient, SmtpProtocolError, dot_stuff, make_message, send_mail,
                    without_ref)
 from .smtpsink import SinkMessage, SmtpSink
+from .rspamd import ADD_HEADER_WORD, REWRITE_SUBJECT_WORD, FakeRspamd, Rspamd, http_reply
 from .spamd import GTUBE, FakeSpamd, Spamd, spamc
 from .testcase import DaemonTestCase, HarnessTestCase
 from .tls import Certs, make_certs
 
 __all__ = [
     "Certs", "Clamd", "DEFAULT_CAPS", "EICAR", "FakeClamd", "instream", "DaemonTestCase", "DnsResponse", "FakeSmtp",
+    "ADD_HEADER_WORD", "FakeRspamd", "REWRITE_SUBJECT_WORD", "Rspamd", "http_reply",
     "FakeSpamd", "GTUBE", "Spamd", "spamc", "Fixture", "HAProxy", "HarnessTestCase",
     "Portcullis", "Postfix", "REPO_ROOT", "RawClient", "SinkMessage", "SlowDns",
     "SmtpProtocolError", "SmtpSink", "Unbound", "deep_merge", "default_binary", "dns_query", "dot_stuff",

@@ -24,11 +24,11 @@ import hashlib
 import os
 import socket
 import struct
-import threading
 import time
 
 from .ports import free_port
-from .process import Fixture, ManagedProcess, ProcessFixture, require_program, tail
+from .process import ManagedProcess, ProcessFixture, require_program, tail
+from .scripted import ScriptedServer, stall
 
 EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
 EICAR_NAME = "Eicar-Test-Signature"
@@ -115,31 +115,16 @@ class Clamd(ProcessFixture):
         return instream((self.host, self.port), data, timeout=timeout)
 
 
-class FakeClamd(Fixture):
+class FakeClamd(ScriptedServer):
     name = "fakeclamd"
 
     def __init__(self, *, reply=b"stream: OK\0", close=False, port=None):
-        super().__init__()
-        self.host = "127.0.0.1"
-        self.port = port or free_port(udp=False)
-        self._reply = reply
-        self._close = close
-        self._lock = threading.Lock()
-        self._streams = []
+        super().__init__(behaviour=(reply, close), port=port)
         self._pong = b"PONG\0"  # the answer to zPING (the breaker's probe)
         self._pings = 0
-        self._accepted = 0
-        self._sock = None
-        self._conns = []
-
-    @property
-    def address(self):
-        return f"{self.host}:{self.port}"
 
     def set_reply(self, reply, close=False):
-        with self._lock:
-            self._reply = reply
-            self._close = close
+        self.set_behaviour((reply, close))
 
     def set_pong(self, pong):
         with self._lock:
@@ -150,44 +135,7 @@ class FakeClamd(Fixture):
             return self._pings
 
     def streams(self):
-        with self._lock:
-            return list(self._streams)
-
-    def connections(self):
-        with self._lock:
-            return self._accepted
-
-    def _start(self):
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, self.port))
-        self._sock.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _stop(self):
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._accepted += 1
-                self._conns.append(conn)
-                reply, close = self._reply, self._close
-            threading.Thread(target=self._serve, args=(conn, reply, close), daemon=True).start()
+        return self.recorded()
 
     @staticmethod
     def _read_exact(conn, n):
@@ -199,7 +147,8 @@ class FakeClamd(Fixture):
             data += more
         return data
 
-    def _serve(self, conn, reply, close):
+    def _serve(self, conn, behaviour):
+        reply, close = behaviour
         try:
             command = self._read_exact(conn, len(b"zPING\0"))
             if command == b"zPING\0":
@@ -216,20 +165,12 @@ class FakeClamd(Fixture):
                     if n == 0:
                         break
                     stream += self._read_exact(conn, n)
-            with self._lock:
-                self._streams.append(stream)
-            if reply is None:
-                conn.settimeout(120)
-                conn.recv(1)  # a stall: answer nothing until the client gives up
-                return
-            conn.sendall(reply)
-            if not close:
-                conn.settimeout(120)
-                conn.recv(1)  # like clamd, wait for the client to hang up
-        except (OSError, EOFError, struct.error):
-            pass
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+        except struct.error:
+            return
+        self.record(stream)
+        if reply is None:
+            stall(conn)
+            return
+        conn.sendall(reply)
+        if not close:
+            stall(conn)  # like clamd, wait for the client to hang up

@@ -26,11 +26,11 @@ import os
 import pwd
 import shutil
 import socket
-import threading
 import time
 
 from .ports import free_port
-from .process import Fixture, ManagedProcess, ProcessFixture, require_program, tail
+from .process import ManagedProcess, ProcessFixture, require_program, tail
+from .scripted import ScriptedServer, read_request, stall
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
@@ -118,30 +118,17 @@ class Spamd(ProcessFixture):
         return spamc((self.host, self.port), data, command=command, timeout=timeout)
 
 
-class FakeSpamd(Fixture):
+class FakeSpamd(ScriptedServer):
     name = "fakespamd"
 
     def __init__(self, *, reply=b"SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\n"
                  b"Spam: False ; 0.0 / 5.0\r\n\r\n", port=None):
-        super().__init__()
-        self.host = "127.0.0.1"
-        self.port = port or free_port(udp=False)
-        self._reply = reply
-        self._lock = threading.Lock()
-        self._requests = []
+        super().__init__(behaviour=reply, port=port)
         self._pong = b"SPAMD/1.5 0 PONG\r\n"  # the answer to PING (the breaker's probe)
         self._pings = 0
-        self._accepted = 0
-        self._sock = None
-        self._conns = []
-
-    @property
-    def address(self):
-        return f"{self.host}:{self.port}"
 
     def set_reply(self, reply):
-        with self._lock:
-            self._reply = reply
+        self.set_behaviour(reply)
 
     def set_pong(self, pong):
         with self._lock:
@@ -152,81 +139,21 @@ class FakeSpamd(Fixture):
             return self._pings
 
     def requests(self):
-        with self._lock:
-            return list(self._requests)
-
-    def connections(self):
-        with self._lock:
-            return self._accepted
-
-    def _start(self):
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, self.port))
-        self._sock.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _stop(self):
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        with self._lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._accepted += 1
-                self._conns.append(conn)
-                reply = self._reply
-            threading.Thread(target=self._serve, args=(conn, reply), daemon=True).start()
+        return self.recorded()
 
     def _serve(self, conn, reply):
-        try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                more = conn.recv(65536)
-                if not more:
-                    return
-                data += more
-            head, body = data.split(b"\r\n\r\n", 1)
-            if head.startswith(b"PING "):
-                with self._lock:
-                    self._pings += 1
-                    pong = self._pong
-                conn.sendall(pong)
-                return
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
-            while len(body) < length:
-                more = conn.recv(65536)
-                if not more:
-                    break
-                body += more
+        request = read_request(conn)
+        if request is None:
+            return
+        line, _, head, body = request
+        if line.startswith("PING "):
             with self._lock:
-                self._requests.append((head.decode("latin-1"), body))
-            if reply is None:
-                conn.settimeout(120)
-                conn.recv(1)  # a stall: answer nothing until the client gives up
-                return
-            conn.sendall(reply)  # then close, as spamd does
-        except (OSError, ValueError):
-            pass
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+                self._pings += 1
+                pong = self._pong
+            conn.sendall(pong)
+            return
+        self.record((head, body))
+        if reply is None:
+            stall(conn)
+            return
+        conn.sendall(reply)  # then close, as spamd does
