@@ -229,7 +229,7 @@ class RefusalTest(unittest.TestCase):
                 r = self.check([wrong], args=args)
                 self.assert_refused(r, "portcullis: config error: plugins[0].path: " + wrong,
                                     "ABI mismatch", "plugin fixture 0.0.1 built for portcullis "
-                                    "0.2.0, API 2.1", "this is portcullis 0.2.0, API 1.1")
+                                    "0.2.0, API 2.2", "this is portcullis 0.2.0, API 1.2")
 
     def test_untrusted_plugin_refused(self):
         tmp = tempfile.mkdtemp(prefix="portcullis-plugin-")
