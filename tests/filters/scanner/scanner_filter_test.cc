@@ -294,22 +294,32 @@ TEST_F(ScannerFilterTest, BreakerOpensSkipsAndCloses) {
   EXPECT_EQ(connector_.connects, connects);  // skipped without trying
 }
 
-TEST_F(ScannerFilterTest, AnOpenBreakerProbesWithPingBeforeItScansAgain) {
-  FilterRegistry registry;
-  registerBuiltinFilters(registry);
-  const ConfigSection section = makeConfigSection(
-      YAML::Load("address: \"127.0.0.1:3310\"\ncircuit_breaker: {failures: 1, open_for: 10ms}"),
-      "filters[0]");
-  const FilterCreator creator = registry.find("clamd")->configure(section);
-  auto start = [&] {
+// One configured clamd (failures: 1, open_for: 10ms) whose breaker the first, refused scan
+// opens; `start` then runs a new session's scan of one short message.
+class OpenBreakerTest : public ScannerFilterTest {
+ public:
+  OpenBreakerTest() {
+    FilterRegistry registry;
+    registerBuiltinFilters(registry);
+    creator_ = registry.find("clamd")->configure(makeConfigSection(
+        YAML::Load("address: \"127.0.0.1:3310\"\ncircuit_breaker: {failures: 1, open_for: 10ms}"),
+        "filters[0]"));
+    start();
+    connector_.live->handler.onEnd(ConnectionEnd::kError, "refused");
+    loop_.runUntilIdle();
+  }
+  void start() {
     sink_ = std::make_shared<testing::Collector>();
-    filter_ = creator(context_);
+    filter_ = creator_(context_);
     scan("x\r\n");
     loop_.runUntilIdle();
-  };
-  start();
-  connector_.live->handler.onEnd(ConnectionEnd::kError, "refused");
-  loop_.runUntilIdle();
+  }
+
+ private:
+  FilterCreator creator_;
+};
+
+TEST_F(OpenBreakerTest, AnOpenBreakerProbesWithPingBeforeItScansAgain) {
   ASSERT_NE(log_.all().find("event=scanner-circuit-open"), std::string::npos);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // open_for passes (no assertion)
 
@@ -339,22 +349,7 @@ TEST_F(ScannerFilterTest, AnOpenBreakerProbesWithPingBeforeItScansAgain) {
   EXPECT_NE(log_.all().find("event=scanner-circuit-closed filter=clamd"), std::string::npos);
 }
 
-TEST_F(ScannerFilterTest, AFailedProbeKeepsTheBreakerOpenWithoutScanning) {
-  FilterRegistry registry;
-  registerBuiltinFilters(registry);
-  const ConfigSection section = makeConfigSection(
-      YAML::Load("address: \"127.0.0.1:3310\"\ncircuit_breaker: {failures: 1, open_for: 10ms}"),
-      "filters[0]");
-  const FilterCreator creator = registry.find("clamd")->configure(section);
-  auto start = [&] {
-    sink_ = std::make_shared<testing::Collector>();
-    filter_ = creator(context_);
-    scan("x\r\n");
-    loop_.runUntilIdle();
-  };
-  start();
-  connector_.live->handler.onEnd(ConnectionEnd::kError, "refused");
-  loop_.runUntilIdle();
+TEST_F(OpenBreakerTest, AFailedProbeKeepsTheBreakerOpenWithoutScanning) {
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   start();
   reply(std::string("UNKNOWN COMMAND\0", 16));
