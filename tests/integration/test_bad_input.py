@@ -55,7 +55,7 @@ def make_body(size):
 class BadInputCase(DaemonTestCase):
     # -- fixtures ------------------------------------------------------------------------
 
-    def portcullis(self, backend, config=None, wait_probe=True):
+    def portcullis(self, backend, config=None, wait_probe=True, env=None):
         base = {"hostname": HOSTNAME, "dns": {"reverse_lookup": False},
                 "upstream": {"pool_size": 0, "probe_interval": "1h"}}
         if isinstance(backend, FakeSmtp):
@@ -65,7 +65,7 @@ class BadInputCase(DaemonTestCase):
                 base.setdefault(section, {}).update(values)
             else:
                 base[section] = values
-        pc = self.start_daemon(Portcullis(upstream=backend, config=base,
+        pc = self.start_daemon(Portcullis(upstream=backend, config=base, env=env,
                                    keep_on_failure=self._keep_on_failure))
         if wait_probe:
             pc.wait_for_log(r"event=upstream-probe result=ok")
@@ -73,6 +73,15 @@ class BadInputCase(DaemonTestCase):
 
     def postfix(self, **kwargs):
         return self.start(Postfix(**kwargs))
+
+    def measured_portcullis(self, backend):
+        """A daemon whose resident memory tracks what it holds. Under AddressSanitizer every
+        freed buffer sits in a 256 MB quarantine, so a stream passing through grows VmRSS by its
+        own size although nothing is kept; a 1 MB quarantine makes growth mean retention."""
+        env = dict(os.environ)
+        env["ASAN_OPTIONS"] = ":".join(filter(None, (
+            env.get("ASAN_OPTIONS"), "quarantine_size_mb=1", "thread_local_quarantine_size_kb=64")))
+        return self.portcullis(backend, env=env)
 
     def fake(self, **kwargs):
         fake = self.start(FakeSmtp(**kwargs))
@@ -105,6 +114,10 @@ class BadInputCase(DaemonTestCase):
         for r in rcpts:
             self.assertReply(c.cmd(f"RCPT TO:<{r}>"), 250)
         self.assertReply(c.cmd("DATA"), 354)
+
+    def assertHeldLessThan(self, pc, rss_before_kb, limit_kb):
+        grown = int(pc.status("VmRSS").split()[0]) - rss_before_kb
+        self.assertLess(grown, limit_kb, f"VmRSS grew by {grown} kB")
 
     def assertSessionWorks(self, pc):
         """A fresh session gets through MAIL/RCPT/DATA and delivers."""
@@ -214,8 +227,9 @@ class LineLimitTest(BadInputCase):
 
     def test_megabyte_without_newline(self):
         pf = self.postfix()
-        pc = self.portcullis(pf)
+        pc = self.measured_portcullis(pf)
         c = self.client(pc)
+        rss_before_kb = int(pc.status("VmRSS").split()[0])
         blob = b"x" * (1024 * 1024)
 
         def sender():
@@ -230,10 +244,9 @@ class LineLimitTest(BadInputCase):
         c.expect_closed(timeout=20)
         t.join(30)
         self.assertFalse(t.is_alive(), "the sender is still blocked")
-        rss_kb = int(pc.status("VmRSS").split()[0])
-        self.assertLess(rss_kb, 100 * 1024, f"VmRSS {rss_kb} kB")
+        # The megabyte is not kept: the daemon holds far less than what was sent.
+        self.assertHeldLessThan(pc, rss_before_kb, 512)
         self.assertSessionWorks(pc)
-        self.assertLess(int(pc.status("VmRSS").split()[0]), 100 * 1024)
 
     def test_nul_in_command(self):
         pf = self.postfix()
@@ -267,14 +280,15 @@ class DataLineLengthTest(BadInputCase):
 
     def test_eight_megabytes_without_crlf_is_refused(self):
         pf = self.postfix()
-        pc = self.portcullis(pf)
+        pc = self.measured_portcullis(pf)
         c = self.client(pc, timeout=60)
         self.envelope(c)
+        rss_before_kb = int(pc.status("VmRSS").split()[0])
         c.send(self.HEAD + b"y" * (8 * 1024 * 1024) + b"\r\n.\r\n")
         self.assertReply(c.read_reply(), 554, "5.6.0", "line longer than 998")
         self.assertNoMoreReplies(c)
-        rss_kb = int(pc.status("VmRSS").split()[0])
-        self.assertLess(rss_kb, 100 * 1024, f"VmRSS {rss_kb} kB")
+        # The 8 MB line is neither kept nor spooled whole: growth stays well under its size.
+        self.assertHeldLessThan(pc, rss_before_kb, 4 * 1024)
         self.assertReply(c.cmd("QUIT"), 221)
         c.expect_closed()
         pc.wait_for_sessions(1)
