@@ -1,6 +1,6 @@
 // portcullis: command line, configuration, start-up and the event loop.
 //   portcullis [--config FILE] [--listen ADDR:PORT] [--upstream HOST:PORT]
-//              [--check-config] [--version] [--help]
+//              [--check-config] [--print-config [-n]] [--version] [--help]
 //   portcullis explain ...   (reads the logs back; proxy/explain/explain.h)
 // Exit status: 0 normal (including a drained SIGTERM), 1 start-up failure, 2 bad config/usage.
 
@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <malloc.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <optional>
 
@@ -26,6 +28,7 @@
 #include "proxy/base/event_util.h"
 #include "proxy/base/log.h"
 #include "proxy/config/config.h"
+#include "proxy/config/config_print.h"
 #include "proxy/explain/explain.h"
 #include "proxy/net/tls.h"
 #include "proxy/plugins/plugin_loader.h"
@@ -38,7 +41,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: portcullis [--config FILE] [--listen ADDR:PORT] [--upstream HOST:PORT]\n"
-    "                  [--check-config] [--version] [--help]\n"
+    "                  [--check-config] [--print-config [-n]] [--version] [--help]\n"
     "       portcullis explain REF|--session ID|--client IP|--code CODE [--log FILE]...\n"
     "\n"
     "A stage-aware SMTP filtering proxy in front of an MTA.\n"
@@ -47,6 +50,8 @@ constexpr const char* kUsage =
     "  -l, --listen ADDR:PORT listen here instead of the config's listen list\n"
     "  -u, --upstream ADDR:PORT  the MTA to relay to (default 127.0.0.1:10025)\n"
     "      --check-config     validate the configuration and exit (0 ok, 2 error)\n"
+    "      --print-config     print the effective configuration, every default filled in, as\n"
+    "                         YAML that loads back; with -n only what differs from the defaults\n"
     "  -V, --version          print the version and exit\n"
     "  -h, --help             this text\n"
     "\n"
@@ -104,18 +109,82 @@ OpenFilesLimit raiseOpenFilesLimit() {
   return out;
 }
 
+// The open-files budget (DESIGN.md invariant 10), at start-up, --check-config and reload alike.
+bool checkDescriptorBudget(const portcullis::Config& config, rlim_t soft, std::string* error) {
+  const std::size_t needed = portcullis::descriptorsNeeded(config);
+  if (soft == RLIM_INFINITY || needed <= soft) return true;
+  *error = "limits.max_connections: " + std::to_string(config.limits.maxConnections) +
+           " connections need " + std::to_string(needed) +
+           " file descriptors (4 per connection + upstream.pool_size + listeners + " +
+           std::to_string(portcullis::kDescriptorReserve) + "), but the open-files limit is " +
+           std::to_string(soft) +
+           "; raise it (ulimit -n, systemd LimitNOFILE=) or lower limits.max_connections";
+  return false;
+}
+
+// bind() would take `address` here: it is an address of this host (else EADDRNOTAVAIL) and we
+// may use its port (else EACCES, below 1024 without CAP_NET_BIND_SERVICE). A port in use is
+// not an error here: --check-config is run while the daemon holds its own ports.
+bool checkBindable(const std::string& key, const portcullis::SocketAddress& address,
+                   std::string* error) {
+  const int fd = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error =
+        key + ": cannot create a socket for " + address.toString() + ": " + std::strerror(errno);
+    return false;
+  }
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (address.family() == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  const int rc = ::bind(fd, address.get(), address.length);
+  const int err = errno;
+  ::close(fd);
+  if (rc == 0 || err == EADDRINUSE) return true;
+  *error = key + ": cannot listen on " + address.toString() + ": " + std::strerror(err) +
+           (err == EADDRNOTAVAIL ? " (not an address of this host)" : "");
+  return false;
+}
+
+// What start-up would refuse that the loader cannot see: addresses, the pid file's directory.
+bool checkHost(const portcullis::Config& config, std::string* error) {
+  for (std::size_t i = 0; i < config.listeners.size(); ++i) {
+    if (!checkBindable("listen[" + std::to_string(i) + "]", config.listeners[i].address, error)) {
+      return false;
+    }
+  }
+  if (config.admin.listen && !checkBindable("admin.listen", *config.admin.listen, error)) {
+    return false;
+  }
+  if (!config.process.pidFile.empty()) {
+    const std::string& path = config.process.pidFile;
+    const std::string dir = path.substr(0, std::max<std::size_t>(path.rfind('/'), 1));
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      *error = "pid_file: " + dir + " is not a directory";
+      return false;
+    }
+    if (::access(dir.c_str(), W_OK) != 0) {
+      *error = "pid_file: cannot write in " + dir + ": " + std::strerror(errno);
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace portcullis;
   // A subcommand, before the daemon's options: it reads logs and never starts the proxy.
   if (argc > 1 && std::strcmp(argv[1], "explain") == 0) return explainMain(argc - 1, argv + 1);
-  enum { kCheckConfig = 1000 };
+  enum { kCheckConfig = 1000, kPrintConfig };
   static const option kOptions[] = {
       {"config", required_argument, nullptr, 'c'},
       {"listen", required_argument, nullptr, 'l'},
       {"upstream", required_argument, nullptr, 'u'},
       {"check-config", no_argument, nullptr, kCheckConfig},
+      {"print-config", no_argument, nullptr, kPrintConfig},
+      {"non-default", no_argument, nullptr, 'n'},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -123,8 +192,10 @@ int main(int argc, char** argv) {
   std::optional<std::string> configPath;
   CommandLineOverrides overrides;
   bool checkOnly = false;
+  bool printConfig = false;
+  bool nonDefault = false;
   int opt = 0;
-  while ((opt = getopt_long(argc, argv, "c:l:u:Vh", kOptions, nullptr)) != -1) {
+  while ((opt = getopt_long(argc, argv, "c:l:u:nVh", kOptions, nullptr)) != -1) {
     switch (opt) {
       case 'c':
         configPath = optarg;
@@ -138,6 +209,12 @@ int main(int argc, char** argv) {
       case kCheckConfig:
         checkOnly = true;
         break;
+      case kPrintConfig:
+        printConfig = true;
+        break;
+      case 'n':
+        nonDefault = true;
+        break;
       case 'V':
         std::cout << "portcullis " << PORTCULLIS_VERSION << "\n";
         return 0;
@@ -148,6 +225,10 @@ int main(int argc, char** argv) {
         std::cerr << kUsage;
         return 2;
     }
+  }
+  if (nonDefault && !printConfig) {
+    std::cerr << "portcullis: -n goes with --print-config\n" << kUsage;
+    return 2;
   }
   if (optind < argc) {
     std::cerr << "portcullis: unexpected argument: " << argv[optind] << "\n" << kUsage;
@@ -165,19 +246,22 @@ int main(int argc, char** argv) {
     std::cerr << "portcullis: config error: " << e.what() << "\n";
     return 2;
   }
+  if (printConfig) {
+    // The file's settings as the daemon would run them; with -n only what the file changes.
+    std::shared_ptr<const Config> defaults;
+    if (nonDefault) defaults = loadConfig(std::nullopt, {}, registry);
+    std::cout << configToYaml(*config, defaults.get());
+    return 0;
+  }
+  std::string error;
   // Checked here rather than in the loader because it depends on the process, not the file; but
   // before --check-config returns, so the check fails exactly where start-up would.
   const OpenFilesLimit fdLimit = raiseOpenFilesLimit();
   const std::size_t fdNeeded = descriptorsNeeded(*config);
-  if (fdLimit.soft != RLIM_INFINITY && fdNeeded > fdLimit.soft) {
-    std::cerr << "portcullis: config error: limits.max_connections: "
-              << config->limits.maxConnections << " connections need " << fdNeeded
-              << " file descriptors (4 per connection + upstream.pool_size + listeners + "
-              << kDescriptorReserve << "), but the open-files limit is " << fdLimit.soft
-              << "; raise it (ulimit -n, systemd LimitNOFILE=) or lower limits.max_connections\n";
+  if (!checkDescriptorBudget(*config, fdLimit.soft, &error) || !checkHost(*config, &error)) {
+    std::cerr << "portcullis: config error: " << error << "\n";
     return 2;
   }
-  std::string error;
   // user:/group: are looked up now, so --check-config catches an unknown name or a start by
   // a user who could not switch.
   std::optional<RunAs> runAs;
@@ -267,6 +351,22 @@ int main(int argc, char** argv) {
   {
     EventDispatcher dispatcher(base.get());
     Server server(dispatcher, config);
+    // SIGHUP: the same file, loader and checks as above. Plugins stay as loaded (a changed
+    // plugins: list needs a restart), so the loader gets none to load.
+    server.setConfigSource([&](std::string* err) -> std::shared_ptr<const Config> {
+      std::shared_ptr<const Config> next;
+      try {
+        next = loadConfig(configPath, overrides, registry);
+      } catch (const ConfigError& e) {
+        *err = e.what();
+        return nullptr;
+      }
+      rlimit rl{};
+      if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && !checkDescriptorBudget(*next, rl.rlim_cur, err)) {
+        return nullptr;
+      }
+      return next;
+    });
     if (!server.start(&error)) {
       spdlog::critical("event=startup-failed error={}", logValue(error));
       return 1;

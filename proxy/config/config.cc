@@ -139,10 +139,14 @@ void parseUpstream(const ConfigSection& s, Config& cfg) {
   cfg.upstream.tlsName = s.getString("tls_name", "");
 }
 
-void parseFilters(const ConfigSection& root, const FilterRegistry& registry, Config& cfg) {
+void parseFilters(const ConfigSection& root, const YAML::Node& list, const FilterRegistry& registry,
+                  Config& cfg) {
   std::map<std::string, int> seen;
-  for (const ConfigSection& s : root.getSectionList("filters")) {
+  const std::vector<ConfigSection> sections = root.getSectionList("filters");
+  for (std::size_t i = 0; i < sections.size(); ++i) {
+    const ConfigSection& s = sections[i];
     FilterSpec spec;
+    spec.source = YAML::Dump(list[i]);
     spec.name = s.getString("name");
     const FilterFactory* factory = registry.find(spec.name);
     if (factory == nullptr) {
@@ -247,17 +251,12 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   const ConfigSection admin = s.section("admin");
   if (const std::string text = admin.getString("listen", ""); !text.empty()) {
     cfg->admin.listen = parseListenAddressOrThrow(admin.keyPath("listen"), text);
-    for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
-      if (sameSocket(cfg->listeners[i].address, *cfg->admin.listen)) {
-        admin.fail("listen",
-                   "\"" + text + "\" is the same socket as listen[" + std::to_string(i) + "]");
-      }
-    }
   }
   for (const auto& c : s.getStringList("trusted_proxies", std::vector<std::string>{})) {
     auto cidr = Cidr::parse(c);
     if (!cidr) s.fail("trusted_proxies", "\"" + c + "\" is not an address or CIDR block");
     cfg->trustedProxies.push_back(*cidr);
+    cfg->trustedProxiesText.push_back(c);
   }
   parseUpstream(s.section("upstream"), *cfg);
 
@@ -383,7 +382,7 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   // Before the filters: a plugin's filter names exist only once it is loaded.
   parsePlugins(s, *cfg);
   if (plugins != nullptr && !cfg->plugins.empty()) plugins->load(cfg->plugins);
-  parseFilters(s, registry, *cfg);
+  parseFilters(s, map["filters"], registry, *cfg);
   s.rejectUnknownKeys();
   for (std::size_t i = 0; i < cfg->filters.size(); ++i) {
     if (cfg->filters[i].traits.needsReverseLookup && !cfg->dns.reverseLookup) {
@@ -399,6 +398,17 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
     cfg->listeners.push_back({*overrides.listen,
                               parseListenAddressOrThrow("--listen", *overrides.listen),
                               TlsListenMode::kStartTls, false});
+  }
+  // After --listen: the admin endpoint may not take the socket of a listener, however given.
+  if (cfg->admin.listen) {
+    for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
+      if (sameSocket(cfg->listeners[i].address, *cfg->admin.listen)) {
+        admin.fail("listen", "\"" + cfg->admin.listen->toString() + "\" is the same socket as " +
+                                 (overrides.listen ? std::string("--listen")
+                                                   : "listen[" + std::to_string(i) + "]") +
+                                 " (\"" + cfg->listeners[i].text + "\")");
+      }
+    }
   }
   if (overrides.upstream) cfg->upstream.text = *overrides.upstream;
   cfg->upstream.address = parseAddressOrThrow(

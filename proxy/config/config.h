@@ -127,6 +127,9 @@ struct FilterSpec {
   FilterCreator creator;
   // The chain's counters for this filter (processFilterStats()); null counts nothing (tests).
   std::shared_ptr<const FilterStats> stats;
+  // The entry as written (YAML, empty for an always-on filter the loader added): what
+  // --print-config shows of the filter's own settings, and what a reload compares.
+  std::string source;
 };
 
 // Who the daemon runs as once its listeners are bound (empty user: whoever started it), and
@@ -162,6 +165,7 @@ struct Config {
   AdminConfig admin;
   std::vector<ListenerConfig> listeners;
   std::vector<Cidr> trustedProxies;
+  std::vector<std::string> trustedProxiesText;  // as written, for --print-config
   UpstreamConfig upstream;
   TlsConfig tls;
   LimitsConfig limits;

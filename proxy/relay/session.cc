@@ -72,6 +72,7 @@ Session::Session(SessionHost& host, std::shared_ptr<const Config> config,
     : host_(host),
       config_(std::move(config)),
       listener_(&listener),
+      serverTls_(host.serverTls()),
       view_(freshView()),
       peer_(peer),
       stream_(std::move(stream)),
@@ -204,7 +205,7 @@ void Session::startTransport() {
     timer_.start(config_->timeouts.command);
     // Whatever came in the same read as a PROXY header is the client's ClientHello: it belongs
     // to the TLS session. (No STARTTLS here: pre-TLS bytes exist only after a PROXY header.)
-    stream_->startTls(host_.serverTls()->newSsl(), true, ByteStream::PreTlsInput::kKeep);
+    stream_->startTls(serverTls_->newSsl(), true, ByteStream::PreTlsInput::kKeep);
     return;
   }
   enter(Phase::kStarting);

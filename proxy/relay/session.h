@@ -176,6 +176,9 @@ class Session {
   SessionHost& host_;
   std::shared_ptr<const Config> config_;
   const ListenerConfig* listener_;  // owned by config_
+  // The certificate of the snapshot the session started with: a reload does not change it
+  // under a session in flight (null: no TLS configured then).
+  std::shared_ptr<const TlsContext> serverTls_;
   SessionRecord view_;
   SocketAddress peer_;
   std::unique_ptr<ByteStream> stream_;

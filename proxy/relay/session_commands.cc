@@ -140,7 +140,7 @@ std::optional<Reply> Session::checkRcpt(const Command& c) const {
 
 std::optional<Reply> Session::checkStartTls(const Command&) const {
   if (view_.tls.active) return localReply(503, "5.5.1", "Error: TLS already active");
-  if (!ehloPolicy_.offerStartTls || !host_.serverTls()) {  // not offered on this listener
+  if (!ehloPolicy_.offerStartTls || !serverTls_) {  // not offered on this listener
     return localReply(502, "5.5.1", "Error: command not implemented");
   }
   if (inTransaction()) return localReply(503, "5.5.1", "Error: MAIL transaction in progress");
@@ -302,7 +302,7 @@ void Session::onStartTls(const Command&) {
   link_.release();
   enter(Phase::kTlsHandshake);
   timer_.start(config_->timeouts.command);
-  stream_->startTls(host_.serverTls()->newSsl(), true);
+  stream_->startTls(serverTls_->newSsl(), true);
 }
 
 // ---- the upstream ----

@@ -12,6 +12,7 @@
 
 #include "proxy/base/log.h"
 #include "proxy/base/reference.h"
+#include "proxy/config/config_print.h"
 #include "proxy/server/sd_notify.h"
 #include "proxy/services/dns/dns_resolver.h"
 
@@ -25,7 +26,78 @@ constexpr std::string_view kBusy421 = "421 4.3.2 Error: server too busy, try aga
 
 int openSpareDescriptor() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+  return out;
+}
+
+std::string adminText(const Config& c) { return c.admin.listen ? c.admin.listen->toString() : ""; }
+
+std::string sectionText(const Config& c, std::string_view key) {
+  for (const auto& s : configSections(c)) {
+    if (s.key == key) return s.yaml;
+  }
+  return {};
+}
+
 }  // namespace
+
+ReloadPlan planReload(const Config& running, const Config& fresh) {
+  ReloadPlan plan;
+  auto next = std::make_shared<Config>(fresh);
+  // Each of these is used once, at start-up (bound, opened, looked up, dlopen'ed, or handed
+  // to the unprivileged user), or keys state that lives across sessions (the per-IP counts).
+  const auto keep = [&](const char* key, bool differs, const auto& restore) {
+    if (!differs) return;
+    plan.needsRestart.emplace_back(key);
+    restore();
+  };
+  keep("user", running.process.user != next->process.user,
+       [&] { next->process.user = running.process.user; });
+  keep("group", running.process.group != next->process.group,
+       [&] { next->process.group = running.process.group; });
+  keep("pid_file", running.process.pidFile != next->process.pidFile,
+       [&] { next->process.pidFile = running.process.pidFile; });
+  keep("admin.listen", adminText(running) != adminText(*next),
+       [&] { next->admin = running.admin; });
+  keep("spool.directory", running.spool.directory != next->spool.directory,
+       [&] { next->spool.directory = running.spool.directory; });
+  keep("log", sectionText(running, "log") != sectionText(*next, "log"),
+       [&] { next->log = running.log; });
+  keep("dns.servers", running.dns.servers != next->dns.servers,
+       [&] { next->dns.servers = running.dns.servers; });
+  keep("dns.timeout", running.dns.timeout != next->dns.timeout,
+       [&] { next->dns.timeout = running.dns.timeout; });
+  keep("dns.attempts", running.dns.attempts != next->dns.attempts,
+       [&] { next->dns.attempts = running.dns.attempts; });
+  keep("limits.ipv6_prefix_length",
+       running.limits.ipv6PrefixLength != next->limits.ipv6PrefixLength,
+       [&] { next->limits.ipv6PrefixLength = running.limits.ipv6PrefixLength; });
+  keep("plugins", sectionText(running, "plugins") != sectionText(*next, "plugins"),
+       [&] { next->plugins = running.plugins; });
+  plan.changed = changedSections(running, *next);
+
+  // A listener is the same one when its address is (its tls and proxy_protocol options may
+  // change: they apply to the connections it accepts from now on).
+  std::vector<bool> matched(running.listeners.size(), false);
+  for (std::size_t j = 0; j < next->listeners.size(); ++j) {
+    const std::string address = next->listeners[j].address.toString();
+    bool found = false;
+    for (std::size_t i = 0; i < running.listeners.size() && !found; ++i) {
+      if (!matched[i] && running.listeners[i].address.toString() == address) {
+        matched[i] = found = true;
+        plan.kept.emplace_back(i, j);
+      }
+    }
+    if (!found) plan.added.push_back(j);
+  }
+  for (std::size_t i = 0; i < matched.size(); ++i) {
+    if (!matched[i]) plan.removed.push_back(i);
+  }
+  plan.next = std::move(next);
+  return plan;
+}
 
 TlsServerSettings serverTlsSettings(const Config& config) {
   TlsServerSettings t;
@@ -143,39 +215,176 @@ bool Server::start(std::string* error) {
   context_.resolver = resolver_.get();
   services_.install(dispatcher_, context_);
 
-  if (config_->tls.enabled() && !reloadTls(error)) return false;
-  if (config_->upstream.tls != UpstreamTls::kNone) {
-    clientTls_ = TlsContext::client(upstreamTlsSettings(*config_), error);
-    if (!clientTls_) return false;
-  }
+  if (!buildTls(*config_, &serverTls_, &clientTls_, error)) return false;
 
   for (const ListenerConfig& l : config_->listeners) {
-    unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
-    if (l.address.family() == AF_INET6) flags |= LEV_OPT_BIND_IPV6ONLY;
     listenerContexts_.push_back(std::make_unique<ListenerContext>(ListenerContext{this, &l}));
-    evconnlistener* listener =
-        evconnlistener_new_bind(base_, &Server::onAccept, listenerContexts_.back().get(), flags,
-                                1024, l.address.get(), static_cast<int>(l.address.length));
-    if (listener == nullptr) {
-      *error = "listen " + l.text + ": " + std::strerror(errno);
-      return false;
-    }
-    evconnlistener_set_error_cb(listener, &Server::onAcceptError);
-    setNoDelay(evconnlistener_get_fd(listener));  // inherited by every accepted socket
-    listeners_.emplace_back(listener);
-    spdlog::info("event=listening address={} tls={} proxy_protocol={} upstream={} identity={}",
-                 l.address.toString(),
-                 l.tls == TlsListenMode::kImplicit                   ? "implicit"
-                 : (l.tls == TlsListenMode::kStartTls && serverTls_) ? "starttls"
-                                                                     : "none",
-                 l.proxyProtocol ? "yes" : "no", config_->upstream.address.toString(),
-                 identityModeName(config_->upstream.identity));
+    ListenerPtr listener = bindListener(l, listenerContexts_.back().get(), error);
+    if (!listener) return false;
+    listeners_.push_back(std::move(listener));
+    logListening(l);
   }
   for (const int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
     signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
     event_add(signals_.back().get(), nullptr);
   }
   probe();
+  return true;
+}
+
+bool Server::buildTls(const Config& config, std::shared_ptr<const TlsContext>* server,
+                      std::shared_ptr<const TlsContext>* client, std::string* error) const {
+  // Read from the files every time: a reload is also how a renewed certificate is picked up.
+  std::shared_ptr<const TlsContext> s;
+  std::shared_ptr<const TlsContext> c;
+  if (config.tls.enabled()) {
+    s = TlsContext::server(serverTlsSettings(config), error);
+    if (!s) return false;
+  }
+  if (config.upstream.tls != UpstreamTls::kNone) {
+    c = TlsContext::client(upstreamTlsSettings(config), error);
+    if (!c) return false;
+  }
+  *server = std::move(s);
+  *client = std::move(c);
+  return true;
+}
+
+ListenerPtr Server::bindListener(const ListenerConfig& l, ListenerContext* context,
+                                 std::string* error) {
+  unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+  if (l.address.family() == AF_INET6) flags |= LEV_OPT_BIND_IPV6ONLY;
+  evconnlistener* listener =
+      evconnlistener_new_bind(base_, &Server::onAccept, context, flags, 1024, l.address.get(),
+                              static_cast<int>(l.address.length));
+  if (listener == nullptr) {
+    *error = "listen " + l.text + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  evconnlistener_set_error_cb(listener, &Server::onAcceptError);
+  setNoDelay(evconnlistener_get_fd(listener));  // inherited by every accepted socket
+  return ListenerPtr(listener);
+}
+
+void Server::logListening(const ListenerConfig& l) const {
+  spdlog::info("event=listening address={} tls={} proxy_protocol={} upstream={} identity={}",
+               l.address.toString(),
+               l.tls == TlsListenMode::kImplicit                   ? "implicit"
+               : (l.tls == TlsListenMode::kStartTls && serverTls_) ? "starttls"
+                                                                   : "none",
+               l.proxyProtocol ? "yes" : "no", config_->upstream.address.toString(),
+               identityModeName(config_->upstream.identity));
+}
+
+void Server::reloadFromSource() {
+  std::string error;
+  std::shared_ptr<const Config> fresh;
+  if (draining_) {
+    error = "shutting down (SIGTERM): not reloading";
+  } else if (!configSource_) {
+    error = "no configuration source";
+  } else {
+    fresh = configSource_(&error);
+  }
+  if (!fresh) {
+    spdlog::error("event=reload result=failed error={} detail=\"keeping the running config\"",
+                  logValue(error, 1024));
+    return;
+  }
+  reload(fresh, &error);
+}
+
+bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* error) {
+  const auto fail = [&] {
+    spdlog::error("event=reload result=failed error={} detail=\"keeping the running config\"",
+                  logValue(*error, 1024));
+    return false;
+  };
+  if (draining_) {
+    *error = "shutting down (SIGTERM): not reloading";
+    return fail();
+  }
+  std::string sdError;
+  if (!sdNotify("RELOADING=1", &sdError)) {
+    spdlog::warn("event=sd-notify result=failed error={}", logValue(sdError));
+  }
+  const auto ready = [&] {
+    if (!sdNotify("READY=1", &sdError)) {
+      spdlog::warn("event=sd-notify result=failed error={}", logValue(sdError));
+    }
+  };
+  ReloadPlan plan = planReload(*config_, *fresh);
+  const Config& next = *plan.next;
+  std::shared_ptr<const TlsContext> serverTls;
+  std::shared_ptr<const TlsContext> clientTls;
+  if (!buildTls(next, &serverTls, &clientTls, error)) {
+    ready();
+    return fail();
+  }
+  // Bind the added listeners before anything changes: if one cannot be bound, the ones bound
+  // just now close again and the running config stays as it was.
+  std::vector<std::unique_ptr<ListenerContext>> contexts(next.listeners.size());
+  std::vector<ListenerPtr> listeners(next.listeners.size());
+  for (const std::size_t j : plan.added) {
+    const ListenerConfig& l = next.listeners[j];
+    contexts[j] = std::make_unique<ListenerContext>(ListenerContext{this, &l});
+    listeners[j] = bindListener(l, contexts[j].get(), error);
+    if (!listeners[j]) {
+      *error = "listen[" + std::to_string(j) + "]: " + *error;
+      ready();
+      return fail();
+    }
+  }
+  // Committed from here on. A kept listener keeps its socket and its context object (the
+  // address libevent calls back with); only the settings it points at change.
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  for (const auto& [i, j] : plan.kept) {
+    contexts[j] = std::move(listenerContexts_[i]);
+    contexts[j]->config = &next.listeners[j];
+    listeners[j] = std::move(listeners_[i]);
+  }
+  for (const std::size_t i : plan.removed) {
+    removed.push_back(config_->listeners[i].address.toString());
+    spdlog::info("event=listener-closed address={}", removed.back());
+  }
+  const bool upstreamChanged = sectionText(*config_, "upstream") != sectionText(next, "upstream") ||
+                               config_->hostname != next.hostname;
+  listeners_ = std::move(listeners);  // closes the removed ones
+  listenerContexts_ = std::move(contexts);
+  config_ = plan.next;
+  serverTls_ = std::move(serverTls);
+  clientTls_ = std::move(clientTls);
+  for (const std::size_t j : plan.added) {
+    added.push_back(config_->listeners[j].address.toString());
+    logListening(config_->listeners[j]);
+  }
+  probeSettings_.address = config_->upstream.address;
+  probeSettings_.hostname = config_->hostname;
+  probeSettings_.connectTimeout = config_->upstream.connectTimeout;
+  probeSettings_.commandTimeout = config_->upstream.connectTimeout;
+  if (upstreamChanged) {
+    // Pooled connections were opened with the old settings (address, identity, TLS): quit them,
+    // and learn what the (maybe different) MTA offers.
+    for (auto& p : pool_) p.upstream->quit();
+    pool_.clear();
+    poolTimer_.stop();
+    ipv6Checked_ = false;
+    probe();
+  }
+  if (!plan.needsRestart.empty()) {
+    spdlog::warn(
+        "event=reload-needs-restart keys={} detail=\"changed in the file; the running values "
+        "stay until portcullis is restarted\"",
+        logValue(joined(plan.needsRestart)));
+  }
+  spdlog::info(
+      "event=reload result=ok config={} changed={} listeners_added={} listeners_removed={} "
+      "listeners_kept={} needs_restart={}",
+      logValue(config_->sourcePath.empty() ? "(built-in defaults)" : config_->sourcePath),
+      logValue(joined(plan.changed)), logValue(joined(added)), logValue(joined(removed)),
+      plan.kept.size(), logValue(joined(plan.needsRestart)));
+  ready();
   return true;
 }
 
@@ -196,21 +405,8 @@ void Server::onSignal(evutil_socket_t sig, short, void* self) {
     return;
   }
   if (sig == SIGHUP) {
-    // Full configuration reload is not built yet; certificates are (the usual reason to HUP).
-    std::string error;
-    if (!s->config_->tls.enabled()) {
-      spdlog::info(
-          "event=sighup action=none detail=\"no TLS configured; config reload is not "
-          "implemented yet\"");
-    } else if (s->reloadTls(&error)) {
-      spdlog::info("event=sighup action=tls-reload result=ok cert={}",
-                   logValue(s->config_->tls.cert));
-    } else {
-      spdlog::error(
-          "event=sighup action=tls-reload result=failed error={} detail=\"keeping the "
-          "previous certificate\"",
-          logValue(error));
-    }
+    // Here, on the loop: reading files and binding sockets are not async-signal-safe.
+    s->reloadFromSource();
     return;
   }
   spdlog::info("event=signal signal={} action=drain sessions={}", sig == SIGTERM ? "TERM" : "INT",
@@ -251,13 +447,6 @@ void Server::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int l
     return;
   }
   ctx->server->accept(fd, *peer, *ctx->config);
-}
-
-bool Server::reloadTls(std::string* error) {
-  auto fresh = TlsContext::server(serverTlsSettings(*config_), error);
-  if (!fresh) return false;
-  serverTls_ = std::move(fresh);
-  return true;
 }
 
 std::string Server::countKey(const std::string& address) const {

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -29,6 +30,24 @@ namespace portcullis {
 // here for the server and for --check-config alike, so both load exactly the same files.
 TlsServerSettings serverTlsSettings(const Config& config);
 TlsClientSettings upstreamTlsSettings(const Config& config);
+
+// Builds the next config snapshot for a reload (main: the start-up loader and checks on the
+// same file). Null, with `error` as "key: message", when the file is broken.
+using ConfigSource = std::function<std::shared_ptr<const Config>(std::string* error)>;
+
+// What a reload would change, worked out before anything is touched (pure; unit-tested).
+struct ReloadPlan {
+  std::vector<std::string> changed;       // top-level keys that take effect ("filters,limits")
+  std::vector<std::string> needsRestart;  // keys changed in the file that keep their old value
+  std::vector<std::size_t> added;         // indexes into next->listeners to bind
+  std::vector<std::size_t> removed;       // indexes into the running listeners to close
+  std::vector<std::pair<std::size_t, std::size_t>> kept;  // running index -> next index
+  // The snapshot to run: the file's, with every needs-restart key at its running value.
+  std::shared_ptr<const Config> next;
+};
+// Settings that cannot change without a restart (README "Reload"): user, group, pid_file,
+// admin.listen, spool.directory, log.*, dns.servers/timeout/attempts, plugins.
+ReloadPlan planReload(const Config& running, const Config& fresh);
 
 class Server final : public SessionHost {
  public:
@@ -65,9 +84,15 @@ class Server final : public SessionHost {
   std::shared_ptr<const TlsContext> clientTls() const override { return clientTls_; }
   bool rekeyClient(const std::string& before, const std::string& after) override;
 
-  // Re-reads tls.cert / tls.key; new handshakes use them, sessions already in TLS are not
-  // affected. On error the old certificate stays in use. Called on SIGHUP.
-  bool reloadTls(std::string* error);
+  // SIGHUP: build the next snapshot with `source` and swap it in (reload()).
+  void setConfigSource(ConfigSource source) { configSource_ = std::move(source); }
+  // Swaps in `fresh` (minus the needs-restart keys): TLS contexts rebuilt from their files,
+  // added listeners bound, removed ones closed, unchanged ones kept (same socket, no refused
+  // connection). New sessions use the new snapshot; sessions in flight keep theirs. All or
+  // nothing: on error (a listener that cannot be bound, a TLS file) nothing changes. Logs
+  // event=reload either way.
+  bool reload(const std::shared_ptr<const Config>& fresh, std::string* error);
+  const Config& config() const { return *config_; }
 
  private:
   static void onAccept(evconnlistener* listener, evutil_socket_t fd, sockaddr* addr, int len,
@@ -88,6 +113,12 @@ class Server final : public SessionHost {
   void pauseAccepting(int err);
   void resumeAccepting();
   void retire(std::unique_ptr<UpstreamConnection> upstream);  // frees it from the loop
+  bool buildTls(const Config& config, std::shared_ptr<const TlsContext>* server,
+                std::shared_ptr<const TlsContext>* client, std::string* error) const;
+  // Binds one listener; null with `error` when bind() refuses.
+  ListenerPtr bindListener(const ListenerConfig& l, ListenerContext* context, std::string* error);
+  void logListening(const ListenerConfig& l) const;
+  void reloadFromSource();
   void probe();
   bool ipv6ClientsPossible() const;
   void checkIpv6Xclient();
@@ -135,6 +166,7 @@ class Server final : public SessionHost {
   std::optional<Dispatcher::Clock::time_point> upstreamDownSince_;
   std::uint64_t upstreamFailures_ = 0;
   bool draining_ = false;
+  ConfigSource configSource_;
 };
 
 }  // namespace portcullis
