@@ -124,7 +124,7 @@ class ReloadTest(ReloadCase):
             ("YAML syntax error at line", good.replace("{", "{ [", 1)),
             ("filters[0].name: unknown filter",
              json.dumps(deep_merge(pc.config, {"filters": [{"name": "nope"}]}))),
-            ("tls.cert" if False else "cannot",  # an unreadable certificate file
+            ("/nonexistent/cert.pem",  # an unreadable certificate file
              json.dumps(deep_merge(pc.config, {"tls": {"cert": "/nonexistent/cert.pem"}}))),
         ]
         for want, text in cases:
@@ -203,17 +203,17 @@ class ReloadTest(ReloadCase):
         mark = pc.log_mark()
         line = self.reload(pc, {"spool": {"directory": spool + "-other"},
                                 "log": {"level": "info"}, "limits": {"max_recipients": 3}})
-        self.assertIn('needs_restart="spool.directory,log"', line)
+        self.assertRegex(line, r'needs_restart="?spool.directory,log"?( |$)')
         self.assertIn("changed=limits", line)
         self.assertRegex(pc.log_text()[mark:],
-                         r'event=reload-needs-restart keys="spool.directory,log"')
+                         r'event=reload-needs-restart keys="?spool.directory,log"? ')
         # log.level stayed at debug: debug lines still appear.
         with RawClient("127.0.0.1", pc.port) as c:
             c.read_reply()
             c.cmd("EHLO client.test")
             c.cmd("QUIT")
         pc.wait_for_sessions(1)
-        self.assertRegex(pc.log_text()[mark:], r"\[debug\]|level=debug| D ")
+        self.assertRegex(pc.log_text()[mark:], r"\d debug \w+ event=")
 
 
 class ReloadUnderLoadTest(ReloadCase):
@@ -306,7 +306,7 @@ class CheckAndPrintConfigTest(HarnessTestCase):
             ("pid file directory", self.config(pid_file="/nonexistent/dir/portcullis.pid"), [],
              r"pid_file: /nonexistent/dir is not a directory"),
             ("unreadable TLS file", self.config(tls={"cert": "/nonexistent/cert.pem"}), [],
-             r"config error: .*(/nonexistent/cert.pem|cert)"),
+             r"tls.cert: cannot load /nonexistent/cert.pem"),
         ]
         for name, config, args, want in cases:
             with self.subTest(name):
