@@ -233,7 +233,7 @@ bool Server::start(std::string* error) {
 }
 
 bool Server::buildTls(const Config& config, std::shared_ptr<const TlsContext>* server,
-                      std::shared_ptr<const TlsContext>* client, std::string* error) const {
+                      std::shared_ptr<const TlsContext>* client, std::string* error) {
   // Read from the files every time: a reload is also how a renewed certificate is picked up.
   std::shared_ptr<const TlsContext> s;
   std::shared_ptr<const TlsContext> c;

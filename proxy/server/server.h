@@ -113,8 +113,8 @@ class Server final : public SessionHost {
   void pauseAccepting(int err);
   void resumeAccepting();
   void retire(std::unique_ptr<UpstreamConnection> upstream);  // frees it from the loop
-  bool buildTls(const Config& config, std::shared_ptr<const TlsContext>* server,
-                std::shared_ptr<const TlsContext>* client, std::string* error) const;
+  static bool buildTls(const Config& config, std::shared_ptr<const TlsContext>* server,
+                       std::shared_ptr<const TlsContext>* client, std::string* error);
   // Binds one listener; null with `error` when bind() refuses.
   ListenerPtr bindListener(const ListenerConfig& l, ListenerContext* context, std::string* error);
   void logListening(const ListenerConfig& l) const;
