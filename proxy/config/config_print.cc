@@ -20,12 +20,15 @@ std::string duration(milliseconds d) {
   return std::to_string(ms) + (ms == 0 ? "s" : "ms");
 }
 
-// Bytes, or k/M/G where that is exact.
+// Bytes, or G/M where that is exact, or k below a megabyte ("10240000" stays as Postfix's
+// message_size_limit is usually written, not "10000k").
 std::string size(std::uint64_t n) {
   static constexpr std::pair<std::uint64_t, std::string_view> kUnits[] = {
       {1024ULL * 1024 * 1024, "G"}, {1024ULL * 1024, "M"}, {1024, "k"}};
   for (const auto& [factor, unit] : kUnits) {
-    if (n != 0 && n % factor == 0) return std::to_string(n / factor) + std::string(unit);
+    if (n != 0 && n % factor == 0 && (factor > 1024 || n < 1024 * 1024)) {
+      return std::to_string(n / factor) + std::string(unit);
+    }
   }
   return std::to_string(n);
 }
