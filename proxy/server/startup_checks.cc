@@ -1,0 +1,72 @@
+// Start-up checks on the host and the process. See startup_checks.h.
+
+#include "proxy/server/startup_checks.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace portcullis {
+
+bool checkDescriptorBudget(const Config& config, rlim_t soft, std::string* error) {
+  const std::size_t needed = descriptorsNeeded(config);
+  if (soft == RLIM_INFINITY || needed <= soft) return true;
+  *error = "limits.max_connections: " + std::to_string(config.limits.maxConnections) +
+           " connections need " + std::to_string(needed) +
+           " file descriptors (4 per connection + upstream.pool_size + listeners + " +
+           std::to_string(kDescriptorReserve) + "), but the open-files limit is " +
+           std::to_string(soft) +
+           "; raise it (ulimit -n, systemd LimitNOFILE=) or lower limits.max_connections";
+  return false;
+}
+
+bool checkBindable(const std::string& key, const SocketAddress& address, std::string* error) {
+  const int fd = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error =
+        key + ": cannot create a socket for " + address.toString() + ": " + std::strerror(errno);
+    return false;
+  }
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (address.family() == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  const int rc = ::bind(fd, address.get(), address.length);
+  const int err = errno;
+  ::close(fd);
+  if (rc == 0 || err == EADDRINUSE) return true;
+  *error = key + ": cannot listen on " + address.toString() + ": " + std::strerror(err) +
+           (err == EADDRNOTAVAIL ? " (not an address of this host)" : "");
+  return false;
+}
+
+bool checkHost(const Config& config, std::string* error) {
+  for (std::size_t i = 0; i < config.listeners.size(); ++i) {
+    if (!checkBindable("listen[" + std::to_string(i) + "]", config.listeners[i].address, error)) {
+      return false;
+    }
+  }
+  if (config.admin.listen && !checkBindable("admin.listen", *config.admin.listen, error)) {
+    return false;
+  }
+  if (!config.process.pidFile.empty()) {
+    const std::string& path = config.process.pidFile;
+    const std::string dir = path.substr(0, std::max<std::size_t>(path.rfind('/'), 1));
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      *error = "pid_file: " + dir + " is not a directory";
+      return false;
+    }
+    if (::access(dir.c_str(), W_OK) != 0) {
+      *error = "pid_file: cannot write in " + dir + ": " + std::strerror(errno);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace portcullis
