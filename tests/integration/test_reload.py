@@ -223,6 +223,35 @@ class ReloadTest(ReloadCase):
         pc.wait_for_sessions(1)
         self.assertRegex(pc.log_text()[mark:], r"\d debug \w+ event=")
 
+    def test_plugin_filters_reload_and_the_plugin_list_needs_restart(self):
+        fixtures = os.environ.get("PORTCULLIS_TEST_PLUGIN_DIR") or os.path.join(
+            os.environ.get("PORTCULLIS_BUILD_DIR", os.path.join(REPO_ROOT, "build")), "tests",
+            "plugins")
+        good = os.path.join(fixtures, "good.so")
+        self.assertTrue(os.path.exists(good), f"{good}: build portcullis_unit_tests first")
+        pc = self.start(Portcullis(upstream=self.pf, config={
+            "plugins": [{"path": good}],
+            "filters": [{"name": "plugin_fixture", "reject": True}]}))
+
+        def mail_code():
+            with RawClient("127.0.0.1", pc.port) as c:
+                c.read_reply()
+                c.cmd("EHLO client.test")
+                code = c.cmd("MAIL FROM:<sender@client.test>")[0]
+                c.cmd("QUIT")
+                return code
+
+        self.assertEqual(mail_code(), 550)
+        line = self.reload(pc, {"filters": [{"name": "plugin_fixture", "reject": False}]})
+        self.assertIn("changed=filters", line)
+        self.assertEqual(mail_code(), 250)
+        # The plugin stays loaded: dropping it from the list needs a restart, and its filter
+        # still resolves meanwhile.
+        line = self.reload(pc, {"plugins": [],
+                                "filters": [{"name": "plugin_fixture", "reject": True}]})
+        self.assertIn("needs_restart=plugins", line)
+        self.assertEqual(mail_code(), 550)
+
 
 class ReloadUnderLoadTest(ReloadCase):
     """smtp-source → portcullis → Postfix with 20 reloads during the run: nothing lost."""
