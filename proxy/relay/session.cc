@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "proxy/admin/refusal_ring.h"
 #include "proxy/base/log.h"
 #include "proxy/base/reference.h"
 #include "proxy/net/proxy_protocol.h"
@@ -78,7 +79,8 @@ Session::Session(SessionHost& host, std::shared_ptr<const Config> config,
       timer_(host.dispatcher(), [this] { onDeadline(); }),
       link_(host, linkSettings(*config_, host.clientTls()), view_.id,
             [this] { return identity(); }),
-      summary_(host.dispatcher().now()) {
+      started_(host.dispatcher().now()),
+      summary_(started_) {
   view_.client.address = peer.host();
   view_.client.port = peer.port();
   view_.client.ipv6 = view_.client.address.find(':') != std::string::npos;
@@ -192,6 +194,7 @@ void Session::refuseOverPerIpLimit() {
       "address\"",
       view_.id, peer_.toString());
   verb_ = "CONNECT";
+  flags_.end = SessionEnd::kRejected;
   reply(*Reply::make(421, "4.7.0",
                      {"Error: too many connections from your address, try again later"}),
         verb_, ReplySource::local("too many connections from this address"));
@@ -258,6 +261,7 @@ void Session::maybeGreet() {
   if (o.reply && o.reply->isNegative()) {
     reply(*o.reply, "CONNECT", ReplySource::filterVerdict(o.filter, o.reason));
     if (o.kind == VerdictKind::kDisconnect || o.reply->closesConnection()) {
+      flags_.end = SessionEnd::kRejected;
       close(SessionSummary::ClosedBy::kServer, "rejected at connect by " + o.filter);
       return;
     }
@@ -325,6 +329,8 @@ void Session::onDeadline() {
       // No PROXY header or TLS handshake in time: nothing to say, just close.
       summary_.reason(phase_ == Phase::kProxyHeader ? "no PROXY header in time"
                                                     : "TLS handshake timed out");
+      if (phase_ == Phase::kTlsHandshake) coreStats().tlsHandshakeFailed();
+      flags_.end = SessionEnd::kTimeout;
       finalize();
       return;
     case Phase::kStarting:
@@ -359,6 +365,7 @@ void Session::onStreamEvent(ByteStream::Event event, const std::string& detail) 
   }
   if (event != ByteStream::Event::kEof && event != ByteStream::Event::kError) return;
   if (phase_ == Phase::kTlsHandshake) {
+    coreStats().tlsHandshakeFailed();
     spdlog::info("{} event=tls-handshake-failed client={} error={}", view_.id, peer_.toString(),
                  logValue(detail));
   }
@@ -395,6 +402,7 @@ void Session::onStreamEvent(ByteStream::Event event, const std::string& detail) 
 void Session::tlsReady() {
   timer_.stop();
   view_.tls = describeTls(stream_->ssl());
+  coreStats().tlsHandshake(view_.tls.protocol);
   spdlog::info("{} event=tls protocol={} cipher={} bits={} resumed={}", view_.id,
                view_.tls.protocol, view_.tls.cipher, view_.tls.bits,
                view_.tls.resumed ? "yes" : "no");
@@ -495,7 +503,12 @@ void Session::skipInput() {
 
 void Session::reply(const Reply& r, std::string_view verb, const ReplySource& source) {
   if (phase_ == Phase::kFinished) return;
+  coreStats().reply(verb, r.code());
   if (r.isNegative()) {
+    processRefusals().record(RefusalRing::stageOf(verb),
+                             std::chrono::duration_cast<std::chrono::minutes>(
+                                 host_.dispatcher().now().time_since_epoch())
+                                 .count());
     // Our own refusals carry a reference the admin can look up; the MTA's are relayed as they
     // are. Either way the refusal gets its event=reject line.
     std::string ref;
@@ -576,6 +589,7 @@ void Session::applyOutcome(const ChainOutcome& outcome, std::string_view verb,
       onContinue();
       return;
     case VerdictKind::kDisconnect:
+      flags_.end = SessionEnd::kRejected;
       reply(*outcome.reply, verb, source);
       close(SessionSummary::ClosedBy::kServer, "disconnected by filter " + outcome.filter);
       return;
@@ -624,7 +638,18 @@ void Session::finalize() {
   logTransactionEnd();
   link_.release();
   summary_.log(view_, chain_->records(), host_.dispatcher().now());
+  coreStats().sessionEnded(howEnded());
   host_.sessionClosed(this);
+}
+
+SessionEnd Session::howEnded() const {
+  if (summary_.quitSeen()) return SessionEnd::kQuit;
+  if (flags_.end) return *flags_.end;
+  const std::string_view last = summary_.lastVerb();
+  if (last == "TIMEOUT" || last == "DATA-TIMEOUT") return SessionEnd::kTimeout;
+  if (last == "SHUTDOWN") return SessionEnd::kShutdown;
+  if (summary_.closedBy() == SessionSummary::ClosedBy::kClient) return SessionEnd::kClientClosed;
+  return SessionEnd::kError;
 }
 
 }  // namespace portcullis
