@@ -22,6 +22,7 @@
 #include "filters/builtin_filters.h"
 #include "portcullis/filter_registry.h"
 #include "proxy/admin/admin_server.h"
+#include "proxy/admin/core_stats.h"
 #include "proxy/admin/refusal_ring.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"
@@ -274,6 +275,7 @@ int main(int argc, char** argv) {
     }
     std::unique_ptr<AdminServer> admin;
     if (config->admin.listen) {
+      (void)coreStats();  // every core series is there from the first scrape, at zero
       admin = std::make_unique<AdminServer>(base.get(), processStats(), [&server] {
         const SpoolUsage spool = spoolUsage();
         const DnsStats dns = server.dnsStats();

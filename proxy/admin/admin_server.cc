@@ -88,20 +88,21 @@ void AdminServer::onRequest(evhttp_request* request, void* self) {
          {{"where", "disk"}},
          static_cast<double>(status.spoolDiskBytes)},
     };
-    const auto dns = [&gauges](const char* name, const char* help, std::uint64_t v,
-                               StatLabels labels = {}) {
+    const auto scraped = [&gauges](const char* name, const char* help, std::uint64_t v,
+                                   StatLabels labels = {}) {
       gauges.push_back({name, help, std::move(labels), static_cast<double>(v), true});
     };
-    dns("portcullis_dns_lookups_total", "Lookups filters asked the resolver for.",
-        status.dnsLookups);
-    dns("portcullis_dns_cache_hits_total", "Lookups answered from the resolver's cache.",
-        status.dnsCacheHits);
-    dns("portcullis_dns_queries_total", "DNS queries sent to the servers (cache misses).",
-        status.dnsQueries);
-    const char* errors = "DNS query attempts that failed, by kind.";
-    dns("portcullis_dns_errors_total", errors, status.dnsTimeouts, {{"kind", "timeout"}});
-    dns("portcullis_dns_errors_total", errors, status.dnsFailures, {{"kind", "failure"}});
-    dns("portcullis_dns_errors_total", errors, status.dnsRejected, {{"kind", "rejected"}});
+    scraped("portcullis_dns_lookups_total", "Lookups filters asked the resolver for.",
+            status.dnsLookups);
+    scraped("portcullis_dns_cache_hits_total", "Lookups answered from the resolver's cache.",
+            status.dnsCacheHits);
+    scraped("portcullis_dns_queries_total", "DNS queries sent to the servers (cache misses).",
+            status.dnsQueries);
+    const char* errors =
+        "DNS failures: query attempts timed out or failed, lookups rejected locally.";
+    scraped("portcullis_dns_errors_total", errors, status.dnsTimeouts, {{"kind", "timeout"}});
+    scraped("portcullis_dns_errors_total", errors, status.dnsFailures, {{"kind", "failure"}});
+    scraped("portcullis_dns_errors_total", errors, status.dnsRejected, {{"kind", "rejected"}});
     respond(request, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8",
             renderPrometheus(server->stats_.snapshot(), gauges));
   } else if (p == "/status" && server->page_) {

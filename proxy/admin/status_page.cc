@@ -103,8 +103,15 @@ std::string renderStatusPage(const StatusPageInput& in) {
     std::int64_t total = 0;
     for (const std::uint32_t n : in.refusals[s]) total += n;
     const std::string stage(RefusalRing::kStages[s]);
-    h += "<tr data-stage=\"" + stage + "\"><td>" + stage + "</td><td class=\"total\">" +
-         num(total) + "</td><td>" + num(in.refusals[s].back()) + "</td></tr>\n";
+    h += "<tr data-stage=\"";
+    h += stage;
+    h += "\"><td>";
+    h += stage;
+    h += "</td><td class=\"total\">";
+    h += num(total);
+    h += "</td><td>";
+    h += num(in.refusals[s].back());
+    h += "</td></tr>\n";
   }
   h += "</table>\n";
 

@@ -647,8 +647,10 @@ SessionEnd Session::howEnded() const {
   if (flags_.end) return *flags_.end;
   const std::string_view last = summary_.lastVerb();
   if (last == "TIMEOUT" || last == "DATA-TIMEOUT") return SessionEnd::kTimeout;
-  if (last == "SHUTDOWN") return SessionEnd::kShutdown;
-  if (summary_.closedBy() == SessionSummary::ClosedBy::kClient) return SessionEnd::kClientClosed;
+  const bool byClient = summary_.closedBy() == SessionSummary::ClosedBy::kClient;
+  // The drain's 421: at once when idle (SHUTDOWN), or to the next command (session_commands).
+  if (last == "SHUTDOWN" || (flags_.drainRequested && !byClient)) return SessionEnd::kShutdown;
+  if (byClient) return SessionEnd::kClientClosed;
   return SessionEnd::kError;
 }
 

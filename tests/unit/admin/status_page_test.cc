@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <string_view>
 
 namespace portcullis {
 namespace {
@@ -46,7 +47,8 @@ TEST(StatusPage, ShowsSessionsEscapedAndRefusalTotals) {
   for (std::size_t at = page.find("<rect class=\"bar\""); at != std::string::npos;
        at = page.find("<rect class=\"bar\"", at + 1)) {
     ++bars;
-    EXPECT_EQ(page.compare(at, 40, "<rect class=\"bar\" data-stage=\"rcpt\" x=\""), 0);
+    const std::string_view bar = "<rect class=\"bar\" data-stage=\"rcpt\" x=\"";
+    EXPECT_EQ(page.compare(at, bar.size(), bar), 0);
   }
   EXPECT_EQ(bars, 2U);
   EXPECT_NE(page.find("rcpt: 3 refused, 0 min ago"), std::string::npos);
