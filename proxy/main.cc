@@ -273,9 +273,11 @@ int main(int argc, char** argv) {
       spdlog::critical("event=startup-failed error={}", logValue(error));
       return 1;
     }
+    // Every core series registered now: there from the first scrape, at zero, and no session
+    // pays for registering them.
+    (void)coreStats();
     std::unique_ptr<AdminServer> admin;
     if (config->admin.listen) {
-      (void)coreStats();  // every core series is there from the first scrape, at zero
       admin = std::make_unique<AdminServer>(base.get(), processStats(), [&server] {
         const SpoolUsage spool = spoolUsage();
         const DnsStats dns = server.dnsStats();
