@@ -25,6 +25,7 @@ PACKAGES=(
   rsyslog logrotate  # test_log_outputs runs private ones (a socket, a state file of its own)
   systemd  # systemd-analyze, for test_systemd's offline check of deploy/systemd/portcullis.service
   prometheus  # promtool, for test_admin's check of /metrics (its service is kept off)
+  chromium  # headless, for test_admin's screenshot and DOM of the /status page (no service)
   # clamd for test_clamd (a private instance with a one-signature database). freshclam comes
   # with it and is kept from running like the other services: no test may reach the network.
   clamav-daemon clamav-freshclam

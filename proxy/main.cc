@@ -22,6 +22,8 @@
 #include "filters/builtin_filters.h"
 #include "portcullis/filter_registry.h"
 #include "proxy/admin/admin_server.h"
+#include "proxy/admin/core_stats.h"
+#include "proxy/admin/refusal_ring.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/event_util.h"
 #include "proxy/base/log.h"
@@ -308,11 +310,33 @@ int main(int argc, char** argv) {
       spdlog::critical("event=startup-failed error={}", logValue(error));
       return 1;
     }
+    // Every core series registered now: there from the first scrape, at zero, and no session
+    // pays for registering them.
+    (void)coreStats();
     std::unique_ptr<AdminServer> admin;
     if (config->admin.listen) {
       admin = std::make_unique<AdminServer>(base.get(), processStats(), [&server] {
-        return AdminStatus{server.sessionCount(), server.pooledUpstreams(),
-                           server.upstreamAnswered(), server.draining()};
+        const SpoolUsage spool = spoolUsage();
+        const DnsStats dns = server.dnsStats();
+        return AdminStatus{server.sessionCount(),
+                           server.pooledUpstreams(),
+                           server.upstreamAnswered(),
+                           server.draining(),
+                           spool.memoryBytes,
+                           spool.diskBytes,
+                           dns.lookups,
+                           dns.cacheHits,
+                           dns.queries,
+                           dns.timeouts,
+                           dns.failures,
+                           dns.rejected};
+      });
+      admin->setStatusPage([&server, &config, &dispatcher] {
+        const auto minute =
+            std::chrono::duration_cast<std::chrono::minutes>(dispatcher.now().time_since_epoch());
+        return StatusPageInput{config->hostname, server.liveSessions(),
+                               processRefusals().lastHour(minute.count()),
+                               server.upstreamAnswered(), server.draining()};
       });
       if (!admin->start(*config->admin.listen, &error)) {
         spdlog::critical("event=startup-failed error={}", logValue(error));

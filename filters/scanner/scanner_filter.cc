@@ -25,7 +25,16 @@ ScannerFilter::ScannerFilter(std::shared_ptr<const ScannerConfig> config,
     : config_(std::move(config)),
       client_(std::move(client)),
       shared_(std::move(shared)),
-      context_(context) {}
+      context_(context) {
+  if (!shared_->countersRegistered && context_.stats != nullptr) {
+    const std::string_view name = client_->scannerName();
+    constexpr std::string_view kFamily = "portcullis_scanner_results_total";
+    shared_->clean = context_.stats->counter(kFamily, {{"scanner", name}, {"result", "clean"}});
+    shared_->flagged = context_.stats->counter(kFamily, {{"scanner", name}, {"result", "flagged"}});
+    shared_->failed = context_.stats->counter(kFamily, {{"scanner", name}, {"result", "error"}});
+    shared_->countersRegistered = true;
+  }
+}
 
 ScannerFilter::~ScannerFilter() { cancel(); }
 
@@ -172,6 +181,13 @@ void ScannerFilter::finish(ScanResult result) {
     } else if (change == CircuitBreaker::Change::kClosed) {
       context_.log->info(sessionId_, "event=scanner-circuit-closed filter=" + name);
     }
+  }
+  if (failed) {
+    shared_->failed.add();
+  } else if (result.verdict->isContinue()) {
+    shared_->clean.add();
+  } else {
+    shared_->flagged.add();
   }
   Next next = std::move(next_);
   if (failed) {

@@ -21,6 +21,7 @@
 #include "filters/scanner/scanner_config.h"
 #include "portcullis/filter.h"
 #include "portcullis/filter_factory.h"
+#include "portcullis/stats.h"
 
 namespace portcullis {
 
@@ -100,6 +101,12 @@ struct ScannerShared {
         limiter(std::make_shared<ScanLimiter>(config.maxConnections, config.maxQueue)) {}
   CircuitBreaker breaker;
   std::shared_ptr<ScanLimiter> limiter;
+  // portcullis_scanner_results_total{scanner,result}: registered by the first filter made
+  // (FilterContext::stats), then only counted.
+  bool countersRegistered = false;
+  Counter clean;    // the scanner passed the message (a continue verdict, tagged or not)
+  Counter flagged;  // it found something that decides (reject, tempfail, discard...)
+  Counter failed;   // the scan failed: on_error decides
 };
 
 class ScannerFilter final : public Filter {

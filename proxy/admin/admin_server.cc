@@ -44,6 +44,11 @@ void AdminServer::respond(evhttp_request* request, int code, const char* reason,
   evkeyvalq* headers = evhttp_request_get_output_headers(request);
   evhttp_add_header(headers, "Content-Type", type.c_str());
   evhttp_add_header(headers, "Cache-Control", "no-store");
+  evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
+  if (type.starts_with("text/html")) {  // the page runs nothing and loads nothing
+    evhttp_add_header(headers, "Content-Security-Policy",
+                      "default-src 'none'; style-src 'unsafe-inline'");
+  }
   evbuffer* out = evbuffer_new();
   evbuffer_add(out, body.data(), body.size());
   evhttp_send_reply(request, code, reason, out);
@@ -74,9 +79,34 @@ void AdminServer::onRequest(evhttp_request* request, void* self) {
          "1 once a SIGTERM started the drain.",
          {},
          status.draining ? 1.0 : 0.0},
+        {"portcullis_spool_bytes",
+         "Message bytes spooled now, by where.",
+         {{"where", "memory"}},
+         static_cast<double>(status.spoolMemoryBytes)},
+        {"portcullis_spool_bytes",
+         "Message bytes spooled now, by where.",
+         {{"where", "disk"}},
+         static_cast<double>(status.spoolDiskBytes)},
     };
+    const auto scraped = [&gauges](const char* name, const char* help, std::uint64_t v,
+                                   StatLabels labels = {}) {
+      gauges.push_back({name, help, std::move(labels), static_cast<double>(v), true});
+    };
+    scraped("portcullis_dns_lookups_total", "Lookups filters asked the resolver for.",
+            status.dnsLookups);
+    scraped("portcullis_dns_cache_hits_total", "Lookups answered from the resolver's cache.",
+            status.dnsCacheHits);
+    scraped("portcullis_dns_queries_total", "DNS queries sent to the servers (cache misses).",
+            status.dnsQueries);
+    const char* errors =
+        "DNS failures: query attempts timed out or failed, lookups rejected locally.";
+    scraped("portcullis_dns_errors_total", errors, status.dnsTimeouts, {{"kind", "timeout"}});
+    scraped("portcullis_dns_errors_total", errors, status.dnsFailures, {{"kind", "failure"}});
+    scraped("portcullis_dns_errors_total", errors, status.dnsRejected, {{"kind", "rejected"}});
     respond(request, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8",
             renderPrometheus(server->stats_.snapshot(), gauges));
+  } else if (p == "/status" && server->page_) {
+    respond(request, HTTP_OK, "OK", "text/html; charset=utf-8", renderStatusPage(server->page_()));
   } else if (p == "/healthz") {
     respond(request, HTTP_OK, "OK", "text/plain", "ok\n");
   } else if (p == "/readyz") {
@@ -89,7 +119,7 @@ void AdminServer::onRequest(evhttp_request* request, void* self) {
     }
   } else {
     respond(request, HTTP_NOTFOUND, "Not Found", "text/plain",
-            "not found (try /metrics, /healthz or /readyz)\n");
+            "not found (try /metrics, /status, /healthz or /readyz)\n");
   }
 }
 

@@ -74,6 +74,17 @@ std::string helpFor(const std::string& family) {
       {"portcullis_filter_duration_seconds", "Time each filter took, by filter and stage."},
       {"portcullis_dnsbl_errors_total", "DNSBL lookups that failed (SERVFAIL, timeout), by zone."},
       {"portcullis_dnsbl_lookup_failures_total", "DNSBL lookups with no usable answer, by zone."},
+      {"portcullis_sessions_total", "Client sessions by how they ended."},
+      {"portcullis_scanner_results_total", "Scans by scanner and result (clean, flagged, error)."},
+      {"portcullis_commands_total", "Replies to client commands, by command and reply class."},
+      {"portcullis_upstream_failures_total", "MTA failures sessions met, by kind."},
+      {"portcullis_tls_handshakes_total", "Client TLS handshakes completed, by protocol version."},
+      {"portcullis_tls_handshake_failures_total", "Client TLS handshakes that failed."},
+      {"portcullis_messages_relayed_total", "Messages the MTA accepted."},
+      {"portcullis_relayed_bytes_total", "Bytes of the messages the MTA accepted."},
+      {"portcullis_transaction_added_latency_seconds",
+       "End of data to the message handed to the MTA: the latency portcullis adds."},
+      {"portcullis_mta_reply_duration_seconds", "Message handed to the MTA to the MTA's reply."},
   };
   const auto it = kHelp.find(family);
   return it != kHelp.end() ? it->second : "portcullis metric " + family + ".";
@@ -115,7 +126,7 @@ std::string renderPrometheus(const std::vector<StatSample>& samples,
   }
   for (const GaugeSample& g : gauges) {
     Family& f = families[g.name];
-    f.type = "gauge";
+    f.type = g.counter ? "counter" : "gauge";
     f.help = g.help;
     f.body += g.name + labelSet(g.labels) + " " + number(g.value) + "\n";
   }

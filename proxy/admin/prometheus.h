@@ -11,11 +11,13 @@
 
 namespace portcullis {
 
+// A value read at scrape time: a gauge, or a counter kept elsewhere (the resolver's).
 struct GaugeSample {
   std::string name;  // e.g. "portcullis_sessions_active"
   std::string help;
   StatLabels labels;
   double value = 0;
+  bool counter = false;  // TYPE counter (the name ends in _total)
 };
 
 std::string renderPrometheus(const std::vector<StatSample>& samples,

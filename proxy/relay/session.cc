@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "proxy/admin/refusal_ring.h"
 #include "proxy/base/log.h"
 #include "proxy/base/reference.h"
 #include "proxy/net/proxy_protocol.h"
@@ -79,7 +80,8 @@ Session::Session(SessionHost& host, std::shared_ptr<const Config> config,
       timer_(host.dispatcher(), [this] { onDeadline(); }),
       link_(host, linkSettings(*config_, host.clientTls()), view_.id,
             [this] { return identity(); }),
-      summary_(host.dispatcher().now()) {
+      started_(host.dispatcher().now()),
+      summary_(started_) {
   view_.client.address = peer.host();
   view_.client.port = peer.port();
   view_.client.ipv6 = view_.client.address.find(':') != std::string::npos;
@@ -193,6 +195,7 @@ void Session::refuseOverPerIpLimit() {
       "address\"",
       view_.id, peer_.toString());
   verb_ = "CONNECT";
+  flags_.end = SessionEnd::kRejected;
   reply(*Reply::make(421, "4.7.0",
                      {"Error: too many connections from your address, try again later"}),
         verb_, ReplySource::local("too many connections from this address"));
@@ -259,6 +262,7 @@ void Session::maybeGreet() {
   if (o.reply && o.reply->isNegative()) {
     reply(*o.reply, "CONNECT", ReplySource::filterVerdict(o.filter, o.reason));
     if (o.kind == VerdictKind::kDisconnect || o.reply->closesConnection()) {
+      flags_.end = SessionEnd::kRejected;
       close(SessionSummary::ClosedBy::kServer, "rejected at connect by " + o.filter);
       return;
     }
@@ -326,6 +330,8 @@ void Session::onDeadline() {
       // No PROXY header or TLS handshake in time: nothing to say, just close.
       summary_.reason(phase_ == Phase::kProxyHeader ? "no PROXY header in time"
                                                     : "TLS handshake timed out");
+      if (phase_ == Phase::kTlsHandshake) coreStats().tlsHandshakeFailed();
+      flags_.end = SessionEnd::kTimeout;
       finalize();
       return;
     case Phase::kStarting:
@@ -360,6 +366,7 @@ void Session::onStreamEvent(ByteStream::Event event, const std::string& detail) 
   }
   if (event != ByteStream::Event::kEof && event != ByteStream::Event::kError) return;
   if (phase_ == Phase::kTlsHandshake) {
+    coreStats().tlsHandshakeFailed();
     spdlog::info("{} event=tls-handshake-failed client={} error={}", view_.id, peer_.toString(),
                  logValue(detail));
   }
@@ -396,6 +403,7 @@ void Session::onStreamEvent(ByteStream::Event event, const std::string& detail) 
 void Session::tlsReady() {
   timer_.stop();
   view_.tls = describeTls(stream_->ssl());
+  coreStats().tlsHandshake(view_.tls.protocol);
   spdlog::info("{} event=tls protocol={} cipher={} bits={} resumed={}", view_.id,
                view_.tls.protocol, view_.tls.cipher, view_.tls.bits,
                view_.tls.resumed ? "yes" : "no");
@@ -496,7 +504,12 @@ void Session::skipInput() {
 
 void Session::reply(const Reply& r, std::string_view verb, const ReplySource& source) {
   if (phase_ == Phase::kFinished) return;
+  coreStats().reply(verb, r.code());
   if (r.isNegative()) {
+    processRefusals().record(RefusalRing::stageOf(verb),
+                             std::chrono::duration_cast<std::chrono::minutes>(
+                                 host_.dispatcher().now().time_since_epoch())
+                                 .count());
     // Our own refusals carry a reference the admin can look up; the MTA's are relayed as they
     // are. Either way the refusal gets its event=reject line.
     std::string ref;
@@ -577,6 +590,7 @@ void Session::applyOutcome(const ChainOutcome& outcome, std::string_view verb,
       onContinue();
       return;
     case VerdictKind::kDisconnect:
+      flags_.end = SessionEnd::kRejected;
       reply(*outcome.reply, verb, source);
       close(SessionSummary::ClosedBy::kServer, "disconnected by filter " + outcome.filter);
       return;
@@ -625,7 +639,20 @@ void Session::finalize() {
   logTransactionEnd();
   link_.release();
   summary_.log(view_, chain_->records(), host_.dispatcher().now());
+  coreStats().sessionEnded(howEnded());
   host_.sessionClosed(this);
+}
+
+SessionEnd Session::howEnded() const {
+  if (summary_.quitSeen()) return SessionEnd::kQuit;
+  if (flags_.end) return *flags_.end;
+  const std::string_view last = summary_.lastVerb();
+  if (last == "TIMEOUT" || last == "DATA-TIMEOUT") return SessionEnd::kTimeout;
+  const bool byClient = summary_.closedBy() == SessionSummary::ClosedBy::kClient;
+  // The drain's 421: at once when idle (SHUTDOWN), or to the next command (session_commands).
+  if (last == "SHUTDOWN" || (flags_.drainRequested && !byClient)) return SessionEnd::kShutdown;
+  if (byClient) return SessionEnd::kClientClosed;
+  return SessionEnd::kError;
 }
 
 }  // namespace portcullis

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "proxy/admin/core_stats.h"
 #include "proxy/api/session_record.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/net_util.h"
@@ -65,6 +66,9 @@ class Session {
 
   const std::string& id() const { return view_.id; }
   const std::string& clientAddress() const { return view_.client.address; }
+  const std::string& helo() const { return view_.helo; }
+  SmtpState state() const { return state_; }
+  Dispatcher::Clock::time_point started() const { return started_; }
   bool inTransaction() const;
 
   // What the session is doing, as opposed to where it is in the SMTP sequence (SmtpState).
@@ -105,6 +109,7 @@ class Session {
     bool discardSession = false;  // discard verdict at connect/helo: every transaction
     std::string discardBy;        // the filter that gave it
     bool drainRequested = false;
+    std::optional<SessionEnd> end;  // how it ended, when the closing site knows best
   };
 
   // I/O.
@@ -172,6 +177,7 @@ class Session {
   // Closing.
   void close(SessionSummary::ClosedBy who, std::string reason);
   void finalize();
+  SessionEnd howEnded() const;
 
   SessionHost& host_;
   std::shared_ptr<const Config> config_;
@@ -194,6 +200,7 @@ class Session {
   Input input_;
   Flags flags_;
   std::string verb_;  // the command being answered, for the transcript
+  Dispatcher::Clock::time_point started_;
   SessionSummary summary_;
 };
 

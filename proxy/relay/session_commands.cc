@@ -336,6 +336,9 @@ void Session::upstreamFailed(const UpstreamResult& result, UpstreamStep step,
   const std::string_view verb = step == UpstreamStep::kMail   ? "MAIL"
                                 : step == UpstreamStep::kRcpt ? "RCPT"
                                                               : ".";
+  static_assert(static_cast<std::size_t>(UpstreamFailure::kTls) == kUpstreamFailureKinds.size(),
+                "kUpstreamFailureKinds follows UpstreamFailure");
+  coreStats().upstreamFailure(static_cast<int>(result.failure));
   const Reply r = link_.fail(result, verb, atEndOfData);
   const std::string why = "mail server " + std::string(upstreamFailureName(result.failure)) +
                           (result.detail.empty() ? "" : ": " + result.detail);

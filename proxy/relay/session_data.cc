@@ -76,6 +76,7 @@ void Session::finishData(const Reply& r, const ReplySource& source) {
 void Session::endOfData() {
   link_.stopKeepalive();
   enter(Phase::kDataDone);
+  txn_->endOfData = host_.dispatcher().now();
   verb_.assign(1, '.');  // not operator=(".") : GCC 12 -Wrestrict false positive
   MessageInfo& m = view_.message;
   const DataFramer& framer = *txn_->framer;
@@ -159,6 +160,7 @@ void Session::afterEndOfHeaders(ChainOutcome first) {
   if (first.reply && first.kind != VerdictKind::kDiscard) {
     const ReplySource source = ReplySource::filterVerdict(first.filter, first.reason);
     if (first.kind == VerdictKind::kDisconnect) {
+      flags_.end = SessionEnd::kRejected;
       reply(*first.reply, ".", source);
       close(SessionSummary::ClosedBy::kServer, "disconnected by filter " + first.filter);
       return;
@@ -171,6 +173,7 @@ void Session::afterEndOfHeaders(ChainOutcome first) {
     if (o.reply && o.kind != VerdictKind::kDiscard) {
       const ReplySource source = ReplySource::filterVerdict(o.filter, o.reason);
       if (o.kind == VerdictKind::kDisconnect) {
+        flags_.end = SessionEnd::kRejected;
         reply(*o.reply, ".", source);
         close(SessionSummary::ClosedBy::kServer, "disconnected by filter " + o.filter);
         return;
@@ -229,12 +232,20 @@ void Session::deliver(const std::vector<HeaderField>& headers,
     }
   }
   if (!edits.empty() && !editHeaders(edits, head)) return;
-  link_.message(*txn_->spool, std::move(head), [this](const UpstreamResult& r) {
+  const Dispatcher::Clock::time_point handedOver = host_.dispatcher().now();
+  coreStats().addedLatency(
+      std::chrono::duration_cast<std::chrono::microseconds>(handedOver - txn_->endOfData));
+  link_.message(*txn_->spool, std::move(head), [this, handedOver](const UpstreamResult& r) {
     if (!r.ok()) {
       upstreamFailed(r, UpstreamStep::kDot);
       return;
     }
-    if (r.reply->isPositive()) summary_.delivered();
+    coreStats().mtaReply(std::chrono::duration_cast<std::chrono::microseconds>(
+        host_.dispatcher().now() - handedOver));
+    if (r.reply->isPositive()) {
+      summary_.delivered();
+      coreStats().relayed(view_.message.size);
+    }
     finishData(withEnhancedCode(*r.reply, "2.0.0"), ReplySource::mta());
   });
 }

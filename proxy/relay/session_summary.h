@@ -38,6 +38,7 @@ class SessionSummary {
                    const std::string& queuedAs);
 
   bool quitSeen() const { return quit_; }
+  ClosedBy closedBy() const { return closedBy_; }
   // The command the last reply answered ("CONNECT" before any).
   std::string_view lastVerb() const { return lastVerb_; }
   const std::string& lastReply() const { return lastReply_; }

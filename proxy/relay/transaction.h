@@ -49,6 +49,7 @@ struct Transaction {
   std::unique_ptr<DataFramer> framer;  // from the 354 on
   std::unique_ptr<Spool> spool;
   Dispatcher::Clock::time_point dataStart{};
+  Dispatcher::Clock::time_point endOfData{};  // the client's final dot
   std::string traceHeader;  // our Received: line for this message, as the filters saw it
   std::unique_ptr<TracedMessage> message;  // traceHeader + spool, for the filters
   TransactionLog log;                      // what its event=transaction line says

@@ -207,7 +207,9 @@ bool Server::start(std::string* error) {
   dns.timeout = config_->dns.timeout;
   dns.attempts = config_->dns.attempts;
   std::string dnsError;
-  resolver_ = DnsResolver::create(dispatcher_, dns, &dnsError);
+  std::unique_ptr<DnsResolver> resolver = DnsResolver::create(dispatcher_, dns, &dnsError);
+  dns_ = resolver.get();
+  resolver_ = std::move(resolver);
   if (!resolver_) {
     *error = "dns.servers: " + dnsError;
     return false;
@@ -564,6 +566,23 @@ void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const Listene
   sessions_.emplace(raw, std::move(session));
   ++perIp_[ip];
   raw->start();
+}
+
+std::vector<LiveSession> Server::liveSessions() const {
+  const Dispatcher::Clock::time_point now = dispatcher_.now();
+  std::vector<LiveSession> out;
+  out.reserve(sessions_.size());
+  for (const auto& [raw, session] : sessions_) {
+    out.push_back(
+        {session->id(), session->clientAddress(), session->helo(),
+         std::string(stateName(session->state())),
+         std::chrono::duration_cast<std::chrono::seconds>(now - session->started()).count()});
+  }
+  // Oldest first: the ones an admin looks for.
+  std::sort(out.begin(), out.end(), [](const LiveSession& a, const LiveSession& b) {
+    return a.ageSeconds != b.ageSeconds ? a.ageSeconds > b.ageSeconds : a.id < b.id;
+  });
+  return out;
 }
 
 void Server::sessionClosed(Session* session) {

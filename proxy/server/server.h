@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "portcullis/resolver.h"
+#include "proxy/admin/status_page.h"
 #include "proxy/base/event_util.h"
 #include "proxy/chain/filter_services.h"
 #include "proxy/config/config.h"
@@ -23,6 +24,7 @@
 #include "proxy/net/tls.h"
 #include "proxy/relay/session.h"
 #include "proxy/relay/upstream.h"
+#include "proxy/services/dns/dns_resolver.h"
 
 namespace portcullis {
 
@@ -67,6 +69,10 @@ class Server final : public SessionHost {
   // The MTA answered the last probe (false until the first one has).
   bool upstreamAnswered() const { return probeAnswered_; }
   bool draining() const { return draining_; }
+  // For the admin endpoint: the resolver's counters (zeros before start()), and what /status
+  // shows of each live session.
+  DnsStats dnsStats() const { return dns_ != nullptr ? dns_->stats() : DnsStats{}; }
+  std::vector<LiveSession> liveSessions() const;
 
   // SessionHost.
   Dispatcher& dispatcher() override { return dispatcher_; }
@@ -133,6 +139,7 @@ class Server final : public SessionHost {
   std::shared_ptr<const TlsContext> serverTls_;
   std::shared_ptr<const TlsContext> clientTls_;
   std::unique_ptr<Resolver> resolver_;
+  const DnsResolver* dns_ = nullptr;  // resolver_, for its counters
   FilterServices services_;
   FilterContext context_;
   std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;

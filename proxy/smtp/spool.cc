@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -15,12 +16,20 @@ namespace portcullis {
 namespace {
 constexpr std::size_t kFileWriteChunk = 64 * 1024;
 constexpr std::size_t kInitialMemory = 16 * 1024;  // most messages fit; no regrowth for them
+std::atomic<std::uint64_t> gMemoryBytes{0};
+std::atomic<std::uint64_t> gDiskBytes{0};
 }  // namespace
+
+SpoolUsage spoolUsage() {
+  return {gMemoryBytes.load(std::memory_order_relaxed), gDiskBytes.load(std::memory_order_relaxed)};
+}
 
 Spool::Spool(std::size_t memoryLimit, std::string directory)
     : memoryLimit_(memoryLimit), directory_(std::move(directory)) {}
 
 Spool::~Spool() {
+  gMemoryBytes.fetch_sub(accountedMemory_, std::memory_order_relaxed);
+  gDiskBytes.fetch_sub(accountedDisk_, std::memory_order_relaxed);
   if (fd_ >= 0) {
     ::close(fd_);
     ::unlink(path_.c_str());
@@ -36,12 +45,16 @@ void Spool::append(const char* data, std::size_t n) {
         memory_.reserve(std::min(memoryLimit_, std::max(kInitialMemory, n)));
       }
       memory_.append(data, n);
+      accountedMemory_ += n;
+      gMemoryBytes.fetch_add(n, std::memory_order_relaxed);
       return;
     }
     spill();
     if (!error_.empty()) return;
   }
   pending_.append(data, n);
+  accountedDisk_ += n;
+  gDiskBytes.fetch_add(n, std::memory_order_relaxed);
   if (pending_.size() >= kFileWriteChunk) {
     writeFile(pending_.data(), pending_.size());
     pending_.clear();
@@ -59,6 +72,10 @@ void Spool::spill() {
   ::fchmod(fd_, S_IRUSR | S_IWUSR);
   path_ = tmpl;
   writeFile(memory_.data(), memory_.size());
+  gMemoryBytes.fetch_sub(accountedMemory_, std::memory_order_relaxed);
+  gDiskBytes.fetch_add(accountedMemory_, std::memory_order_relaxed);
+  accountedDisk_ += accountedMemory_;
+  accountedMemory_ = 0;
   memory_.clear();
   memory_.shrink_to_fit();
 }

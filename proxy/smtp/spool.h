@@ -54,10 +54,20 @@ class Spool final : public ByteSink, public MessageReader {
   std::string memory_;
   std::string pending_;  // write buffer when on file
   std::uint64_t size_ = 0;
+  std::uint64_t accountedMemory_ = 0;  // this spool's share of spoolUsage()
+  std::uint64_t accountedDisk_ = 0;
   int fd_ = -1;
   std::string path_;
   std::string error_;
 };
+
+// Message bytes every live Spool of the process holds now, in memory and in spool files (what
+// is buffered for a file counts as on disk); for the metrics endpoint.
+struct SpoolUsage {
+  std::uint64_t memoryBytes = 0;
+  std::uint64_t diskBytes = 0;
+};
+SpoolUsage spoolUsage();
 
 // Removes leftover spool files (from a crash) in `directory`; returns how many.
 int removeStaleSpoolFiles(const std::string& directory);

@@ -12,10 +12,12 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "filters/clamd/clamd_filter.h"
+#include "proxy/admin/stats_registry.h"
 #include "proxy/chain/filter_services.h"
 #include "tests/support/fake_log.h"
 #include "tests/support/filter_harness.h"
@@ -188,6 +190,32 @@ TEST_F(ScannerFilterTest, CleanMessageContinues) {
   reply("stream: OK\0"s);
   EXPECT_EQ(show(*sink_), "continue");
   EXPECT_NE(log_.all().find("scan=clean size=21 time="), std::string::npos) << log_.all();
+}
+
+TEST_F(ScannerFilterTest, ResultsAreCountedCleanFlaggedAndError) {
+  StatsRegistry stats;
+  context_.stats = &stats;
+  const auto count = [&stats](std::string_view result) {
+    return stats.counterValue("portcullis_scanner_results_total",
+                              {{"scanner", "clamd"}, {"result", result}});
+  };
+  make();
+  EXPECT_EQ(count("clean"), 0U);  // registered with the filter, before any scan
+  scan("Subject: hi\r\n\r\nbody\r\n");
+  loop_.runUntilIdle();
+  drain();
+  reply("stream: OK\0"s);
+  scan("Subject: hi\r\n\r\nbody\r\n");
+  loop_.runUntilIdle();
+  drain();
+  reply("stream: Eicar-Test-Signature FOUND\0"s);
+  scan("Subject: hi\r\n\r\nbody\r\n");
+  loop_.runUntilIdle();
+  drain();
+  reply("stream: something odd ERROR\0"s);
+  EXPECT_EQ(count("clean"), 1U);
+  EXPECT_EQ(count("flagged"), 1U);
+  EXPECT_EQ(count("error"), 1U);
 }
 
 TEST_F(ScannerFilterTest, EveryFailureIsAFailNeverAVerdict) {

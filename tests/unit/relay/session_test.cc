@@ -16,6 +16,7 @@
 
 #include "filters/builtin_filters.h"
 #include "portcullis/filter_registry.h"
+#include "proxy/admin/stats_registry.h"
 #include "proxy/base/reference.h"
 #include "proxy/config/config.h"
 #include "tests/unit/relay/fakes.h"
@@ -369,6 +370,59 @@ TEST(Session, ClientVanishingMidDataDeliversNothing) {
   h.dispatcher().advance(seconds(5));
   EXPECT_TRUE(h.closed());
   EXPECT_EQ(std::count(h.mta().heard.begin(), h.mta().heard.end(), "DOT"), 0);
+}
+
+// ---- what the metrics endpoint counts ----
+
+std::uint64_t ended(std::string_view how) {
+  return processStats().counterValue("portcullis_sessions_total", {{"end", how}}).value_or(0);
+}
+
+TEST(Session, SessionsAreCountedByHowTheyEnded) {
+  const auto countsOne = [](std::string_view how, const auto& run) {
+    const std::uint64_t before = ended(how);
+    {
+      SessionHarness h;
+      run(h);
+      EXPECT_TRUE(h.closed()) << how;
+    }
+    EXPECT_EQ(ended(how), before + 1) << how;
+  };
+  countsOne("quit", [](SessionHarness& h) { h.say(kEhlo + "QUIT\r\n"); });
+  countsOne("client_closed", [](SessionHarness& h) {
+    h.say(kEhlo + kMail + kRcpt + "DATA\r\nSubject: half\r\n");
+    h.client().finish();
+    h.dispatcher().advance(seconds(5));
+  });
+  countsOne("timeout", [](SessionHarness& h) {
+    h.say(kEhlo);
+    h.dispatcher().advance(h.config().timeouts.command + seconds(5));
+  });
+  countsOne("shutdown", [](SessionHarness& h) {  // idle: the 421 at once
+    h.say(kEhlo);
+    h.host().session->drain(false);
+    h.dispatcher().advance(seconds(5));
+  });
+  countsOne("shutdown", [](SessionHarness& h) {  // in a transaction: the 421 to the next command
+    h.say(kEhlo + kMail);
+    h.host().session->drain(false);
+    EXPECT_EQ(h.say("RSET\r\nNOOP\r\n"), (Codes{"250", "421"}));
+    h.dispatcher().advance(seconds(5));
+  });
+}
+
+TEST(Session, RepliesAreCountedByCommandAndClassAnUnknownVerbAsOther) {
+  const auto count = [](std::string_view verb, std::string_view cls) {
+    return processStats()
+        .counterValue("portcullis_commands_total", {{"verb", verb}, {"class", cls}})
+        .value_or(0);
+  };
+  const std::uint64_t other = count("other", "5xx");
+  const std::uint64_t mail = count("mail", "2xx");
+  SessionHarness h;
+  EXPECT_EQ(h.say(kEhlo + "FROBNICATE now\r\n" + kMail), (Codes{"220", "250", "500", "250"}));
+  EXPECT_EQ(count("other", "5xx"), other + 1);
+  EXPECT_EQ(count("mail", "2xx"), mail + 1);
 }
 
 // ---- deadlines, on the manual clock ----

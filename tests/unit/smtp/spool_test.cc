@@ -89,6 +89,24 @@ TEST_F(SpoolTest, SmallMessageStaysInMemory) {
   }
 }
 
+TEST_F(SpoolTest, UsageFollowsTheBytesInMemoryAndOnDisk) {
+  const SpoolUsage before = spoolUsage();
+  {
+    Spool small(16, dir_);
+    small.append("0123456789", 10);
+    auto big = std::make_unique<Spool>(8, dir_);
+    big->append("abcdef", 6);
+    EXPECT_EQ(spoolUsage().memoryBytes, before.memoryBytes + 16);
+    EXPECT_EQ(spoolUsage().diskBytes, before.diskBytes);
+    big->append("ghijkl", 6);  // over its limit: all 12 move to its file
+    EXPECT_EQ(spoolUsage().memoryBytes, before.memoryBytes + 10);
+    EXPECT_EQ(spoolUsage().diskBytes, before.diskBytes + 12);
+    big.reset();
+    EXPECT_EQ(spoolUsage().diskBytes, before.diskBytes);
+  }
+  EXPECT_EQ(spoolUsage().memoryBytes, before.memoryBytes);
+}
+
 TEST_F(SpoolTest, ExactlyTheMemoryLimitStaysInMemory) {
   Spool s(10, dir_);
   s.append("0123456789", 10);
