@@ -176,6 +176,22 @@ class KubernetesTest(unittest.TestCase):
         # A read-only root: the spool must be a volume.
         self.assertIn("emptyDir", volumes[mounts[config["spool"]["directory"]]])
 
+    def test_kubectl_kustomize_renders_it(self):
+        # The one kubectl command that works without a cluster. Debian 12's kubectl
+        # (kubernetes-client) is not installed by deploy/install-deps.sh: it conflicts with the
+        # Google Cloud SDK's kubectl that some machines have.
+        if shutil.which("kubectl") is None:
+            self.skipTest("kubectl is not installed")
+        r = subprocess.run(["kubectl", "kustomize", K8S], capture_output=True, text=True,
+                           timeout=120, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        docs = list(yaml.safe_load_all(r.stdout))
+        self.assertEqual(sorted(d["kind"] for d in docs), ["ConfigMap", "Deployment", "Service"])
+        pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+        self.assertEqual(sorted(c["image"] for c in pod["containers"]),
+                         ["registry.example.com/portcullis-postfix:0.2.0",
+                          "registry.example.com/portcullis:0.2.0"])
+
     def test_the_config_map_passes_check_config(self):
         text = self.doc("ConfigMap", "portcullis-config")["data"]["portcullis.yaml"]
         certs = make_certs()
