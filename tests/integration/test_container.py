@@ -48,6 +48,8 @@ POSTFIX_DOCKERFILE = os.path.join(REPO_ROOT, "deploy", "postfix", "Dockerfile")
 K8S = os.path.join(REPO_ROOT, "deploy", "kubernetes")
 IMAGE = "localhost/portcullis-test:latest"
 POSTFIX_IMAGE = "localhost/portcullis-postfix-test:latest"
+# Tags that keep the stages' layers (the build cache) through `podman image prune`.
+STAGE_IMAGE = "localhost/portcullis-test-stage"
 UID = 10025
 # The stages that run apt; --prepare builds them where the mirror is reachable.
 APT_STAGES = ("build-deps", "runtime-base")
@@ -67,7 +69,8 @@ def prepare():
     started = time.monotonic()
     pm.ensure_base()
     for stage in APT_STAGES:
-        took, _ = pm.build(DOCKERFILE, REPO_ROOT, build_args=build_args(pm), target=stage)
+        took, _ = pm.build(DOCKERFILE, REPO_ROOT, f"{STAGE_IMAGE}:{stage}",
+                           build_args=build_args(pm), target=stage)
         print(f"test_container --prepare: stage {stage} ready ({took:.0f}s)")
     took, _ = pm.build(POSTFIX_DOCKERFILE, REPO_ROOT, build_args={"BASE": pm.base_image})
     print(f"test_container --prepare: deploy/postfix/Dockerfile ready ({took:.0f}s)")
@@ -97,6 +100,11 @@ def built_images():
         took, _ = pm.build(POSTFIX_DOCKERFILE, REPO_ROOT, POSTFIX_IMAGE,
                            build_args={"BASE": pm.base_image})
         print(f"test_container: the Postfix image took {took:.0f}s", file=sys.stderr)
+        # Tag the builder (a cache hit), then drop untagged images: superseded builders and
+        # images of earlier runs, so that the cache does not grow with every source change.
+        pm.build(DOCKERFILE, REPO_ROOT, f"{STAGE_IMAGE}:builder", build_args=build_args(pm),
+                 target="builder")
+        pm.run("image", "prune", "--force", timeout=300)
     except RuntimeError as exc:
         raise RuntimeError(f"{exc}\nIf an apt stage was not cached: run `python3 "
                            "tests/integration/test_container.py --prepare` where the "
