@@ -40,7 +40,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (REPO_ROOT, HarnessTestCase, Postfix, Unbound, free_port,  # noqa: E402
-                     make_message, send_mail, wait_port, wait_until)
+                     is_listening, make_message, send_mail, wait_port, wait_until)
 from harness.podman import Podman  # noqa: E402
 
 DOCKERFILE = os.path.join(REPO_ROOT, "deploy", "Dockerfile")
@@ -246,6 +246,10 @@ class PodLayoutTest(HarnessTestCase):
         self.config_text = docs["ConfigMap"]["data"]["portcullis.yaml"]
 
     def test_postfix_and_the_sidecar_share_localhost(self):
+        # The pod's fixed ports, in the test's own network namespace (tests/run.sh: unshare).
+        busy = [p for p in (25, 2525, 9025, 10025) if is_listening(p)]
+        self.assertEqual(busy, [], "ports the pod uses are taken: run the test in a "
+                                   "loopback-only network namespace (unshare --net)")
         dns = self.start(Unbound())
         certs = self.make_certs()
         d = tempfile.mkdtemp(prefix="portcullis-pod-")
