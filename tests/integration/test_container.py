@@ -72,7 +72,8 @@ def prepare():
         took, _ = pm.build(DOCKERFILE, REPO_ROOT, f"{STAGE_IMAGE}:{stage}",
                            build_args=build_args(pm), target=stage)
         print(f"test_container --prepare: stage {stage} ready ({took:.0f}s)")
-    took, _ = pm.build(POSTFIX_DOCKERFILE, REPO_ROOT, build_args={"BASE": pm.base_image})
+    took, _ = pm.build(POSTFIX_DOCKERFILE, REPO_ROOT, POSTFIX_IMAGE,
+                       build_args={"BASE": pm.base_image})
     print(f"test_container --prepare: deploy/postfix/Dockerfile ready ({took:.0f}s)")
     print(f"test_container --prepare: done in {time.monotonic() - started:.0f}s "
           f"(cache {pm.cache})")
