@@ -35,7 +35,13 @@ PACKAGES=(
   # rspamd for test_rspamd and the rspamd benchmark (private instances: own ports, DNS at a
   # private unbound that refuses everything, no map updates). Its service is kept off.
   rspamd
+  # test_container builds deploy/Dockerfile and runs the image: rootful podman with runc, a
+  # bookworm base made with debootstrap (no registry); test_deploy_files reads the manifests.
+  podman buildah runc debootstrap python3-yaml
 )
+# Installed without their recommends: docker-compose (test_deploy_files validates
+# deploy/compose.yaml with `docker-compose config`, offline, no engine) recommends docker.io.
+PACKAGES_NO_RECOMMENDS=(docker-compose)
 SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam spamd prometheus
           rspamd)
 
@@ -49,11 +55,16 @@ for pkg in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
   [[ $status == installed ]] || missing+=("$pkg")
 done
-if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "install-deps: all ${#PACKAGES[@]} packages present"
+missing_norec=()
+for pkg in "${PACKAGES_NO_RECOMMENDS[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  [[ $status == installed ]] || missing_norec+=("$pkg")
+done
+if [[ ${#missing[@]} -eq 0 && ${#missing_norec[@]} -eq 0 ]]; then
+  echo "install-deps: all $(( ${#PACKAGES[@]} + ${#PACKAGES_NO_RECOMMENDS[@]} )) packages present"
   exit 0
 fi
-echo "install-deps: installing ${missing[*]}"
+echo "install-deps: installing ${missing[*]} ${missing_norec[*]}"
 
 export DEBIAN_FRONTEND=noninteractive
 # Keep services from starting during the install; only remove the file if we created it.
@@ -71,7 +82,14 @@ if ! apt-get "${apt_quiet[@]}" update >"$log" 2>&1; then
   echo "install-deps: apt-get update failed; continuing with the cached lists" >&2
   tail -5 "$log" >&2
 fi
-if ! apt-get "${apt_quiet[@]}" install -y "${missing[@]}" >>"$log" 2>&1; then
+if [[ ${#missing[@]} -gt 0 ]] &&
+  ! apt-get "${apt_quiet[@]}" install -y "${missing[@]}" >>"$log" 2>&1; then
+  echo "install-deps: apt-get install failed; last lines of $log:" >&2
+  tail -30 "$log" >&2
+  exit 1
+fi
+if [[ ${#missing_norec[@]} -gt 0 ]] && ! apt-get "${apt_quiet[@]}" install -y \
+  --no-install-recommends "${missing_norec[@]}" >>"$log" 2>&1; then
   echo "install-deps: apt-get install failed; last lines of $log:" >&2
   tail -30 "$log" >&2
   exit 1

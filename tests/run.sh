@@ -4,7 +4,8 @@
 #   sudo tests/run.sh [--quick] [--no-deps] [--no-tidy]      (as root: tests/run.sh)
 #
 #   1. deploy/install-deps.sh                      (skipped with --no-deps)
-#   2. default preset: build, then unit + integration tests with ctest, then clang-tidy over
+#   2. default preset: build, fill the container test's cache (network: the Debian mirror),
+#      then unit + integration tests with ctest, then clang-tidy over
 #      every project .cc with tests/tidy.sh (about 3 min on 2 cores; skipped with --no-tidy)
 #   3. asan preset: build, then the same tests under ASan/UBSan    (skipped with --quick)
 #   4. fuzz preset: build the fuzz_* targets and run each for $FUZZ_SECONDS s (default 20)
@@ -27,7 +28,7 @@ for arg in "$@"; do
     --quick) QUICK=1 ;;
     --no-deps) DEPS=0 ;;
     --no-tidy) TIDY=0 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -201,6 +202,10 @@ fi
 
 step "build (default)" build_preset default
 if [[ $LAST_RC -eq 0 ]]; then
+  # Outside the namespace: test_container's base image and apt stages need the Debian mirror
+  # (cached under /var/cache/portcullis-test/podman; seconds once filled).
+  step "container test cache (debootstrap, apt stages)" \
+    logged "$LOGS/container-prepare.log" python3 tests/integration/test_container.py --prepare
   step "tests (default)" run_ctest build "$LOGS/ctest-default.log"
 else
   skip "tests (default): build failed"
