@@ -175,7 +175,8 @@ bool Server::start(std::string* error) {
     signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
     event_add(signals_.back().get(), nullptr);
   }
-  probe();
+  // Milter only (listen: []): no session ever goes to the MTA, so nothing to probe.
+  if (!config_->listeners.empty()) probe();
   return true;
 }
 
