@@ -25,6 +25,9 @@
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -75,6 +78,50 @@ bool isLibmilterSignalSet(const sigset_t* set) {
     if ((sigismember(set, sig) == 1) != want) return false;
   }
   return true;
+}
+
+// Connects to our own milter socket and hangs up: wakes smfi_main's listener, which otherwise
+// looks at its stop flag only every 5 seconds (libmilter's MI_CHK_TIME).
+void pokeListener(const std::string& conn) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  const auto colon = conn.find(':');
+  const std::string kind = conn.substr(0, colon);
+  const std::string rest = colon == std::string::npos ? "" : conn.substr(colon + 1);
+  if (kind == "unix" || kind == "local") {
+    auto* un = reinterpret_cast<sockaddr_un*>(&ss);
+    un->sun_family = AF_UNIX;
+    std::strncpy(un->sun_path, rest.c_str(), sizeof un->sun_path - 1);
+    len = sizeof(sockaddr_un);
+  } else {
+    const auto at = rest.find('@');
+    const int port = std::atoi(rest.substr(0, at).c_str());
+    std::string host = at == std::string::npos ? "" : rest.substr(at + 1);
+    if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+    if (kind == "inet6") {
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+      in6->sin6_family = AF_INET6;
+      in6->sin6_port = htons(static_cast<std::uint16_t>(port));
+      if (host.empty() || inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) != 1 ||
+          IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr)) {
+        in6->sin6_addr = in6addr_loopback;
+      }
+      len = sizeof(sockaddr_in6);
+    } else {
+      auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+      in->sin_family = AF_INET;
+      in->sin_port = htons(static_cast<std::uint16_t>(port));
+      if (host.empty() || inet_pton(AF_INET, host.c_str(), &in->sin_addr) != 1 ||
+          in->sin_addr.s_addr == htonl(INADDR_ANY)) {
+        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      }
+      len = sizeof(sockaddr_in);
+    }
+  }
+  const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return;
+  (void)::connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
+  ::close(fd);
 }
 
 // One MTA connection, on libmilter's side.
@@ -409,7 +456,11 @@ bool MilterServer::start(std::string* error) {
   sigemptyset(&blocked);
   for (const int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) sigaddset(&blocked, sig);
   pthread_sigmask(SIG_BLOCK, &blocked, &old);
-  thread_ = std::thread([] { (void)smfi_main(); });
+  mainDone_ = std::make_shared<std::atomic<bool>>(false);
+  thread_ = std::thread([done = mainDone_] {
+    (void)smfi_main();
+    done->store(true);
+  });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   started_ = true;
   spdlog::info("event=milter-listening address={} max_sessions={} timeout_ms={}", logValue(conn),
@@ -430,7 +481,16 @@ void MilterServer::stop() {
     const std::lock_guard lock(gSharedMutex);
     gShared.reset();
   }
-  smfi_stop();
+  // smfi_stop() waits for the listener's lock, which the listener holds while it polls (up to
+  // 5 s): stop from a helper thread and poke the listener until smfi_main has returned.
+  std::thread stopper([] { smfi_stop(); });
+  constexpr auto kPokeEvery = std::chrono::milliseconds(20);
+  constexpr int kMaxPokes = 400;  // 8 s, past libmilter's own 5 s check
+  for (int i = 0; i < kMaxPokes && !mainDone_->load(); ++i) {
+    pokeListener(config_->milter.listen);
+    std::this_thread::sleep_for(kPokeEvery);
+  }
+  stopper.join();
   releaseParkedSignalThread();
   if (thread_.joinable()) thread_.join();
   spdlog::info("event=milter-stopped");

@@ -10,6 +10,7 @@
 // also from the destructor) answers every waiting callback, stops smfi_main and joins it.
 // libmilter keeps global state: one MilterServer per process.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -52,6 +53,7 @@ class MilterServer {
   std::shared_ptr<LoopBridge> bridge_;
   std::unordered_map<std::uint64_t, std::unique_ptr<MilterSession>> sessions_;
   std::thread thread_;
+  std::shared_ptr<std::atomic<bool>> mainDone_;  // smfi_main has returned
   bool started_ = false;
 };
 

@@ -172,5 +172,32 @@ class MilterTest(HarnessTestCase):
         pc.wait_for_log(r"event=milter-tempfail stage=connect")
 
 
+    def test_signals_reach_the_daemon_not_libmilter(self):
+        """libmilter's signal thread sigwait()s HUP/TERM/INT, which makes it a candidate for the
+        daemon's signals; it must be parked instead, and only the loop's thread may take them."""
+        pc, pf = self.start_pair([HEADER_CHECKS])
+        task_dir = f"/proc/{pc.proc.proc.pid}/task"
+        term_hup = (1 << (15 - 1)) | (1 << (1 - 1))
+        waiting, unblocked = [], []
+        for tid in os.listdir(task_dir):
+            with open(f"{task_dir}/{tid}/wchan") as f:
+                if "sigtimedwait" in f.read():
+                    waiting.append(tid)
+            with open(f"{task_dir}/{tid}/status") as f:
+                blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)", f.read(), re.M).group(1), 16)
+            if blocked & term_hup != term_hup:
+                unblocked.append(tid)
+        self.assertEqual(waiting, [], "a thread sigwaits for the daemon's signals")
+        self.assertEqual(unblocked, [str(pc.proc.proc.pid)], "only the loop's thread takes them")
+        for _ in range(3):
+            mark = len(pc.log_text())
+            pc.signal()  # SIGHUP: the daemon's handler logs it, every time
+            pc.wait_for_log(r"event=sighup", since=mark)
+        with self.client(pf) as c:  # the milter still serves after the HUPs
+            replies = transaction(c, subject="tag me")
+        self.assertEqual(replies[-1][0], 250, replies)
+        self.assertEqual(pf.emails(1)[0]["X-Checked"], "yes")
+
+
 if __name__ == "__main__":
     unittest.main()
