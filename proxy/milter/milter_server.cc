@@ -13,10 +13,9 @@
 // stop silently and the daemon would neither drain nor reload. Blocking the signals in our
 // threads' masks does not prevent that; keeping that thread out of sigwait does. The daemon
 // never calls sigwait itself, so this file defines it: for libmilter's exact set (HUP, TERM,
-// INT) the call parks until stop() and then reports SIGTERM (so libmilter's thread ends the
-// way it would on a real one, once we are stopping anyway); any other set goes to the C
-// library's sigwait. With every milter thread blocking those signals and none waiting for
-// them, the loop's thread is the only one they can be delivered to.
+// INT) the call parks for good (MilterServer::stop() stops smfi_main with smfi_stop); any
+// other set goes to the C library's sigwait. With every milter thread blocking those signals and
+// none waiting for them, the loop's thread is the only one they can be delivered to.
 
 #include "proxy/milter/milter_server.h"
 
@@ -58,19 +57,6 @@ struct Shared {
 
 std::mutex gSharedMutex;
 std::shared_ptr<Shared> gShared;
-
-// libmilter's signal thread, parked (see the top of the file).
-std::mutex gParkMutex;
-std::condition_variable gParkRelease;
-bool gParkReleased = false;
-
-void releaseParkedSignalThread() {
-  {
-    const std::lock_guard lock(gParkMutex);
-    gParkReleased = true;
-  }
-  gParkRelease.notify_all();
-}
 
 bool isLibmilterSignalSet(const sigset_t* set) {
   for (int sig = 1; sig < NSIG; ++sig) {
@@ -491,22 +477,20 @@ void MilterServer::stop() {
     std::this_thread::sleep_for(kPokeEvery);
   }
   stopper.join();
-  releaseParkedSignalThread();
   if (thread_.joinable()) thread_.join();
   spdlog::info("event=milter-stopped");
 }
 
 }  // namespace portcullis
 
-// libmilter's signal thread is parked here (see the top of the file).
+// libmilter's signal thread is parked here (see the top of the file), for good: it blocks the
+// signals, so pause() never returns, and it never calls mi_stop_milters (which would race with
+// smfi_main's clean-up of libmilter's mutexes at stop). The process's exit ends it.
 extern "C" int sigwait(const sigset_t* __restrict set, int* __restrict sig) {
   using Real = int (*)(const sigset_t*, int*);
   if (!portcullis::isLibmilterSignalSet(set)) {
     static const auto real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "sigwait"));
     return real != nullptr ? real(set, sig) : EINVAL;
   }
-  std::unique_lock lock(portcullis::gParkMutex);
-  portcullis::gParkRelease.wait(lock, [] { return portcullis::gParkReleased; });
-  *sig = SIGTERM;
-  return 0;
+  for (;;) ::pause();
 }
