@@ -215,7 +215,9 @@ sfsistat ask(SMFICTX* ctx, Stage stage,
   return SMFIS_CONTINUE;
 }
 
-sfsistat onConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* hostaddr) {
+// libmilter's callback signatures take char*, not const char*.
+sfsistat onConnect(SMFICTX* ctx, char* hostname,  // NOLINT(readability-non-const-parameter)
+                   _SOCK_ADDR* hostaddr) {
   std::shared_ptr<Shared> shared;
   {
     const std::lock_guard lock(gSharedMutex);
@@ -266,7 +268,7 @@ sfsistat onConnect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* hostaddr) {
   });
 }
 
-sfsistat onHelo(SMFICTX* ctx, char* helo) {
+sfsistat onHelo(SMFICTX* ctx, char* helo) {  // NOLINT(readability-non-const-parameter)
   const std::string h = helo == nullptr ? "" : sanitizeText(helo, 255);
   const MilterMacros m = macros(ctx);
   return ask(ctx, Stage::kHelo, [h, m](MilterSession& s, LoopBridge::Completion done) {

@@ -186,7 +186,7 @@ void MilterSession::endOfHeaders(std::vector<HeaderField> headers, Completion do
   });
 }
 
-void MilterSession::endOfMessage(std::string body, std::uint64_t size, Completion done) {
+void MilterSession::endOfMessage(const std::string& body, std::uint64_t size, Completion done) {
   message_ += body;
   record_.message.size = message_.size() - body.size() + size;
   record_.message.oversized = size > body.size();
@@ -236,18 +236,19 @@ void MilterSession::run(Stage stage, Completion done,
   if (chain_.running()) chain_.cancel();
   furthest_ = std::max(furthest_, stage);
   auto answer = std::make_shared<Completion>(std::move(done));
-  chain_.run(stage, record_,
-             [this, stage, answer, onContinue = std::move(onContinue)](ChainOutcome outcome) {
-               MilterAction action = toAction(stage, outcome);
-               if (action.status == MilterAction::Status::kContinue && onContinue) {
-                 onContinue(action);
-               }
-               if (stage == Stage::kEndOfMessage) {
-                 ++messages_;
-                 endTransaction(resultName(action.status));
-               }
-               (*answer)(std::move(action));
-             });
+  chain_.run(
+      stage, record_,
+      [this, stage, answer, onContinue = std::move(onContinue)](const ChainOutcome& outcome) {
+        MilterAction action = toAction(stage, outcome);
+        if (action.status == MilterAction::Status::kContinue && onContinue) {
+          onContinue(action);
+        }
+        if (stage == Stage::kEndOfMessage) {
+          ++messages_;
+          endTransaction(resultName(action.status));
+        }
+        (*answer)(std::move(action));
+      });
 }
 
 MilterAction MilterSession::toAction(Stage stage, const ChainOutcome& outcome) {

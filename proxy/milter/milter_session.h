@@ -65,7 +65,7 @@ class MilterSession {
   void endOfHeaders(std::vector<HeaderField> headers, Completion done);
   // The body as the MTA has it (CRLF lines), at most limits.max_message_size of it; `size` is
   // how much there was.
-  void endOfMessage(std::string body, std::uint64_t size, Completion done);
+  void endOfMessage(const std::string& body, std::uint64_t size, Completion done);
   // {i}: Postfix knows the queue id only once the queue file is open (with the default
   // smtpd_delay_open_until_valid_rcpt, after the first good RCPT), so later stages pass it.
   void noteQueueId(const std::string& queueId) {

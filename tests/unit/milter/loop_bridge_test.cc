@@ -21,11 +21,14 @@ namespace {
 using std::chrono::milliseconds;
 
 class LoopBridgeTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { ASSERT_EQ(evthread_use_pthreads(), 0); }
-
+ public:
   LoopBridgeTest() : base_(event_base_new()), bridge_(base_.get()) {}
   ~LoopBridgeTest() override { bridge_.close(); }
+  LoopBridgeTest(const LoopBridgeTest&) = delete;
+  LoopBridgeTest& operator=(const LoopBridgeTest&) = delete;
+
+ protected:
+  static void SetUpTestSuite() { ASSERT_EQ(evthread_use_pthreads(), 0); }
 
   // Runs the loop until `done` is ready (a caller thread finished).
   template <typename T>
@@ -121,6 +124,7 @@ TEST_F(LoopBridgeTest, CloseAnswersQueuedCallersAndRefusesNewOnes) {
 
 TEST_F(LoopBridgeTest, ManyCallersEachGetTheirOwnAnswer) {
   std::vector<std::future<std::optional<MilterAction>>> calls;
+  calls.reserve(16);
   for (int i = 0; i < 16; ++i) {
     calls.push_back(callFromThread(
         [i](LoopBridge::Completion c) {
