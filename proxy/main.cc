@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <unistd.h>
 
+#include <event2/thread.h>
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -30,6 +31,7 @@
 #include "proxy/config/config.h"
 #include "proxy/config/config_print.h"
 #include "proxy/explain/explain.h"
+#include "proxy/milter/milter_server.h"
 #include "proxy/net/tls.h"
 #include "proxy/plugins/plugin_loader.h"
 #include "proxy/server/privileges.h"
@@ -277,6 +279,12 @@ int main(int argc, char** argv) {
                  logValue(config->spool.directory));
   }
 
+  // Milter mode hands work to the loop from libmilter's threads (event_active): the base must
+  // be made thread-aware before it exists. The proxy alone keeps libevent lock-free.
+  if (config->milter.enabled() && evthread_use_pthreads() != 0) {
+    spdlog::critical("event=startup-failed error=\"libevent has no pthreads support\"");
+    return 1;
+  }
   EventBasePtr base(event_base_new());
   if (!base) {
     spdlog::critical("event=startup-failed error=\"cannot create event base\"");
@@ -313,6 +321,15 @@ int main(int argc, char** argv) {
     // Every core series registered now: there from the first scrape, at zero, and no session
     // pays for registering them.
     (void)coreStats();
+    std::unique_ptr<MilterServer> milter;  // stopped and joined before the server goes
+    if (config->milter.enabled()) {
+      milter = std::make_unique<MilterServer>(dispatcher, config, server.filterContext(),
+                                              [&server] { return server.snapshot(); });
+      if (!milter->start(&error)) {
+        spdlog::critical("event=startup-failed error={}", logValue(error));
+        return 1;
+      }
+    }
     std::unique_ptr<AdminServer> admin;
     if (config->admin.listen) {
       admin = std::make_unique<AdminServer>(base.get(), processStats(), [&server] {

@@ -10,7 +10,9 @@
 #   3. asan preset: build, then the same tests under ASan/UBSan    (skipped with --quick)
 #   4. fuzz preset: build the fuzz_* targets and run each for $FUZZ_SECONDS s (default 20)
 #      with tests/fuzz/corpus/<name> as seed corpus if it exists      (skipped with --quick)
-#   5. clang-format check of proxy/ filters/ include/ tests/ (*.h *.cc)
+#   5. tsan preset: build the daemon and the milter's unit tests only, then run those and
+#      tests/integration/test_milter.py under ThreadSanitizer            (skipped with --quick)
+#   6. clang-format check of proxy/ filters/ include/ tests/ (*.h *.cc)
 #
 # Tests run inside a loopback-only network namespace (unshare -n; plus a PID namespace when
 # available, so no daemon a test started can outlive the run). Without unshare they run on the
@@ -105,6 +107,17 @@ run_ctest() {
   set +e
   in_netns ctest --test-dir "$dir" --output-on-failure --no-tests=error -j"$JOBS" \
     --timeout 900 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  return "$rc"
+}
+
+# The same, for the tests whose names match a regex.
+run_ctest_matching() {
+  local dir=$1 log=$2 regex=$3 rc
+  set +e
+  in_netns ctest --test-dir "$dir" --output-on-failure --no-tests=error -j"$JOBS" \
+    --timeout 900 -R "$regex" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   set -e
   return "$rc"
@@ -228,9 +241,20 @@ if [[ $QUICK -eq 0 ]]; then
     skip "tests (asan): build failed"
   fi
   step "fuzz (${FUZZ_SECONDS}s per target)" fuzz_all
+  # The milter's threads (libmilter's and the loop's) under ThreadSanitizer: only what they
+  # need is built (the tsan build preset's targets).
+  export TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp"
+  step "build (tsan: daemon + milter tests)" build_preset tsan
+  if [[ $LAST_RC -eq 0 ]]; then
+    step "tests (tsan: milter)" run_ctest_matching build-tsan "$LOGS/ctest-tsan.log" \
+      '^(integration\.test_milter|LoopBridgeTest\.|SessionGateTest\.)'
+  else
+    skip "tests (tsan): build failed"
+  fi
 else
   skip "asan build + tests (--quick)"
   skip "fuzz (--quick)"
+  skip "tsan build + milter tests (--quick)"
 fi
 
 step "clang-format check" format_check

@@ -98,7 +98,6 @@ void parseListeners(const YAML::Node& node, Config& cfg) {
     }
     cfg.listeners.push_back(std::move(l));
   }
-  if (cfg.listeners.empty()) throw ConfigError("listen", "at least one listener is required");
 }
 
 void parseUpstream(const ConfigSection& s, Config& cfg) {
@@ -248,6 +247,20 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   }
   s.markUsed("listen");
   parseListeners(map["listen"], *cfg);
+  const ConfigSection milter = s.section("milter");
+  cfg->milter.listen = milter.getString("listen", "");
+  if (!cfg->milter.listen.empty() && !cfg->milter.listen.starts_with("inet:") &&
+      !cfg->milter.listen.starts_with("inet6:") && !cfg->milter.listen.starts_with("unix:")) {
+    milter.fail("listen",
+                "expected \"inet:PORT@ADDRESS\", \"inet6:PORT@ADDRESS\" or \"unix:/PATH\"");
+  }
+  cfg->milter.maxSessions = static_cast<std::size_t>(
+      milter.getInt("max_sessions", static_cast<std::int64_t>(cfg->milter.maxSessions), 1, 100000));
+  cfg->milter.timeout = milter.getDuration("timeout", cfg->milter.timeout);
+  if (cfg->milter.timeout.count() <= 0) milter.fail("timeout", "must be greater than zero");
+  if (cfg->listeners.empty() && !cfg->milter.enabled()) {
+    throw ConfigError("listen", "at least one listener is required (or milter.listen)");
+  }
   const ConfigSection admin = s.section("admin");
   if (const std::string text = admin.getString("listen", ""); !text.empty()) {
     cfg->admin.listen = parseListenAddressOrThrow(admin.keyPath("listen"), text);
@@ -419,8 +432,10 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
 }  // namespace
 
 std::size_t descriptorsNeeded(const Config& config) {
+  // A milter session holds the MTA's socket and at most one DNS socket.
+  const std::size_t milter = config.milter.enabled() ? 2 * config.milter.maxSessions + 1 : 0;
   return 4 * config.limits.maxConnections + config.upstream.poolSize + config.listeners.size() +
-         kDescriptorReserve;
+         milter + kDescriptorReserve;
 }
 
 std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,

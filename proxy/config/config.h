@@ -159,11 +159,22 @@ class PluginLoader {
   virtual void load(const std::vector<PluginConfig>& plugins) = 0;
 };
 
+// milter: the same filter chain served to an MTA over the milter protocol (proxy/milter/), off
+// unless milter.listen is set. The address is libmilter's: "inet:8891@127.0.0.1",
+// "inet6:8891@[::1]" or "unix:/run/portcullis/milter.sock".
+struct MilterConfig {
+  std::string listen;
+  std::size_t maxSessions = 64;  // MTA connections served at once; over it: tempfail
+  milliseconds timeout{25'000};  // each callback's wait for the chain; then tempfail
+  bool enabled() const { return !listen.empty(); }
+};
+
 struct Config {
   std::string hostname;
   ProcessConfig process;
   AdminConfig admin;
-  std::vector<ListenerConfig> listeners;
+  MilterConfig milter;
+  std::vector<ListenerConfig> listeners;  // may be empty when the milter is on
   std::vector<Cidr> trustedProxies;
   std::vector<std::string> trustedProxiesText;  // as written, for --print-config
   UpstreamConfig upstream;
@@ -195,6 +206,7 @@ inline constexpr std::size_t kDescriptorReserve = 32;     // stdio, logs, epoll,
 //                                spool.memory_limit) and one DNS socket per session
 //   + upstream.pool_size         idle MTA connections kept for reuse
 //   + listeners                  one socket each
+//   + 2 * milter.max_sessions    the MTA's milter socket and a DNS socket (milter on)
 //   + kDescriptorReserve         everything else
 std::size_t descriptorsNeeded(const Config& config);
 

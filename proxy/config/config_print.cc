@@ -89,6 +89,11 @@ std::vector<std::pair<std::string, YAML::Node>> nodes(const Config& c) {
   YAML::Node admin;
   admin["listen"] = c.admin.listen ? c.admin.listen->toString() : "";
   out.emplace_back("admin", admin);
+  YAML::Node milter;
+  milter["listen"] = c.milter.listen;
+  milter["max_sessions"] = c.milter.maxSessions;
+  milter["timeout"] = duration(c.milter.timeout);
+  out.emplace_back("milter", milter);
   out.emplace_back("hostname", YAML::Node(c.hostname));
   YAML::Node listen(YAML::NodeType::Sequence);
   for (const ListenerConfig& l : c.listeners) {

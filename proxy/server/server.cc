@@ -61,6 +61,9 @@ ReloadPlan planReload(const Config& running, const Config& fresh) {
        [&] { next->process.pidFile = running.process.pidFile; });
   keep("admin.listen", adminText(running) != adminText(*next),
        [&] { next->admin = running.admin; });
+  // libmilter is set up once per process (smfi_register, smfi_setconn, smfi_main).
+  keep("milter", sectionText(running, "milter") != sectionText(*next, "milter"),
+       [&] { next->milter = running.milter; });
   keep("spool.directory", running.spool.directory != next->spool.directory,
        [&] { next->spool.directory = running.spool.directory; });
   keep("log", sectionText(running, "log") != sectionText(*next, "log"),
@@ -230,7 +233,8 @@ bool Server::start(std::string* error) {
     signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
     event_add(signals_.back().get(), nullptr);
   }
-  probe();
+  // Milter only (listen: []): no session ever goes to the MTA, so nothing to probe.
+  if (!config_->listeners.empty()) probe();
   return true;
 }
 

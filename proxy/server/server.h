@@ -99,6 +99,8 @@ class Server final : public SessionHost {
   // event=reload either way.
   bool reload(const std::shared_ptr<const Config>& fresh, std::string* error);
   const Config& config() const { return *config_; }
+  // The snapshot new sessions get (loop thread): the milter's sessions take it too.
+  std::shared_ptr<const Config> snapshot() const { return config_; }
 
  private:
   static void onAccept(evconnlistener* listener, evutil_socket_t fd, sockaddr* addr, int len,

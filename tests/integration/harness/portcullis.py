@@ -151,6 +151,10 @@ class Portcullis(Fixture):
                 ports.append(split_hostport(str(address))[1])
             except (ValueError, TypeError):
                 pass
+        # Milter mode: "inet:PORT@127.0.0.1" is a listen port too.
+        m = re.match(r"inet:(\d+)@", str(((config or {}).get("milter") or {}).get("listen", "")))
+        if m:
+            ports.append(int(m.group(1)))
         return ports
 
     @property

@@ -5,6 +5,10 @@
     pf.proxy_port  smtpd with smtpd_upstream_proxy_protocol = haproxy (PROXY v1/v2)
     Postfix(tls_certs=certs)   both smtpd offer STARTTLS with certs.cert/certs.key (a
                    harness make_certs() Certs), smtpd_tls_loglevel = 1, plus a tlsmgr service
+    Postfix(milter="inet:127.0.0.1:8891")   smtpd_milters and non_smtpd_milters, with
+                   milter_default_action (default tempfail), milter_protocol = 6 and any
+                   milter_*_timeout given as milter_timeouts={"command": "1s"}
+    pf.sendmail(msg, "-f", "a@b", "rcpt@test.local")   the sendmail(1) command of this instance
     pf.messages(1) delivered messages (bytes), *@test.local → Maildir DIR/mail/sink/
     pf.wait_for_log(r"client=\\S+\\[203\\.0\\.113\\.7\\]")   maillog is DIR/maillog (postlogd)
 
@@ -74,6 +78,7 @@ class Postfix(Fixture):
 
     def __init__(self, *, port=None, proxy_port=None, hostname="upstream.test.local",
                  extra_main_cf=None, extra_master_cf=None, reject_recipients=None,
+                 milter=None, milter_default_action="tempfail", milter_timeouts=None,
                  relayhost=None, message_size_limit=52428800, start_timeout=30.0,
                  tls_certs=None, inet_protocols="all"):
         """extra_main_cf: str of main.cf lines or dict name→value, appended last (wins).
@@ -92,6 +97,9 @@ class Postfix(Fixture):
         self.proxy_port = proxy_port or free_port()
         self.hostname = hostname
         self.extra_main_cf = extra_main_cf
+        self.milter = milter
+        self.milter_default_action = milter_default_action
+        self.milter_timeouts = milter_timeouts or {}
         self.extra_master_cf = extra_master_cf or ""
         self.reject_recipients = dict(reject_recipients or {})
         self.relayhost = relayhost or ""
@@ -170,6 +178,13 @@ maximal_backoff_time = 2s
                       "smtpd_tls_security_level = may\n"
                       "smtpd_tls_loglevel = 1\n"
                       "smtpd_tls_session_cache_database =\n")
+        if self.milter:
+            lines += (f"smtpd_milters = {self.milter}\n"
+                      f"non_smtpd_milters = {self.milter}\n"
+                      f"milter_default_action = {self.milter_default_action}\n"
+                      "milter_protocol = 6\n")
+            for name, value in self.milter_timeouts.items():
+                lines += f"milter_{name}_timeout = {value}\n"
         extra = self.extra_main_cf
         if isinstance(extra, dict):
             extra = "".join(f"{k} = {v}\n" for k, v in extra.items())
@@ -322,6 +337,13 @@ maximal_backoff_time = 2s
         """Like messages() but parsed into email.message.EmailMessage objects."""
         return [email.message_from_bytes(m, policy=email.policy.default)
                 for m in self.messages(count, timeout)]
+
+    def sendmail(self, message, *args, timeout=30):
+        """Submits `message` (bytes) with this instance's sendmail(1) (postdrop, then pickup
+        and cleanup: the non_smtpd_milters path). Returns the CompletedProcess."""
+        env = dict(os.environ, MAIL_CONFIG=self.conf_dir)
+        return subprocess.run(["/usr/sbin/sendmail", "-C", self.conf_dir, *args], input=message,
+                              env=env, capture_output=True, timeout=timeout, check=False)
 
     def queued(self):
         """Queue file names still in incoming/active/deferred/hold (empty when all delivered)."""

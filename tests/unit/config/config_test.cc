@@ -127,6 +127,21 @@ TEST(Config, ShippedExampleIsTheDefaults) {
   expectDefaults(*c);
 }
 
+TEST(Config, MilterAloneOrBesideTheListeners) {
+  EXPECT_FALSE(load("")->milter.enabled());  // off by default
+  auto c = load("listen: []\nmilter: {listen: \"inet:8891@127.0.0.1\"}");
+  EXPECT_TRUE(c->listeners.empty());
+  EXPECT_EQ(c->milter.listen, "inet:8891@127.0.0.1");
+  EXPECT_EQ(c->milter.maxSessions, 64U);
+  EXPECT_EQ(c->milter.timeout, std::chrono::milliseconds(25'000));
+  c = load("milter: {listen: \"unix:/run/portcullis/milter.sock\", max_sessions: 8, timeout: 5s}");
+  EXPECT_EQ(c->listeners.size(), 1U);  // the default listener stays
+  EXPECT_EQ(c->milter.maxSessions, 8U);
+  EXPECT_EQ(c->milter.timeout, std::chrono::milliseconds(5000));
+  // The descriptor budget counts the milter's sessions.
+  EXPECT_EQ(descriptorsNeeded(*c), descriptorsNeeded(*load("")) + 2 * 8 + 1);
+}
+
 TEST(Config, EveryDocumentedKeyParses) {
   const auto c = load(R"(
 hostname: relay.example.net
@@ -393,6 +408,12 @@ TEST(Config, ErrorsNameTheKeyPath) {
       {"listen: [{address: \"nope\"}]", "listen[0].address", "ADDRESS:PORT"},
       {"listen: [{tls: none}]", "listen[0].address", "required"},
       {"listen: []", "listen", "at least one"},
+      {"milter: {listen: \"127.0.0.1:8891\"}", "milter.listen", "inet:PORT@ADDRESS"},
+      {"milter: {listen: \"inet:8891@127.0.0.1\", max_sessions: 0}", "milter.max_sessions",
+       "out of range"},
+      {"milter: {listen: \"inet:8891@127.0.0.1\", timeout: 0s}", "milter.timeout",
+       "greater than zero"},
+      {"milter: {listne: \"inet:8891@127.0.0.1\"}", "milter.listne", "unknown key"},
       {"trusted_proxies: [\"10.0.0.0/33\"]", "trusted_proxies", "10.0.0.0/33"},
       {"filters: [{name: size, mode: bogus}]", "filters[0].mode", "enforce"},
       {"filters: [{name: size, mode: observe}]", "filters[0].mode", "observe"},

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Milter mode (issue 12 part 2): the real Postfix calls portcullis through libmilter
+(smtpd_milters and non_smtpd_milters), and the filter chain's verdicts land where Postfix
+applies them, with our text. portcullis runs milter-only (`listen: []`).
+
+Clients reach Postfix from different loopback addresses, which tests/fixtures/dns/zones.conf
+describes (127.0.0.2 is listed in dnsbl.test, 127.0.0.1 is not). Faults: portcullis gone
+(Postfix applies milter_default_action) and a filter slower than Postfix's
+milter_command_timeout (Postfix gives up on the milter and applies milter_default_action).
+"""
+
+import json
+import os
+import re
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import (HarnessTestCase, Portcullis, Postfix, RawClient, SlowDns,  # noqa: E402
+                     Unbound, make_message)
+from harness.ports import free_port  # noqa: E402
+
+DNSBL = {"name": "dnsbl", "zones": ["dnsbl.test=127.0.0.[2..11]*2"], "threshold": 2}
+HEADER_CHECKS = {"name": "header_checks", "rules": [
+    {"match": "^Subject:.*viagra", "action": "reject",
+     "reply": "550 5.7.1 Message content rejected"},
+    {"match": "^X-Spam-Flag:\\s*YES", "action": "discard"},
+    {"match": "^Subject: tag me", "action": "add_header", "header": "X-Checked: yes"},
+]}
+
+
+def transaction(c, rcpt="user@test.local", subject="milter", headers=None):
+    """EHLO, MAIL, RCPT, DATA, message: the list of (code, lines), up to the first refusal."""
+    replies = [c.read_reply()]
+    for line, ok in (("EHLO client.test", 250), ("MAIL FROM:<sender@mx.test>", 250),
+                     (f"RCPT TO:<{rcpt}>", 250), ("DATA", 354)):
+        replies.append(c.cmd(line))
+        if replies[-1][0] != ok:
+            return replies
+    c.send(make_message("sender@mx.test", rcpt, subject=subject, headers=headers) + b".\r\n")
+    replies.append(c.read_reply())
+    return replies
+
+
+class MilterTest(HarnessTestCase):
+    def setUp(self):
+        self.dns = self.start(Unbound())
+
+    def start_pair(self, filters, milter=None, **postfix):
+        """portcullis as a milter only, then Postfix using it."""
+        port = free_port()
+        config = {"listen": [], "dns": {"servers": [self.dns.address]}, "filters": filters,
+                  "milter": {"listen": f"inet:{port}@127.0.0.1", **(milter or {})}}
+        pc = self.start(Portcullis(config=config))
+        pf = self.start(Postfix(milter=f"inet:127.0.0.1:{port}", **postfix))
+        return pc, pf
+
+    def client(self, pf, source="127.0.0.1"):
+        return RawClient("127.0.0.1", pf.port, timeout=30, source_address=(source, 0))
+
+    def test_dnsbl_listed_client_refused_at_connect_with_our_text(self):
+        pc, pf = self.start_pair([DNSBL])
+        with self.client(pf, "127.0.0.2") as c:
+            replies = transaction(c)
+        code, lines = replies[-1]
+        self.assertEqual(code, 554, replies)
+        self.assertIn("Listed in dnsbl.test", " ".join(lines))
+        self.assertRegex(pc.log_text(), r"event=reject .*stage=connect .*filter=dnsbl")
+        self.assertEqual(pf.messages(0), [])
+
+    def test_dnsbl_deferred_to_rcpt_refuses_the_rcpt(self):
+        pc, pf = self.start_pair([{**DNSBL, "defer_to": "rcpt"}])
+        with self.client(pf, "127.0.0.2") as c:
+            replies = transaction(c)
+        self.assertEqual([r[0] for r in replies[:3]], [220, 250, 250], replies)
+        code, lines = replies[3]  # the RCPT
+        self.assertEqual(code, 550, replies)
+        self.assertIn("Listed in dnsbl.test", " ".join(lines))
+        self.assertRegex(pc.log_text(), r"event=reject .*to=<user@test.local> .*stage=rcpt")
+
+    def test_unlisted_client_delivers_and_the_queue_id_is_logged(self):
+        pc, pf = self.start_pair([DNSBL])
+        with self.client(pf, "127.0.0.1") as c:
+            replies = transaction(c)
+        self.assertEqual(replies[-1][0], 250, replies)
+        queue_id = re.search(r"queued as (\w+)", " ".join(replies[-1][1])).group(1)
+        self.assertEqual(len(pf.messages(1)), 1)
+        pc.wait_for_log(r"event=transaction .*result=accepted .*queue_id=" + queue_id)
+
+    def test_header_checks_reject_at_end_of_data(self):
+        pc, pf = self.start_pair([HEADER_CHECKS])
+        with self.client(pf) as c:
+            replies = transaction(c, subject="cheap viagra")
+        self.assertEqual([r[0] for r in replies], [220, 250, 250, 250, 354, 550], replies)
+        self.assertIn("Message content rejected", " ".join(replies[-1][1]))
+        self.assertRegex(pc.log_text(), r"event=reject .*stage=end_of_headers .*filter=header_checks")
+        self.assertEqual(pf.messages(0), [])
+
+    def test_added_header_is_in_the_delivered_message(self):
+        pc, pf = self.start_pair([HEADER_CHECKS])
+        with self.client(pf) as c:
+            replies = transaction(c, subject="tag me")
+        self.assertEqual(replies[-1][0], 250, replies)
+        [msg] = pf.emails(1)
+        self.assertEqual(msg["X-Checked"], "yes")
+
+    def test_discard_drops_the_message(self):
+        pc, pf = self.start_pair([HEADER_CHECKS])
+        with self.client(pf) as c:
+            replies = transaction(c, headers={"X-Spam-Flag": "YES"})
+        self.assertEqual(replies[-1][0], 250, replies)  # the client is told it went
+        pf.wait_for_log(r"milter-discard: END-OF-MESSAGE")
+        self.assertEqual(pf.messages(0), [])
+        self.assertRegex(pc.log_text(), r"event=discard .*filter=header_checks")
+
+    def test_observe_mode_delivers(self):
+        pc, pf = self.start_pair([{**DNSBL, "mode": "observe"}])
+        with self.client(pf, "127.0.0.2") as c:
+            replies = transaction(c)
+        self.assertEqual(replies[-1][0], 250, replies)
+        self.assertEqual(len(pf.messages(1)), 1)
+        self.assertRegex(pc.log_text(), r"event=observe stage=connect filter=dnsbl verdict=reject")
+
+    def test_sendmail_command_goes_through_non_smtpd_milters(self):
+        pc, pf = self.start_pair([HEADER_CHECKS])
+        msg = make_message("sender@mx.test", "user@test.local", subject="tag me")
+        result = pf.sendmail(msg.replace(b"\r\n", b"\n"), "-f", "sender@mx.test",
+                             "user@test.local")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [delivered] = pf.emails(1, timeout=20)
+        self.assertEqual(delivered["X-Checked"], "yes")
+        self.assertRegex(pc.log_text(), r"event=connect .*mode=milter")
+
+    def test_portcullis_stopped_postfix_applies_milter_default_action(self):
+        pc, pf = self.start_pair([DNSBL])
+        pc.stop()
+        with self.client(pf) as c:
+            replies = transaction(c)
+        # milter_default_action = tempfail: Postfix's own 451 4.7.1 for every command.
+        self.assertEqual(replies[-1][0], 451, replies)
+        self.assertIn("4.7.1", " ".join(replies[-1][1]))
+        pf.wait_for_log(r"connect to Milter service inet:127\.0\.0\.1:\d+: Connection refused")
+        self.assertEqual(pf.messages(0), [])
+
+    def test_slow_filter_postfix_command_timeout_applies_default_action(self):
+        slow = self.start(SlowDns(delay_ms=5000))
+        port = free_port()
+        pc = self.start(Portcullis(config={
+            "listen": [], "dns": {"servers": [f"127.0.0.1:{slow.port}"], "timeout": "8s"},
+            "filters": [{**DNSBL, "timeout": "10s"}],
+            "milter": {"listen": f"inet:{port}@127.0.0.1", "timeout": "20s"}}))
+        pf = self.start(Postfix(milter=f"inet:127.0.0.1:{port}",
+                                milter_timeouts={"command": "1s"}))
+        with self.client(pf) as c:
+            replies = transaction(c)
+        # Postfix gives up on the milter after milter_command_timeout and applies the default.
+        self.assertEqual(replies[-1][0], 451, replies)
+        pf.wait_for_log(r"milter inet:127\.0\.0\.1:\d+: can't read SMFIC_CONNECT reply packet "
+                        r"header: Connection timed out")
+
+    def test_slow_filter_our_deadline_tempfails_first(self):
+        slow = self.start(SlowDns(delay_ms=5000))
+        port = free_port()
+        pc = self.start(Portcullis(config={
+            "listen": [], "dns": {"servers": [f"127.0.0.1:{slow.port}"], "timeout": "8s"},
+            "filters": [{**DNSBL, "timeout": "10s"}],
+            "milter": {"listen": f"inet:{port}@127.0.0.1", "timeout": "1s"}}))
+        pf = self.start(Postfix(milter=f"inet:127.0.0.1:{port}"))
+        with self.client(pf) as c:
+            replies = transaction(c)
+        self.assertEqual(replies[-1][0], 451, replies)
+        self.assertIn("4.3.0", " ".join(replies[-1][1]))  # our reply, not Postfix's default
+        pc.wait_for_log(r"event=milter-tempfail stage=connect")
+
+
+    def test_signals_reach_the_daemon_not_libmilter(self):
+        """libmilter's signal thread sigwait()s HUP/TERM/INT, which makes it a candidate for the
+        daemon's signals; it must be parked instead, and only the loop's thread may take them."""
+        pc, pf = self.start_pair([HEADER_CHECKS])
+        task_dir = f"/proc/{pc.proc.proc.pid}/task"
+        term_hup = (1 << (15 - 1)) | (1 << (1 - 1))
+        waiting, unblocked = [], []
+        for tid in os.listdir(task_dir):
+            with open(f"{task_dir}/{tid}/wchan") as f:
+                if "sigtimedwait" in f.read():
+                    waiting.append(tid)
+            with open(f"{task_dir}/{tid}/status") as f:
+                blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)", f.read(), re.M).group(1), 16)
+            if blocked & term_hup != term_hup:
+                unblocked.append(tid)
+        self.assertEqual(waiting, [], "a thread sigwaits for the daemon's signals")
+        self.assertEqual(unblocked, [str(pc.proc.proc.pid)], "only the loop's thread takes them")
+        for _ in range(2):
+            mark = len(pc.log_text())
+            pc.signal()  # SIGHUP: the daemon's handler reloads, every time
+            pc.wait_for_log(r"event=reload result=ok", since=mark)
+        # The third reload changes a rule: the milter's next session uses it. milter.* itself is
+        # set up once (libmilter), so a change there is logged as needing a restart.
+        retagged = json.loads(json.dumps(HEADER_CHECKS))
+        retagged["rules"][2]["header"] = "X-Checked: reloaded"
+        pc.config = {**pc.config, "filters": [retagged],
+                     "milter": {**pc.config["milter"], "timeout": "7s"}}
+        with open(pc.config_path, "w") as f:
+            f.write(json.dumps(pc.config, indent=2) + "\n")
+        mark = len(pc.log_text())
+        pc.signal()
+        pc.wait_for_log(r"event=reload result=ok .*changed=\S*filters", since=mark)
+        pc.wait_for_log(r"event=reload-needs-restart keys=milter", since=mark)
+        with self.client(pf) as c:  # the milter still serves after the HUPs, with the new rule
+            replies = transaction(c, subject="tag me")
+        self.assertEqual(replies[-1][0], 250, replies)
+        self.assertEqual(pf.emails(1)[0]["X-Checked"], "reloaded")
+
+
+if __name__ == "__main__":
+    unittest.main()
