@@ -25,7 +25,6 @@ PACKAGES=(
   rsyslog logrotate  # test_log_outputs runs private ones (a socket, a state file of its own)
   systemd  # systemd-analyze, for test_systemd's offline check of deploy/systemd/portcullis.service
   prometheus  # promtool, for test_admin's check of /metrics (its service is kept off)
-  chromium  # headless, for test_admin's screenshot and DOM of the /status page (no service)
   # clamd for test_clamd (a private instance with a one-signature database). freshclam comes
   # with it and is kept from running like the other services: no test may reach the network.
   clamav-daemon clamav-freshclam
@@ -40,8 +39,10 @@ PACKAGES=(
   podman buildah runc debootstrap python3-yaml
 )
 # Installed without their recommends: docker-compose (test_deploy_files validates
-# deploy/compose.yaml with `docker-compose config`, offline, no engine) recommends docker.io.
-PACKAGES_NO_RECOMMENDS=(docker-compose)
+# deploy/compose.yaml with `docker-compose config`, offline, no engine) recommends docker.io;
+# chromium (headless, for test_admin's screenshot and DOM of the /status page) recommends a
+# desktop's worth of services.
+PACKAGES_NO_RECOMMENDS=(docker-compose chromium)
 SERVICES=(postfix unbound redis-server haproxy clamav-daemon clamav-freshclam spamd prometheus
           rspamd)
 
