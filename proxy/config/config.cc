@@ -258,6 +258,14 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
       milter.getInt("max_sessions", static_cast<std::int64_t>(cfg->milter.maxSessions), 1, 100000));
   cfg->milter.timeout = milter.getDuration("timeout", cfg->milter.timeout);
   if (cfg->milter.timeout.count() <= 0) milter.fail("timeout", "must be greater than zero");
+  cfg->milter.socketGroup = milter.getString("socket_group", cfg->milter.socketGroup);
+  if (const std::string mode = milter.getString("socket_mode", "0660");
+      mode.size() < 3 || mode.size() > 4 ||
+      mode.find_first_not_of("01234567") != std::string::npos) {
+    milter.fail("socket_mode", "expected an octal mode such as \"0660\"");
+  } else {
+    cfg->milter.socketMode = static_cast<unsigned>(std::stoul(mode, nullptr, 8));
+  }
   if (cfg->listeners.empty() && !cfg->milter.enabled()) {
     throw ConfigError("listen", "at least one listener is required (or milter.listen)");
   }

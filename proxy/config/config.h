@@ -166,6 +166,11 @@ struct MilterConfig {
   std::string listen;
   std::size_t maxSessions = 64;  // MTA connections served at once; over it: tempfail
   milliseconds timeout{25'000};  // each callback's wait for the chain; then tempfail
+  // A unix: socket's group and mode, set after libmilter creates it: connecting needs write
+  // permission, and Postfix's smtpd runs as the unprivileged postfix user. Empty group: the
+  // group it was created with.
+  std::string socketGroup = "postfix";
+  unsigned socketMode = 0660;
   bool enabled() const { return !listen.empty(); }
 };
 

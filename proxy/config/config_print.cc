@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cstdio>
 #include <string_view>
 
 namespace portcullis {
@@ -93,6 +94,10 @@ std::vector<std::pair<std::string, YAML::Node>> nodes(const Config& c) {
   milter["listen"] = c.milter.listen;
   milter["max_sessions"] = c.milter.maxSessions;
   milter["timeout"] = duration(c.milter.timeout);
+  milter["socket_group"] = c.milter.socketGroup;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", c.milter.socketMode);
+  milter["socket_mode"] = std::string(mode);
   out.emplace_back("milter", milter);
   out.emplace_back("hostname", YAML::Node(c.hostname));
   YAML::Node listen(YAML::NodeType::Sequence);

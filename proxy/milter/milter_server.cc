@@ -25,17 +25,21 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "proxy/base/log.h"
+#include "proxy/server/startup_checks.h"
 
 namespace portcullis {
 namespace {
@@ -62,6 +66,27 @@ bool isLibmilterSignalSet(const sigset_t* set) {
   for (int sig = 1; sig < NSIG; ++sig) {
     const bool want = sig == SIGHUP || sig == SIGTERM || sig == SIGINT;
     if ((sigismember(set, sig) == 1) != want) return false;
+  }
+  return true;
+}
+
+// libmilter creates a unix socket with the process's umask and owner; the MTA needs write
+// permission to connect (Postfix's smtpd runs as postfix), and no one else should have it.
+bool setSocketAccess(const std::string& path, const MilterConfig& milter, std::string* error) {
+  if (!milter.socketGroup.empty()) {
+    const std::optional<gid_t> gid = groupId(milter.socketGroup);
+    if (!gid) {
+      *error = "milter.socket_group: no group \"" + milter.socketGroup + "\" on this host";
+      return false;
+    }
+    if (::chown(path.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
+      *error = "milter.socket_group: chown " + path + ": " + std::strerror(errno);
+      return false;
+    }
+  }
+  if (::chmod(path.c_str(), static_cast<mode_t>(milter.socketMode)) != 0) {
+    *error = "milter.socket_mode: chmod " + path + ": " + std::strerror(errno);
+    return false;
   }
   return true;
 }
@@ -435,6 +460,9 @@ bool MilterServer::start(std::string* error) {
   // Bind now, so that a bad address fails start-up rather than the milter thread later.
   if (smfi_opensocket(true) != MI_SUCCESS) {
     *error = "milter.listen: cannot listen on \"" + conn + "\"";
+    return false;
+  }
+  if (conn.starts_with("unix:") && !setSocketAccess(conn.substr(5), config_->milter, error)) {
     return false;
   }
   {

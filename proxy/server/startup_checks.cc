@@ -2,6 +2,7 @@
 
 #include "proxy/server/startup_checks.h"
 
+#include <grp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,8 +11,19 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace portcullis {
+
+std::optional<gid_t> groupId(const std::string& name) {
+  std::vector<char> buf(16384);
+  group gr{};
+  group* found = nullptr;
+  if (::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return std::nullopt;
+  }
+  return found->gr_gid;
+}
 
 bool checkDescriptorBudget(const Config& config, rlim_t soft, std::string* error) {
   const std::size_t needed = descriptorsNeeded(config);
@@ -51,6 +63,12 @@ bool checkHost(const Config& config, std::string* error) {
     }
   }
   if (config.admin.listen && !checkBindable("admin.listen", *config.admin.listen, error)) {
+    return false;
+  }
+  if (config.milter.listen.starts_with("unix:") && !config.milter.socketGroup.empty() &&
+      !groupId(config.milter.socketGroup)) {
+    *error = "milter.socket_group: no group \"" + config.milter.socketGroup +
+             "\" on this host (the MTA's group: Postfix's smtpd runs as postfix)";
     return false;
   }
   if (!config.process.pidFile.empty()) {

@@ -6,7 +6,9 @@
 // with one "key: message" line in `error`. Plain system calls; no state.
 
 #include <sys/resource.h>
+#include <sys/types.h>
 
+#include <optional>
 #include <string>
 
 #include "proxy/config/config.h"
@@ -21,7 +23,11 @@ bool checkDescriptorBudget(const Config& config, rlim_t soft, std::string* error
 // not an error here: --check-config is run while the daemon holds its own ports.
 bool checkBindable(const std::string& key, const SocketAddress& address, std::string* error);
 
-// Every listen and admin.listen address (checkBindable), and the pid_file's directory.
+// A group's id by name (getgrnam_r); nullopt when there is no such group.
+std::optional<gid_t> groupId(const std::string& name);
+
+// Every listen and admin.listen address (checkBindable), the pid_file's directory, and the
+// milter socket's group.
 bool checkHost(const Config& config, std::string* error);
 
 }  // namespace portcullis

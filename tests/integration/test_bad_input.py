@@ -225,18 +225,18 @@ class LineLimitTest(BadInputCase):
             self.assertNotIn("mail", d, f"Postfix got MAIL: {d}")
         self.assertSessionWorks(pc)
 
-    def test_megabyte_without_newline(self):
+    def test_eight_megabytes_without_newline(self):
         pf = self.postfix()
         pc = self.measured_portcullis(pf)
         c = self.client(pc)
         rss_before_kb = int(pc.status("VmRSS").split()[0])
-        blob = b"x" * (1024 * 1024)
+        blob = b"x" * (8 * 1024 * 1024)
 
         def sender():
             try:
                 c.sock.sendall(blob)
             except OSError:
-                pass  # portcullis closes before the megabyte is through: expected
+                pass  # portcullis closes before the blob is through: expected
 
         t = threading.Thread(target=sender, daemon=True)
         t.start()
@@ -244,8 +244,9 @@ class LineLimitTest(BadInputCase):
         c.expect_closed(timeout=20)
         t.join(30)
         self.assertFalse(t.is_alive(), "the sender is still blocked")
-        # The megabyte is not kept: the daemon holds far less than what was sent.
-        self.assertHeldLessThan(pc, rss_before_kb, 512)
+        # The blob is not kept: the daemon holds far less than what was sent (under ASan a
+        # few hundred kB of allocator noise come and go, so the margin is wide).
+        self.assertHeldLessThan(pc, rss_before_kb, 4 * 1024)
         self.assertSessionWorks(pc)
 
     def test_nul_in_command(self):

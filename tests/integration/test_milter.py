@@ -12,7 +12,9 @@ milter_command_timeout (Postfix gives up on the milter and applies milter_defaul
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -54,6 +56,22 @@ class MilterTest(HarnessTestCase):
         pc = self.start(Portcullis(config=config))
         pf = self.start(Postfix(milter=f"inet:127.0.0.1:{port}", **postfix))
         return pc, pf
+
+    def test_unix_socket(self):
+        """milter.listen as a unix socket (what the README recommends on one host): Postfix's
+        smtpd, running as its unprivileged user, can connect, and the chain applies."""
+        sock_dir = tempfile.mkdtemp(prefix="portcullis-milter-")
+        self.addCleanup(shutil.rmtree, sock_dir, True)
+        os.chmod(sock_dir, 0o755)
+        path = os.path.join(sock_dir, "milter.sock")
+        config = {"listen": [], "dns": {"servers": [self.dns.address]}, "filters": [HEADER_CHECKS],
+                  "milter": {"listen": f"unix:{path}"}}
+        self.start(Portcullis(config=config))
+        pf = self.start(Postfix(milter=f"unix:{path}"))
+        with self.client(pf) as c:
+            replies = transaction(c, subject="tag me")
+        self.assertEqual(replies[-1][0], 250, replies)
+        self.assertEqual(pf.emails(1)[0]["X-Checked"], "yes")
 
     def client(self, pf, source="127.0.0.1"):
         return RawClient("127.0.0.1", pf.port, timeout=30, source_address=(source, 0))

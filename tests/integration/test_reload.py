@@ -342,6 +342,9 @@ class CheckAndPrintConfigTest(HarnessTestCase):
              r"listen\[0\]: expected a numeric ADDRESS:PORT"),
             ("pid file directory", self.config(pid_file="/nonexistent/dir/portcullis.pid"), [],
              r"pid_file: /nonexistent/dir is not a directory"),
+            ("milter socket group missing", self.config(milter={
+                "listen": "unix:/tmp/portcullis-check.sock", "socket_group": "no-such-group"}),
+             [], r"milter.socket_group: no group \"no-such-group\""),
             ("unreadable TLS file", self.config(tls={"cert": "/nonexistent/cert.pem"}), [],
              r"tls.cert: cannot load /nonexistent/cert.pem"),
         ]

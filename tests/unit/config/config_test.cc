@@ -138,6 +138,17 @@ TEST(Config, MilterAloneOrBesideTheListeners) {
   EXPECT_EQ(c->listeners.size(), 1U);  // the default listener stays
   EXPECT_EQ(c->milter.maxSessions, 8U);
   EXPECT_EQ(c->milter.timeout, std::chrono::milliseconds(5000));
+  EXPECT_EQ(c->milter.socketGroup, "postfix");
+  EXPECT_EQ(c->milter.socketMode, 0660U);
+  const auto unixSocket =
+      load("milter: {listen: \"unix:/m.sock\", socket_group: mail, socket_mode: \"0600\"}");
+  EXPECT_EQ(unixSocket->milter.socketGroup, "mail");
+  EXPECT_EQ(unixSocket->milter.socketMode, 0600U);
+  for (const char* bad : {"\"0999\"", "\"rw\"", "\"06600\""}) {
+    EXPECT_THROW(load(std::string("milter: {listen: \"unix:/m.sock\", socket_mode: ") + bad + "}"),
+                 ConfigError)
+        << bad;
+  }
   // The descriptor budget counts the milter's sessions.
   EXPECT_EQ(descriptorsNeeded(*c), descriptorsNeeded(*load("")) + 2 * 8 + 1);
 }
