@@ -57,6 +57,28 @@ class MilterTest(HarnessTestCase):
         pf = self.start(Postfix(milter=f"inet:127.0.0.1:{port}", **postfix))
         return pc, pf
 
+    def test_one_process_serves_the_proxy_and_the_milter(self):
+        """Both roles at once: a listener relaying to Postfix, and the milter Postfix calls.
+        Through the proxy the message meets the chain twice (proxy, then milter), directly to
+        Postfix once; both rules' headers land."""
+        port = free_port()
+        pf = self.start(Postfix(milter=f"inet:127.0.0.1:{port}"))
+        proxy_port = free_port()
+        config = {"listen": [f"127.0.0.1:{proxy_port}"], "dns": {"servers": [self.dns.address]},
+                  "filters": [HEADER_CHECKS], "milter": {"listen": f"inet:{port}@127.0.0.1"}}
+        pc = self.start(Portcullis(upstream=pf, config=config))
+        with RawClient("127.0.0.1", proxy_port, timeout=30) as c:
+            replies = transaction(c, subject="tag me")
+        self.assertEqual(replies[-1][0], 250, replies)
+        with self.client(pf) as c:
+            replies = transaction(c, subject="tag me")
+        self.assertEqual(replies[-1][0], 250, replies)
+        counts = sorted(len(m.get_all("X-Checked") or []) for m in pf.emails(2))
+        self.assertEqual(counts, [1, 2])
+        log = pc.log_text()
+        self.assertRegex(log, r"event=session .*mode=milter")
+        self.assertRegex(log, r"event=session (?!.*mode=milter).*queued_as=")
+
     def test_unix_socket(self):
         """milter.listen as a unix socket (what the README recommends on one host): Postfix's
         smtpd, running as its unprivileged user, can connect, and the chain applies."""
