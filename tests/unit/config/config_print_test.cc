@@ -10,24 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "filters/builtin_filters.h"
-#include "portcullis/filter_registry.h"
+#include "tests/support/builtin_config.h"
 
 namespace portcullis {
 namespace {
 
-const FilterRegistry& registry() {
-  static const FilterRegistry r = [] {
-    FilterRegistry reg;
-    registerBuiltinFilters(reg);
-    return reg;
-  }();
-  return r;
-}
-
-std::shared_ptr<const Config> load(const std::string& yaml) {
-  return loadConfigFromString(yaml, {}, registry());
-}
+std::shared_ptr<const Config> load(const std::string& yaml) { return test::loadBuiltin(yaml); }
 
 constexpr const char* kBusy = R"(
 hostname: mx.example.com

@@ -8,25 +8,13 @@
 #include <utility>
 #include <vector>
 
-#include "filters/builtin_filters.h"
-#include "portcullis/filter_registry.h"
 #include "proxy/server/server.h"
+#include "tests/support/builtin_config.h"
 
 namespace portcullis {
 namespace {
 
-const FilterRegistry& registry() {
-  static const FilterRegistry r = [] {
-    FilterRegistry reg;
-    registerBuiltinFilters(reg);
-    return reg;
-  }();
-  return r;
-}
-
-std::shared_ptr<const Config> load(const std::string& yaml) {
-  return loadConfigFromString(yaml, {}, registry());
-}
+std::shared_ptr<const Config> load(const std::string& yaml) { return test::loadBuiltin(yaml); }
 
 TEST(ReloadPlan, ListenersAddedRemovedAndKept) {
   const auto running = load(R"(listen: ["127.0.0.1:2525", "127.0.0.1:2526", "[::1]:2525"])");
