@@ -15,8 +15,12 @@ AdminServer::AdminServer(event_base* base, const StatsRegistry& stats,
                          std::function<AdminStatus()> status)
     : stats_(stats), status_(std::move(status)), http_(evhttp_new(base)) {
   if (http_ == nullptr) return;
+  // Every method reaches onRequest, which answers all but GET and HEAD with 405 and an Allow
+  // header (RFC 9110 15.5.6); libevent's own refusal would be 501, "not implemented".
+  evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                        EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
   // A scraper's request is one short line and a few headers: anything bigger is not one.
-  evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
   evhttp_set_max_headers_size(http_, 8 * 1024);
   evhttp_set_max_body_size(http_, 1024);
   evhttp_set_timeout(http_, 10);
@@ -60,6 +64,13 @@ void AdminServer::onRequest(evhttp_request* request, void* self) {
   const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
   const char* path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
   const std::string p = path != nullptr ? path : "";
+  const evhttp_cmd_type method = evhttp_request_get_command(request);
+  if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+    evhttp_add_header(evhttp_request_get_output_headers(request), "Allow", "GET, HEAD");
+    respond(request, 405, "Method Not Allowed", "text/plain",
+            "method not allowed: the admin endpoint is read-only (GET or HEAD)\n");
+    return;
+  }
   const AdminStatus status = server->status_();
   if (p == "/metrics") {
     std::vector<GaugeSample> gauges = {

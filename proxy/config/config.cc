@@ -230,11 +230,12 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   const ConfigSection s = makeConfigSection(map, "");
 
   cfg->hostname = s.getString("hostname", defaultHostname());
-  // It goes into every greeting and EHLO reply, so it must be a plain DNS name.
-  if (checkDomainName(cfg->hostname, {.labels = false}) != DomainError::kNone) {
-    s.fail("hostname",
-           "must be a DNS name (letters, digits, '-', '.'; at most 253 octets), got \"" +
-               sanitizeText(cfg->hostname, 64) + "\"");
+  // It goes into every greeting and EHLO reply, so it must be a host name (RFC 1123 2.1).
+  if (const DomainError e = checkDomainName(cfg->hostname, {.hostname = true});
+      e != DomainError::kNone) {
+    s.fail("hostname", "must be a DNS name fit for a host (" +
+                           domainErrorText(e, {.hostname = true}) + "), got \"" +
+                           sanitizeText(cfg->hostname, 64) + "\"");
   }
   cfg->process.user = s.getString("user", "");
   cfg->process.group = s.getString("group", "");

@@ -38,12 +38,13 @@ from harness import (HarnessTestCase, Portcullis, Postfix, RawClient, free_port,
                      make_certs, make_message, send_mail, wait_until)
 
 
-def get(port, path, method="GET"):
+def get(port, path, method="GET", with_headers=False):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request(method, path)
         r = conn.getresponse()
-        return r.status, r.read().decode()
+        body = r.read().decode()
+        return (r.status, body, dict(r.getheaders())) if with_headers else (r.status, body)
     finally:
         conn.close()
 
@@ -106,8 +107,13 @@ class AdminTest(HarnessTestCase):
 
     def test_other_requests_are_refused_and_the_daemon_lives(self):
         self.assertEqual(get(self.admin, "/nothing")[0], 404)
-        self.assertNotEqual(get(self.admin, "/metrics", method="POST")[0], 200)
-        self.assertNotEqual(get(self.admin, "/metrics", method="DELETE")[0], 200)
+        # Read-only: any other method is 405 with an Allow header, not 501 "not implemented".
+        for method in ("POST", "DELETE", "PUT", "OPTIONS", "PATCH"):
+            status, body, headers = get(self.admin, "/metrics", method=method, with_headers=True)
+            self.assertEqual(status, 405, method)
+            self.assertEqual(headers.get("Allow"), "GET, HEAD", method)
+            self.assertIn("read-only", body)
+        self.assertEqual(get(self.admin, "/healthz", method="HEAD")[0], 200)
         # An over-long request line and headers are cut off, not buffered.
         conn = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=10)
         conn.putrequest("GET", "/metrics")

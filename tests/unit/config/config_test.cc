@@ -545,6 +545,12 @@ TEST(Config, HostnameMustFitInAReply) {
   // text makes those dereference an empty optional at runtime. Config must refuse it.
   expectError({"hostname: " + std::string(300, 'h'), "hostname", "hostname"});
   expectError({"hostname: \"mx\\x01.example\"", "hostname", "hostname"});
+  // RFC 1123 2.1 host names, label by label.
+  expectError({"hostname: mx..example", "hostname", "empty label"});
+  expectError({"hostname: .example", "hostname", "empty label"});
+  expectError({"hostname: -mx.example", "hostname", "hyphen"});
+  expectError({"hostname: mx.example.123", "hostname", "numeric top-level"});
+  expectError({"hostname: " + std::string(64, 'a') + ".example", "hostname", "63 octets"});
 }
 
 TEST(Config, MandatoryFiltersAreAddedAtTheFront) {
