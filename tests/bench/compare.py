@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -357,7 +358,8 @@ def table(kind, rows, d_final, args):
             f"÷ {kind} CPU/msg on direct |")
     sep = "|---|---|---|---|---|"
     if lat:
-        head += " added latency MAIL→250 after dot, ms: mean / p50 / p99 | added connect→220 p50, ms |"
+        head += (" added latency MAIL→250 after dot, ms: mean / p50 / p99 |"
+                 " added connect→220 p50, ms |")
         sep += "---|---|"
     lines = [head, sep]
     for name, row in rows.items():
@@ -467,7 +469,7 @@ set xrange [*:*]
 set xtics norotate auto scale 1
 set xlabel 'ms'
 set yrange [0:1]
-set key bottom right
+set key bottom right opaque
 set grid xtics ytics
 plot {', '.join(cdf_plots)}
 """
@@ -556,11 +558,14 @@ def main():
             + f"Whole run: {elapsed:.0f} s.", "",
             "Proxy CPU is user + system time of the proxy's processes per message (portcullis: "
             "its one process; Postfix: the whole private instance, master and every smtpd; "
-            "Haraka: its node process); kernel softirq time is in none of them. The last "
-            "column but the latency ones is that CPU divided by the final MTA's own CPU per "
-            "message on the direct path in the same run: the figure of merit, how many "
-            "final MTAs' worth of CPU the proxy costs. All processes share the machine's "
+            "Haraka: its node process); kernel softirq time is in none of them. The ÷ column "
+            "is that CPU divided by the final MTA's own CPU per message on the direct path in "
+            "the same run: the figure of merit, how many final MTAs' worth of CPU the proxy "
+            "costs. All processes share the machine's "
             "cores, so compare ratios within this run, never absolute numbers across runs.", ""]
+    text = [line if line.startswith(("#", "|", "!"))
+            else textwrap.fill(line, 96, break_on_hyphens=False, break_long_words=False)
+            for line in text]
     for kind, t in tables:
         text += [f"## Final MTA: {kind}", "", t]
     if plotted:

@@ -27,7 +27,8 @@
 # Haraka is installed once with npm (the only network use, before the namespace is entered)
 # into --haraka-cache (default /var/cache/portcullis-bench/haraka); leave haraka out of --paths
 # to skip it. As root it re-runs itself inside a loopback-only network + PID namespace, so every
-# byte stays on loopback and nothing outlives it. The defaults take about 3 minutes on 2 cores.
+# byte stays on loopback and nothing outlives it. The defaults took 5 minutes on the 2-core
+# development machine with other builds running (load average 10-17); --final-postfix added 11.
 # Needs postfix (smtp-source, smtp-sink), unbound, python3, gnuplot, and node/npm for Haraka.
 set -euo pipefail
 
@@ -39,7 +40,7 @@ BINARY=$REPO/build/portcullis
 HARAKA_CACHE=/var/cache/portcullis-bench/haraka
 HARAKA_VERSION=3.3.4
 PATHS=portcullis,portcullis+dnsbl,postfix-proxy,haraka
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
 for ((i = 0; i < ${#ARGS[@]}; i++)); do
   case ${ARGS[$i]} in
     -h|--help) usage; exit 0 ;;
