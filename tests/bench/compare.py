@@ -221,9 +221,8 @@ def start_final(kind):
         sink = SmtpSink(dump=False, verbose=False, max_concurrency=2000, backlog=2000,
                         hostname="sink.bench.test").start()
         return sink, lambda: sink.proc.pid
-    pf = Postfix(hostname="final.bench.test",
-                 extra_main_cf={"message_size_limit": 0,
-                                "default_transport": "discard:bench",
+    pf = Postfix(hostname="final.bench.test", message_size_limit=0,
+                 extra_main_cf={"default_transport": "discard:bench",
                                 "virtual_transport": "discard:bench"}).start()
     return pf, pf.master_pid
 
@@ -258,10 +257,9 @@ def start_paths(args, final, final_pid, fixtures):
                 {"name": "rdns", "defer_to": "rcpt"}]})
         paths.append(("portcullis+dnsbl", pc.port, {"proxy": lambda pc=pc: pc.pid}))
     if "postfix-proxy" in args.paths:
-        pf = Postfix(hostname="proxy.bench.test", extra_main_cf={
+        pf = Postfix(hostname="proxy.bench.test", message_size_limit=0, extra_main_cf={
             "smtpd_proxy_filter": f"127.0.0.1:{final.port}",
-            "smtpd_proxy_ehlo": "proxy.bench.test",
-            "message_size_limit": 0}).start()
+            "smtpd_proxy_ehlo": "proxy.bench.test"}).start()
         fixtures.append(pf)
         paths.append(("postfix-proxy", pf.port, {"proxy": pf.master_pid}))
     if "haraka" in args.paths:

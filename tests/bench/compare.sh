@@ -77,8 +77,12 @@ fi
 
 if [[ -z ${PORTCULLIS_BENCH_NETNS:-} ]]; then
   export PORTCULLIS_BENCH_NETNS=1 PORTCULLIS_BENCH_COMMAND="tests/bench/compare.sh ${ARGS[*]}"
+  # net.unix.max_dgram_qlen is per network namespace: a long queue on Postfix's postlog socket
+  # (seen once under a load average of 34: a postlogd restarted while the queue was full blocked
+  # on its own logging, and every smtpd with it).
   exec unshare --net --pid --fork --mount-proc -- \
-    bash -c 'ip link set lo up && "$@"' bench bash "$SELF" "${ARGS[@]}"
+    bash -c 'ip link set lo up && sysctl -qw net.unix.max_dgram_qlen=65536 && "$@"' \
+    bench bash "$SELF" "${ARGS[@]}"
 fi
 export PYTHONDONTWRITEBYTECODE=1
 exec python3 "$REPO/tests/bench/compare.py" --command "${PORTCULLIS_BENCH_COMMAND:-$0 ${ARGS[*]}}" "${ARGS[@]}"
