@@ -556,11 +556,11 @@ def main():
             + f"Whole run: {elapsed:.0f} s.", "",
             "Proxy CPU is user + system time of the proxy's processes per message (portcullis: "
             "its one process; Postfix: the whole private instance, master and every smtpd; "
-            "Haraka: its node process); kernel softirq time is in none of them. The ÷ column "
-            "is that CPU divided by the final MTA's own CPU per message on the direct path in "
-            "the same run: the figure of merit, how many final MTAs' worth of CPU the proxy "
-            "costs. All processes share the machine's "
-            "cores, so compare ratios within this run, never absolute numbers across runs.", ""]
+            "Haraka: its two node processes, launcher and server); kernel softirq time is in "
+            "none of them. The ÷ column is that CPU divided by the final MTA's own CPU per "
+            "message on the direct path in the same run: the figure of merit, how many final "
+            "MTAs' worth of CPU the proxy costs. All processes share the machine's cores, so "
+            "compare ratios within this run, never absolute numbers across runs.", ""]
     text = [line if line.startswith(("#", "|", "!"))
             else textwrap.fill(line, 96, break_on_hyphens=False, break_long_words=False)
             for line in text]
