@@ -27,8 +27,8 @@
 # Haraka is installed once with npm (the only network use, before the namespace is entered)
 # into --haraka-cache (default /var/cache/portcullis-bench/haraka); leave haraka out of --paths
 # to skip it. As root it re-runs itself inside a loopback-only network + PID namespace, so every
-# byte stays on loopback and nothing outlives it. The defaults took 5 minutes on the 2-core
-# development machine with other builds running (load average 10-17); --final-postfix added 11.
+# byte stays on loopback and nothing outlives it. The defaults took 5 to 5.5 minutes on the
+# 2-core development machine with other builds running (load average 7-17); --final-postfix added 11.
 # Needs postfix (smtp-source, smtp-sink), unbound, python3, gnuplot, and node/npm for Haraka.
 set -euo pipefail
 
