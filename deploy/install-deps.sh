@@ -37,6 +37,8 @@ PACKAGES=(
   # test_container builds deploy/Dockerfile and runs the image: rootful podman with runc, a
   # bookworm base made with debootstrap (no registry); test_deploy_files reads the manifests.
   podman buildah runc debootstrap python3-yaml
+  # gnuplot (no X) draws tests/bench/compare.sh's plot (a benchmark, not a test)
+  gnuplot-nox
 )
 # Installed without their recommends: docker-compose (test_deploy_files validates
 # deploy/compose.yaml with `docker-compose config`, offline, no engine) recommends docker.io;
