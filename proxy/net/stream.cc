@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "proxy/net/tls.h"
 
@@ -253,15 +254,18 @@ void Stream::flush() {
     event_del(writeEvent_.get());
     writeArmed_ = false;
   }
-  if (shutdownPending_) {
-    shutdownPending_ = false;
-    finishWrite();
-  }
+  const bool fin = std::exchange(shutdownPending_, false);
   if (tlsPending_) {
+    if (fin) finishWrite();
     beginTls();
     return;
   }
   if (!detached_ && cb_.onDrained) cb_.onDrained();
+  // An owner that lets go of the stream now (stopReading or detach in onDrained, as a session
+  // does after its 221 when nothing is unread) leaves the FIN to the close in the destructor,
+  // which sends it with the corked last bytes: a shutdown() first would be one more system
+  // call for the same segment. An owner that stays (lingering for the peer) gets it now.
+  if (fin && !stopped_) finishWrite();
 }
 
 void Stream::fail(Event e, std::string detail) {

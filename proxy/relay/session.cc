@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #include "proxy/admin/refusal_ring.h"
@@ -44,6 +45,24 @@ std::string verbForSummary(std::string_view line) {
     }
   }
   return v.empty() ? "?" : v;
+}
+
+// Reply::wire(), written piece by piece into the stream's output buffer: the same bytes
+// without a temporary string for every reply longer than the small-string buffer.
+void writeWire(ByteStream& out, const Reply& r) {
+  char code[4];
+  std::to_chars(code, code + 3, r.code());  // always three digits: Reply holds a valid code
+  const std::vector<std::string>& lines = r.lines();
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    code[3] = i + 1 < lines.size() ? '-' : ' ';
+    out.write(std::string_view(code, sizeof code));
+    if (!r.enhanced().empty()) {
+      out.write(r.enhanced());
+      if (!lines[i].empty()) out.write(" ");
+    }
+    out.write(lines[i]);
+    out.write("\r\n");
+  }
 }
 
 }  // namespace
@@ -516,7 +535,7 @@ void Session::reply(const Reply& r, std::string_view verb, const ReplySource& so
     if (source.who != ReplySource::Who::kMta && config_->reply.reference) ref = newReference();
     const Reply sent = ref.empty() ? r : withReference(r, ref);
     logReject(view_, sent, verb, source, ref);
-    stream_->write(sent.wire());
+    writeWire(*stream_, sent);
     summary_.reply(verb, sent);
     noteInTransaction(sent, verb, source);
   } else {
@@ -524,7 +543,7 @@ void Session::reply(const Reply& r, std::string_view verb, const ReplySource& so
     if (verb == "." && source.who == ReplySource::Who::kFilter) {
       logReject(view_, r, verb, source, "", "discard");
     }
-    stream_->write(r.wire());
+    writeWire(*stream_, r);
     summary_.reply(verb, r);
     noteInTransaction(r, verb, source);
   }

@@ -2,12 +2,31 @@
 
 #include "proxy/relay/session_summary.h"
 
+#include <charconv>
+
 #include "proxy/base/log.h"
 
 namespace portcullis {
 namespace {
 
 constexpr std::size_t kMaxTranscript = 64;
+
+// Reply::summary() ("550 5.7.1 text | second line") written over `out`, reusing its buffer:
+// a session's replies are short, so after the greeting they cost no allocation.
+void assignSummary(std::string& out, const Reply& r) {
+  out.clear();
+  char code[3];
+  std::to_chars(code, code + sizeof code, r.code());  // a Reply's code has three digits
+  out.append(code, sizeof code);
+  if (!r.enhanced().empty()) {
+    out += ' ';
+    out += r.enhanced();
+  }
+  for (std::size_t i = 0; i < r.lines().size(); ++i) {
+    out += i == 0 ? " " : " | ";
+    out += r.lines()[i];
+  }
+}
 
 }  // namespace
 
@@ -20,7 +39,7 @@ void SessionSummary::reply(std::string_view verb, const Reply& r) {
   } else {
     ++transcriptDropped_;
   }
-  lastReply_ = r.summary();
+  assignSummary(lastReply_, r);
   lastVerb_ = verb;
 }
 
