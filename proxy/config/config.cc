@@ -118,8 +118,10 @@ void parseUpstream(const ConfigSection& s, Config& cfg) {
   if (cfg.upstream.probeInterval < kMinProbeInterval) {
     s.fail("probe_interval", "must be at least 1s");
   }
-  cfg.upstream.poolSize = static_cast<std::size_t>(
-      s.getInt("pool_size", static_cast<std::int64_t>(cfg.upstream.poolSize), 0, 10000));
+  cfg.upstream.poolAuto = !s.has("pool_size") || s.getString("pool_size") == "auto";
+  if (!cfg.upstream.poolAuto) {
+    cfg.upstream.poolSize = static_cast<std::size_t>(s.getInt("pool_size", std::nullopt, 0, 10000));
+  }
   // The pool sweep re-arms every half of this: below 1s it would spin while the pool is full.
   cfg.upstream.poolIdleTimeout = s.getDuration("pool_idle_timeout", cfg.upstream.poolIdleTimeout);
   if (cfg.upstream.poolIdleTimeout < kMinPoolIdleTimeout) {
@@ -440,11 +442,16 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
 
 }  // namespace
 
+std::size_t poolLimit(const Config& config) {
+  return config.upstream.poolAuto ? config.limits.maxConnections : config.upstream.poolSize;
+}
+
 std::size_t descriptorsNeeded(const Config& config) {
   // A milter session holds the MTA's socket and at most one DNS socket.
   const std::size_t milter = config.milter.enabled() ? 2 * config.milter.maxSessions + 1 : 0;
-  return 4 * config.limits.maxConnections + config.upstream.poolSize + config.listeners.size() +
-         milter + kDescriptorReserve;
+  const std::size_t pool = config.upstream.poolAuto ? 0 : config.upstream.poolSize;
+  return 4 * config.limits.maxConnections + pool + config.listeners.size() + milter +
+         kDescriptorReserve;
 }
 
 std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,

@@ -50,7 +50,11 @@ struct UpstreamConfig {
   milliseconds connectTimeout{10'000};
   milliseconds commandTimeout{120'000};
   milliseconds probeInterval{60'000};
-  std::size_t poolSize = 32;  // idle connections kept for reuse; 0 disables the pool
+  // Idle connections kept for reuse. auto (the default): as many as there were sessions holding
+  // one at a time, up to limits.max_connections, each closed after poolIdleTimeout unused (see
+  // poolLimit). A number: at most that many; 0 disables the pool.
+  bool poolAuto = true;
+  std::size_t poolSize = 0;  // when !poolAuto
   milliseconds poolIdleTimeout{30'000};
   std::uint32_t poolMaxReuse = 100;        // sessions per connection
   milliseconds keepaliveInterval{60'000};  // NOOP to the MTA while a slow client sends DATA
@@ -209,10 +213,18 @@ inline constexpr std::size_t kDescriptorReserve = 32;     // stdio, logs, epoll,
 // (--check-config and start-up alike):
 //   4 * limits.max_connections   a client socket, an MTA socket, a spool file (DATA past
 //                                spool.memory_limit) and one DNS socket per session
-//   + upstream.pool_size         idle MTA connections kept for reuse
+//   + upstream.pool_size         idle MTA connections kept for reuse (0 for auto: see poolLimit)
 //   + listeners                  one socket each
 //   + 2 * milter.max_sessions    the MTA's milter socket and a DNS socket (milter on)
 //   + kDescriptorReserve         everything else
+// How many idle MTA connections the pool may hold. With pool_size: auto that is
+// limits.max_connections: a session takes a pooled connection before it opens one, so the
+// connections open (in use and idle) never outnumber the sessions that held one at the same
+// time, the pool follows the load up, and the idle timeout trims it back (the pool hands out its
+// most recently returned connection first, so the surplus ages out). No descriptors beyond the
+// per-session ones are needed.
+std::size_t poolLimit(const Config& config);
+
 std::size_t descriptorsNeeded(const Config& config);
 
 // Loads `path` (if set) over the defaults and applies the overrides. Throws ConfigError.

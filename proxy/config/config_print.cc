@@ -126,7 +126,11 @@ std::vector<std::pair<std::string, YAML::Node>> nodes(const Config& c) {
   up["connect_timeout"] = duration(u.connectTimeout);
   up["command_timeout"] = duration(u.commandTimeout);
   up["probe_interval"] = duration(u.probeInterval);
-  up["pool_size"] = u.poolSize;
+  if (u.poolAuto) {
+    up["pool_size"] = "auto";
+  } else {
+    up["pool_size"] = u.poolSize;
+  }
   up["pool_idle_timeout"] = duration(u.poolIdleTimeout);
   up["pool_max_reuse"] = u.poolMaxReuse;
   up["keepalive_interval"] = duration(u.keepaliveInterval);

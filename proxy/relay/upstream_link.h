@@ -39,7 +39,7 @@ class UpstreamHost {
 
 struct UpstreamLinkSettings {
   UpstreamSettings upstream;
-  bool pooling = false;                    // upstream.pool_size > 0
+  bool pooling = false;                    // poolLimit(config) > 0
   std::chrono::milliseconds keepalive{0};  // NOOP interval during DATA; 0: off
 };
 

@@ -174,7 +174,7 @@ std::unique_ptr<UpstreamConnection> Server::takeUpstream() {
 }
 
 void Server::returnUpstream(std::unique_ptr<UpstreamConnection> upstream) {
-  if (draining_ || pool_.size() >= config_->upstream.poolSize ||
+  if (draining_ || pool_.size() >= poolLimit(*config_) ||
       !upstream->reusable(config_->upstream.poolMaxReuse)) {
     upstream->quit();
     retire(std::move(upstream));

@@ -30,7 +30,7 @@ bool checkDescriptorBudget(const Config& config, rlim_t soft, std::string* error
   if (soft == RLIM_INFINITY || needed <= soft) return true;
   *error = "limits.max_connections: " + std::to_string(config.limits.maxConnections) +
            " connections need " + std::to_string(needed) +
-           " file descriptors (4 per connection + upstream.pool_size + listeners + " +
+           " file descriptors (4 per connection + upstream.pool_size unless auto + listeners + " +
            std::to_string(kDescriptorReserve) + "), but the open-files limit is " +
            std::to_string(soft) +
            "; raise it (ulimit -n, systemd LimitNOFILE=) or lower limits.max_connections";

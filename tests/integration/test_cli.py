@@ -207,7 +207,7 @@ class CliTest(HarnessTestCase):
                 except subprocess.TimeoutExpired:
                     self.fail("started with 1000 connections under a 1024 open-files limit")
                 line = self.assert_one_config_error(r, "limits.max_connections", str(args))
-                self.assertIn("4065", line)  # 4 * 1000 + pool 32 + 1 listener + 32
+                self.assertIn("4033", line)  # 4 * 1000 + pool auto (0) + 1 listener + 32
                 self.assertIn("1024", line)
                 self.assertIn("ulimit -n", line)
                 self.assertIn("LimitNOFILE", line)

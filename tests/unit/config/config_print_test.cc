@@ -52,7 +52,7 @@ TEST(ConfigPrint, OutputLoadsBackToTheSameConfig) {
 TEST(ConfigPrint, EveryDefaultIsFilledIn) {
   const std::string printed = configToYaml(*load("{}"));
   for (const char* want :
-       {"max_message_size: 10240000", "pool_size: 32", "command: 5m", "data_grace: 30s",
+       {"max_message_size: 10240000", "pool_size: auto", "command: 5m", "data_grace: 30s",
         "greeting_delay: 0s", "memory_limit: 1M", "min_version: 1.2", "reverse_lookup: true",
         "address: 127.0.0.1:2525", "level: info", "name: size", "name: recipients"}) {
     EXPECT_NE(printed.find(want), std::string::npos) << "want " << want << " in\n" << printed;

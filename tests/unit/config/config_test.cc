@@ -526,9 +526,11 @@ TEST(Config, DescriptorsNeeded) {
     std::string yaml;
     std::size_t want;
   } cases[] = {
-      // 4 per connection + pool + listeners + reserve
-      {"", 4 * 1000 + 32 + 1 + kDescriptorReserve},
-      {"limits: {max_connections: 100}", 4 * 100 + 32 + 1 + kDescriptorReserve},
+      // 4 per connection + pool (none for auto) + listeners + reserve
+      {"", 4 * 1000 + 0 + 1 + kDescriptorReserve},
+      {"limits: {max_connections: 100}", 4 * 100 + 0 + 1 + kDescriptorReserve},
+      {"limits: {max_connections: 100}\nupstream: {pool_size: 32}",
+       4 * 100 + 32 + 1 + kDescriptorReserve},
       {"limits: {max_connections: 1}\nupstream: {pool_size: 0}\n"
        "listen: [\"127.0.0.1:25\", \"127.0.0.1:587\"]",
        4 + 0 + 2 + kDescriptorReserve},
@@ -537,6 +539,22 @@ TEST(Config, DescriptorsNeeded) {
     const std::size_t got = descriptorsNeeded(*load(tc.yaml));
     EXPECT_EQ(got, tc.want) << tc.yaml << ": got " << got << ", want " << tc.want;
   }
+}
+
+TEST(Config, PoolSizeIsAutoOrANumber) {
+  // auto (the default) lets the pool follow the load up to max_connections.
+  const auto byDefault = load("limits: {max_connections: 300}");
+  EXPECT_TRUE(byDefault->upstream.poolAuto);
+  EXPECT_EQ(poolLimit(*byDefault), 300u);
+  const auto spelled = load("limits: {max_connections: 50}\nupstream: {pool_size: auto}");
+  EXPECT_TRUE(spelled->upstream.poolAuto);
+  EXPECT_EQ(poolLimit(*spelled), 50u);
+  const auto fixed = load("upstream: {pool_size: 7}");
+  EXPECT_FALSE(fixed->upstream.poolAuto);
+  EXPECT_EQ(poolLimit(*fixed), 7u);
+  EXPECT_EQ(poolLimit(*load("upstream: {pool_size: 0}")), 0u);
+  expectError({"upstream: {pool_size: automatic}", "upstream.pool_size", "integer"});
+  expectError({"upstream: {pool_size: -1}", "upstream.pool_size", ""});
 }
 
 TEST(Config, HostnameMustFitInAReply) {
