@@ -130,6 +130,8 @@ void MilterSession::mailFrom(const std::vector<std::string>& args, const MilterM
   if (inTransaction_) endTransaction("aborted");
   macros_.queueId = macros.queueId;  // a new transaction: the last one's id no longer applies
   macros_.authAuthen = macros.authAuthen;
+  // Postfix sends {auth_authen} with MAIL (milter_mail_macros); AUTH is once per session.
+  if (!macros.authAuthen.empty()) record_.authenticatedUser = macros.authAuthen;
   Envelope& e = record_.envelope;
   e = Envelope{};
   e.mailFrom = args.empty() ? "" : stripBrackets(args[0]);
