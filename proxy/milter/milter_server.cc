@@ -57,7 +57,13 @@ struct Shared {
   std::chrono::milliseconds timeout;
   std::uint64_t maxMessage;
   std::atomic<std::uint64_t> nextKey{1};
+  std::atomic<bool> draining{false};      // SIGTERM: new connections are refused
+  std::atomic<bool> shuttingDown{false};  // the drain's deadline: what waits is refused
 };
+
+Reply shutdownReply() {
+  return Reply::transient(421, "4.3.2", "Service shutting down, please try again later");
+}
 
 std::mutex gSharedMutex;
 std::shared_ptr<Shared> gShared;
@@ -191,6 +197,8 @@ sfsistat setReply(SMFICTX* ctx, const Reply& r, sfsistat status) {
 }
 
 sfsistat noAnswer(SMFICTX* ctx, Conn& c, Stage stage) {
+  // 421: Postfix hangs up on its client, which comes back to a portcullis that is running.
+  if (c.shared->shuttingDown.load()) return setReply(ctx, shutdownReply(), SMFIS_TEMPFAIL);
   c.shared->bridge->post([shared = c.shared, key = c.key, stage] {
     MilterSession* s = shared->server->find(key);
     spdlog::warn(
@@ -252,9 +260,15 @@ sfsistat onConnect(SMFICTX* ctx, char* hostname,  // NOLINT(readability-non-cons
   auto conn = std::make_unique<Conn>();
   conn->shared = shared;
   conn->key = shared->nextKey.fetch_add(1);
-  conn->admitted = shared->gate.enter();
+  const bool draining = shared->draining.load();
+  conn->admitted = !draining && shared->gate.enter();
   Conn* c = conn.release();
   smfi_setpriv(ctx, c);
+  if (draining) {
+    shared->bridge->post(
+        [] { spdlog::info("milter event=milter-refused code=421 reason=\"shutting down\""); });
+    return setReply(ctx, shutdownReply(), SMFIS_TEMPFAIL);
+  }
   if (!c->admitted) {
     shared->bridge->post([shared] {
       spdlog::warn("milter event=milter-busy sessions={} reason=\"milter.max_sessions reached\"",
@@ -417,6 +431,7 @@ MilterSession& MilterServer::open(std::uint64_t key) {
   auto s = std::make_unique<MilterSession>(dispatcher_, snapshot_ ? snapshot_() : config_, context_,
                                            newSessionId());
   MilterSession& ref = *s;
+  if (draining_) ref.drain();  // admitted just before the drain began
   sessions_.emplace(key, std::move(s));
   return ref;
 }
@@ -428,6 +443,35 @@ void MilterServer::close(std::uint64_t key) {
   // Possibly inside the chain's own callback: freed from the loop.
   dispatcher_.deferredDelete(std::move(it->second));
   sessions_.erase(it);
+  if (draining_ && sessions_.empty() && drainedCallback_) {
+    spdlog::info("event=milter-drained");
+    drainedCallback_();
+  }
+}
+
+void MilterServer::beginDrain(std::function<void()> drained) {
+  if (!started_ || draining_) return;
+  draining_ = true;
+  drainedCallback_ = std::move(drained);
+  {
+    const std::lock_guard lock(gSharedMutex);
+    if (gShared) gShared->draining.store(true);
+  }
+  spdlog::info("event=milter-drain sessions={}", sessions_.size());
+  for (auto& [key, s] : sessions_) s->drain();
+}
+
+void MilterServer::drainDeadline() {
+  if (!started_ || sessions_.empty()) return;
+  spdlog::warn("event=milter-drain-deadline sessions={}", sessions_.size());
+  {
+    const std::lock_guard lock(gSharedMutex);
+    if (gShared) gShared->shuttingDown.store(true);  // before the callers wake
+  }
+  // As stop(): every waiting callback is answered (421 now), later ones find the bridge closed.
+  bridge_->close();
+  for (auto& [key, s] : sessions_) s->close();
+  sessions_.clear();
 }
 
 bool MilterServer::start(std::string* error) {
