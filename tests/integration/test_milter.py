@@ -8,7 +8,8 @@ describes (127.0.0.2 is listed in dnsbl.test, 127.0.0.1 is not). Faults: portcul
 (Postfix applies milter_default_action) and a filter slower than Postfix's
 milter_command_timeout (Postfix gives up on the milter and applies milter_default_action).
 SIGTERM drains the milter's sessions like the proxy's (a transaction in flight finishes, or is
-told 421 at timeouts.shutdown).
+told 421 at timeouts.shutdown). A DNSBL TXT that is hostile ('%', CR LF, ESC, non-ASCII, over
+500 octets) reaches the client through Postfix as one clean reply.
 """
 
 import json
@@ -276,6 +277,34 @@ class MilterTest(HarnessTestCase):
         self.assertEqual(pc.wait_exit(timeout=20), 0)
         self.assertRegex(pc.log_text(), r"event=milter-drain-deadline sessions=1")
         self.assertEqual(pf.messages(0), [])
+
+    def test_hostile_dnsbl_txt_reaches_the_client_as_one_clean_reply(self):
+        """127.0.0.13's TXT (tests/fixtures/dns/zones.conf) has '%' format characters, CR LF
+        with a 421 line after it, ESC, UTF-8 and a byte that is not UTF-8, and 589 octets.
+        Through smfi_setreply and Postfix the client gets one single-line 554 with our enhanced
+        code; the text is sanitised as on the proxy path (sanitizeText: no control characters,
+        no '%', valid UTF-8 kept, the stray byte dropped, cut to whole characters); the session
+        stays in step and the daemon keeps serving."""
+        pc, pf = self.start_pair([DNSBL])
+        with self.client(pf, "127.0.0.13") as c:
+            replies = transaction(c)
+            code, lines = replies[-1]
+            self.assertEqual(code, 554, replies)
+            self.assertEqual(len(lines), 1, lines)
+            self.assertTrue(lines[0].startswith("5.7.1 Service unavailable; client [127.0.0.13] "
+                                                "blocked using dnsbl.test; 100"), lines)
+            self.assertNotRegex(lines[0], r"[\x00-\x1f\x7f]")
+            self.assertNotIn("%", lines[0])
+            self.assertNotIn("\ufffd", lines[0])  # the byte that is not UTF-8 is gone
+            self.assertIn("caf\u00e9", lines[0])
+            self.assertIn("421 4.3.2 bye", lines[0])  # the injected line is text in this one
+            self.assertEqual(c.cmd("QUIT")[0], 221)  # no injected reply is left in the stream
+        self.assertRegex(pc.log_text(), r"event=reject .*stage=connect .*filter=dnsbl")
+        self.assertTrue(pc.alive())
+        with self.client(pf, "127.0.0.1") as c:
+            replies = transaction(c)
+        self.assertEqual(replies[-1][0], 250, replies)
+        self.assertEqual(len(pf.messages(1)), 1)
 
     def test_signals_reach_the_daemon_not_libmilter(self):
         """libmilter's signal thread sigwait()s HUP/TERM/INT, which makes it a candidate for the
