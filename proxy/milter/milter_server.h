@@ -39,7 +39,7 @@ class MilterServer final : public DrainParticipant {
   using SnapshotSource = std::function<std::shared_ptr<const Config>()>;
   MilterServer(Dispatcher& dispatcher, std::shared_ptr<const Config> config,
                const FilterContext& context, SnapshotSource snapshot = {});
-  ~MilterServer();
+  ~MilterServer() override;
   MilterServer(const MilterServer&) = delete;
   MilterServer& operator=(const MilterServer&) = delete;
 

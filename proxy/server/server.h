@@ -55,15 +55,13 @@ ReloadPlan planReload(const Config& running, const Config& fresh);
 // Loop thread only.
 class DrainParticipant {
  public:
+  virtual ~DrainParticipant() = default;
   // The drain has begun: take no new work, let what is in flight finish, and call `drained`
   // once nothing is left (possibly never: then drainDeadline() comes).
   virtual void beginDrain(std::function<void()> drained) = 0;
   // timeouts.shutdown has passed: end what is left now (tempfail it).
   virtual void drainDeadline() = 0;
   virtual bool drained() const = 0;
-
- protected:
-  ~DrainParticipant() = default;
 };
 
 class Server final : public SessionHost {
