@@ -23,6 +23,7 @@
 #include <dlfcn.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,10 +32,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -95,6 +99,25 @@ bool setSocketAccess(const std::string& path, const MilterConfig& milter, std::s
     return false;
   }
   return true;
+}
+
+// The process's listening TCP sockets (descriptor numbers).
+std::set<int> listeningTcpSockets() {
+  std::set<int> out;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    int fd = -1;
+    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc{}) continue;
+    int value = 0;
+    socklen_t len = sizeof value;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) != 0 || value == 0) continue;
+    len = sizeof value;
+    if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &value, &len) != 0) continue;
+    if (value == AF_INET || value == AF_INET6) out.insert(fd);
+  }
+  return out;
 }
 
 // Connects to our own milter socket and hangs up: wakes smfi_main's listener, which otherwise
@@ -502,9 +525,23 @@ bool MilterServer::start(std::string* error) {
     return false;
   }
   // Bind now, so that a bad address fails start-up rather than the milter thread later.
+  const std::set<int> before = listeningTcpSockets();
   if (smfi_opensocket(true) != MI_SUCCESS) {
     *error = "milter.listen: cannot listen on \"" + conn + "\"";
     return false;
+  }
+  // Nagle's algorithm off on the MTA's connections. libmilter answers in small writes, some
+  // back to back (at end-of-message each header change, then the verdict); with Nagle a write
+  // waited for the MTA's delayed ACK of the one before. On one Postfix session over TCP that
+  // was 10-16 msg/s against 34-48 over a unix socket, and 44-50 with TCP_NODELAY (README,
+  // milter benchmark). libmilter gives no access to its descriptors: the listening socket is
+  // the one smfi_opensocket added, and on Linux accepted sockets inherit TCP_NODELAY from it.
+  for (const int fd : listeningTcpSockets()) {
+    if (before.contains(fd)) continue;
+    const int one = 1;
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+      spdlog::warn("event=milter-nodelay result=failed error={}", logValue(std::strerror(errno)));
+    }
   }
   if (conn.starts_with("unix:") && !setSocketAccess(conn.substr(5), config_->milter, error)) {
     return false;

@@ -12,11 +12,14 @@ told 421 at timeouts.shutdown). A DNSBL TXT that is hostile ('%', CR LF, ESC, no
 500 octets) reaches the client through Postfix as one clean reply.
 """
 
+import ctypes
 import json
 import os
 import re
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -305,6 +308,33 @@ class MilterTest(HarnessTestCase):
             replies = transaction(c)
         self.assertEqual(replies[-1][0], 250, replies)
         self.assertEqual(len(pf.messages(1)), 1)
+
+    def test_milter_tcp_connections_have_nagle_off(self):
+        """The MTA's TCP connections to the milter have TCP_NODELAY (with Nagle, libmilter's
+        back-to-back small writes waited for Postfix's delayed ACK: ~50 ms per message on one
+        session, tests/bench/milter_bench.sh). Read on portcullis's own descriptor, borrowed
+        with pidfd_getfd (root), while Postfix holds a session open."""
+        pc, pf = self.start_pair([HEADER_CHECKS])
+        milter_port = int(re.search(r"inet:(\d+)@", pc.config["milter"]["listen"]).group(1))
+        with self.client(pf) as c:
+            self.assertEqual(c.read_reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO client.test")[0], 250)  # the milter session is open
+            out = subprocess.run(["ss", "-tnpH", "state", "established",
+                                  f"( sport = :{milter_port} )"],
+                                 capture_output=True, text=True, check=True).stdout
+            fds = [int(fd) for pid, fd in re.findall(r"pid=(\d+),fd=(\d+)", out)
+                   if int(pid) == pc.pid]
+            self.assertEqual(len(fds), 1, out)
+            libc = ctypes.CDLL(None, use_errno=True)
+            pidfd = os.pidfd_open(pc.pid)
+            try:
+                fd = libc.syscall(438, pidfd, fds[0], 0)  # SYS_pidfd_getfd
+                self.assertGreaterEqual(fd, 0, os.strerror(ctypes.get_errno()))
+            finally:
+                os.close(pidfd)
+            with socket.socket(fileno=fd) as borrowed:
+                self.assertEqual(borrowed.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+            c.cmd("QUIT")
 
     def test_signals_reach_the_daemon_not_libmilter(self):
         """libmilter's signal thread sigwait()s HUP/TERM/INT, which makes it a candidate for the
