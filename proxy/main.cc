@@ -329,6 +329,7 @@ int main(int argc, char** argv) {
         spdlog::critical("event=startup-failed error={}", logValue(error));
         return 1;
       }
+      server.addDrainParticipant(milter.get());  // SIGTERM drains the milter's sessions too
     }
     std::unique_ptr<AdminServer> admin;
     if (config->admin.listen) {

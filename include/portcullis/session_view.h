@@ -151,6 +151,13 @@ class SessionView {
   virtual std::uint32_t transactions() const = 0;  // completed or aborted MAIL transactions
   virtual const EnvelopeView& envelope() const = 0;
   virtual const MessageView& message() const = 0;
+  // The name the client authenticated as (SMTP AUTH, RFC 4954), as the MTA that checked the
+  // credentials reports it; empty when the client has not authenticated. Milter mode: Postfix's
+  // {auth_authen} macro, from the MAIL FROM stage on (Postfix sends it with MAIL; set
+  // milter_mail_macros to include it, as Postfix's default does). Proxy mode: always empty. The
+  // proxy does not relay AUTH to the MTA (it answers AUTH 502 and strips it from EHLO), so no
+  // client is ever authenticated through it. Since API 1.3.
+  virtual std::string_view authenticatedUser() const = 0;
 
  protected:
   ~SessionView() = default;

@@ -12,7 +12,8 @@ namespace portcullis {
 // Major: bumped on any incompatible change to include/portcullis/. Minor: additions only.
 inline constexpr int kApiVersionMajor = 1;
 // 1.1: header edits, Verdict::withReason. 1.2: HttpClient, MessageReader::bytes.
-inline constexpr int kApiVersionMinor = 2;
+// 1.3: SessionView::authenticatedUser.
+inline constexpr int kApiVersionMinor = 3;
 
 struct ApiVersion {
   int major = 0;

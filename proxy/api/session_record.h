@@ -65,6 +65,7 @@ struct SessionRecord {
   TlsInfo tls;
   SessionLimits limits;
   std::uint32_t transactions = 0;  // completed or aborted MAIL transactions so far
+  std::string authenticatedUser;   // SMTP AUTH name as the MTA reports it (milter); else empty
   Envelope envelope;
   MessageInfo message;
 };
@@ -114,6 +115,7 @@ class SessionRecordView final : public SessionView,
   std::uint32_t transactions() const override { return r_->transactions; }
   const EnvelopeView& envelope() const override { return *this; }
   const MessageView& message() const override { return *this; }
+  std::string_view authenticatedUser() const override { return r_->authenticatedUser; }
 
   // ClientView
   std::string_view address() const override { return r_->client.address; }

@@ -6,9 +6,13 @@
 // the loop side keeps one MilterSession per connection, with the same filter chain the proxy
 // listeners use. milter.max_sessions bounds the connections served at once (more: tempfail).
 // Signals: SIGTERM, SIGHUP and SIGINT belong to the daemon's handlers on the loop; libmilter's
-// own signal thread is kept from taking them (milter_server.cc says how). stop() (loop thread,
-// also from the destructor) answers every waiting callback, stops smfi_main and joins it.
-// libmilter keeps global state: one MilterServer per process.
+// own signal thread is kept from taking them (milter_server.cc says how).
+// SIGTERM: the daemon's drain (DrainParticipant) reaches the milter too. New MTA connections are
+// answered 421 4.3.2 (Postfix hangs up on its client), a session answers 421 4.3.2 at its next
+// HELO or MAIL (between transactions), and a transaction under way goes on to its end; at
+// timeouts.shutdown whatever still waits is answered 421 4.3.2 and the process exits.
+// stop() (loop thread, also from the destructor) answers every waiting callback, stops
+// smfi_main and joins it. libmilter keeps global state: one MilterServer per process.
 
 #include <atomic>
 #include <chrono>
@@ -23,10 +27,11 @@
 #include "proxy/config/config.h"
 #include "proxy/milter/loop_bridge.h"
 #include "proxy/milter/milter_session.h"
+#include "proxy/server/server.h"
 
 namespace portcullis {
 
-class MilterServer {
+class MilterServer final : public DrainParticipant {
  public:
   // `config` gives milter.* (fixed for the process's life). `snapshot`, called on the loop
   // thread for every new MTA connection, gives the config its filter chain and limits come
@@ -34,7 +39,7 @@ class MilterServer {
   using SnapshotSource = std::function<std::shared_ptr<const Config>()>;
   MilterServer(Dispatcher& dispatcher, std::shared_ptr<const Config> config,
                const FilterContext& context, SnapshotSource snapshot = {});
-  ~MilterServer();
+  ~MilterServer() override;
   MilterServer(const MilterServer&) = delete;
   MilterServer& operator=(const MilterServer&) = delete;
 
@@ -45,6 +50,11 @@ class MilterServer {
   void stop();
 
   std::size_t sessionCount() const { return sessions_.size(); }
+
+  // DrainParticipant (the daemon's SIGTERM drain).
+  void beginDrain(std::function<void()> drained) override;
+  void drainDeadline() override;
+  bool drained() const override { return sessions_.empty(); }
 
   // Loop side of the callbacks (milter_server.cc); public for the callbacks' jobs only.
   MilterSession* find(std::uint64_t key);
@@ -61,6 +71,8 @@ class MilterServer {
   std::thread thread_;
   std::shared_ptr<std::atomic<bool>> mainDone_;  // smfi_main has returned
   bool started_ = false;
+  bool draining_ = false;
+  std::function<void()> drainedCallback_;
 };
 
 }  // namespace portcullis

@@ -130,6 +130,8 @@ void MilterSession::mailFrom(const std::vector<std::string>& args, const MilterM
   if (inTransaction_) endTransaction("aborted");
   macros_.queueId = macros.queueId;  // a new transaction: the last one's id no longer applies
   macros_.authAuthen = macros.authAuthen;
+  // Postfix sends {auth_authen} with MAIL (milter_mail_macros); AUTH is once per session.
+  if (!macros.authAuthen.empty()) record_.authenticatedUser = macros.authAuthen;
   Envelope& e = record_.envelope;
   e = Envelope{};
   e.mailFrom = args.empty() ? "" : stripBrackets(args[0]);
@@ -235,6 +237,16 @@ void MilterSession::run(Stage stage, Completion done,
   // A stage the MTA gave up waiting for (our deadline) may still be running: it is abandoned.
   if (chain_.running()) chain_.cancel();
   furthest_ = std::max(furthest_, stage);
+  if (draining_ &&
+      (stage == Stage::kConnect || stage == Stage::kHelo || stage == Stage::kMailFrom)) {
+    spdlog::info("{} event=shutdown stage={} code=421 dsn=4.3.2 mode=milter", record_.id,
+                 stageName(stage));
+    MilterAction a;
+    a.status = MilterAction::Status::kTempfail;
+    a.reply = Reply::transient(421, "4.3.2", config_->hostname + " Service shutting down");
+    done(std::move(a));
+    return;
+  }
   auto answer = std::make_shared<Completion>(std::move(done));
   chain_.run(
       stage, record_,

@@ -75,6 +75,9 @@ class MilterSession {
   void abort();
   // The MTA closed the connection.
   void close();
+  // SIGTERM's drain: a transaction under way goes on; the next HELO or MAIL is answered 421
+  // 4.3.2, so that Postfix hangs up on its client.
+  void drain() { draining_ = true; }
 
  private:
   class BodyReader;
@@ -94,6 +97,7 @@ class MilterSession {
   std::chrono::steady_clock::time_point start_;
   Stage furthest_ = Stage::kConnect;
   bool inTransaction_ = false;
+  bool draining_ = false;
   int messages_ = 0;
 };
 

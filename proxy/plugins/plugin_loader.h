@@ -43,7 +43,7 @@ class PluginSet final : public PluginLoader {
   void load(const std::vector<PluginConfig>& plugins) override;
   std::vector<LoadedPlugin> loaded() const;
 
-  // "portcullis 0.2.0, API 1.2, gcc 12, libstdc++ cxx11abi=1", for error lines.
+  // "portcullis 0.2.0, API 1.3, gcc 12, libstdc++ cxx11abi=1", for error lines.
   static std::string describe(const PluginAbi& abi);
 
  private:

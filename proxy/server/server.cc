@@ -128,7 +128,9 @@ Server::Server(Dispatcher& dispatcher, std::shared_ptr<const Config> config)
                   [this] {
                     spdlog::warn("event=drain-deadline sessions={}", sessions_.size());
                     for (auto& [ptr, s] : sessions_) s->drain(true);
+                    for (DrainParticipant* p : participants_) p->drainDeadline();
                     exitTimer_.start(std::chrono::milliseconds(5000));  // last resort
+                    maybeExit();
                   }),
       exitTimer_(dispatcher, [this] { event_base_loopexit(base_, nullptr); }),
       probeTimer_(dispatcher, [this] { probe(); }),
@@ -434,12 +436,15 @@ void Server::beginDrain() {
   pool_.clear();
   poolTimer_.stop();
   for (auto& [ptr, s] : sessions_) s->drain(false);
+  for (DrainParticipant* p : participants_) p->beginDrain([this] { maybeExit(); });
   drainTimer_.start(config_->timeouts.shutdown);
   maybeExit();
 }
 
 void Server::maybeExit() {
-  if (draining_ && sessions_.empty()) {
+  if (draining_ && sessions_.empty() &&
+      std::all_of(participants_.begin(), participants_.end(),
+                  [](const DrainParticipant* p) { return p->drained(); })) {
     spdlog::info("event=drained");
     event_base_loopexit(base_, nullptr);
   }

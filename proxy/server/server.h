@@ -51,6 +51,19 @@ struct ReloadPlan {
 // admin.listen, spool.directory, log.*, dns.servers/timeout/attempts, plugins.
 ReloadPlan planReload(const Config& running, const Config& fresh);
 
+// Something besides the listeners' sessions that the SIGTERM drain waits for (the milter).
+// Loop thread only.
+class DrainParticipant {
+ public:
+  virtual ~DrainParticipant() = default;
+  // The drain has begun: take no new work, let what is in flight finish, and call `drained`
+  // once nothing is left (possibly never: then drainDeadline() comes).
+  virtual void beginDrain(std::function<void()> drained) = 0;
+  // timeouts.shutdown has passed: end what is left now (tempfail it).
+  virtual void drainDeadline() = 0;
+  virtual bool drained() const = 0;
+};
+
 class Server final : public SessionHost {
  public:
   Server(Dispatcher& dispatcher, std::shared_ptr<const Config> config);
@@ -63,6 +76,9 @@ class Server final : public SessionHost {
   [[nodiscard]] bool start(std::string* error);
   // SIGTERM: stop accepting, let sessions finish until timeouts.shutdown, then 421 the rest.
   void beginDrain();
+  // `p` (which must outlive the loop) is drained with the sessions: the process exits when
+  // both are done, or at the same deadline.
+  void addDrainParticipant(DrainParticipant* p) { participants_.push_back(p); }
 
   std::size_t sessionCount() const { return sessions_.size(); }
   std::size_t pooledUpstreams() const { return pool_.size(); }
@@ -175,6 +191,7 @@ class Server final : public SessionHost {
   std::optional<Dispatcher::Clock::time_point> upstreamDownSince_;
   std::uint64_t upstreamFailures_ = 0;
   bool draining_ = false;
+  std::vector<DrainParticipant*> participants_;
   ConfigSource configSource_;
 };
 

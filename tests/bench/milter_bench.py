@@ -6,13 +6,16 @@ milter (header_checks with a rule that adds a header to every message, so every 
 smfi_addheader run), the other calls nothing. smtp-source sends the same load to each, rounds
 interleaved, and each reading is messages / seconds until smtp-source has had every 250 (the
 message is queued by then; both instances discard at delivery, so the queue is not measured).
+--socket unix puts the milter on a unix socket instead of TCP on 127.0.0.1.
 """
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -41,19 +44,29 @@ def main():
     p.add_argument("--size", type=int, default=10240)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--binary", default=os.path.join(REPO, "build", "portcullis"))
+    p.add_argument("--socket", choices=["inet", "unix"], default="inet")
     args = p.parse_args()
 
-    port = free_port()
+    sock_dir = None
+    if args.socket == "unix":
+        sock_dir = tempfile.mkdtemp(prefix="milter-bench-")
+        os.chmod(sock_dir, 0o755)
+        listen = f"unix:{sock_dir}/milter.sock"
+        milter = listen
+    else:
+        port = free_port()
+        listen, milter = f"inet:{port}@127.0.0.1", f"inet:127.0.0.1:{port}"
+    print(f"milter socket: {milter}", flush=True)
     pc = Portcullis(binary=os.path.abspath(args.binary), config={
         "listen": [], "log": {"level": "warn"},
-        "milter": {"listen": f"inet:{port}@127.0.0.1", "max_sessions": 256},
+        "milter": {"listen": listen, "max_sessions": 256},
         "filters": [{"name": "header_checks", "rules": [
             {"match": "^Subject:.*viagra", "action": "reject"},
             {"match": "^From:", "action": "add_header", "header": "X-Checked: yes"}]}]}).start()
     fixed = {"message_size_limit": 0, "default_transport": "discard:bench",
              "virtual_transport": "discard:bench", "smtpd_milters": "",
              "non_smtpd_milters": ""}
-    with_milter = Postfix(milter=f"inet:127.0.0.1:{port}",
+    with_milter = Postfix(milter=milter,
                           extra_main_cf={k: v for k, v in fixed.items() if "milters" not in k})
     alone = Postfix(extra_main_cf=fixed)
     with_milter.start()
@@ -74,6 +87,8 @@ def main():
         with_milter.stop()
         alone.stop()
         pc.stop()
+        if sock_dir:
+            shutil.rmtree(sock_dir, True)
 
 
 if __name__ == "__main__":

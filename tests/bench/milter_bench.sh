@@ -7,6 +7,7 @@
 #
 #   sudo tests/bench/milter_bench.sh [--messages 2000] [--sessions "1 10"] [--size 10240]
 #                                    [--rounds 3] [--binary build/portcullis]
+#                                    [--socket inet|unix]
 #
 # One line per round, and a median per session count, e.g.
 #   sessions=10 round=1 postfix=900 msg/s postfix+portcullis-milter=700 msg/s ratio=0.78
@@ -21,7 +22,7 @@ cd "$(dirname "$SELF")/../.."
 REPO=$PWD
 ARGS=("$@")
 BINARY=$REPO/build/portcullis
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 for ((i = 0; i < ${#ARGS[@]}; i++)); do
   case ${ARGS[$i]} in
     -h|--help) usage; exit 0 ;;

@@ -3,6 +3,8 @@
 // by one definition each (tests/CMakeLists.txt):
 //   (none)                 a good plugin: the filter "plugin_fixture"
 //   FIXTURE_WRONG_ABI      the same, tagged for API major + 1
+//   FIXTURE_PREVIOUS_API   the same, tagged for the previous API minor (built against 1.2
+//                          when the daemon is 1.3): a minor bump refuses it too
 //   FIXTURE_NO_ENTRY       no portcullis_plugin_v1 at all
 //   FIXTURE_NAME=<"name">  registers its filter under another name (a clash with "size", ...)
 // The filter rejects at MAIL FROM when configured with `reject: true` and fails there (for
@@ -76,6 +78,13 @@ constexpr portcullis::PluginEntry wrongAbi() {
   return entry;
 }
 constexpr portcullis::PluginEntry kEntry = wrongAbi();
+#elif defined(FIXTURE_PREVIOUS_API)
+constexpr portcullis::PluginEntry previousApi() {
+  portcullis::PluginEntry entry = portcullis::makePluginEntry("fixture", "0.0.1", &install);
+  entry.abi.apiMinor -= 1;
+  return entry;
+}
+constexpr portcullis::PluginEntry kEntry = previousApi();
 #else
 constexpr portcullis::PluginEntry kEntry =
     portcullis::makePluginEntry("fixture", "0.0.1", &install);

@@ -32,6 +32,7 @@ TEST(SessionViewTest, AccessorsShowTheRecord) {
   r.tls = {true, "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, true};
   r.limits = {1000, 50};
   r.transactions = 3;
+  r.authenticatedUser = "alice@b.test";
   r.envelope.mailFrom = "a@b.test";
   r.envelope.mailParams = {"SIZE=10", "BODY=8BITMIME"};
   r.envelope.declaredSize = 10;
@@ -57,6 +58,8 @@ TEST(SessionViewTest, AccessorsShowTheRecord) {
   EXPECT_EQ(v.hostname(), "mx.test");
   EXPECT_EQ(v.helo(), "client.test");
   EXPECT_TRUE(v.esmtp());
+  EXPECT_EQ(v.authenticatedUser(), "alice@b.test");
+  EXPECT_EQ(SessionRecordView(SessionRecord{}).authenticatedUser(), "");
   EXPECT_TRUE(v.tls().active());
   EXPECT_EQ(v.tls().protocol(), "TLSv1.3");
   EXPECT_EQ(v.tls().cipher(), "TLS_AES_256_GCM_SHA384");
