@@ -131,6 +131,7 @@ void parseUpstream(const ConfigSection& s, Config& cfg) {
       static_cast<std::uint32_t>(s.getInt("pool_max_reuse", cfg.upstream.poolMaxReuse, 1, 1000000));
   cfg.upstream.keepaliveInterval =
       s.getDuration("keepalive_interval", cfg.upstream.keepaliveInterval);
+  cfg.upstream.chunking = s.getChoice("chunking", {"auto", "off"}, "auto") == "auto";
   const std::string tls = s.getChoice("tls", {"none", "opportunistic", "require"}, "none");
   cfg.upstream.tls = tls == "require"         ? UpstreamTls::kRequire
                      : tls == "opportunistic" ? UpstreamTls::kOpportunistic

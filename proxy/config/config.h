@@ -58,6 +58,7 @@ struct UpstreamConfig {
   milliseconds poolIdleTimeout{30'000};
   std::uint32_t poolMaxReuse = 100;        // sessions per connection
   milliseconds keepaliveInterval{60'000};  // NOOP to the MTA while a slow client sends DATA
+  bool chunking = true;  // upstream.chunking: auto (BDAT when the MTA offers CHUNKING) or off
   UpstreamTls tls = UpstreamTls::kNone;
   bool tlsVerify = false;
   std::string caFile;

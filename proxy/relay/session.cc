@@ -79,6 +79,7 @@ UpstreamLinkSettings linkSettings(const Config& config, std::shared_ptr<const Tl
   s.upstream.dataTimeout = config.timeouts.endOfData;
   s.upstream.tls = config.upstream.tls;
   s.upstream.tlsContext = std::move(tls);
+  s.upstream.chunking = config.upstream.chunking;
   s.pooling = poolLimit(config) > 0;
   s.keepalive = config.upstream.keepaliveInterval;
   return s;

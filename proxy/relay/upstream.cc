@@ -181,8 +181,40 @@ void Upstream::sendMessage(const Spool& spool, MessageHead head, Callback done) 
   prefix_ = std::move(head.bytes);
   offset_ = head.spoolOffset;
   stuffer_ = DotStuffer();
+  bdat_ = settings_.chunking && caps_.chunking;
+  if (bdat_) {
+    startBdat();
+    return;
+  }
   enter(State::kBusy);
   send("DATA", Expect::kData, settings_.commandTimeout);
+}
+
+void Upstream::startBdat() {
+  // RFC 3030: the chunk is the message itself, no dot-stuffing and no end-of-data line, so the
+  // count must be exact: our head, the spool from its offset, and the CRLF that DATA would add
+  // after a last line without one (never the case for a message the framer accepted, which
+  // ends in CRLF or is empty). The chunk follows the command at once (RFC 3030 2: no 354).
+  const std::uint64_t size = spool_->size();
+  if (offset_ > size) {
+    failLater(UpstreamFailure::kProtocol, "spool offset past the end of the message");
+    return;
+  }
+  char last = '\n';
+  if (size > offset_) {
+    if (spool_->read(size - 1, &last, 1) != 1) {
+      failLater(UpstreamFailure::kProtocol, "spool read failed");
+      return;
+    }
+  } else if (!prefix_.empty()) {
+    last = prefix_.back();
+  }
+  bdatCrlf_ = last != '\n';
+  bdatSize_ = prefix_.size() + (size - offset_) + (bdatCrlf_ ? 2 : 0);
+  bdatSent_ = 0;
+  enter(State::kSending);
+  send("BDAT " + std::to_string(bdatSize_) + " LAST", Expect::kBdat, settings_.dataTimeout);
+  pumpMessage();
 }
 
 void Upstream::quit() {
@@ -252,7 +284,9 @@ void Upstream::readReplies() {
   evbuffer* in = stream->input();
   char line[Reply::kMaxLineLength];
   while (evbuffer_get_length(in) > 0) {
-    const bool waiting = state_ == State::kOpening || state_ == State::kBusy;
+    // A reply to BDAT may come while we still write the chunk (handleReply decides).
+    const bool waiting =
+        state_ == State::kOpening || state_ == State::kBusy || (state_ == State::kSending && bdat_);
     if (!waiting) {
       char peek[64];
       const auto n = evbuffer_copyout(in, peek, sizeof peek);
@@ -313,6 +347,7 @@ bool Upstream::legal(Expect expect, const Reply& reply) {
     case Expect::kMail:
     case Expect::kRset:
     case Expect::kDot:
+    case Expect::kBdat:
     case Expect::kNoop:
       return c == 250;
     case Expect::kRcpt:
@@ -338,6 +373,23 @@ void Upstream::handleReply(Reply reply) {
     openStep(std::move(reply));
     return;
   }
+  if (state_ == State::kSending) {
+    // A reply to BDAT before we wrote all of its chunk. Only a refusal can be genuine; the
+    // rest of the chunk must then never reach the MTA, where it would be read as commands:
+    // the connection is closed once the reply is handed on.
+    if (!reply.isNegative()) {
+      fail(UpstreamFailure::kProtocol,
+           "reply " + std::to_string(reply.code()) + " to BDAT before its chunk was sent");
+      return;
+    }
+    UpstreamResult r{UpstreamFailure::kNone, std::move(reply), {}};
+    enter(State::kBroken);
+    timer_.stop();
+    dropStream();
+    spool_ = nullptr;
+    complete(std::move(r));
+    return;
+  }
   if (expect_ == Expect::kData && reply.code() == 354) {
     enter(State::kSending);
     timer_.start(settings_.dataTimeout);
@@ -350,7 +402,9 @@ void Upstream::handleReply(Reply reply) {
   // one; a positive RSET or any reply to the final dot ends it (RFC 5321 4.1.1.4, 4.1.1.5).
   // A refused DATA leaves it open. reusable() never pools a connection with one open.
   if (expect_ == Expect::kMail && reply.isPositive()) transactionOpen_ = true;
-  if ((expect_ == Expect::kRset && reply.isPositive()) || expect_ == Expect::kDot) {
+  // RFC 3030 2: after a refused BDAT the client must RSET, so only a 250 ends it.
+  if ((expect_ == Expect::kRset && reply.isPositive()) || expect_ == Expect::kDot ||
+      (expect_ == Expect::kBdat && reply.isPositive())) {
     transactionOpen_ = false;
   }
   if (reply.closesConnection()) enter(State::kBroken);  // 421: the MTA is going away
@@ -452,10 +506,19 @@ void Upstream::sendIdentity() {
   complete({UpstreamFailure::kNone, std::nullopt, {}});
 }
 
+void Upstream::emitMessageBytes(std::string_view bytes) {
+  if (bdat_) {
+    bdatSent_ += bytes.size();
+    stream_->write(bytes);
+    return;
+  }
+  stuffer_.stuff(bytes, [this](std::string_view s) { stream_->write(s); });
+}
+
 void Upstream::pumpMessage() {
   if (!prefix_.empty()) {
     // Stuffed like the rest: a header name may begin with "." (RFC 5322 ftext allows it).
-    stuffer_.stuff(prefix_, [this](std::string_view s) { stream_->write(s); });
+    emitMessageBytes(prefix_);
     prefix_.clear();
   }
   const std::uint64_t size = spool_->size();
@@ -474,10 +537,21 @@ void Upstream::pumpMessage() {
       fail(UpstreamFailure::kProtocol, "spool read failed");
       return;
     }
-    stuffer_.stuff(chunk, [this](std::string_view s) { stream_->write(s); });
+    emitMessageBytes(chunk);
     offset_ += chunk.size();
   }
   if (offset_ < size) return;
+  if (bdat_) {
+    if (bdatCrlf_) emitMessageBytes("\r\n");
+    if (bdatSent_ != bdatSize_) {
+      // The spool changed under us: the MTA would read the difference as commands.
+      fail(UpstreamFailure::kProtocol, "message size changed while it was sent");
+      return;
+    }
+    // The reply may already be on its way (parsed from where send() left the parser).
+    enter(State::kBusy);
+    return;
+  }
   // A canonical message ends with CRLF; the final dot follows (RFC 5321 4.1.1.4).
   if (!stuffer_.atLineStart()) stream_->write("\r\n");
   stream_->write(".\r\n");

@@ -2,6 +2,9 @@
 // Upstream: one SMTP client connection from portcullis to the MTA, owned by one session.
 // It connects, reads the greeting, sends EHLO, passes the client identity (XCLIENT, then EHLO
 // again), and then carries one command at a time, matching each reply to its command.
+// A message goes as DATA (354, our dot-stuffing, the final dot) or, when the MTA offers
+// CHUNKING and settings allow it, as one `BDAT <n> LAST` followed by exactly n message bytes,
+// unstuffed (RFC 3030): the same canonical bytes, one round trip fewer.
 // Every reply is validated (ReplyParser) and checked against what that command may get; a
 // garbage, unexpected or unsolicited reply is a protocol failure, never relayed (DESIGN 4).
 // Every wait has a timer. Callbacks run from the event loop, never inside the call that asked
@@ -35,6 +38,7 @@ struct UpstreamSettings {
   std::chrono::milliseconds dataTimeout{300'000};
   UpstreamTls tls = UpstreamTls::kNone;
   std::shared_ptr<const TlsContext> tlsContext;  // set when tls != kNone
+  bool chunking = true;  // BDAT when this connection's EHLO offers CHUNKING (upstream.chunking)
 };
 
 // What a command may legally get back (RFC 5321 4.3.2). Negative replies are always legal.
@@ -48,6 +52,7 @@ enum class Expect {
   kRset,
   kData,
   kDot,
+  kBdat,  // BDAT <n> LAST: the final reply to the message (RFC 3030 2)
   kQuit,
   kNoop
 };
@@ -99,7 +104,8 @@ class UpstreamConnection {
   virtual void command(const std::string& line, Expect expect, Callback done) = 0;
   // DATA, then (after 354) `head.bytes` and the spooled message from `head.spoolOffset`, all
   // with our own dot-stuffing, then the final dot; `done` gets the reply to the dot (or to DATA
-  // if negative).
+  // if negative). When the connection offers CHUNKING (and settings allow it): `BDAT <n> LAST`
+  // and the same bytes unstuffed, n of them exactly; `done` gets the reply to BDAT.
   virtual void sendMessage(const Spool& spool, MessageHead head, Callback done) = 0;
   // Polite close: QUIT without waiting for the reply.
   virtual void quit() = 0;
@@ -175,6 +181,8 @@ class Upstream final : public UpstreamConnection {
   void openStep(Reply reply);
   void sendIdentity();
   void pumpMessage();
+  void startBdat();
+  void emitMessageBytes(std::string_view bytes);  // stuffed for DATA, raw (and counted) for BDAT
   void fail(UpstreamFailure failure, std::string detail);
   void complete(UpstreamResult result);
   static bool legal(Expect expect, const Reply& reply);
@@ -206,6 +214,10 @@ class Upstream final : public UpstreamConnection {
   std::string prefix_;
   std::uint64_t offset_ = 0;
   DotStuffer stuffer_;
+  bool bdat_ = false;           // this message goes as BDAT LAST, not DATA
+  bool bdatCrlf_ = false;       // ... and its count includes a CRLF we add at the end
+  std::uint64_t bdatSize_ = 0;  // the n of BDAT n LAST
+  std::uint64_t bdatSent_ = 0;  // message bytes written so far (checked against n)
 };
 
 }  // namespace portcullis

@@ -23,6 +23,8 @@ UpstreamCapabilities UpstreamCapabilities::fromEhlo(const std::vector<Capability
       u.enhancedStatusCodes = true;
     } else if (c.keyword == "STARTTLS") {
       u.starttls = true;
+    } else if (c.keyword == "CHUNKING") {
+      u.chunking = true;
     } else if (c.keyword == "XCLIENT") {
       u.xclient = true;
       for (const auto& p : c.params) {

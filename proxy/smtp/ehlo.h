@@ -24,6 +24,7 @@ struct UpstreamCapabilities {
   bool enhancedStatusCodes = false;
   bool starttls = false;
   bool xclient = false;
+  bool chunking = false;  // RFC 3030 BDAT, used upstream only; never offered to clients
   std::vector<std::string> xclientAttributes;  // upper-case, as advertised
   std::optional<std::uint64_t> size;           // SIZE n (0 or absent: no limit announced)
 

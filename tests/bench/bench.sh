@@ -49,6 +49,12 @@
 #   budget: syscalls_but_epoll_wait=25.7/26 PASS mallocs=125.9/126 PASS
 #                  (default 26,126: what the relay reached; OVER marks a regression to look
 #                  at, never a failure: the bench's exit status does not change)
+#   --postfix      a private Postfix (tests/integration/harness, mail discarded) instead of
+#                  smtp-sink, which does not offer CHUNKING: the BDAT path is only taken with
+#                  this. The sink's CPU and system calls are then not measured (smtpd runs in
+#                  processes of its own); "direct" is smtp-source to that Postfix.
+#   --chunking off upstream.chunking for every instance (default auto); compare runs with
+#                  --postfix and with --postfix --chunking off, interleaved.
 #   --handshakes N connections per handshake run (default 5000)
 #   --per-connection K  messages per connection in the --tls mail runs (default 1)
 #
@@ -76,8 +82,10 @@ HANDSHAKES=5000
 PER_CONNECTION=1
 COUNTS=0
 BUDGET=26,126
+POSTFIX=0
+CHUNKING=auto
 ARGS=("$@")
-usage() { sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,64p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --messages) MESSAGES=$2; shift 2 ;;
@@ -94,6 +102,8 @@ while [[ $# -gt 0 ]]; do
     --per-connection) PER_CONNECTION=$2; shift 2 ;;
     --counts) COUNTS=$2; shift 2 ;;
     --budget) BUDGET=$2; shift 2 ;;
+    --postfix) POSTFIX=1; shift ;;
+    --chunking) CHUNKING=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -151,10 +161,29 @@ wait_listening() {  # PORT PID [udp]
 SINK_PORT=$(free_port)
 sink_user=()
 [[ $(id -u) -eq 0 ]] && sink_user=(-u nobody)
-smtp-sink "${sink_user[@]}" -m 2000 -h sink.bench.test "127.0.0.1:$SINK_PORT" 2000 \
-  >"$TMP/sink.log" 2>&1 &
-PIDS+=($!)
-wait_listening "$SINK_PORT" "$!" || { echo "bench: smtp-sink did not start"; cat "$TMP/sink.log"; exit 1; }
+RCPT=sink@test.local
+if [[ $POSTFIX -eq 1 ]]; then
+  # The harness's Postfix; a recipient outside its virtual domain goes to the discard transport.
+  RCPT=sink@discard.bench.test
+  python3 - "$REPO/tests/integration" "$SINK_PORT" >"$TMP/sink.log" 2>&1 <<'PY' &
+import signal, sys, time
+sys.path.insert(0, sys.argv[1])
+from harness import Postfix
+pf = Postfix(port=int(sys.argv[2])).start()
+signal.signal(signal.SIGTERM, lambda *_: (pf.stop(), sys.exit(0)))
+print("postfix ready", flush=True)
+while True:
+    time.sleep(1)
+PY
+  PIDS+=($!)
+  for _ in $(seq 1 1200); do grep -q "postfix ready" "$TMP/sink.log" && break; sleep 0.1; done
+  grep -q "postfix ready" "$TMP/sink.log" || { echo "bench: Postfix did not start"; cat "$TMP/sink.log"; exit 1; }
+else
+  smtp-sink "${sink_user[@]}" -m 2000 -h sink.bench.test "127.0.0.1:$SINK_PORT" 2000 \
+    >"$TMP/sink.log" 2>&1 &
+  PIDS+=($!)
+  wait_listening "$SINK_PORT" "$!" || { echo "bench: smtp-sink did not start"; cat "$TMP/sink.log"; exit 1; }
+fi
 
 DNS_PORT=$(free_port)  # nothing listens there unless --dnsbl: never the system resolver
 if [[ $DNSBL -eq 1 ]]; then
@@ -193,6 +222,7 @@ listen: [$listen]
 upstream:
   address: "127.0.0.1:$SINK_PORT"
   identity: $IDENTITY
+  chunking: $CHUNKING
 limits:
   # Far above the 100 sessions of the largest run, and within the descriptor budget portcullis
   # checks at start-up (4 per connection: 8,065 descriptors here).
@@ -275,7 +305,7 @@ run_source() {  # TARGET_PORT SESSIONS
   src0=$CHILD_SECONDS
   t0=$(date +%s%N)
   if ! timeout 900 smtp-source -s "$2" -m "$MESSAGES" -l "$SIZE" -f bench@client.test \
-       -t sink@test.local "127.0.0.1:$1" >"$TMP/source.log" 2>&1; then
+       -t "$RCPT" "127.0.0.1:$1" >"$TMP/source.log" 2>&1; then
     echo "bench: smtp-source to port $1 failed:" >&2
     tail -n 20 "$TMP/source.log" >&2
     return 1
@@ -326,16 +356,21 @@ if [[ $TLS -eq 1 ]]; then
   done
   SESSIONS=""  # the smtp-source runs below are skipped
 else
-  echo "bench: $MESSAGES messages of $SIZE bytes per run, identity=$IDENTITY, binary=$BINARY"
+  echo "bench: $MESSAGES messages of $SIZE bytes per run, identity=$IDENTITY," \
+       "chunking=$CHUNKING, sink=$([[ $POSTFIX -eq 1 ]] && echo postfix || echo smtp-sink)," \
+       "binary=$BINARY"
 fi
 SINK_PID=${PIDS[0]}
+SINK_WATCH=("sink:$SINK_PID")
+[[ $POSTFIX -eq 1 ]] && SINK_WATCH=()  # Postfix's smtpd processes are not one pid
+CPU_sink=n/a
 for s in $SESSIONS; do
   ratios=() filtered_ratios=()
   for round in $(seq 1 "$ROUNDS"); do
-    WATCH=("sink:$SINK_PID")
+    WATCH=("${SINK_WATCH[@]}")
     run_source "$SINK_PORT" "$s" || { status=1; break 2; }
     direct=$RATE direct_cpu="source=$CPU_SOURCE sink=$CPU_sink"
-    WATCH=("portcullis:$PLAIN_PID" "sink:$SINK_PID")
+    WATCH=("portcullis:$PLAIN_PID" "${SINK_WATCH[@]}")
     run_source "$PLAIN_PORT" "$s" || { status=1; break 2; }
     proxied=$RATE
     ratios+=("$(ratio "$proxied" "$direct")")
@@ -430,21 +465,28 @@ C
   saved=$MESSAGES
   MESSAGES=$COUNTS
   WATCH=()
-  strace_start "$SINK_PID" "$TMP/strace.sink.direct" || exit 1
-  run_source "$SINK_PORT" 20 || status=1
-  strace_stop "$TMP/strace.sink.direct"
-  sink_direct=$SYSCALLS
+  sink_direct=n/a sink_proxied=n/a
+  if [[ $POSTFIX -eq 0 ]]; then
+    strace_start "$SINK_PID" "$TMP/strace.sink.direct" || exit 1
+    run_source "$SINK_PORT" 20 || status=1
+    strace_stop "$TMP/strace.sink.direct"
+    sink_direct=$SYSCALLS
+  fi
   mallocs0=$(od -An -t u8 "$TMP/counted/mallocs" | tr -d ' ')
-  strace_start "$SINK_PID" "$TMP/strace.sink.proxied" || exit 1
-  sink_strace=$STRACE_PID
+  if [[ $POSTFIX -eq 0 ]]; then
+    strace_start "$SINK_PID" "$TMP/strace.sink.proxied" || exit 1
+    sink_strace=$STRACE_PID
+  fi
   strace_start "$COUNTED_PID" "$TMP/strace.portcullis" || exit 1
   run_source "$PORT" 20 || status=1
   mallocs1=$(od -An -t u8 "$TMP/counted/mallocs" | tr -d ' ')
   strace_stop "$TMP/strace.portcullis"
   pc_syscalls=$SYSCALLS pc_top=$TOP_SYSCALLS pc_no_wait=$SYSCALLS_NO_WAIT
-  STRACE_PID=$sink_strace
-  strace_stop "$TMP/strace.sink.proxied"
-  sink_proxied=$SYSCALLS
+  if [[ $POSTFIX -eq 0 ]]; then
+    STRACE_PID=$sink_strace
+    strace_stop "$TMP/strace.sink.proxied"
+    sink_proxied=$SYSCALLS
+  fi
   MESSAGES=$saved
   pc_mallocs=$(awk -v a="$mallocs0" -v b="$mallocs1" -v m="$COUNTS" \
                 'BEGIN { printf "%.1f", (b - a) / m }')

@@ -174,7 +174,7 @@ class ClientTlsTest(HarnessTestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("<-  220 2.0.0 Ready to start TLS", r.stdout)
         self.assertRegex(r.stdout, r"=== TLS started with cipher TLSv1\.[23]")
-        self.assertRegex(r.stdout, r"<~  250 2\.0\.0 Ok: queued as")
+        self.assertRegex(r.stdout, r"<~  250 2\.0\.0 Ok: (\d+ bytes )?queued as")
         [msg] = self.pf.messages(1, timeout=15)
         # Postfix saw the real client through XCLIENT, not portcullis's 127.0.0.1.
         self.pf.wait_for_log(r"client=\S*\[127\.0\.0\.46\]")
@@ -1062,7 +1062,7 @@ class PoolCleanTest(HarnessTestCase):
         # Draining closes the pool; Postfix then logs one connection that carried both.
         self.pc.signal(signal.SIGTERM)
         self.pc.wait_exit()
-        self.pf.wait_for_log(r"disconnect from \S+ .*mail=2 rcpt=2 data=2")
+        self.pf.wait_for_log(r"disconnect from \S+ .*mail=2 rcpt=2 bdat=2")
 
 
 class CertReloadTest(HarnessTestCase):

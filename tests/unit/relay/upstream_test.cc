@@ -1,10 +1,25 @@
 // Upstream: a failure found at once still reaches the caller from the loop, never inside the
 // call (the contract every caller relies on), and destroying the Upstream first cancels it.
+// The message against a scripted MTA on loopback: BDAT LAST with the exact count when CHUNKING
+// is offered (head, leading dots, spool offset, spool file, no final CRLF, empty), DATA with
+// our dot-stuffing otherwise or when turned off, and every kind of reply to BDAT.
 
 #include "proxy/relay/upstream.h"
 
+#include <arpa/inet.h>
+#include <event2/event.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/base/event_util.h"
 #include "proxy/smtp/spool.h"
 #include "tests/support/manual_dispatcher.h"
 
@@ -51,6 +66,317 @@ TEST(Upstream, DestroyingItCancelsAPendingFailure) {
   }
   d.runUntilIdle();
   EXPECT_EQ(calls, 0);
+}
+
+// A scripted MTA on a loopback socket, served from the test's own event loop: it greets,
+// offers `ehlo` to EHLO, and records what it gets. A message arrives as DATA (354, the
+// stuffed body up to the final dot, as on the wire) or as BDAT (the chunk, exactly as many
+// bytes as the command said). Replies can be scripted per verb ("DATA", ".", "BDAT").
+class ScriptedMta {
+ public:
+  ScriptedMta(event_base* base, std::vector<std::string> ehlo)
+      : base_(base), ehlo_(std::move(ehlo)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+    EXPECT_EQ(::listen(listener_, 4), 0);
+    socklen_t len = sizeof(sa);
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+    accept_.reset(event_new(base_, listener_, EV_READ | EV_PERSIST, &ScriptedMta::onAccept, this));
+    event_add(accept_.get(), nullptr);
+  }
+  ~ScriptedMta() {
+    read_.reset();
+    accept_.reset();
+    if (peer_ >= 0) ::close(peer_);
+    ::close(listener_);
+  }
+  ScriptedMta(const ScriptedMta&) = delete;
+  ScriptedMta& operator=(const ScriptedMta&) = delete;
+
+  SocketAddress address() const { return *socketAddress("127.0.0.1", port_); }
+  void script(const std::string& verb, std::string reply) { replies_[verb] = std::move(reply); }
+  // Stop reading once a BDAT command line has been read (and answer it at once): an MTA that
+  // refuses before it has taken the chunk.
+  void answerBdatEarly() { early_ = true; }
+
+  std::vector<std::string> commands;  // command lines, in order
+  std::string message;                // the last message as on the wire (DATA: with the dot)
+
+ private:
+  enum class Mode { kCommands, kData, kChunk, kDeaf };
+
+  static void onAccept(evutil_socket_t, short, void* self) {
+    auto* m = static_cast<ScriptedMta*>(self);
+    m->peer_ = ::accept4(m->listener_, nullptr, nullptr, SOCK_NONBLOCK);
+    if (m->peer_ < 0) return;
+    m->accept_.reset();
+    m->read_.reset(event_new(m->base_, m->peer_, EV_READ | EV_PERSIST, &ScriptedMta::onRead, m));
+    event_add(m->read_.get(), nullptr);
+    m->say("220 mta.test ESMTP");
+  }
+  static void onRead(evutil_socket_t fd, short, void* self) {
+    auto* m = static_cast<ScriptedMta*>(self);
+    char buf[65536];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) {
+      m->read_.reset();
+      return;
+    }
+    m->in_.append(buf, static_cast<std::size_t>(n));
+    m->process();
+  }
+  void say(const std::string& reply) const {
+    const std::string line = reply + "\r\n";
+    ASSERT_EQ(::write(peer_, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+  }
+  std::string replyFor(const std::string& verb, const std::string& positive) {
+    auto it = replies_.find(verb);
+    return it == replies_.end() ? positive : it->second;
+  }
+  void process() {
+    while (true) {
+      if (mode_ == Mode::kDeaf) return;
+      if (mode_ == Mode::kChunk) {
+        const std::size_t take = std::min<std::size_t>(chunkLeft_, in_.size());
+        message.append(in_, 0, take);
+        in_.erase(0, take);
+        chunkLeft_ -= take;
+        if (chunkLeft_ > 0) return;
+        mode_ = Mode::kCommands;
+        say(replyFor("BDAT", "250 2.0.0 Ok: queued as BDAT"));
+        continue;
+      }
+      if (mode_ == Mode::kData) {
+        message += in_;
+        in_.clear();
+        if (message == ".\r\n" ||
+            (message.size() >= 5 && message.compare(message.size() - 5, 5, "\r\n.\r\n") == 0)) {
+          mode_ = Mode::kCommands;
+          say(replyFor(".", "250 2.0.0 Ok: queued as DATA"));
+        }
+        return;
+      }
+      const auto eol = in_.find("\r\n");
+      if (eol == std::string::npos) return;
+      const std::string line = in_.substr(0, eol);
+      in_.erase(0, eol + 2);
+      commands.push_back(line);
+      const std::string verb = line.substr(0, line.find(' '));
+      if (verb == "EHLO") {
+        std::string r = "250-mta.test";
+        for (const auto& e : ehlo_) r += "\r\n250-" + e;
+        r += "\r\n250 ENHANCEDSTATUSCODES";
+        say(r);
+      } else if (verb == "DATA") {
+        const std::string r = replyFor("DATA", "354 End data with <CR><LF>.<CR><LF>");
+        say(r);
+        if (r.starts_with("354")) {
+          mode_ = Mode::kData;
+          message.clear();
+        }
+      } else if (verb == "BDAT") {
+        chunkLeft_ = std::stoull(line.substr(5));
+        message.clear();
+        mode_ = Mode::kChunk;
+        if (early_) {
+          mode_ = Mode::kDeaf;
+          read_.reset();
+          say(replyFor("BDAT", "250 2.0.0 Ok"));
+          return;
+        }
+      } else if (verb == "MAIL" || verb == "RCPT" || verb == "RSET" || verb == "NOOP") {
+        say(replyFor(verb, "250 2.0.0 Ok"));
+      } else {
+        say("502 5.5.1 Error: command not implemented");
+      }
+    }
+  }
+
+  event_base* base_;
+  std::vector<std::string> ehlo_;
+  int listener_ = -1;
+  int peer_ = -1;
+  std::uint16_t port_ = 0;
+  EventPtr accept_;
+  EventPtr read_;
+  std::map<std::string, std::string> replies_;
+  std::string in_;
+  Mode mode_ = Mode::kCommands;
+  std::uint64_t chunkLeft_ = 0;
+  bool early_ = false;
+};
+
+// The real Upstream against the scripted MTA, on a real loop (bounded: every wait ends after a
+// number of loop passes or at the Upstream's own timers).
+class UpstreamMessageTest : public ::testing::Test {
+ public:
+  UpstreamMessageTest() : base_(event_base_new()), dispatcher_(base_.get()) {}
+
+ protected:
+  static UpstreamSettings settings(const ScriptedMta& mta) {
+    UpstreamSettings s;
+    s.address = mta.address();
+    s.identity = IdentityMode::kNone;
+    s.hostname = "portcullis.test";
+    s.connectTimeout = std::chrono::milliseconds(5000);
+    s.commandTimeout = std::chrono::milliseconds(5000);
+    s.dataTimeout = std::chrono::milliseconds(5000);
+    return s;
+  }
+  UpstreamResult wait(const std::function<void(UpstreamConnection::Callback)>& call) {
+    std::optional<UpstreamResult> got;
+    call([&](UpstreamResult r) { got = std::move(r); });
+    for (int i = 0; i < 100000 && !got; ++i) event_base_loop(base_.get(), EVLOOP_ONCE);
+    EXPECT_TRUE(got.has_value()) << "no completion";
+    return got.value_or(UpstreamResult{UpstreamFailure::kTimeout, std::nullopt, "test gave up"});
+  }
+  // Opens `up` and runs MAIL and RCPT: ready for the message.
+  void openTransaction(Upstream& up) {
+    ASSERT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
+    ASSERT_TRUE(wait([&](auto cb) { up.command("MAIL FROM:<a@test>", Expect::kMail, cb); }).ok());
+    ASSERT_TRUE(wait([&](auto cb) { up.command("RCPT TO:<b@test>", Expect::kRcpt, cb); }).ok());
+  }
+  UpstreamResult send(Upstream& up, const Spool& spool, MessageHead head) {
+    return wait([&](auto cb) { up.sendMessage(spool, std::move(head), cb); });
+  }
+
+  EventBasePtr base_;
+  EventDispatcher dispatcher_;
+};
+
+const std::vector<std::string> kChunking = {"PIPELINING", "8BITMIME", "CHUNKING"};
+const std::vector<std::string> kNoChunking = {"PIPELINING", "8BITMIME"};
+
+struct MessageCase {
+  std::string name;
+  std::string head;         // MessageHead::bytes
+  std::string spooled;      // what the framer stored (unstuffed, canonical)
+  std::uint64_t offset;     // MessageHead::spoolOffset
+  std::size_t memoryLimit;  // below the spool's size: the spool is a file
+  std::string bdat;         // the chunk the MTA must get: head + spool from offset (+ CRLF)
+  std::string data;         // the DATA body the MTA must get: stuffed, with the final dot
+};
+
+std::vector<MessageCase> messageCases() {
+  return {
+      {"head, a leading-dot line, an offset", "X-Added: 1\r\n",
+       "X-Old: 2\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n", 10, 1 << 20,
+       "X-Added: 1\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n",
+       "X-Added: 1\r\n\r\n..leading dot\r\n...two dots\r\nend\r\n.\r\n"},
+      {"from a spool file", ".Dotted-Head: x\r\n", "Subject: s\r\n\r\nbody\r\n.\r\n", 0, 4,
+       ".Dotted-Head: x\r\nSubject: s\r\n\r\nbody\r\n.\r\n",
+       "..Dotted-Head: x\r\nSubject: s\r\n\r\nbody\r\n..\r\n.\r\n"},
+      {"no CRLF at the end: added, and counted", "", "Subject: s\r\n\r\nno end", 0, 1 << 20,
+       "Subject: s\r\n\r\nno end\r\n", "Subject: s\r\n\r\nno end\r\n.\r\n"},
+      {"empty", "", "", 0, 1 << 20, "", ".\r\n"},
+      {"only the head", "X-A: 1\r\n", "X-Old: 2\r\n", 10, 1 << 20, "X-A: 1\r\n", "X-A: 1\r\n.\r\n"},
+  };
+}
+
+TEST_F(UpstreamMessageTest, ChunkingMtaGetsBdatLastWithTheExactCount) {
+  for (const MessageCase& c : messageCases()) {
+    SCOPED_TRACE(c.name);
+    ScriptedMta mta(base_.get(), kChunking);
+    Upstream up(dispatcher_, settings(mta), "test");
+    openTransaction(up);
+    Spool spool(c.memoryLimit, "/tmp");
+    spool.append(c.spooled.data(), c.spooled.size());
+    ASSERT_TRUE(spool.finish());
+    const UpstreamResult r = send(up, spool, MessageHead{c.head, c.offset});
+    ASSERT_TRUE(r.ok()) << r.detail;
+    EXPECT_EQ(r.reply->code(), 250);
+    ASSERT_FALSE(mta.commands.empty());
+    EXPECT_EQ(mta.commands.back(), "BDAT " + std::to_string(c.bdat.size()) + " LAST");
+    EXPECT_EQ(mta.message, c.bdat);
+    EXPECT_TRUE(up.ready());
+    EXPECT_TRUE(up.reusable(100)) << "a delivered BDAT message ends the transaction";
+  }
+}
+
+TEST_F(UpstreamMessageTest, MtaWithoutChunkingOrChunkingOffGetsData) {
+  for (const bool offered : {false, true}) {
+    for (const MessageCase& c : messageCases()) {
+      SCOPED_TRACE(c.name + (offered ? " (chunking off)" : " (not offered)"));
+      ScriptedMta mta(base_.get(), offered ? kChunking : kNoChunking);
+      UpstreamSettings s = settings(mta);
+      s.chunking = !offered;  // offered: turned off in our settings
+      Upstream up(dispatcher_, s, "test");
+      openTransaction(up);
+      Spool spool(c.memoryLimit, "/tmp");
+      spool.append(c.spooled.data(), c.spooled.size());
+      ASSERT_TRUE(spool.finish());
+      const UpstreamResult r = send(up, spool, MessageHead{c.head, c.offset});
+      ASSERT_TRUE(r.ok()) << r.detail;
+      EXPECT_EQ(r.reply->code(), 250);
+      EXPECT_EQ(mta.commands.back(), "DATA");
+      EXPECT_EQ(mta.message, c.data);
+    }
+  }
+}
+
+TEST_F(UpstreamMessageTest, RepliesToBdat) {
+  const struct {
+    std::string reply;
+    UpstreamFailure failure;
+    int code;
+  } cases[] = {
+      {"554 5.7.1 Rejected by policy", UpstreamFailure::kNone, 554},
+      {"452 4.3.1 Insufficient system storage", UpstreamFailure::kNone, 452},
+      {"354 go on", UpstreamFailure::kProtocol, 0},  // only 250 is positive here
+      {"251 2.1.5 forwarded", UpstreamFailure::kProtocol, 0},
+      {"hello there", UpstreamFailure::kProtocol, 0},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.reply);
+    ScriptedMta mta(base_.get(), kChunking);
+    mta.script("BDAT", c.reply);
+    Upstream up(dispatcher_, settings(mta), "test");
+    openTransaction(up);
+    Spool spool(1 << 20, "/tmp");
+    spool.append("Subject: s\r\n\r\nx\r\n", 17);
+    ASSERT_TRUE(spool.finish());
+    const UpstreamResult r = send(up, spool, MessageHead{});
+    EXPECT_EQ(r.failure, c.failure) << r.detail;
+    if (c.code != 0) {
+      ASSERT_TRUE(r.reply.has_value());
+      EXPECT_EQ(r.reply->code(), c.code);
+      EXPECT_TRUE(up.ready());
+      // RFC 3030 2: after a refused BDAT the transaction needs RSET; never pooled as it is.
+      EXPECT_FALSE(up.reusable(100));
+    } else {
+      EXPECT_TRUE(up.broken());
+    }
+  }
+}
+
+TEST_F(UpstreamMessageTest, ReplyBeforeTheChunkIsSent) {
+  // 16 MB: more than the loopback socket and our output bound hold, so the reply comes while
+  // the Upstream is still writing the chunk. A refusal is relayed and the connection closed
+  // (the rest of the chunk must never be read as commands); a 250 then is a protocol failure.
+  const std::string body(16 << 20, 'a');
+  for (const std::string reply : {"552 5.3.4 Message too big", "250 2.0.0 Ok"}) {
+    SCOPED_TRACE(reply);
+    ScriptedMta mta(base_.get(), kChunking);
+    mta.script("BDAT", reply);
+    mta.answerBdatEarly();
+    Upstream up(dispatcher_, settings(mta), "test");
+    openTransaction(up);
+    Spool spool(32 << 20, "/tmp");
+    spool.append(body.data(), body.size());
+    ASSERT_TRUE(spool.finish());
+    const UpstreamResult r = send(up, spool, MessageHead{});
+    if (reply.starts_with("552")) {
+      ASSERT_TRUE(r.ok()) << r.detail;
+      EXPECT_EQ(r.reply->code(), 552);
+    } else {
+      EXPECT_EQ(r.failure, UpstreamFailure::kProtocol) << r.detail;
+    }
+    EXPECT_TRUE(up.broken());
+  }
 }
 
 }  // namespace

@@ -36,6 +36,7 @@ TEST(UpstreamCapabilities, FromEhlo) {
   EXPECT_TRUE(u.enhancedStatusCodes);
   EXPECT_TRUE(u.starttls);
   EXPECT_TRUE(u.xclient);
+  EXPECT_TRUE(u.chunking);
   ASSERT_TRUE(u.size.has_value());
   EXPECT_EQ(*u.size, 5000000u);
   EXPECT_EQ(u.xclientAttributes, (std::vector<std::string>{"NAME", "ADDR", "PROTO", "HELO"}))
@@ -46,7 +47,7 @@ TEST(UpstreamCapabilities, FromEhlo) {
   const UpstreamCapabilities none = fromLines({});
   EXPECT_TRUE(none.known);
   EXPECT_FALSE(none.pipelining || none.eightBitMime || none.smtputf8 || none.dsn ||
-               none.enhancedStatusCodes || none.starttls || none.xclient);
+               none.enhancedStatusCodes || none.starttls || none.xclient || none.chunking);
   EXPECT_FALSE(none.size.has_value());
   EXPECT_FALSE(UpstreamCapabilities{}.known);
 
