@@ -245,6 +245,15 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   if (!cfg->process.pidFile.empty() && cfg->process.pidFile.front() != '/') {
     s.fail("pid_file", "must be an absolute path");
   }
+  if (const std::string w = s.getString("workers", "1"); w == "auto") {
+    const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->process.workers =
+        std::clamp<std::size_t>(cpus > 0 ? static_cast<std::size_t>(cpus) : 1, 1, kMaxWorkers);
+    cfg->process.workersAuto = true;
+  } else {
+    cfg->process.workers =
+        static_cast<std::size_t>(s.getInt("workers", 1, 1, static_cast<std::int64_t>(kMaxWorkers)));
+  }
   s.markUsed("listen");
   parseListeners(map["listen"], *cfg);
   const ConfigSection milter = s.section("milter");
@@ -442,7 +451,9 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
 std::size_t descriptorsNeeded(const Config& config) {
   // A milter session holds the MTA's socket and at most one DNS socket.
   const std::size_t milter = config.milter.enabled() ? 2 * config.milter.maxSessions + 1 : 0;
-  return 4 * config.limits.maxConnections + config.upstream.poolSize + config.listeners.size() +
+  const std::size_t workers = std::max<std::size_t>(config.process.workers, 1);
+  return 4 * config.limits.maxConnections +
+         workers * (config.upstream.poolSize + config.listeners.size()) + 2 * (workers - 1) +
          milter + kDescriptorReserve;
 }
 

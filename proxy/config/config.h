@@ -138,7 +138,12 @@ struct ProcessConfig {
   std::string user;
   std::string group;  // empty: the user's primary group
   std::string pidFile;
+  // workers: event-loop threads, each with its own listeners (SO_REUSEPORT), sessions, MTA
+  // pool and DNS cache (proxy/server/workers.h). "auto": one per online CPU, resolved here.
+  std::size_t workers = 1;
+  bool workersAuto = false;  // written as "auto" (what --print-config shows)
 };
+inline constexpr std::size_t kMaxWorkers = 256;
 
 // admin: the HTTP endpoint for metrics and probes (off unless admin.listen is set).
 struct AdminConfig {
@@ -209,8 +214,9 @@ inline constexpr std::size_t kDescriptorReserve = 32;     // stdio, logs, epoll,
 // (--check-config and start-up alike):
 //   4 * limits.max_connections   a client socket, an MTA socket, a spool file (DATA past
 //                                spool.memory_limit) and one DNS socket per session
-//   + upstream.pool_size         idle MTA connections kept for reuse
-//   + listeners                  one socket each
+//   + upstream.pool_size         idle MTA connections kept for reuse, per worker
+//   + listeners                  one socket each, per worker (SO_REUSEPORT)
+//   + 2 * (workers - 1)          the other workers' DNS socket and wake-up pipe
 //   + 2 * milter.max_sessions    the MTA's milter socket and a DNS socket (milter on)
 //   + kDescriptorReserve         everything else
 std::size_t descriptorsNeeded(const Config& config);
