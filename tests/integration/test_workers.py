@@ -36,13 +36,18 @@ from harness.process import require_program  # noqa: E402
 WORKERS = 2
 
 
-def metric(port, name):
+def get(port, path):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read().decode()
     finally:
         conn.close()
+
+
+def metric(port, name):
+    text = get(port, "/metrics")[1]
     total = 0
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
@@ -100,6 +105,22 @@ class WorkersTest(HarnessTestCase):
         pc.wait_for_log(r"event=admin-listening")
         before = len(self.pf.message_files())
         messages, sessions = 200, 20
+        # /status lists the live sessions of every worker (asked on each worker's own loop).
+        held, owners = [], set()
+        while len(held) < 64 and (len(held) < 4 or owners != set(range(WORKERS))):
+            c = RawClient("127.0.0.1", pc.port)
+            self.addCleanup(c.close)
+            c.read_reply()
+            held.append(c)
+            owners = set(workers_by_client(pc).get(h.sock.getsockname()[1]) for h in held)
+        self.assertEqual(owners, set(range(WORKERS)))
+        status, page = get(admin, "/status")
+        self.assertEqual(status, 200)
+        self.assertEqual(page.count('<tr class="session">'), len(held))
+        self.assertEqual(metric(admin, "portcullis_sessions_active"), len(held))
+        for c in held:
+            c.cmd("QUIT")
+            c.close()
         subprocess.run(["smtp-source", "-c", "-s", str(sessions), "-m", str(messages),
                         "-f", "sender@client.test", "-t", "user@test.local",
                         f"127.0.0.1:{pc.port}"], check=True, timeout=120,
@@ -109,8 +130,8 @@ class WorkersTest(HarnessTestCase):
         served = set(workers_by_client(pc).values())
         self.assertEqual(served, set(range(WORKERS)), "both workers served sessions")
         # The counters of both workers' sessions, merged, once each.
-        wait_until(lambda: metric(admin, "portcullis_sessions_total") == messages, 10,
-                   what="every session counted")
+        wait_until(lambda: metric(admin, "portcullis_sessions_total") == messages + len(held),
+                   10, what="every session counted")
         self.assertEqual(metric(admin, "portcullis_messages_relayed_total"), messages)
         self.assertEqual(metric(admin, "portcullis_sessions_active"), 0)
 
