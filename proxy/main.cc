@@ -280,10 +280,14 @@ int main(int argc, char** argv) {
                  logValue(config->spool.directory));
   }
 
-  // Milter mode hands work to the loop from libmilter's threads (event_active), and worker 0
-  // passes signals and questions to the other workers the same way: the bases must be made
-  // thread-aware before they exist. One worker without the milter keeps libevent lock-free.
-  if ((config->milter.enabled() || config->process.workers > 1) && evthread_use_pthreads() != 0) {
+  // Milter mode hands work to the loop from libmilter's threads (event_active), and with
+  // several workers the syslog output arms its write event on worker 0's loop from any thread:
+  // the bases must be made thread-aware before they exist. Otherwise libevent stays lock-free
+  // (the workers wake each other through an eventfd, LoopInbox).
+  const bool crossThreadEvents =
+      config->milter.enabled() ||
+      (config->process.workers > 1 && config->log.output == LogOutput::kSyslog);
+  if (crossThreadEvents && evthread_use_pthreads() != 0) {
     spdlog::critical("event=startup-failed error=\"libevent has no pthreads support\"");
     return 1;
   }

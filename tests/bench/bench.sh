@@ -42,6 +42,15 @@
 #   counts: messages=2000 sessions=20 portcullis[syscalls=41.2 mallocs=118.5]
 #     sink[syscalls direct=13.1 proxied=13.4] top_syscalls: write=9.1 epoll_wait=8.0 ...
 #                  strace slows the processes it watches: these runs' rates mean nothing.
+#   --workers LIST instead of the one plain instance, one per `workers:` value in LIST ("1 2"),
+#                  run one after the other after the direct run in every round (interleaved, so
+#                  the machine's noise hits each alike), e.g.
+#   sessions=20 round=1 direct=6100 msg/s workers=1 proxied=4700 msg/s cpu_us_per_msg=120
+#     workers=2 proxied=4900 msg/s cpu_us_per_msg=124
+#                  and a median line per value. The CPU time is the whole process's (every
+#                  worker thread).
+#   --pin-load CPUS run smtp-source and smtp-sink under `taskset -c CPUS` (the load generator
+#                  apart from portcullis; pin portcullis yourself if you want it elsewhere)
 #   --handshakes N connections per handshake run (default 5000)
 #   --per-connection K  messages per connection in the --tls mail runs (default 1)
 #
@@ -68,8 +77,10 @@ TLS=0
 HANDSHAKES=5000
 PER_CONNECTION=1
 COUNTS=0
+WORKERS_LIST=
+PIN=
 ARGS=("$@")
-usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,55p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --messages) MESSAGES=$2; shift 2 ;;
@@ -85,6 +96,8 @@ while [[ $# -gt 0 ]]; do
     --handshakes) HANDSHAKES=$2; shift 2 ;;
     --per-connection) PER_CONNECTION=$2; shift 2 ;;
     --counts) COUNTS=$2; shift 2 ;;
+    --workers) WORKERS_LIST=$2; shift 2 ;;
+    --pin-load) PIN=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -141,7 +154,9 @@ wait_listening() {  # PORT PID [udp]
 SINK_PORT=$(free_port)
 sink_user=()
 [[ $(id -u) -eq 0 ]] && sink_user=(-u nobody)
-smtp-sink "${sink_user[@]}" -m 2000 -h sink.bench.test "127.0.0.1:$SINK_PORT" 2000 \
+PINNED=()
+[[ -n $PIN ]] && PINNED=(taskset -c "$PIN")
+"${PINNED[@]}" smtp-sink "${sink_user[@]}" -m 2000 -h sink.bench.test "127.0.0.1:$SINK_PORT" 2000 \
   >"$TMP/sink.log" 2>&1 &
 PIDS+=($!)
 wait_listening "$SINK_PORT" "$!" || { echo "bench: smtp-sink did not start"; cat "$TMP/sink.log"; exit 1; }
@@ -224,12 +239,23 @@ tls:
   TLS_PID=$PID
 fi
 
-if [[ $TLS -eq 0 ]]; then  # --tls runs only the TLS instance
+if [[ $TLS -eq 0 && -z $WORKERS_LIST ]]; then  # --tls runs only the TLS instance
   start_portcullis plain "dns:
   servers: [\"127.0.0.1:$DNS_PORT\"]
   reverse_lookup: false"
   PLAIN_PORT=$PORT
   PLAIN_PID=$PID
+fi
+declare -A WORKERS_PORT WORKERS_PID
+if [[ $TLS -eq 0 && -n $WORKERS_LIST ]]; then
+  for w in $WORKERS_LIST; do
+    start_portcullis "plain-w$w" "workers: $w
+dns:
+  servers: [\"127.0.0.1:$DNS_PORT\"]
+  reverse_lookup: false"
+    WORKERS_PORT[$w]=$PORT
+    WORKERS_PID[$w]=$PID
+  done
 fi
 if [[ $DNSBL -eq 1 && $TLS -eq 0 ]]; then
   filters="filters:
@@ -264,7 +290,7 @@ run_source() {  # TARGET_PORT SESSIONS
   children_seconds
   src0=$CHILD_SECONDS
   t0=$(date +%s%N)
-  if ! timeout 900 smtp-source -s "$2" -m "$MESSAGES" -l "$SIZE" -f bench@client.test \
+  if ! timeout 900 "${PINNED[@]}" smtp-source -s "$2" -m "$MESSAGES" -l "$SIZE" -f bench@client.test \
        -t sink@test.local "127.0.0.1:$1" >"$TMP/source.log" 2>&1; then
     echo "bench: smtp-source to port $1 failed:" >&2
     tail -n 20 "$TMP/source.log" >&2
@@ -320,6 +346,7 @@ else
 fi
 SINK_PID=${PIDS[0]}
 for s in $SESSIONS; do
+  [[ -n $WORKERS_LIST ]] && break  # the --workers loop below instead
   ratios=() filtered_ratios=()
   for round in $(seq 1 "$ROUNDS"); do
     WATCH=("sink:$SINK_PID")
@@ -348,6 +375,29 @@ for s in $SESSIONS; do
   fi
 done
 
+# --workers: each instance after the direct run, in every round.
+for s in $SESSIONS; do
+  [[ -z $WORKERS_LIST ]] && break
+  declare -A wrates=() wcpus=()
+  for round in $(seq 1 "$ROUNDS"); do
+    WATCH=("sink:$SINK_PID")
+    run_source "$SINK_PORT" "$s" || { status=1; break 2; }
+    line="sessions=$s round=$round direct=$RATE msg/s"
+    for w in $WORKERS_LIST; do
+      WATCH=("portcullis:${WORKERS_PID[$w]}")
+      run_source "${WORKERS_PORT[$w]}" "$s" || { status=1; break 3; }
+      wrates[$w]+="$RATE " wcpus[$w]+="$CPU_portcullis "
+      line+=" workers=$w proxied=$RATE msg/s cpu_us_per_msg=$CPU_portcullis"
+    done
+    echo "$line"
+  done
+  for w in $WORKERS_LIST; do
+    # shellcheck disable=SC2086  # the lists are space-separated numbers
+    echo "sessions=$s workers=$w median_rate=$(median ${wrates[$w]}) msg/s" \
+         "median_cpu_us_per_msg=$(median ${wcpus[$w]}) (rates: ${wrates[$w]% })"
+  done
+done
+
 # --counts: system calls and allocations per message (see the header).
 strace_start() {  # PID OUTFILE: sets STRACE_PID; counting starts once strace is attached
   strace -c -f -qq -p "$1" -o "$2" 2>"$2.err" &
@@ -368,7 +418,7 @@ strace_stop() {  # OUTFILE: SYSCALLS = calls per message, TOP_SYSCALLS = the top
   TOP_SYSCALLS=$(awk '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { print $4, $NF }' "$1" |
     sort -rn | head -5 | awk -v m="$COUNTS" '{ printf "%s=%.1f ", $2, $1 / m }')
 }
-if [[ $COUNTS -gt 0 && $TLS -eq 0 && $status -eq 0 ]]; then
+if [[ $COUNTS -gt 0 && $TLS -eq 0 && -z $WORKERS_LIST && $status -eq 0 ]]; then
   command -v strace >/dev/null || { echo "bench: strace missing (apt-get install strace)" >&2; exit 1; }
   cat >"$TMP/malloc_count.c" <<'C'
 // Counts heap allocations into a shared counter file the bench reads before and after a run.
