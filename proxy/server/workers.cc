@@ -41,7 +41,7 @@ struct Ticket {
 
 }  // namespace
 
-Workers::Workers(Dispatcher& dispatcher, std::shared_ptr<const Config> config) {
+Workers::Workers(Dispatcher& dispatcher, const std::shared_ptr<const Config>& config) {
   const std::size_t n = std::max<std::size_t>(config->process.workers, 1);
   for (std::size_t i = 0; i < n; ++i) {
     auto w = std::make_unique<Worker>();
@@ -71,15 +71,10 @@ Workers::Workers(Dispatcher& dispatcher, std::shared_ptr<const Config> config) {
 
 Workers::~Workers() {
   join();
-  // Each Server goes before its dispatcher and base, on this thread: the joins ordered
-  // everything its loop did before.
-  for (auto it = workers_.rbegin(); it != workers_.rend(); ++it) {
-    Worker& w = **it;
-    w.server.reset();
-    w.inbox.reset();
-    w.ownDispatcher.reset();
-    w.base.reset();
-  }
+  // The last worker first; in each, the Server goes before its inbox, dispatcher and base
+  // (Worker's members, destroyed in reverse), on this thread: the joins ordered everything its
+  // loop did before.
+  while (!workers_.empty()) workers_.pop_back();
 }
 
 bool Workers::start(std::string* error) {

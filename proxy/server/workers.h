@@ -35,7 +35,7 @@ class Workers {
  public:
   // Worker 0 runs on `dispatcher` (the caller's loop); the others get a base, a dispatcher and
   // a thread each. No libevent call crosses threads (LoopInbox wakes a loop through an eventfd).
-  Workers(Dispatcher& dispatcher, std::shared_ptr<const Config> config);
+  Workers(Dispatcher& dispatcher, const std::shared_ptr<const Config>& config);
   ~Workers();  // join(), then frees every worker but the caller's dispatcher
   Workers(const Workers&) = delete;
   Workers& operator=(const Workers&) = delete;

@@ -59,6 +59,7 @@ TEST(ConnectionTable, ExactUnderConcurrentAdmission) {
   ConnectionTable t;
   std::atomic<int> admitted{0};
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int i = 0; i < kThreads; ++i) {
     threads.emplace_back([&] {
       for (int n = 0; n < kTries; ++n) {
