@@ -38,6 +38,7 @@
 #include "proxy/server/sd_notify.h"
 #include "proxy/server/server.h"
 #include "proxy/server/startup_checks.h"
+#include "proxy/server/workers.h"
 #include "proxy/smtp/spool.h"
 
 namespace {
@@ -279,9 +280,14 @@ int main(int argc, char** argv) {
                  logValue(config->spool.directory));
   }
 
-  // Milter mode hands work to the loop from libmilter's threads (event_active): the base must
-  // be made thread-aware before it exists. The proxy alone keeps libevent lock-free.
-  if (config->milter.enabled() && evthread_use_pthreads() != 0) {
+  // Milter mode hands work to the loop from libmilter's threads (event_active), and with
+  // several workers the syslog output arms its write event on worker 0's loop from any thread:
+  // the bases must be made thread-aware before they exist. Otherwise libevent stays lock-free
+  // (the workers wake each other through an eventfd, LoopInbox).
+  const bool crossThreadEvents =
+      config->milter.enabled() ||
+      (config->process.workers > 1 && config->log.output == LogOutput::kSyslog);
+  if (crossThreadEvents && evthread_use_pthreads() != 0) {
     spdlog::critical("event=startup-failed error=\"libevent has no pthreads support\"");
     return 1;
   }
@@ -297,7 +303,8 @@ int main(int argc, char** argv) {
   int rc = 0;
   {
     EventDispatcher dispatcher(base.get());
-    Server server(dispatcher, config);
+    Workers workers(dispatcher, config);  // worker 0 runs on this loop
+    Server& server = workers.primary();
     // SIGHUP: the same file, loader and checks as above. Plugins stay as loaded (a changed
     // plugins: list needs a restart), so the loader gets none to load.
     server.setConfigSource([&](std::string* err) -> std::shared_ptr<const Config> {
@@ -314,7 +321,7 @@ int main(int argc, char** argv) {
       }
       return next;
     });
-    if (!server.start(&error)) {
+    if (!workers.start(&error)) {
       spdlog::critical("event=startup-failed error={}", logValue(error));
       return 1;
     }
@@ -333,26 +340,18 @@ int main(int argc, char** argv) {
     }
     std::unique_ptr<AdminServer> admin;
     if (config->admin.listen) {
-      admin = std::make_unique<AdminServer>(base.get(), processStats(), [&server] {
+      // On worker 0's loop; the figures are every worker's, merged.
+      admin = std::make_unique<AdminServer>(base.get(), processStats(), [&workers] {
         const SpoolUsage spool = spoolUsage();
-        const DnsStats dns = server.dnsStats();
-        return AdminStatus{server.sessionCount(),
-                           server.pooledUpstreams(),
-                           server.upstreamAnswered(),
-                           server.draining(),
-                           spool.memoryBytes,
-                           spool.diskBytes,
-                           dns.lookups,
-                           dns.cacheHits,
-                           dns.queries,
-                           dns.timeouts,
-                           dns.failures,
-                           dns.rejected};
+        AdminStatus status = workers.status();
+        status.spoolMemoryBytes = spool.memoryBytes;
+        status.spoolDiskBytes = spool.diskBytes;
+        return status;
       });
-      admin->setStatusPage([&server, &config, &dispatcher] {
+      admin->setStatusPage([&workers, &server, &config, &dispatcher] {
         const auto minute =
             std::chrono::duration_cast<std::chrono::minutes>(dispatcher.now().time_since_epoch());
-        return StatusPageInput{config->hostname, server.liveSessions(),
+        return StatusPageInput{config->hostname, workers.liveSessions(),
                                processRefusals().lastHour(minute.count()),
                                server.upstreamAnswered(), server.draining()};
       });
@@ -375,16 +374,18 @@ int main(int argc, char** argv) {
       spdlog::info("event=privileges user={} uid={} group={} gid={}", logValue(runAs->user),
                    runAs->uid, logValue(runAs->group), runAs->gid);
     }
-    spdlog::info("event=started version={} config={} filters={}", PORTCULLIS_VERSION,
+    spdlog::info("event=started version={} config={} filters={} workers={}", PORTCULLIS_VERSION,
                  config->sourcePath.empty() ? "(built-in defaults)" : config->sourcePath,
-                 config->filters.size());
+                 config->filters.size(), workers.count());
     // systemd (Type=notify): ready once the listeners are bound and the privileges dropped.
     if (!sdNotify("READY=1\nMAINPID=" + std::to_string(getpid()) + "\nSTATUS=accepting on " +
                       std::to_string(config->listeners.size()) + " listener(s)",
                   &error)) {
       spdlog::warn("event=sd-notify result=failed error={}", logValue(error));
     }
+    workers.run();  // the other workers' threads, after the privilege drop
     event_base_dispatch(base.get());
+    workers.join();  // they end when drained too (worker 0 passed the SIGTERM on)
   }
   spdlog::info("event=stopped");
   spdlog::shutdown();

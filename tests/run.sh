@@ -10,8 +10,9 @@
 #   3. asan preset: build, then the same tests under ASan/UBSan    (skipped with --quick)
 #   4. fuzz preset: build the fuzz_* targets and run each for $FUZZ_SECONDS s (default 20)
 #      with tests/fuzz/corpus/<name> as seed corpus if it exists      (skipped with --quick)
-#   5. tsan preset: build the daemon and the milter's unit tests only, then run those and
-#      tests/integration/test_milter.py under ThreadSanitizer            (skipped with --quick)
+#   5. tsan preset: build the daemon and the milter's unit tests only, then run those,
+#      tests/integration/test_milter.py and test_workers.py under ThreadSanitizer
+#                                                                        (skipped with --quick)
 #   6. clang-format check of proxy/ filters/ include/ tests/ (*.h *.cc)
 #
 # Tests run inside a loopback-only network namespace (unshare -n; plus a PID namespace when
@@ -241,20 +242,20 @@ if [[ $QUICK -eq 0 ]]; then
     skip "tests (asan): build failed"
   fi
   step "fuzz (${FUZZ_SECONDS}s per target)" fuzz_all
-  # The milter's threads (libmilter's and the loop's) under ThreadSanitizer: only what they
-  # need is built (the tsan build preset's targets).
+  # The milter's threads (libmilter's and the loop's) and the workers' event-loop threads under
+  # ThreadSanitizer: only what they need is built (the tsan build preset's targets).
   export TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp"
   step "build (tsan: daemon + milter tests)" build_preset tsan
   if [[ $LAST_RC -eq 0 ]]; then
-    step "tests (tsan: milter)" run_ctest_matching build-tsan "$LOGS/ctest-tsan.log" \
-      '^(integration\.test_milter|LoopBridgeTest\.|SessionGateTest\.)'
+    step "tests (tsan: milter, workers)" run_ctest_matching build-tsan "$LOGS/ctest-tsan.log" \
+      '^(integration\.test_milter|integration\.test_workers|LoopBridgeTest\.|SessionGateTest\.)'
   else
     skip "tests (tsan): build failed"
   fi
 else
   skip "asan build + tests (--quick)"
   skip "fuzz (--quick)"
-  skip "tsan build + milter tests (--quick)"
+  skip "tsan build + milter and workers tests (--quick)"
 fi
 
 step "clang-format check" format_check

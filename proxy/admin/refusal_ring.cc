@@ -16,6 +16,7 @@ std::size_t RefusalRing::stageOf(std::string_view verb) {
 
 void RefusalRing::record(std::size_t stage, std::int64_t minute) {
   if (stage >= kStages.size() || minute < 0) return;
+  const std::lock_guard lock(mutex_);
   const auto slot = static_cast<std::size_t>(minute % static_cast<std::int64_t>(kSlots));
   if (!used_[slot] || minuteOf_[slot] != minute) {
     if (used_[slot] && minuteOf_[slot] > minute) return;  // older than the slot's minute
@@ -28,6 +29,7 @@ void RefusalRing::record(std::size_t stage, std::int64_t minute) {
 
 RefusalRing::Picture RefusalRing::lastHour(std::int64_t nowMinute) const {
   Picture out{};
+  const std::lock_guard lock(mutex_);
   for (std::size_t i = 0; i < kSlots; ++i) {
     const std::int64_t minute = nowMinute - static_cast<std::int64_t>(kSlots - 1 - i);
     if (minute < 0) continue;

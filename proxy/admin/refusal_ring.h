@@ -4,11 +4,12 @@
 // hour or more ago reads as zero and is reset on its next write: recording is an index, a
 // compare and an increment, with no allocation and no timer. Minutes are counted on a
 // monotonic clock (the dispatcher's), so "now" is only ever compared with earlier minutes.
-// Not thread-safe: written by sessions and read by the admin endpoint, all on the loop.
+// Thread-safe (one mutex): written by every worker's sessions, read by the admin endpoint.
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string_view>
 
 namespace portcullis {
@@ -30,6 +31,7 @@ class RefusalRing {
   Picture lastHour(std::int64_t nowMinute) const;
 
  private:
+  mutable std::mutex mutex_;
   std::array<std::int64_t, kSlots> minuteOf_{};  // the minute each slot counts
   std::array<bool, kSlots> used_{};
   Picture counts_{};  // [stage][slot]

@@ -374,8 +374,11 @@ class SyslogSink final : public spdlog::sinks::base_sink<std::mutex> {
 
   static void onWritable(evutil_socket_t, short, void* self) {
     auto* sink = static_cast<SyslogSink*>(self);
-    std::lock_guard<std::mutex> lock(sink->mutex_);
-    sink->flushBacklog();
+    // With several workers another thread may hold the lock while it frees this very event
+    // (closeSocket), which waits for this callback: never wait here. That thread is writing a
+    // line, and flushes the backlog (and re-arms) before it does.
+    const std::unique_lock<std::mutex> lock(sink->mutex_, std::try_to_lock);
+    if (lock.owns_lock()) sink->flushBacklog();
   }
 
   bool connectSocket() {
@@ -508,8 +511,8 @@ std::string logValue(std::string_view value, std::size_t maxLen) {
 }
 
 std::string newSessionId() {
-  // Unique, not secret: a per-process generator seeded once from the CSPRNG.
-  static std::mt19937_64 generator = [] {
+  // Unique, not secret: a generator per thread (the workers), seeded once from the CSPRNG.
+  thread_local std::mt19937_64 generator = [] {
     std::uint64_t seed = 0;
     if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) != 1) {
       seed = std::random_device{}();

@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <mutex>
 #include <random>
 
 namespace portcullis {
@@ -33,6 +34,9 @@ std::string ReferenceGenerator::next() {
 }
 
 std::string newReference() {
+  // One generator for the process, so references stay unique across the workers' threads.
+  static std::mutex mutex;
+  const std::lock_guard lock(mutex);
   static ReferenceGenerator generator = [] {
     std::uint64_t seed = 0;
     if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) != 1) {

@@ -249,6 +249,15 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
   if (!cfg->process.pidFile.empty() && cfg->process.pidFile.front() != '/') {
     s.fail("pid_file", "must be an absolute path");
   }
+  if (const std::string w = s.getString("workers", "1"); w == "auto") {
+    const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->process.workers =
+        std::clamp<std::size_t>(cpus > 0 ? static_cast<std::size_t>(cpus) : 1, 1, kMaxWorkers);
+    cfg->process.workersAuto = true;
+  } else {
+    cfg->process.workers =
+        static_cast<std::size_t>(s.getInt("workers", 1, 1, static_cast<std::int64_t>(kMaxWorkers)));
+  }
   s.markUsed("listen");
   parseListeners(map["listen"], *cfg);
   const ConfigSection milter = s.section("milter");
@@ -444,15 +453,22 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
 }  // namespace
 
 std::size_t poolLimit(const Config& config) {
-  return config.upstream.poolAuto ? config.limits.maxConnections : config.upstream.poolSize;
+  if (!config.upstream.poolAuto) return config.upstream.poolSize;
+  const std::size_t workers = std::max<std::size_t>(config.process.workers, 1);
+  return (config.limits.maxConnections + workers - 1) / workers;
 }
 
 std::size_t descriptorsNeeded(const Config& config) {
   // A milter session holds the MTA's socket and at most one DNS socket.
   const std::size_t milter = config.milter.enabled() ? 2 * config.milter.maxSessions + 1 : 0;
-  const std::size_t pool = config.upstream.poolAuto ? 0 : config.upstream.poolSize;
-  return 4 * config.limits.maxConnections + pool + config.listeners.size() + milter +
-         kDescriptorReserve;
+  const std::size_t workers = std::max<std::size_t>(config.process.workers, 1);
+  // auto: one worker's pooled and busy MTA connections never outnumber its sessions, already
+  // counted above; with several workers, each worker's pool (its share of max_connections)
+  // may outlive the load that filled it while new sessions land on other workers.
+  std::size_t pool = workers * poolLimit(config);
+  if (config.upstream.poolAuto && workers == 1) pool = 0;
+  return 4 * config.limits.maxConnections + pool + workers * config.listeners.size() +
+         2 * (workers - 1) + milter + kDescriptorReserve;
 }
 
 std::shared_ptr<const Config> loadConfigFromString(const std::string& yaml,

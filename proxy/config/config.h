@@ -143,7 +143,12 @@ struct ProcessConfig {
   std::string user;
   std::string group;  // empty: the user's primary group
   std::string pidFile;
+  // workers: event-loop threads, each with its own listeners (SO_REUSEPORT), sessions, MTA
+  // pool and DNS cache (proxy/server/workers.h). "auto": one per online CPU, resolved here.
+  std::size_t workers = 1;
+  bool workersAuto = false;  // written as "auto" (what --print-config shows)
 };
+inline constexpr std::size_t kMaxWorkers = 256;
 
 // admin: the HTTP endpoint for metrics and probes (off unless admin.listen is set).
 struct AdminConfig {
@@ -214,16 +219,18 @@ inline constexpr std::size_t kDescriptorReserve = 32;     // stdio, logs, epoll,
 // (--check-config and start-up alike):
 //   4 * limits.max_connections   a client socket, an MTA socket, a spool file (DATA past
 //                                spool.memory_limit) and one DNS socket per session
-//   + upstream.pool_size         idle MTA connections kept for reuse (0 for auto: see poolLimit)
-//   + listeners                  one socket each
+//   + upstream.pool_size         idle MTA connections kept for reuse, per worker (auto: none
+//                                with one worker, else max_connections: see poolLimit)
+//   + listeners                  one socket each, per worker (SO_REUSEPORT)
+//   + 2 * (workers - 1)          the other workers' DNS socket and wake-up pipe
 //   + 2 * milter.max_sessions    the MTA's milter socket and a DNS socket (milter on)
 //   + kDescriptorReserve         everything else
-// How many idle MTA connections the pool may hold. With pool_size: auto that is
-// limits.max_connections: a session takes a pooled connection before it opens one, so the
-// connections open (in use and idle) never outnumber the sessions that held one at the same
-// time, the pool follows the load up, and the idle timeout trims it back (the pool hands out its
-// most recently returned connection first, so the surplus ages out). No descriptors beyond the
-// per-session ones are needed.
+// How many idle MTA connections one worker's pool may hold. With pool_size: auto that is
+// limits.max_connections shared out over the workers: a session takes a pooled connection
+// before it opens one, so a worker's connections (in use and idle) never outnumber the sessions
+// that held one at the same time, the pool follows the load up, and the idle timeout trims it
+// back (the pool hands out its most recently returned connection first, so the surplus ages
+// out).
 std::size_t poolLimit(const Config& config);
 
 std::size_t descriptorsNeeded(const Config& config);

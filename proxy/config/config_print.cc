@@ -87,6 +87,8 @@ std::vector<std::pair<std::string, YAML::Node>> nodes(const Config& c) {
   out.emplace_back("user", YAML::Node(c.process.user));
   out.emplace_back("group", YAML::Node(c.process.group));
   out.emplace_back("pid_file", YAML::Node(c.process.pidFile));
+  out.emplace_back("workers",
+                   c.process.workersAuto ? YAML::Node("auto") : YAML::Node(c.process.workers));
   YAML::Node admin;
   admin["listen"] = c.admin.listen ? c.admin.listen->toString() : "";
   out.emplace_back("admin", admin);

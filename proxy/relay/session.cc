@@ -117,8 +117,9 @@ Session::Session(SessionHost& host, std::shared_ptr<const Config> config,
   chain_ = std::make_unique<FilterChain>(host.dispatcher(), view_.id, config_->filters,
                                          host.filterContext());
   if (spdlog::should_log(spdlog::level::info)) {  // arguments cost something; skip them too
-    spdlog::info("{} event=connect client={} local={}{}", view_.id, peer.toString(),
-                 local.toString(), listener.proxyProtocol ? " proxy_protocol=expected" : "");
+    spdlog::info("{} event=connect client={} local={}{}{}", view_.id, peer.toString(),
+                 local.toString(), listener.proxyProtocol ? " proxy_protocol=expected" : "",
+                 host.logTag());
   }
 }
 

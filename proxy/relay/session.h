@@ -48,6 +48,8 @@ class SessionHost : public UpstreamHost {
   // A PROXY header revealed the real client: move its connection count from `before` to
   // `after`. False when that puts `after` over limits.max_connections_per_ip.
   virtual bool rekeyClient(const std::string& before, const std::string& after) = 0;
+  // Added to the session's connect line (" worker=2" with several workers).
+  virtual std::string_view logTag() const { return {}; }
 };
 
 class Session {

@@ -26,6 +26,24 @@ constexpr std::string_view kBusy421 = "421 4.3.2 Error: server too busy, try aga
 
 int openSpareDescriptor() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
+// Whether `address` can be bound without SO_REUSEPORT (SO_REUSEADDR, as the listener): not
+// while any other socket listens there.
+bool bindableExclusively(const SocketAddress& address, std::string* error) {
+  const int fd = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = std::strerror(errno);
+    return false;
+  }
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (address.family() == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  const int rc = ::bind(fd, address.get(), address.length);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) *error = std::strerror(err);
+  return rc == 0;
+}
+
 std::string joined(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
@@ -59,6 +77,11 @@ ReloadPlan planReload(const Config& running, const Config& fresh) {
        [&] { next->process.group = running.process.group; });
   keep("pid_file", running.process.pidFile != next->process.pidFile,
        [&] { next->process.pidFile = running.process.pidFile; });
+  // The worker threads and their listeners are made once, at start-up.
+  keep("workers", sectionText(running, "workers") != sectionText(*next, "workers"), [&] {
+    next->process.workers = running.process.workers;
+    next->process.workersAuto = running.process.workersAuto;
+  });
   keep("admin.listen", adminText(running) != adminText(*next),
        [&] { next->admin = running.admin; });
   // libmilter is set up once per process (smfi_register, smfi_setconn, smfi_main).
@@ -120,13 +143,17 @@ TlsClientSettings upstreamTlsSettings(const Config& config) {
   return c;
 }
 
-Server::Server(Dispatcher& dispatcher, std::shared_ptr<const Config> config)
+Server::Server(Dispatcher& dispatcher, std::shared_ptr<const Config> config, WorkerRole role)
     : dispatcher_(dispatcher),
       base_(dispatcher.base()),
       config_(std::move(config)),
+      role_(std::move(role)),
+      workerTag_(role_.count > 1 ? " worker=" + std::to_string(role_.index) : ""),
+      connections_(role_.connections != nullptr ? *role_.connections : ownConnections_),
       drainTimer_(dispatcher,
                   [this] {
-                    spdlog::warn("event=drain-deadline sessions={}", sessions_.size());
+                    spdlog::warn("event=drain-deadline sessions={}{}", sessions_.size(),
+                                 workerTag_);
                     for (auto& [ptr, s] : sessions_) s->drain(true);
                     for (DrainParticipant* p : participants_) p->drainDeadline();
                     exitTimer_.start(std::chrono::milliseconds(5000));  // last resort
@@ -231,7 +258,9 @@ bool Server::start(std::string* error) {
     listeners_.push_back(std::move(listener));
     logListening(l);
   }
+  // Signals go to worker 0 only, which passes the drain and reloads on (WorkerRole).
   for (const int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
+    if (role_.index != 0) break;
     signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
     event_add(signals_.back().get(), nullptr);
   }
@@ -262,6 +291,16 @@ ListenerPtr Server::bindListener(const ListenerConfig& l, ListenerContext* conte
                                  std::string* error) {
   unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
   if (l.address.family() == AF_INET6) flags |= LEV_OPT_BIND_IPV6ONLY;
+  if (role_.count > 1) {
+    // Every worker binds the address (SO_REUSEPORT: the kernel spreads new connections over
+    // them). Worker 0 first binds it without, so that a port held by anyone else, another
+    // portcullis included, still fails here with EADDRINUSE instead of being shared.
+    if (role_.index == 0 && !bindableExclusively(l.address, error)) {
+      *error = "listen " + l.text + ": " + *error;
+      return nullptr;
+    }
+    flags |= LEV_OPT_REUSEABLE_PORT;
+  }
   evconnlistener* listener =
       evconnlistener_new_bind(base_, &Server::onAccept, context, flags, 1024, l.address.get(),
                               static_cast<int>(l.address.length));
@@ -275,13 +314,13 @@ ListenerPtr Server::bindListener(const ListenerConfig& l, ListenerContext* conte
 }
 
 void Server::logListening(const ListenerConfig& l) const {
-  spdlog::info("event=listening address={} tls={} proxy_protocol={} upstream={} identity={}",
+  spdlog::info("event=listening address={} tls={} proxy_protocol={} upstream={} identity={}{}",
                l.address.toString(),
                l.tls == TlsListenMode::kImplicit                   ? "implicit"
                : (l.tls == TlsListenMode::kStartTls && serverTls_) ? "starttls"
                                                                    : "none",
                l.proxyProtocol ? "yes" : "no", config_->upstream.address.toString(),
-               identityModeName(config_->upstream.identity));
+               identityModeName(config_->upstream.identity), workerTag_);
 }
 
 void Server::reloadFromSource() {
@@ -322,13 +361,41 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
     }
   };
   ReloadPlan plan = planReload(*config_, *fresh);
-  const Config& next = *plan.next;
   std::shared_ptr<const TlsContext> serverTls;
   std::shared_ptr<const TlsContext> clientTls;
-  if (!buildTls(next, &serverTls, &clientTls, error)) {
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  if (!buildTls(*plan.next, &serverTls, &clientTls, error) ||
+      !swapIn(plan, std::move(serverTls), std::move(clientTls), &added, &removed, error)) {
     ready();
     return fail();
   }
+  // The others swap the same snapshot and the same TLS contexts in, each on its own loop.
+  const std::size_t lagging =
+      role_.reloadOthers ? role_.reloadOthers(config_, serverTls_, clientTls_) : 0;
+  if (!plan.needsRestart.empty()) {
+    spdlog::warn(
+        "event=reload-needs-restart keys={} detail=\"changed in the file; the running values "
+        "stay until portcullis is restarted\"",
+        logValue(joined(plan.needsRestart)));
+  }
+  spdlog::info(
+      "event=reload result=ok config={} changed={} listeners_added={} listeners_removed={} "
+      "listeners_kept={} needs_restart={}{}",
+      logValue(config_->sourcePath.empty() ? "(built-in defaults)" : config_->sourcePath),
+      logValue(joined(plan.changed)), logValue(joined(added)), logValue(joined(removed)),
+      plan.kept.size(), logValue(joined(plan.needsRestart)),
+      role_.count > 1
+          ? " workers=" + std::to_string(role_.count - lagging) + "/" + std::to_string(role_.count)
+          : "");
+  ready();
+  return true;
+}
+
+bool Server::swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> serverTls,
+                    std::shared_ptr<const TlsContext> clientTls, std::vector<std::string>* added,
+                    std::vector<std::string>* removed, std::string* error) {
+  const Config& next = *plan.next;
   // Bind the added listeners before anything changes: if one cannot be bound, the ones bound
   // just now close again and the running config stays as it was.
   std::vector<std::unique_ptr<ListenerContext>> contexts(next.listeners.size());
@@ -339,22 +406,19 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
     listeners[j] = bindListener(l, contexts[j].get(), error);
     if (!listeners[j]) {
       *error = "listen[" + std::to_string(j) + "]: " + *error;
-      ready();
-      return fail();
+      return false;
     }
   }
   // Committed from here on. A kept listener keeps its socket and its context object (the
   // address libevent calls back with); only the settings it points at change.
-  std::vector<std::string> added;
-  std::vector<std::string> removed;
   for (const auto& [i, j] : plan.kept) {
     contexts[j] = std::move(listenerContexts_[i]);
     contexts[j]->config = &next.listeners[j];
     listeners[j] = std::move(listeners_[i]);
   }
   for (const std::size_t i : plan.removed) {
-    removed.push_back(config_->listeners[i].address.toString());
-    spdlog::info("event=listener-closed address={}", removed.back());
+    removed->push_back(config_->listeners[i].address.toString());
+    spdlog::info("event=listener-closed address={}{}", removed->back(), workerTag_);
   }
   const bool upstreamChanged = sectionText(*config_, "upstream") != sectionText(next, "upstream") ||
                                config_->hostname != next.hostname;
@@ -364,7 +428,7 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
   serverTls_ = std::move(serverTls);
   clientTls_ = std::move(clientTls);
   for (const std::size_t j : plan.added) {
-    added.push_back(config_->listeners[j].address.toString());
+    added->push_back(config_->listeners[j].address.toString());
     logListening(config_->listeners[j]);
   }
   probeSettings_.address = config_->upstream.address;
@@ -380,19 +444,26 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
     ipv6Checked_ = false;
     probe();
   }
-  if (!plan.needsRestart.empty()) {
-    spdlog::warn(
-        "event=reload-needs-restart keys={} detail=\"changed in the file; the running values "
-        "stay until portcullis is restarted\"",
-        logValue(joined(plan.needsRestart)));
+  return true;
+}
+
+bool Server::follow(const std::shared_ptr<const Config>& next,
+                    std::shared_ptr<const TlsContext> serverTls,
+                    std::shared_ptr<const TlsContext> clientTls) {
+  std::string error;
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  if (draining_) return false;
+  ReloadPlan plan = planReload(*config_, *next);
+  plan.next = next;  // the very snapshot worker 0 runs (its restart-only keys already kept)
+  if (!swapIn(plan, std::move(serverTls), std::move(clientTls), &added, &removed, &error)) {
+    spdlog::error(
+        "event=reload result=failed{} error={} detail=\"this worker keeps the running config\"",
+        workerTag_, logValue(error, 1024));
+    return false;
   }
-  spdlog::info(
-      "event=reload result=ok config={} changed={} listeners_added={} listeners_removed={} "
-      "listeners_kept={} needs_restart={}",
-      logValue(config_->sourcePath.empty() ? "(built-in defaults)" : config_->sourcePath),
-      logValue(joined(plan.changed)), logValue(joined(added)), logValue(joined(removed)),
-      plan.kept.size(), logValue(joined(plan.needsRestart)));
-  ready();
+  spdlog::debug("event=reload result=ok{} listeners_added={} listeners_removed={}", workerTag_,
+                logValue(joined(added)), logValue(joined(removed)));
   return true;
 }
 
@@ -438,6 +509,7 @@ void Server::beginDrain() {
   for (auto& [ptr, s] : sessions_) s->drain(false);
   for (DrainParticipant* p : participants_) p->beginDrain([this] { maybeExit(); });
   drainTimer_.start(config_->timeouts.shutdown);
+  if (role_.drainOthers) role_.drainOthers();
   maybeExit();
 }
 
@@ -445,7 +517,7 @@ void Server::maybeExit() {
   if (draining_ && sessions_.empty() &&
       std::all_of(participants_.begin(), participants_.end(),
                   [](const DrainParticipant* p) { return p->drained(); })) {
-    spdlog::info("event=drained");
+    spdlog::info("event=drained{}", workerTag_);
     event_base_loopexit(base_, nullptr);
   }
 }
@@ -465,10 +537,7 @@ std::string Server::countKey(const std::string& address) const {
 }
 
 bool Server::rekeyClient(const std::string& before, const std::string& after) {
-  if (auto p = perIp_.find(countKey(before)); p != perIp_.end() && --p->second == 0) {
-    perIp_.erase(p);
-  }
-  return ++perIp_[countKey(after)] <= config_->limits.maxConnectionsPerIp;
+  return connections_.rekey(countKey(before), countKey(after), config_->limits.maxConnectionsPerIp);
 }
 
 void Server::onAcceptError(evconnlistener*, void* self) {
@@ -541,12 +610,18 @@ void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const Listene
     }
   }
   const char* refusal = nullptr;
+  ConnectionTable::Admission admission;
   if (draining_) {
     refusal = "421 4.3.2 Service shutting down";
-  } else if (sessions_.size() >= config_->limits.maxConnections) {
-    refusal = "421 4.7.0 Error: too many connections, try again later";
-  } else if (!listener.proxyProtocol && perIp_[ip] >= config_->limits.maxConnectionsPerIp) {
-    refusal = "421 4.7.0 Error: too many connections from your address, try again later";
+  } else {
+    // Counted here if admitted, in the table every worker shares: the limits are exact.
+    admission = connections_.admit(ip, config_->limits.maxConnections,
+                                   config_->limits.maxConnectionsPerIp, !listener.proxyProtocol);
+    if (admission.verdict == ConnectionTable::Verdict::kTooMany) {
+      refusal = "421 4.7.0 Error: too many connections, try again later";
+    } else if (admission.verdict == ConnectionTable::Verdict::kTooManyFromAddress) {
+      refusal = "421 4.7.0 Error: too many connections from your address, try again later";
+    }
   }
   if (refusal != nullptr) {
     // No session, no upstream connection: one line and close. The reference is on the
@@ -554,13 +629,12 @@ void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const Listene
     const std::string ref = config_->reply.reference ? newReference() : "";
     const std::string line =
         std::string(refusal) + (ref.empty() ? "" : " [ref=" + ref + "]") + "\r\n";
-    spdlog::warn("event=connection-refused client={} reason={} sessions={} from_ip={}{}",
-                 peer.toString(), logValue(refusal + 10), sessions_.size(), perIp_[ip],
-                 ref.empty() ? "" : " ref=" + ref);
+    spdlog::warn("event=connection-refused client={} reason={} sessions={} from_ip={}{}{}",
+                 peer.toString(), logValue(refusal + 10), admission.total, admission.fromKey,
+                 ref.empty() ? "" : " ref=" + ref, workerTag_);
     ::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     ::shutdown(fd, SHUT_WR);
     ::close(fd);
-    if (perIp_[ip] == 0) perIp_.erase(ip);
     return;
   }
   // A listener on a specific address knows the local end already; only a wildcard one asks.
@@ -573,7 +647,6 @@ void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const Listene
                                            std::make_unique<Stream>(base_, fd), peer, local);
   Session* raw = session.get();
   sessions_.emplace(raw, std::move(session));
-  ++perIp_[ip];
   raw->start();
 }
 
@@ -601,7 +674,7 @@ void Server::sessionClosed(Session* session) {
   // Called from inside the session: freed from the loop, after this callback has returned.
   dispatcher_.deferredDelete(std::move(it->second));
   sessions_.erase(it);
-  if (auto p = perIp_.find(ip); p != perIp_.end() && --p->second == 0) perIp_.erase(p);
+  connections_.release(ip);
   maybeExit();
 }
 
@@ -648,7 +721,8 @@ void Server::probe() {
             "event=upstream-probe problem=\"MTA does not offer XCLIENT to us; mail will be "
             "tempfailed (Postfix: smtpd_authorized_xclient_hosts)\"");
       } else if (config_->upstream.identity == IdentityMode::kXclient && ipv6ClientsPossible() &&
-                 (!ipv6Checked_ || recovered)) {
+                 role_.index == 0 && (!ipv6Checked_ || recovered)) {
+        // One check for the process: the MTA is the same for every worker.
         checkIpv6Xclient();  // once, and again whenever the MTA comes back (maybe reconfigured)
       }
       probe_->quit();

@@ -1,8 +1,10 @@
 #pragma once
 // Server: listeners, accept, connection limits, the upstream capability probe, signals and the
 // SIGTERM drain. Owns every Session and frees closed ones from its own event (never inside a
-// session's callback). Owns the shared services sessions use (DNS resolver, filter context).
-// Single-threaded: everything runs on one event loop.
+// session's callback). Owns the services its sessions use (DNS resolver and cache, filter
+// context, MTA pool). Single-threaded: everything runs on its event loop. With workers > 1 there
+// is one Server per worker thread (proxy/server/workers.h); they share only the config snapshot,
+// the stats and the ConnectionTable, and worker 0 takes the signals and passes them on.
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -24,6 +26,7 @@
 #include "proxy/net/tls.h"
 #include "proxy/relay/session.h"
 #include "proxy/relay/upstream.h"
+#include "proxy/server/connection_table.h"
 #include "proxy/services/dns/dns_resolver.h"
 
 namespace portcullis {
@@ -64,9 +67,24 @@ class DrainParticipant {
   virtual bool drained() const = 0;
 };
 
+// Where a Server stands among the workers (proxy/server/workers.h). The default: the only one.
+struct WorkerRole {
+  std::size_t index = 0;  // worker 0 takes the signals; main puts the admin and milter there
+  std::size_t count = 1;
+  ConnectionTable* connections = nullptr;  // shared by every worker; null: the server's own
+  // Worker 0 of several (set by Workers): the drain and a reload, passed on to the others. The
+  // reload returns once every other worker has swapped (or its bounded wait ran out), so that
+  // `event=reload result=ok` means new sessions on every worker get the new snapshot.
+  std::function<void()> drainOthers;
+  std::function<std::size_t(const std::shared_ptr<const Config>& next,
+                            const std::shared_ptr<const TlsContext>& serverTls,
+                            const std::shared_ptr<const TlsContext>& clientTls)>
+      reloadOthers;  // returns how many workers failed to follow
+};
+
 class Server final : public SessionHost {
  public:
-  Server(Dispatcher& dispatcher, std::shared_ptr<const Config> config);
+  Server(Dispatcher& dispatcher, std::shared_ptr<const Config> config, WorkerRole role = {});
   ~Server() override;
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -114,6 +132,14 @@ class Server final : public SessionHost {
   // nothing: on error (a listener that cannot be bound, a TLS file) nothing changes. Logs
   // event=reload either way.
   bool reload(const std::shared_ptr<const Config>& fresh, std::string* error);
+  // Another worker's side of a reload: worker 0 planned it and built the TLS contexts; this
+  // swaps the same snapshot in on this loop (its own listeners diffed). Logged at debug; a
+  // failure is an error line naming the worker, and this worker keeps its running config.
+  bool follow(const std::shared_ptr<const Config>& next,
+              std::shared_ptr<const TlsContext> serverTls,
+              std::shared_ptr<const TlsContext> clientTls);
+  std::size_t workerIndex() const { return role_.index; }
+  std::string_view logTag() const override { return workerTag_; }
   const Config& config() const { return *config_; }
   // The snapshot new sessions get (loop thread): the milter's sessions take it too.
   std::shared_ptr<const Config> snapshot() const { return config_; }
@@ -137,6 +163,11 @@ class Server final : public SessionHost {
   void pauseAccepting(int err);
   void resumeAccepting();
   void retire(std::unique_ptr<UpstreamConnection> upstream);  // frees it from the loop
+  // The listener swap of reload() and follow(): binds the added listeners (all or nothing),
+  // then commits. The addresses added and removed, for the log.
+  bool swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> serverTls,
+              std::shared_ptr<const TlsContext> clientTls, std::vector<std::string>* added,
+              std::vector<std::string>* removed, std::string* error);
   static bool buildTls(const Config& config, std::shared_ptr<const TlsContext>* server,
                        std::shared_ptr<const TlsContext>* client, std::string* error);
   // Binds one listener; null with `error` when bind() refuses.
@@ -152,6 +183,10 @@ class Server final : public SessionHost {
   Dispatcher& dispatcher_;
   event_base* base_;
   std::shared_ptr<const Config> config_;
+  WorkerRole role_;
+  std::string workerTag_;  // " worker=N" with workers > 1, else empty
+  ConnectionTable ownConnections_;
+  ConnectionTable& connections_;  // role_.connections, or ownConnections_
   std::vector<ListenerPtr> listeners_;
   std::vector<std::unique_ptr<ListenerContext>> listenerContexts_;
   std::shared_ptr<const TlsContext> serverTls_;
@@ -161,7 +196,6 @@ class Server final : public SessionHost {
   FilterServices services_;
   FilterContext context_;
   std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
-  std::unordered_map<std::string, std::size_t> perIp_;  // by countKey()
   std::vector<EventPtr> signals_;
   Timer drainTimer_;
   Timer exitTimer_;

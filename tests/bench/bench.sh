@@ -55,6 +55,15 @@
 #                  processes of its own); "direct" is smtp-source to that Postfix.
 #   --chunking off upstream.chunking for every instance (default auto); compare runs with
 #                  --postfix and with --postfix --chunking off, interleaved.
+#   --workers LIST instead of the one plain instance, one per `workers:` value in LIST ("1 2"),
+#                  run one after the other after the direct run in every round (interleaved, so
+#                  the machine's noise hits each alike), e.g.
+#   sessions=20 round=1 direct=6100 msg/s workers=1 proxied=4700 msg/s cpu_us_per_msg=120
+#     workers=2 proxied=4900 msg/s cpu_us_per_msg=124
+#                  and a median line per value. The CPU time is the whole process's (every
+#                  worker thread).
+#   --pin-load CPUS run smtp-source and smtp-sink under `taskset -c CPUS` (the load generator
+#                  apart from portcullis; pin portcullis yourself if you want it elsewhere)
 #   --handshakes N connections per handshake run (default 5000)
 #   --per-connection K  messages per connection in the --tls mail runs (default 1)
 #
@@ -84,8 +93,10 @@ COUNTS=0
 BUDGET=26,126
 POSTFIX=0
 CHUNKING=auto
+WORKERS_LIST=
+PIN=
 ARGS=("$@")
-usage() { sed -n '2,64p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,73p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --messages) MESSAGES=$2; shift 2 ;;
@@ -104,6 +115,8 @@ while [[ $# -gt 0 ]]; do
     --budget) BUDGET=$2; shift 2 ;;
     --postfix) POSTFIX=1; shift ;;
     --chunking) CHUNKING=$2; shift 2 ;;
+    --workers) WORKERS_LIST=$2; shift 2 ;;
+    --pin-load) PIN=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -161,6 +174,8 @@ wait_listening() {  # PORT PID [udp]
 SINK_PORT=$(free_port)
 sink_user=()
 [[ $(id -u) -eq 0 ]] && sink_user=(-u nobody)
+PINNED=()
+[[ -n $PIN ]] && PINNED=(taskset -c "$PIN")
 RCPT=sink@test.local
 if [[ $POSTFIX -eq 1 ]]; then
   # The harness's Postfix; a recipient outside its virtual domain goes to the discard transport.
@@ -179,7 +194,7 @@ PY
   for _ in $(seq 1 1200); do grep -q "postfix ready" "$TMP/sink.log" && break; sleep 0.1; done
   grep -q "postfix ready" "$TMP/sink.log" || { echo "bench: Postfix did not start"; cat "$TMP/sink.log"; exit 1; }
 else
-  smtp-sink "${sink_user[@]}" -m 2000 -h sink.bench.test "127.0.0.1:$SINK_PORT" 2000 \
+  "${PINNED[@]}" smtp-sink "${sink_user[@]}" -m 2000 -h sink.bench.test "127.0.0.1:$SINK_PORT" 2000 \
     >"$TMP/sink.log" 2>&1 &
   PIDS+=($!)
   wait_listening "$SINK_PORT" "$!" || { echo "bench: smtp-sink did not start"; cat "$TMP/sink.log"; exit 1; }
@@ -264,12 +279,23 @@ tls:
   TLS_PID=$PID
 fi
 
-if [[ $TLS -eq 0 ]]; then  # --tls runs only the TLS instance
+if [[ $TLS -eq 0 && -z $WORKERS_LIST ]]; then  # --tls runs only the TLS instance
   start_portcullis plain "dns:
   servers: [\"127.0.0.1:$DNS_PORT\"]
   reverse_lookup: false"
   PLAIN_PORT=$PORT
   PLAIN_PID=$PID
+fi
+declare -A WORKERS_PORT WORKERS_PID
+if [[ $TLS -eq 0 && -n $WORKERS_LIST ]]; then
+  for w in $WORKERS_LIST; do
+    start_portcullis "plain-w$w" "workers: $w
+dns:
+  servers: [\"127.0.0.1:$DNS_PORT\"]
+  reverse_lookup: false"
+    WORKERS_PORT[$w]=$PORT
+    WORKERS_PID[$w]=$PID
+  done
 fi
 if [[ $DNSBL -eq 1 && $TLS -eq 0 ]]; then
   filters="filters:
@@ -304,7 +330,7 @@ run_source() {  # TARGET_PORT SESSIONS
   children_seconds
   src0=$CHILD_SECONDS
   t0=$(date +%s%N)
-  if ! timeout 900 smtp-source -s "$2" -m "$MESSAGES" -l "$SIZE" -f bench@client.test \
+  if ! timeout 900 "${PINNED[@]}" smtp-source -s "$2" -m "$MESSAGES" -l "$SIZE" -f bench@client.test \
        -t "$RCPT" "127.0.0.1:$1" >"$TMP/source.log" 2>&1; then
     echo "bench: smtp-source to port $1 failed:" >&2
     tail -n 20 "$TMP/source.log" >&2
@@ -365,6 +391,7 @@ SINK_WATCH=("sink:$SINK_PID")
 [[ $POSTFIX -eq 1 ]] && SINK_WATCH=()  # Postfix's smtpd processes are not one pid
 CPU_sink=n/a
 for s in $SESSIONS; do
+  [[ -n $WORKERS_LIST ]] && break  # the --workers loop below instead
   ratios=() filtered_ratios=()
   for round in $(seq 1 "$ROUNDS"); do
     WATCH=("${SINK_WATCH[@]}")
@@ -393,6 +420,29 @@ for s in $SESSIONS; do
   fi
 done
 
+# --workers: each instance after the direct run, in every round.
+for s in $SESSIONS; do
+  [[ -z $WORKERS_LIST ]] && break
+  declare -A wrates=() wcpus=()
+  for round in $(seq 1 "$ROUNDS"); do
+    WATCH=("sink:$SINK_PID")
+    run_source "$SINK_PORT" "$s" || { status=1; break 2; }
+    line="sessions=$s round=$round direct=$RATE msg/s"
+    for w in $WORKERS_LIST; do
+      WATCH=("portcullis:${WORKERS_PID[$w]}")
+      run_source "${WORKERS_PORT[$w]}" "$s" || { status=1; break 3; }
+      wrates[$w]+="$RATE " wcpus[$w]+="$CPU_portcullis "
+      line+=" workers=$w proxied=$RATE msg/s cpu_us_per_msg=$CPU_portcullis"
+    done
+    echo "$line"
+  done
+  for w in $WORKERS_LIST; do
+    # shellcheck disable=SC2086  # the lists are space-separated numbers
+    echo "sessions=$s workers=$w median_rate=$(median ${wrates[$w]}) msg/s" \
+         "median_cpu_us_per_msg=$(median ${wcpus[$w]}) (rates: ${wrates[$w]% })"
+  done
+done
+
 # --counts: system calls and allocations per message (see the header).
 strace_start() {  # PID OUTFILE: sets STRACE_PID; counting starts once strace is attached
   strace -c -f -qq -p "$1" -o "$2" 2>"$2.err" &
@@ -417,7 +467,7 @@ strace_stop() {  # OUTFILE: SYSCALLS = calls per message, TOP_SYSCALLS = the top
   TOP_SYSCALLS=$(awk '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { print $4, $NF }' "$1" |
     sort -rn | head -5 | awk -v m="$COUNTS" '{ printf "%s=%.1f ", $2, $1 / m }')
 }
-if [[ $COUNTS -gt 0 && $TLS -eq 0 && $status -eq 0 ]]; then
+if [[ $COUNTS -gt 0 && $TLS -eq 0 && -z $WORKERS_LIST && $status -eq 0 ]]; then
   command -v strace >/dev/null || { echo "bench: strace missing (apt-get install strace)" >&2; exit 1; }
   cat >"$TMP/malloc_count.c" <<'C'
 // Counts heap allocations into a shared counter file the bench reads before and after a run.

@@ -26,7 +26,8 @@ from .process import (REPO_ROOT, Fixture, ManagedProcess, read_text, tail, wait_
                       wait_until)
 
 SANITIZER_REPORT = re.compile(
-    r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|runtime error: |"
+    r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|WARNING: ThreadSanitizer|"
+    r"runtime error: |"
     r"SUMMARY: UndefinedBehaviorSanitizer")
 
 _KV = re.compile(r'([A-Za-z0-9_.\-]+)=("(?:[^"\\]|\\.)*"|\S*)')

@@ -49,6 +49,11 @@ TEST(ReloadPlan, RestartOnlyKeysKeepTheirRunningValue) {
        "log: {level: debug}\nadmin: {listen: \"127.0.0.1:9025\"}\nlimits: {max_errors: 3}\n",
        {"admin.listen", "log", "dns.servers"},
        {"limits", "dns"}},
+      // The worker threads and their listeners are made once, at start-up.
+      {"workers: 4\nspool: {directory: /tmp/a}\ndns: {servers: [\"127.0.0.1:53\"]}\n"
+       "log: {level: info}\n",
+       {"workers"},
+       {}},
   };
   for (const Case& c : cases) {
     const auto running = load(before);
@@ -59,6 +64,7 @@ TEST(ReloadPlan, RestartOnlyKeysKeepTheirRunningValue) {
     EXPECT_EQ(plan.next->dns.servers, running->dns.servers);
     EXPECT_EQ(plan.next->log.level, "info");
     EXPECT_FALSE(plan.next->admin.listen.has_value());
+    EXPECT_EQ(plan.next->process.workers, 1u);
   }
 }
 

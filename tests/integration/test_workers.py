@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""`workers: 2` (performance issue, part 5): two event-loop threads, each with its own
+SO_REUSEPORT listener, sessions, MTA pool and DNS cache, sharing the config snapshot, the stats
+and the connection counts.
+
+- Many concurrent connections (smtp-source) are all delivered through the real Postfix, both
+  workers serve some (the connect line's worker=N), and /metrics counts exactly the messages
+  sent, merged over the workers.
+- limits.max_connections_per_ip is exact across workers: of LIMIT+K connections held open from
+  one address, exactly LIMIT get 220 and the rest the 421 refusal.
+- SIGTERM with transactions in flight in both workers: no worker accepts any more, every
+  transaction may finish, and the process exits 0 once both have drained.
+- SIGHUP: one `event=reload result=ok` line, and new sessions on every worker get the new rule.
+- --check-config refuses a bad `workers`, --print-config prints it, and a reload keeps it
+  (needs a restart).
+Run under ThreadSanitizer by tests/run.sh (the tsan step) with PORTCULLIS_BIN pointing at the
+tsan build: the harness fails a test whose log has a sanitizer report.
+"""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import (HarnessTestCase, Portcullis, Postfix, RawClient, deep_merge,  # noqa: E402
+                     free_port, make_message, run_binary, wait_until)
+from harness.process import require_program  # noqa: E402
+
+WORKERS = 2
+
+
+def get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+def metric(port, name):
+    text = get(port, "/metrics")[1]
+    total = 0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def workers_by_client(pc):
+    """client port -> worker index, from the connect lines."""
+    out = {}
+    for line in pc.log_lines(r"event=connect "):
+        m = re.search(r"client=127\.0\.0\.1:(\d+) .*worker=(\d+)", line)
+        if m:
+            out[int(m.group(1))] = int(m.group(2))
+    return out
+
+
+def rule(subject):
+    return {"name": "header_checks", "rules": [
+        {"match": f"^Subject: {subject}", "action": "reject",
+         "reply": "550 5.7.1 Message content rejected"}]}
+
+
+def data(c, subject):
+    """MAIL, RCPT, DATA and a message on an open session; the final reply code."""
+    for line, want in (("MAIL FROM:<sender@client.test>", 250),
+                       ("RCPT TO:<user@test.local>", 250), ("DATA", 354)):
+        code, lines = c.cmd(line)
+        if code != want:
+            raise AssertionError(f"{line}: {code} {lines}")
+    c.send(make_message(subject=subject) + b".\r\n")
+    return c.read_reply()[0]
+
+
+class WorkersTest(HarnessTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pf = Postfix()
+        cls.pf.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pf.stop()
+
+    def portcullis(self, config=None):
+        pc = self.start(Portcullis(upstream=self.pf, config=deep_merge(
+            {"workers": WORKERS}, config or {})))
+        pc.wait_for_log(r"event=started .*workers=%d" % WORKERS)
+        return pc
+
+    def test_concurrent_connections_all_delivered_and_counted_once(self):
+        require_program("smtp-source")
+        admin = free_port()
+        pc = self.portcullis({"admin": {"listen": f"127.0.0.1:{admin}"}})
+        pc.wait_for_log(r"event=admin-listening")
+        before = len(self.pf.message_files())
+        messages, sessions = 200, 20
+        # /status lists the live sessions of every worker (asked on each worker's own loop).
+        held, owners = [], set()
+        while len(held) < 64 and (len(held) < 4 or owners != set(range(WORKERS))):
+            c = RawClient("127.0.0.1", pc.port)
+            self.addCleanup(c.close)
+            c.read_reply()
+            held.append(c)
+            owners = set(workers_by_client(pc).get(h.sock.getsockname()[1]) for h in held)
+        self.assertEqual(owners, set(range(WORKERS)))
+        status, page = get(admin, "/status")
+        self.assertEqual(status, 200)
+        self.assertEqual(page.count('<tr class="session">'), len(held))
+        self.assertEqual(metric(admin, "portcullis_sessions_active"), len(held))
+        for c in held:
+            c.cmd("QUIT")
+            c.close()
+        subprocess.run(["smtp-source", "-c", "-s", str(sessions), "-m", str(messages),
+                        "-f", "sender@client.test", "-t", "user@test.local",
+                        f"127.0.0.1:{pc.port}"], check=True, timeout=120,
+                       stdout=subprocess.DEVNULL)
+        self.pf.messages(before + messages, timeout=60)
+        self.assertEqual(len(self.pf.message_files()) - before, messages)
+        served = set(workers_by_client(pc).values())
+        self.assertEqual(served, set(range(WORKERS)), "both workers served sessions")
+        # The counters of both workers' sessions, merged, once each.
+        wait_until(lambda: metric(admin, "portcullis_sessions_total") == messages + len(held),
+                   10, what="every session counted")
+        self.assertEqual(metric(admin, "portcullis_messages_relayed_total"), messages)
+        self.assertEqual(metric(admin, "portcullis_sessions_active"), 0)
+
+    def test_per_ip_limit_is_exact_across_workers(self):
+        limit, extra = 5, 20
+        pc = self.portcullis({"limits": {"max_connections_per_ip": limit}})
+        clients = [RawClient("127.0.0.1", pc.port) for _ in range(limit + extra)]
+        for c in clients:
+            self.addCleanup(c.close)
+        codes = [c.read_reply(timeout=10) for c in clients]
+        greeted = [c for c, (code, _) in zip(clients, codes) if code == 220]
+        refused = [lines for code, lines in codes if code == 421]
+        self.assertEqual(len(greeted), limit, codes)
+        self.assertEqual(len(refused), extra, codes)
+        for lines in refused:
+            self.assertIn("4.7.0 Error: too many connections from your address", lines[0])
+        # Both workers took connections, and both refused some: the count is the process's.
+        refusers = {int(m) for m in re.findall(r"event=connection-refused .*worker=(\d+)",
+                                               pc.log_text())}
+        self.assertEqual(refusers, set(range(WORKERS)))
+        # Another address still gets in; and once one closes, one more from the first does.
+        with RawClient("127.0.0.1", pc.port, source_address=("127.0.0.2", 0)) as other:
+            self.assertEqual(other.read_reply()[0], 220)
+        greeted[0].cmd("QUIT")
+        greeted[0].close()
+        wait_until(lambda: len(pc.session_lines()) >= 2, 10, what="the sessions to close")
+        with RawClient("127.0.0.1", pc.port) as again:
+            self.assertEqual(again.read_reply()[0], 220)
+
+    def test_sigterm_drains_transactions_in_every_worker(self):
+        pc = self.portcullis({"timeouts": {"shutdown": "20s"}})
+        busy = []
+        # Sessions in a transaction until both workers hold some (bounded).
+        for _ in range(64):
+            c = RawClient("127.0.0.1", pc.port)
+            self.addCleanup(c.close)
+            self.assertEqual(c.read_reply()[0], 220)
+            c.cmd("EHLO client.test")
+            self.assertEqual(c.cmd("MAIL FROM:<sender@client.test>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<user@test.local>")[0], 250)
+            busy.append(c)
+            owners = workers_by_client(pc)
+            held = {owners.get(b.sock.getsockname()[1]) for b in busy}
+            if len(busy) >= 4 and held >= set(range(WORKERS)):
+                break
+        self.assertTrue(held >= set(range(WORKERS)), held)
+        before = len(self.pf.message_files())
+        pc.signal(signal.SIGTERM)
+        wait_until(lambda: not _accepts(pc.port), 10, what="every listener to close")
+        for i, c in enumerate(busy):
+            self.assertEqual(data_only(c, f"drain {i}"), 250)
+            code, lines = c.cmd("MAIL FROM:<again@client.test>")
+            self.assertEqual((code, lines[0].split()[0]), (421, "4.3.2"))
+        self.assertEqual(pc.wait_exit(timeout=20), 0)
+        self.pf.messages(before + len(busy), timeout=30)
+        self.assertEqual(len(self.pf.message_files()) - before, len(busy))
+        log = pc.log_text()
+        for w in range(WORKERS):
+            self.assertRegex(log, r"event=drained worker=%d\b" % w)
+
+    def test_reload_reaches_every_worker_and_is_logged_once(self):
+        pc = self.portcullis({"filters": [rule("old-rule")]})
+        pc.config = deep_merge(pc.config, {"filters": [rule("new-rule")], "workers": 3})
+        with open(pc.config_path, "w") as f:
+            f.write(json.dumps(pc.config) + "\n")
+        mark = pc.log_mark()
+        pc.signal(signal.SIGHUP)
+        pc.wait_for_log(r"event=reload result=\w+.*\n", since=mark)
+        lines = [l for l in pc.log_text()[mark:].splitlines()
+                 if re.search(r"event=reload result=", l) and "worker=" not in l]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("event=reload result=ok", lines[0])
+        self.assertIn("workers=2/2", lines[0])
+        self.assertIn("needs_restart=workers", lines[0])  # restart-only: still 2 threads
+        served = set()
+        for i in range(40):
+            with RawClient("127.0.0.1", pc.port) as c:
+                c.read_reply()
+                c.cmd("EHLO client.test")
+                served.add(workers_by_client(pc).get(c.sock.getsockname()[1]))
+                self.assertEqual(data(c, f"new-rule {i}"), 550)
+                self.assertEqual(data(c, f"old-rule {i}"), 250)
+                c.cmd("QUIT")
+            if i >= 8 and served >= set(range(WORKERS)):
+                break
+        self.assertEqual(served, set(range(WORKERS)))
+
+
+def data_only(c, subject):
+    code, lines = c.cmd("DATA")
+    if code != 354:
+        raise AssertionError(f"DATA: {code} {lines}")
+    c.send(make_message(subject=subject) + b".\r\n")
+    return c.read_reply()[0]
+
+
+def _accepts(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+class WorkersConfigTest(unittest.TestCase):
+    def test_check_and_print(self):
+        for value, ok in (("auto", True), ("2", True), ("0", False), ("257", False),
+                          ("many", False)):
+            with self.subTest(value=value):
+                r = run_binary(["--check-config"], config_text=f"workers: {value}\n")
+                self.assertEqual(r.returncode, 0 if ok else 2, r.stderr)
+                if not ok:
+                    self.assertIn("workers", r.stderr)
+        r = run_binary(["--print-config", "-n"], config_text="workers: auto\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("workers: auto", r.stdout)
+        r = run_binary(["--print-config"], config_text="workers: 3\n")
+        self.assertIn("workers: 3", r.stdout)
+        r = run_binary(["--print-config"], config_text="")
+        self.assertIn("workers: 1", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
