@@ -17,8 +17,8 @@ time (user + system, /proc, reaped children included) of the path's own processe
 message, and then a latency run: one transaction at a time from a small client of our own,
 timing connect → 220 and MAIL → the 250 after the dot (MAIL, RCPT, DATA, message, dot, each
 waiting for its reply). The report gives medians over rounds, the CPU divided by the final
-MTA's own CPU per message on the direct path in the same run, and the latency with the direct
-path's figure subtracted.
+MTA's own CPU per message on the direct path in the same run, and the latency statistics taken
+per round, the direct path's of the same round subtracted, median over rounds.
 """
 
 import argparse
@@ -280,7 +280,8 @@ def run_suite(kind, args, out):
         paths = start_paths(args, final, final_pid, fixtures)
         body = make_body(args.size)
         results = {name: {"rate": [], "proxy": [], "final": [], "source": [], "connect": [],
-                          "txn": []} for name, _, _ in paths}
+                          "txn": [], "connect_rounds": [], "txn_rounds": []}
+                   for name, _, _ in paths}
         warm = argparse.Namespace(**vars(args))
         warm.messages = min(args.messages, 500)
         for name, port, watch in paths:  # warm caches, JITs and process pools
@@ -299,6 +300,8 @@ def run_suite(kind, args, out):
                     connect, txn = latency_run(port, args.latency, body)
                     res["connect"] += connect
                     res["txn"] += txn
+                    res["connect_rounds"].append(connect)
+                    res["txn_rounds"].append(txn)
                 line = (f"final={kind} round={r + 1} path={name} rate={rate:.0f} msg/s "
                         f"cpu_us_per_msg[proxy={cpu.get('proxy', 0):.0f} "
                         f"final={cpu['final']:.0f} source={source:.0f}]")
@@ -337,17 +340,29 @@ def summarize(results):
         row["ratio"] = row["rate"] / d_rate
         row["merit"] = row["proxy"] / d_final
         if lat:
+            # Each statistic per round, then the median over rounds: one round's outliers
+            # (a scheduling hiccup) do not decide the published p99.
             for key in ("txn", "connect"):
-                v = res[key]
-                row[key] = {"mean": statistics.fmean(v), "p50": quantile(v, .5),
-                            "p99": quantile(v, .99)}
+                row[key + "_stats"] = [stats_of(v) for v in res[key + "_rounds"]]
+                row[key] = {s: statistics.median(r[s] for r in row[key + "_stats"])
+                            for s in STATS}
         rows[name] = row
     if lat:
+        # Added latency: the path's statistic minus the direct path's in the same round (the
+        # two ran minutes apart at most), median over rounds.
         for name, row in rows.items():
             for key in ("txn", "connect"):
-                row[key + "_added"] = {s: (row[key][s] - rows["direct"][key][s]) * 1e3
-                                       for s in ("mean", "p50", "p99")}
+                pairs = zip(row[key + "_stats"], rows["direct"][key + "_stats"])
+                diffs = [{s: (p[s] - d[s]) * 1e3 for s in STATS} for p, d in pairs]
+                row[key + "_added"] = {s: statistics.median(x[s] for x in diffs) for s in STATS}
     return rows, d_final
+
+
+STATS = ("mean", "p50", "p99")
+
+
+def stats_of(v):
+    return {"mean": statistics.fmean(v), "p50": quantile(v, .5), "p99": quantile(v, .99)}
 
 
 def table(kind, rows, d_final, args):
@@ -551,8 +566,9 @@ def main():
             f"{args.sessions} sessions, one connection per message; {args.rounds} rounds, "
             "paths interleaved (order rotated each round), medians over rounds. "
             + (f"Latency: {args.latency} transactions per path per round, one at a time "
-               f"({args.latency * args.rounds} per path), each on a new connection; the "
-               "figures have the direct path's subtracted. " if args.latency else "")
+               f"({args.latency * args.rounds} per path), each on a new connection; each "
+               "statistic is taken per round, the direct path's of the same round subtracted, "
+               "and the median over rounds shown. " if args.latency else "")
             + f"Whole run: {elapsed:.0f} s.", "",
             "Proxy CPU is user + system time of the proxy's processes per message (portcullis: "
             "its one process; Postfix: the whole private instance, master and every smtpd; "

@@ -19,7 +19,7 @@
 # processes, /proc; reaped children included), then --latency transactions one at a time
 # (connect → 220, and MAIL → 250 after the dot). The report: median msg/s and ratio to direct,
 # proxy CPU per message and that divided by smtp-sink's own CPU per message on the direct path
-# (the figure of merit), latency mean / p50 / p99 with the direct path's subtracted.
+# (the figure of merit), latency mean / p50 / p99 per round less the direct path's, median.
 # Writes OUT/compare.md (the table, machine, command), OUT/compare.png (msg/s, CPU per message,
 # latency CDF; needs gnuplot, from gnuplot-nox) and OUT/compare.tsv (every round). --readme
 # also replaces the generated block of README.md's comparison section with the new report.
