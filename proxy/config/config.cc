@@ -132,6 +132,7 @@ void parseUpstream(const ConfigSection& s, Config& cfg) {
   cfg.upstream.keepaliveInterval =
       s.getDuration("keepalive_interval", cfg.upstream.keepaliveInterval);
   cfg.upstream.chunking = s.getChoice("chunking", {"auto", "off"}, "auto") == "auto";
+  cfg.upstream.pipelining = s.getChoice("pipelining", {"auto", "off"}, "auto") == "auto";
   const std::string tls = s.getChoice("tls", {"none", "opportunistic", "require"}, "none");
   cfg.upstream.tls = tls == "require"         ? UpstreamTls::kRequire
                      : tls == "opportunistic" ? UpstreamTls::kOpportunistic

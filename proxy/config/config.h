@@ -59,6 +59,9 @@ struct UpstreamConfig {
   std::uint32_t poolMaxReuse = 100;        // sessions per connection
   milliseconds keepaliveInterval{60'000};  // NOOP to the MTA while a slow client sends DATA
   bool chunking = true;  // upstream.chunking: auto (BDAT when the MTA offers CHUNKING) or off
+  // upstream.pipelining: auto (a pipelining client's MAIL/RCPT go on as a group when the MTA
+  // offers PIPELINING) or off (one command, one reply, then the next)
+  bool pipelining = true;
   UpstreamTls tls = UpstreamTls::kNone;
   bool tlsVerify = false;
   std::string caFile;

@@ -137,6 +137,7 @@ std::vector<std::pair<std::string, YAML::Node>> nodes(const Config& c) {
   up["pool_max_reuse"] = u.poolMaxReuse;
   up["keepalive_interval"] = duration(u.keepaliveInterval);
   up["chunking"] = u.chunking ? "auto" : "off";
+  up["pipelining"] = u.pipelining ? "auto" : "off";
   up["tls"] = std::string(upstreamTlsName(u.tls));
   up["tls_verify"] = u.tlsVerify;
   up["ca_file"] = u.caFile;

@@ -80,6 +80,7 @@ UpstreamLinkSettings linkSettings(const Config& config, std::shared_ptr<const Tl
   s.upstream.tls = config.upstream.tls;
   s.upstream.tlsContext = std::move(tls);
   s.upstream.chunking = config.upstream.chunking;
+  s.upstream.pipelining = config.upstream.pipelining;
   s.pooling = poolLimit(config) > 0;
   s.keepalive = config.upstream.keepaliveInterval;
   return s;
@@ -323,6 +324,7 @@ void Session::onReadable() {
 
 void Session::onDrained() {
   if (phase_ == Phase::kClosing) {
+    if (pipe_.closeWaiting) return;  // owed replies are still to come
     if ((summary_.quitSeen() || stream_->eof()) && evbuffer_get_length(stream_->input()) == 0) {
       // After QUIT, or after the client's FIN, nothing is unread: a plain close cannot turn
       // into a reset.
@@ -537,7 +539,7 @@ void Session::reply(const Reply& r, std::string_view verb, const ReplySource& so
     if (source.who != ReplySource::Who::kMta && config_->reply.reference) ref = newReference();
     const Reply sent = ref.empty() ? r : withReference(r, ref);
     logReject(view_, sent, verb, source, ref);
-    writeWire(*stream_, sent);
+    emit(sent);
     summary_.reply(verb, sent);
     noteInTransaction(sent, verb, source);
   } else {
@@ -545,7 +547,7 @@ void Session::reply(const Reply& r, std::string_view verb, const ReplySource& so
     if (verb == "." && source.who == ReplySource::Who::kFilter) {
       logReject(view_, r, verb, source, "", "discard");
     }
-    writeWire(*stream_, r);
+    emit(r);
     summary_.reply(verb, r);
     noteInTransaction(r, verb, source);
   }
@@ -555,6 +557,61 @@ void Session::reply(const Reply& r, std::string_view verb, const ReplySource& so
                   logValue(summary_.lastReply()));
   }
   if (r.closesConnection()) close(SessionSummary::ClosedBy::kServer, summary_.lastReply());
+}
+
+void Session::emit(const Reply& r) {
+  if (pipe_.filling) {  // the reply the MTA owed for this entry
+    Owed& o = pipe_.owed[*pipe_.filling - pipe_.front];
+    o.reply = r;
+    o.ready = true;
+    pipe_.filling.reset();
+    return;
+  }
+  if (!pipe_.owed.empty()) {  // its turn comes after the replies still owed
+    pipe_.owed.push_back({true, r});
+    return;
+  }
+  writeWire(*stream_, r);
+}
+
+bool Session::mayPipeline() const {
+  return config_->upstream.pipelining && evbuffer_get_length(stream_->input()) > 0 &&
+         phase_ == Phase::kBusy;
+}
+
+std::uint64_t Session::owe() {
+  pipe_.owed.emplace_back();
+  ++pipe_.awaiting;
+  return pipe_.front + pipe_.owed.size() - 1;
+}
+
+void Session::settle(std::uint64_t slot, const std::function<void()>& handle) {
+  pipe_.filling = slot;
+  handle();
+  if (pipe_.filling) {  // nothing was said (the session is over): nothing to write either
+    pipe_.owed[slot - pipe_.front].ready = true;
+    pipe_.filling.reset();
+  }
+  --pipe_.awaiting;
+  while (!pipe_.owed.empty() && pipe_.owed.front().ready) {
+    if (pipe_.owed.front().reply && phase_ != Phase::kFinished) {
+      writeWire(*stream_, *pipe_.owed.front().reply);
+    }
+    pipe_.owed.pop_front();
+    ++pipe_.front;
+  }
+  if (pipe_.awaiting > 0 || phase_ == Phase::kFinished) return;
+  if (pipe_.closeWaiting) {
+    pipe_.closeWaiting = false;
+    finishClose();
+    return;
+  }
+  if (pipe_.held && phase_ == Phase::kBusy) {
+    const std::string line = std::move(*pipe_.held);
+    pipe_.held.reset();
+    verb_ = verbForSummary(line);
+    handleLine(line);
+  }
 }
 
 void Session::noteInTransaction(const Reply& r, std::string_view verb, const ReplySource& source) {
@@ -641,9 +698,21 @@ void Session::close(SessionSummary::ClosedBy who, std::string reason) {
   summary_.closed(who, std::move(reason));
   enter(SmtpState::kClosed);
   evbuffer_drain(stream_->input(), evbuffer_get_length(stream_->input()));
+  pipe_.held.reset();
+  timer_.start(kLingerTime);  // bounded: a client that never reads cannot hold us
+  if (pipe_.awaiting > 0) {
+    // Replies owed for pipelined commands go first (the MTA's wait is bounded by its timeout,
+    // ours by the linger time).
+    pipe_.closeWaiting = true;
+    return;
+  }
+  finishClose();
+}
+
+void Session::finishClose() {
   // Half-close as soon as the last reply is out: the FIN travels with it in one segment.
   stream_->shutdownWrite();
-  timer_.start(kLingerTime);  // bounded: a client that never reads cannot hold us
+  timer_.start(kLingerTime);
   if (stream_->pendingOutput() == 0) onDrained();
 }
 

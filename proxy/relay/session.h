@@ -9,6 +9,7 @@
 // it from the loop (Dispatcher::deferredDelete). Callbacks run on the event loop; chain and
 // upstream completions arrive from the loop, never inside the call that asked for them.
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -107,6 +108,24 @@ class Session {
     int errors = 0;
     std::uint64_t skipRemaining = 0;  // BDAT chunk octets still to discard
   };
+  // Pipelining towards the MTA (RFC 2920). When the client has sent more commands and the MTA
+  // pipelines, a MAIL or RCPT is released once it is written: the session goes on to the next
+  // command and the reply is owed. Replies reach the client in command order whatever comes
+  // first: an entry waits here until the ones before it are written. Every command other than
+  // RCPT waits until nothing is owed (a group ends at DATA, RSET, EHLO, QUIT...).
+  struct Owed {
+    bool ready = false;
+    std::optional<Reply> reply;  // none: the session finished before it could be written
+  };
+  struct Pipeline {
+    std::deque<Owed> owed;
+    std::uint64_t front = 0;                // the sequence number of owed.front()
+    std::size_t awaiting = 0;               // entries the MTA has yet to answer
+    std::optional<std::uint64_t> filling;   // the entry reply() fills
+    std::optional<std::uint64_t> mailSlot;  // the released MAIL's entry
+    std::optional<std::string> held;        // a command waiting until nothing is owed
+    bool closeWaiting = false;              // close() finishes once nothing is owed
+  };
   struct Flags {
     bool discardSession = false;  // discard verdict at connect/helo: every transaction
     std::string discardBy;        // the filter that gave it
@@ -154,6 +173,15 @@ class Session {
   // Replies and state. Every reply goes through reply(): a refusal gets its reference (ours,
   // not the MTA's) and its event=reject line, and the transaction's record notes it.
   void reply(const Reply& r, std::string_view verb, const ReplySource& source = {});
+  void emit(const Reply& r);  // to the client now, or in its turn when replies are owed
+  bool mayPipeline() const;   // more client commands are waiting behind this one
+  std::uint64_t owe();        // a reply the MTA will give later; its entry
+  // The MTA's reply for entry `slot` arrived: `handle` replies (into that entry), then what is
+  // ready is written, and once nothing is owed a held command or a waiting close goes on.
+  void settle(std::uint64_t slot, const std::function<void()>& handle);
+  void mailReplied(const UpstreamResult& r, bool released);
+  void rcptReplied(const UpstreamResult& r, const std::string& address, bool released,
+                   const Transaction* txn);
   void noteInTransaction(const Reply& r, std::string_view verb, const ReplySource& source);
   void commandDone();
   void enter(SmtpState to);
@@ -169,8 +197,9 @@ class Session {
   void maybeGreet();
   // Which command the MTA failed at: decides what becomes of the transaction.
   enum class UpstreamStep { kMail, kRcpt, kDot };
+  // released: the session went on without waiting for this reply (it owes it, see Pipeline).
   void upstreamFailed(const UpstreamResult& result, UpstreamStep step,
-                      std::string_view recipient = {});
+                      std::string_view recipient = {}, bool released = false);
   void endTransaction();
   void discard(const ChainOutcome& o);  // a discard verdict: this transaction, or all of them
   void logTransactionEnd();             // its event=transaction line, once, if MAIL opened it
@@ -178,6 +207,7 @@ class Session {
 
   // Closing.
   void close(SessionSummary::ClosedBy who, std::string reason);
+  void finishClose();  // the half-close, once every owed reply is written
   void finalize();
   SessionEnd howEnded() const;
 
@@ -200,6 +230,7 @@ class Session {
   std::unique_ptr<Transaction> txn_;
   Opening opening_;
   Input input_;
+  Pipeline pipe_;
   Flags flags_;
   std::string verb_;  // the command being answered, for the transcript
   Dispatcher::Clock::time_point started_;

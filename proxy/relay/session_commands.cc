@@ -3,6 +3,7 @@
 
 #include <event2/buffer.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <limits>
@@ -42,6 +43,13 @@ void Session::handleLine(std::string_view line) {
     return;
   }
   Command c = std::move(std::get<Command>(parsed));
+  if (pipe_.awaiting > 0 && c.verb != Verb::kRcpt) {
+    // Only RCPT joins a group the MTA is still answering; anything else (DATA above all) is
+    // decided on the replies, so it waits for them (settle resumes it).
+    pipe_.held = std::string(line);
+    enter(Phase::kBusy);
+    return;
+  }
   if (flags_.drainRequested && !inTransaction() && c.verb != Verb::kQuit) {
     reply(localReply(421, "4.3.2", config_->hostname + " Service shutting down"), verb_,
           ReplySource::local("shutting down"));
@@ -203,18 +211,76 @@ void Session::onMail(const Command& c) {
         commandDone();
         return;
       }
-      link_.mail(line, [this](const UpstreamResult& r) {
-        if (!r.ok()) {
-          upstreamFailed(r, UpstreamStep::kMail);
-          return;
-        }
-        reply(withEnhancedCode(*r.reply, "2.1.0"), "MAIL", ReplySource::mta());
-        if (!r.reply->isPositive()) endTransaction();
-        enter(nextState(state_, Verb::kMail, r.reply->code()));
-        commandDone();
-      });
+      link_.mail(
+          line,
+          [this](const UpstreamResult& r) {
+            if (!pipe_.mailSlot) {
+              mailReplied(r, false);
+              return;
+            }
+            const std::uint64_t slot = *pipe_.mailSlot;
+            pipe_.mailSlot.reset();
+            settle(slot, [this, &r] { mailReplied(r, true); });
+          },
+          [this] {
+            // MAIL is on its way and the MTA pipelines: on to the client's next command, as
+            // if MAIL were accepted (mailReplied corrects that).
+            if (!mayPipeline()) return false;
+            pipe_.mailSlot = owe();
+            enter(SmtpState::kMail);
+            commandDone();
+            return true;
+          });
     });
   });
+}
+
+void Session::mailReplied(const UpstreamResult& r, bool released) {
+  if (!r.ok()) {
+    upstreamFailed(r, UpstreamStep::kMail, {}, released);
+    return;
+  }
+  reply(withEnhancedCode(*r.reply, "2.1.0"), "MAIL", ReplySource::mta());
+  if (!r.reply->isPositive()) {
+    endTransaction();
+    if (released) enter(SmtpState::kReady);
+  }
+  if (released) return;
+  enter(nextState(state_, Verb::kMail, r.reply->code()));
+  commandDone();
+}
+
+void Session::rcptReplied(const UpstreamResult& r, const std::string& address, bool released,
+                          const Transaction* txn) {
+  // Is this still the transaction the RCPT was sent for? (Its MAIL may have been refused.)
+  const bool current = txn_ && txn_.get() == txn;
+  auto& recipients = view_.envelope.recipients;
+  if (released && current) {
+    // A released RCPT was counted as it went (max_recipients): uncount it unless accepted.
+    const bool accepted = r.ok() && r.reply->isPositive();
+    const auto it = std::find(recipients.rbegin(), recipients.rend(), address);
+    if (!accepted && it != recipients.rend()) recipients.erase(std::next(it).base());
+  }
+  if (!r.ok()) {
+    upstreamFailed(r, UpstreamStep::kRcpt, address, released);
+    return;
+  }
+  if (!current) {
+    // The MTA's answer to a RCPT whose MAIL it refused: a refusal is relayed, an acceptance
+    // (which no MTA should give) is not.
+    reply(r.reply->isPositive() ? localReply(503, "5.5.1", "Error: need MAIL command")
+                                : withEnhancedCode(*r.reply, "2.1.5"),
+          "RCPT", ReplySource::mta(address));
+    if (!released) commandDone();
+    return;
+  }
+  if (!released) {
+    if (r.reply->isPositive()) recipients.push_back(address);
+    view_.envelope.currentRecipient.clear();
+  }
+  reply(withEnhancedCode(*r.reply, "2.1.5"), "RCPT", ReplySource::mta(address));
+  enter(nextState(state_, Verb::kRcpt, r.reply->code()));
+  if (!released) commandDone();
 }
 
 void Session::onRcpt(const Command& c) {
@@ -227,6 +293,13 @@ void Session::onRcpt(const Command& c) {
                 applyOutcome(
                     o, "RCPT",
                     [this, line, address] {
+                      if (!txn_) {
+                        // A pipelined MAIL was refused while this RCPT's filters ran.
+                        reply(localReply(503, "5.5.1", "Error: need MAIL command"), "RCPT",
+                              ReplySource::local("the mail server refused MAIL", address));
+                        commandDone();
+                        return;
+                      }
                       if (txn_->discard) {
                         view_.envelope.recipients.push_back(address);
                         view_.envelope.currentRecipient.clear();
@@ -236,18 +309,21 @@ void Session::onRcpt(const Command& c) {
                         commandDone();
                         return;
                       }
-                      link_.rcpt(line, [this, address](const UpstreamResult& r) {
-                        if (!r.ok()) {
-                          upstreamFailed(r, UpstreamStep::kRcpt, address);
-                          return;
-                        }
-                        if (r.reply->isPositive()) view_.envelope.recipients.push_back(address);
-                        view_.envelope.currentRecipient.clear();
-                        reply(withEnhancedCode(*r.reply, "2.1.5"), "RCPT",
-                              ReplySource::mta(address));
-                        enter(nextState(state_, Verb::kRcpt, r.reply->code()));
-                        commandDone();
+                      const Transaction* const txn = txn_.get();
+                      if (!(mayPipeline() && link_.canPipeline())) {
+                        link_.rcpt(line, [this, address, txn](const UpstreamResult& r) {
+                          rcptReplied(r, address, false, txn);
+                        });
+                        return;
+                      }
+                      // Released: counted now (max_recipients sees it), answered in its turn.
+                      const std::uint64_t slot = owe();
+                      view_.envelope.recipients.push_back(address);
+                      view_.envelope.currentRecipient.clear();
+                      link_.rcpt(line, [this, address, txn, slot](const UpstreamResult& r) {
+                        settle(slot, [&] { rcptReplied(r, address, true, txn); });
                       });
+                      commandDone();
                     },
                     address);
               });
@@ -331,7 +407,7 @@ XclientIdentity Session::identity() const {
 }
 
 void Session::upstreamFailed(const UpstreamResult& result, UpstreamStep step,
-                             std::string_view recipient) {
+                             std::string_view recipient, bool released) {
   const bool atEndOfData = step == UpstreamStep::kDot;
   const std::string_view verb = step == UpstreamStep::kMail   ? "MAIL"
                                 : step == UpstreamStep::kRcpt ? "RCPT"
@@ -356,7 +432,7 @@ void Session::upstreamFailed(const UpstreamResult& result, UpstreamStep step,
       enter(nextStateAfterData(state_, r.code()));
       break;
   }
-  commandDone();
+  if (!released) commandDone();
 }
 
 void Session::discard(const ChainOutcome& o) {

@@ -56,7 +56,7 @@ Upstream::Upstream(Dispatcher& dispatcher, const UpstreamSettings& settings, std
         if (pendingFailure_) {
           auto [failure, detail] = std::move(*pendingFailure_);
           pendingFailure_.reset();
-          fail(failure, std::move(detail));
+          fail(failure, detail);
           return;
         }
         fail(UpstreamFailure::kTimeout, "no reply in time");
@@ -160,6 +160,17 @@ bool Upstream::reusable(std::uint32_t maxReuse) const {
 }
 
 void Upstream::command(const std::string& line, Expect expect, Callback done) {
+  if (state_ == State::kBusy && pipelining() && groupable(expect_) && groupable(expect)) {
+    // RFC 2920: MAIL and RCPT may follow one another without waiting; the replies come back
+    // in the order the commands went. The timer keeps timing the oldest reply.
+    pipelined_.emplace_back(expect, std::move(done));
+    stream_->write(line + "\r\n");
+    if (spdlog::should_log(spdlog::level::trace)) {
+      spdlog::trace("{} event=upstream-send line={} pipelined={}", id_, logValue(line),
+                    pipelined_.size());
+    }
+    return;
+  }
   if (state_ != State::kReady) {
     done_ = std::move(done);
     failLater(UpstreamFailure::kClosed, "upstream not ready");
@@ -227,6 +238,7 @@ void Upstream::quit() {
   timer_.stop();
   enter(State::kBroken);
   done_ = nullptr;
+  pipelined_.clear();
 }
 
 void Upstream::send(const std::string& line, Expect expect, std::chrono::milliseconds timeout) {
@@ -319,10 +331,11 @@ void Upstream::readReplies() {
     }
     if (status == ReplyParser::Status::kNeedMore) continue;
     Reply reply = parser_.take();
-    // We never pipeline upstream: bytes after a complete reply answer nothing we asked. After
-    // the 220 to STARTTLS they are discarded instead (ByteStream::startTls), never read as replies:
-    // the mirror image of the STARTTLS command-injection attack.
-    if (evbuffer_get_length(in) > 0 && !(expect_ == Expect::kStartTls && reply.code() == 220)) {
+    // Bytes after a complete reply answer nothing we asked, unless pipelined commands await
+    // theirs. After the 220 to STARTTLS they are discarded instead (ByteStream::startTls), never
+    // read as replies: the mirror image of the STARTTLS command-injection attack.
+    if (evbuffer_get_length(in) > 0 && pipelined_.empty() &&
+        !(expect_ == Expect::kStartTls && reply.code() == 220)) {
       fail(UpstreamFailure::kProtocol,
            "unsolicited data after reply " + std::to_string(reply.code()));
       return;
@@ -396,7 +409,8 @@ void Upstream::handleReply(Reply reply) {
     pumpMessage();
     return;
   }
-  enter(State::kReady);
+  // Still busy while pipelined commands await their replies.
+  enter(pipelined_.empty() ? State::kReady : State::kBusy);
   spool_ = nullptr;
   // The MTA's view of the transaction, whatever the session believes: a positive MAIL opens
   // one; a positive RSET or any reply to the final dot ends it (RFC 5321 4.1.1.4, 4.1.1.5).
@@ -407,7 +421,12 @@ void Upstream::handleReply(Reply reply) {
       (expect_ == Expect::kBdat && reply.isPositive())) {
     transactionOpen_ = false;
   }
-  if (reply.closesConnection()) enter(State::kBroken);  // 421: the MTA is going away
+  if (reply.closesConnection()) {  // 421: the MTA is going away
+    enter(State::kBroken);
+    complete({UpstreamFailure::kNone, std::move(reply), {}});
+    failPipelined(UpstreamFailure::kClosed, "the MTA closed the connection (421)");
+    return;
+  }
   complete({UpstreamFailure::kNone, std::move(reply), {}});
 }
 
@@ -560,14 +579,15 @@ void Upstream::pumpMessage() {
   enter(State::kBusy);  // the message is queued; now only the reply to the dot is awaited
 }
 
-void Upstream::fail(UpstreamFailure failure, std::string detail) {
-  const bool hadCommand = static_cast<bool>(done_);
+void Upstream::fail(UpstreamFailure failure, const std::string& detail) {
+  const bool hadCommand = static_cast<bool>(done_) || !pipelined_.empty();
   enter(State::kBroken);
   timer_.stop();
   dropStream();  // a broken exchange is never reused: closing aborts the MTA's transaction
   spool_ = nullptr;
   if (hadCommand) {
-    complete({failure, std::nullopt, std::move(detail)});
+    complete({failure, std::nullopt, detail});
+    failPipelined(failure, detail);
   } else if (onIdleFailure_) {
     auto handler = onIdleFailure_;
     handler(std::string(upstreamFailureName(failure)) + ": " + detail);
@@ -578,7 +598,24 @@ void Upstream::complete(UpstreamResult result) {
   timer_.stop();
   Callback cb = std::move(done_);
   done_ = nullptr;
+  if (state_ == State::kBusy && !pipelined_.empty()) {
+    // The next pipelined command's reply is awaited now, with a fresh deadline.
+    expect_ = pipelined_.front().first;
+    done_ = std::move(pipelined_.front().second);
+    pipelined_.pop_front();
+    parser_.reset();
+    timer_.start(settings_.commandTimeout);
+  }
   if (cb) cb(std::move(result));
+}
+
+void Upstream::failPipelined(UpstreamFailure failure, const std::string& detail) {
+  // Each callback may end the owner's use of us (quit() clears the rest): one at a time.
+  while (!pipelined_.empty()) {
+    Callback cb = std::move(pipelined_.front().second);
+    pipelined_.pop_front();
+    if (cb) cb({failure, std::nullopt, detail});
+  }
 }
 
 }  // namespace portcullis

@@ -1,7 +1,9 @@
 #pragma once
 // Upstream: one SMTP client connection from portcullis to the MTA, owned by one session.
 // It connects, reads the greeting, sends EHLO, passes the client identity (XCLIENT, then EHLO
-// again), and then carries one command at a time, matching each reply to its command.
+// again), and then carries one command at a time, matching each reply to its command; when the
+// MTA offers PIPELINING (and settings allow it), MAIL and RCPT may follow one another before
+// their replies, which are then matched in order (RFC 2920).
 // A message goes as DATA (354, our dot-stuffing, the final dot) or, when the MTA offers
 // CHUNKING and settings allow it, as one `BDAT <n> LAST` followed by exactly n message bytes,
 // unstuffed (RFC 3030): the same canonical bytes, one round trip fewer.
@@ -11,6 +13,7 @@
 // for them (a failure found at once is reported through the loop too). Owners never destroy an
 // Upstream inside its callback: they hand it to Dispatcher::deferredDelete.
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -38,7 +41,8 @@ struct UpstreamSettings {
   std::chrono::milliseconds dataTimeout{300'000};
   UpstreamTls tls = UpstreamTls::kNone;
   std::shared_ptr<const TlsContext> tlsContext;  // set when tls != kNone
-  bool chunking = true;  // BDAT when this connection's EHLO offers CHUNKING (upstream.chunking)
+  bool chunking = true;    // BDAT when this connection's EHLO offers CHUNKING (upstream.chunking)
+  bool pipelining = true;  // MAIL/RCPT groups when its EHLO offers PIPELINING (upstream.pipelining)
 };
 
 // What a command may legally get back (RFC 5321 4.3.2). Negative replies are always legal.
@@ -100,8 +104,13 @@ class UpstreamConnection {
 
   // Connect, greeting, EHLO, identity. On success the connection is ready for MAIL.
   virtual void open(const XclientIdentity& identity, Callback done) = 0;
-  // One command line (no CRLF), one reply.
+  // One command line (no CRLF), one reply. While a MAIL or RCPT awaits its reply, another MAIL
+  // or RCPT may be given when pipelining() holds: it is sent at once and its `done` runs after
+  // the earlier ones', in order. When the connection fails, every command still waiting gets
+  // the failure, in order.
   virtual void command(const std::string& line, Expect expect, Callback done) = 0;
+  // The MTA offers PIPELINING and settings allow grouping commands (RFC 2920).
+  virtual bool pipelining() const = 0;
   // DATA, then (after 354) `head.bytes` and the spooled message from `head.spoolOffset`, all
   // with our own dot-stuffing, then the final dot; `done` gets the reply to the dot (or to DATA
   // if negative). When the connection offers CHUNKING (and settings allow it): `BDAT <n> LAST`
@@ -156,6 +165,7 @@ class Upstream final : public UpstreamConnection {
   void reidentify(const XclientIdentity& identity, Callback done) override;
   bool reusable(std::uint32_t maxReuse) const override;
   void setSessionId(std::string id) override { id_ = std::move(id); }
+  bool pipelining() const override { return settings_.pipelining && caps_.pipelining; }
   bool ready() const override { return state_ == State::kReady; }
   bool broken() const override { return state_ == State::kBroken; }
   bool tls() const override { return stream_ && stream_->tls(); }
@@ -183,8 +193,11 @@ class Upstream final : public UpstreamConnection {
   void pumpMessage();
   void startBdat();
   void emitMessageBytes(std::string_view bytes);  // stuffed for DATA, raw (and counted) for BDAT
-  void fail(UpstreamFailure failure, std::string detail);
+  void fail(UpstreamFailure failure, const std::string& detail);
   void complete(UpstreamResult result);
+  // The commands sent after the current one: each gets `failure`, in order.
+  void failPipelined(UpstreamFailure failure, const std::string& detail);
+  static bool groupable(Expect e) { return e == Expect::kMail || e == Expect::kRcpt; }
   static bool legal(Expect expect, const Reply& reply);
 
   Dispatcher& dispatcher_;
@@ -196,6 +209,8 @@ class Upstream final : public UpstreamConnection {
   ReplyParser parser_;
   Expect expect_ = Expect::kGreeting;
   Callback done_;
+  // Sent after the command in expect_/done_, replies awaited in this order (RFC 2920).
+  std::deque<std::pair<Expect, Callback>> pipelined_;
   std::function<void(std::string)> onIdleFailure_;
   std::optional<std::pair<UpstreamFailure, std::string>> pendingFailure_;  // for failLater
   bool negativeSeen_ = false;

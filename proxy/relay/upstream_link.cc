@@ -104,29 +104,43 @@ void UpstreamLink::open(std::function<void()> then, Done onFailure) {
               });
 }
 
-void UpstreamLink::mail(const std::string& line, const Done& done) {
-  withConnection([this, line, done] { sendMail(line, true, done); }, done);
+void UpstreamLink::mail(const std::string& line, const Done& done,
+                        const std::function<bool()>& pipelined) {
+  withConnection([this, line, done, pipelined] { sendMail(line, true, done, pipelined); }, done);
 }
 
-void UpstreamLink::sendMail(const std::string& line, bool mayRetry, const Done& done) {
+void UpstreamLink::sendMail(const std::string& line, bool mayRetry, const Done& done,
+                            const std::function<bool()>& pipelined) {
   // A pooled connection the MTA closed while it sat idle shows up only now (with identity
   // none nothing was said on it yet): one retry on a fresh connection, unseen by the client.
   const bool pooled = conn_->reused() && !conn_->usedBySession();
   conn_->markUsedBySession();
+  // Commands pipelined behind MAIL go down with it: then no retry. Only where a retry is
+  // unlikely to be needed: not as the first word on a pooled connection, unless XCLIENT just
+  // showed it alive.
+  const bool mayRelease =
+      pipelined && canPipeline() &&
+      (!(pooled && mayRetry) || settings_.upstream.identity == IdentityMode::kXclient);
+  mailReleased_ = false;
   conn_->command(line, Expect::kMail, [this, line, mayRetry, pooled, done](UpstreamResult r) {
-    if (!r.ok() && pooled && mayRetry && r.failure == UpstreamFailure::kClosed) {
+    if (!r.ok() && pooled && mayRetry && !mailReleased_ && r.failure == UpstreamFailure::kClosed) {
       spdlog::debug("{} event=pooled-connection-failed detail={}", id_, logValue(r.detail));
       retire();
-      open([this, line, done] { sendMail(line, false, done); }, done);
+      open([this, line, done] { sendMail(line, false, done, nullptr); }, done);
       return;
     }
     if (r.ok()) transactionOpen_ = r.reply->isPositive();
     done(std::move(r));
   });
+  if (mayRelease) mailReleased_ = pipelined();
+}
+
+bool UpstreamLink::canPipeline() const {
+  return conn_ && !lost_ && !conn_->broken() && conn_->pipelining() && !keepaliveInFlight_;
 }
 
 void UpstreamLink::rcpt(const std::string& line, Done done) {
-  if (!conn_ || !conn_->ready()) {
+  if (!conn_ || !(conn_->ready() || canPipeline())) {
     host_.dispatcher().post([done] {
       done({UpstreamFailure::kClosed, std::nullopt, "not connected"});
     });

@@ -56,9 +56,13 @@ class UpstreamLink {
 
   // MAIL FROM: a ready connection first (pool, or a new one, or RSET of an abandoned
   // transaction), then the command; one silent retry when a pooled connection was stale.
-  void mail(const std::string& line, const Done& done);
-  // RCPT TO on the open transaction.
+  // `pipelined` runs the moment MAIL is written when the MTA pipelines: true when the client's
+  // next commands went after it, before its reply (RFC 2920); then there is no retry.
+  void mail(const std::string& line, const Done& done, const std::function<bool()>& pipelined = {});
+  // RCPT TO on the open transaction (after a MAIL or RCPT still awaiting its reply, too).
   void rcpt(const std::string& line, Done done);
+  // Whether a RCPT may go now, ahead of the replies to the MAIL/RCPTs before it.
+  bool canPipeline() const;
   // The message (after any keepalive NOOP in flight has its reply).
   void message(const Spool& spool, MessageHead head, Done done);
 
@@ -84,7 +88,8 @@ class UpstreamLink {
  private:
   void withConnection(std::function<void()> then, Done onFailure);
   void open(std::function<void()> then, Done onFailure);
-  void sendMail(const std::string& line, bool mayRetry, const Done& done);
+  void sendMail(const std::string& line, bool mayRetry, const Done& done,
+                const std::function<bool()>& pipelined);
   void keepalive();
   void retire();
   void adopt(std::unique_ptr<UpstreamConnection> conn);
@@ -97,7 +102,8 @@ class UpstreamLink {
   Timer keepaliveTimer_;
   bool transactionOpen_ = false;  // MAIL accepted by the MTA; RSET needed before reuse
   bool lost_ = false;
-  bool keepaliveOn_ = false;  // the client is sending DATA
+  bool mailReleased_ = false;  // the client's next commands went after the MAIL in flight
+  bool keepaliveOn_ = false;   // the client is sending DATA
   bool keepaliveInFlight_ = false;
   std::function<void()> afterKeepalive_;  // the message waits for the NOOP's reply
 };

@@ -557,6 +557,17 @@ TEST(Config, PoolSizeIsAutoOrANumber) {
   expectError({"upstream: {pool_size: -1}", "upstream.pool_size", ""});
 }
 
+TEST(Config, ChunkingAndPipeliningUpstreamAreAutoOrOff) {
+  const auto byDefault = load("");
+  EXPECT_TRUE(byDefault->upstream.chunking);
+  EXPECT_TRUE(byDefault->upstream.pipelining);
+  const auto off = load("upstream: {chunking: 'off', pipelining: 'off'}");
+  EXPECT_FALSE(off->upstream.chunking);
+  EXPECT_FALSE(off->upstream.pipelining);
+  EXPECT_TRUE(load("upstream: {pipelining: auto}")->upstream.pipelining);
+  expectError({"upstream: {pipelining: yes}", "upstream.pipelining", "auto"});
+}
+
 TEST(Config, HostnameMustFitInAReply) {
   // The hostname goes into the 220 greeting, the EHLO reply and 421 texts, all built with
   // *Reply::make(...) (e.g. proxy/session_commands.cc make()): a name that is not a valid reply

@@ -202,6 +202,7 @@ class FakeUpstream final : public UpstreamConnection {
     mta_.heard.emplace_back("XCLIENT");
     exchange("XCLIENT", "220 2.0.0 ready", std::move(done), false);
   }
+  bool pipelining() const override { return false; }
   bool reusable(std::uint32_t) const override { return ready_ && !done_; }
   void setSessionId(std::string) override {}
   bool ready() const override { return ready_ && !done_; }

@@ -2,7 +2,9 @@
 // call (the contract every caller relies on), and destroying the Upstream first cancels it.
 // The message against a scripted MTA on loopback: BDAT LAST with the exact count when CHUNKING
 // is offered (head, leading dots, spool offset, spool file, no final CRLF, empty), DATA with
-// our dot-stuffing otherwise or when turned off, and every kind of reply to BDAT.
+// our dot-stuffing otherwise or when turned off, and every kind of reply to BDAT. MAIL and
+// RCPTs pipelined as a group: replies in order, and every command still waiting failed in
+// order when the MTA hangs up, answers garbage or 421, or answers more than it was asked.
 
 #include "proxy/relay/upstream.h"
 
@@ -98,6 +100,7 @@ class ScriptedMta {
   ScriptedMta& operator=(const ScriptedMta&) = delete;
 
   SocketAddress address() const { return *socketAddress("127.0.0.1", port_); }
+  // verb or "verb#n" (its n-th time); an empty reply hangs up instead of answering.
   void script(const std::string& verb, std::string reply) { replies_[verb] = std::move(reply); }
   // Stop reading once a BDAT command line has been read (and answer it at once): an MTA that
   // refuses before it has taken the chunk.
@@ -133,8 +136,10 @@ class ScriptedMta {
     const std::string line = reply + "\r\n";
     ASSERT_EQ(::write(peer_, line.data(), line.size()), static_cast<ssize_t>(line.size()));
   }
+  // "RCPT#2" (the 2nd RCPT) wins over "RCPT".
   std::string replyFor(const std::string& verb, const std::string& positive) {
-    auto it = replies_.find(verb);
+    auto it = replies_.find(verb + "#" + std::to_string(++seen_[verb]));
+    if (it == replies_.end()) it = replies_.find(verb);
     return it == replies_.end() ? positive : it->second;
   }
   void process() {
@@ -189,7 +194,15 @@ class ScriptedMta {
           return;
         }
       } else if (verb == "MAIL" || verb == "RCPT" || verb == "RSET" || verb == "NOOP") {
-        say(replyFor(verb, "250 2.0.0 Ok"));
+        const std::string r = replyFor(verb, "250 2.0.0 Ok");
+        if (r.empty()) {  // scripted: hang up instead of answering
+          read_.reset();
+          ::close(peer_);
+          peer_ = -1;
+          mode_ = Mode::kDeaf;
+          return;
+        }
+        say(r);
       } else {
         say("502 5.5.1 Error: command not implemented");
       }
@@ -204,6 +217,7 @@ class ScriptedMta {
   EventPtr accept_;
   EventPtr read_;
   std::map<std::string, std::string> replies_;
+  std::map<std::string, int> seen_;
   std::string in_;
   Mode mode_ = Mode::kCommands;
   std::uint64_t chunkLeft_ = 0;
@@ -377,6 +391,106 @@ TEST_F(UpstreamMessageTest, ReplyBeforeTheChunkIsSent) {
     }
     EXPECT_TRUE(up.broken());
   }
+}
+
+// ---- pipelining (RFC 2920) ----
+
+// MAIL and two RCPTs given one after the other without waiting; what each callback got, in
+// the order they ran.
+struct GroupOutcome {
+  std::vector<std::string> order;  // "MAIL 250", "RCPT closed", ...
+  bool readyAfter = false;
+};
+
+class UpstreamPipeliningTest : public UpstreamMessageTest {
+ protected:
+  GroupOutcome sendGroup(Upstream& up) {
+    GroupOutcome out;
+    auto record = [&out](const std::string& verb) {
+      return [&out, verb](const UpstreamResult& r) {
+        out.order.push_back(verb + " " +
+                            (r.ok() ? std::to_string(r.reply->code())
+                                    : std::string(upstreamFailureName(r.failure))));
+      };
+    };
+    up.command("MAIL FROM:<a@test>", Expect::kMail, record("MAIL"));
+    up.command("RCPT TO:<b@test>", Expect::kRcpt, record("RCPT"));
+    up.command("RCPT TO:<c@test>", Expect::kRcpt, record("RCPT"));
+    for (int i = 0; i < 100000 && out.order.size() < 3; ++i) {
+      event_base_loop(base_.get(), EVLOOP_ONCE);
+    }
+    out.readyAfter = up.ready();
+    return out;
+  }
+};
+
+TEST_F(UpstreamPipeliningTest, AGroupGetsItsRepliesInOrder) {
+  ScriptedMta mta(base_.get(), kNoChunking);
+  mta.script("RCPT#1", "550 5.1.1 <b@test>: no such user");
+  Upstream up(dispatcher_, settings(mta), "test");
+  ASSERT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
+  ASSERT_TRUE(up.pipelining());
+  const GroupOutcome g = sendGroup(up);
+  EXPECT_EQ(g.order, (std::vector<std::string>{"MAIL 250", "RCPT 550", "RCPT 250"}));
+  EXPECT_TRUE(g.readyAfter);
+  EXPECT_EQ(mta.commands, (std::vector<std::string>{"EHLO portcullis.test", "MAIL FROM:<a@test>",
+                                                    "RCPT TO:<b@test>", "RCPT TO:<c@test>"}));
+  EXPECT_FALSE(up.reusable(100)) << "a transaction is open";
+  // The transaction goes on as usual after the group.
+  ASSERT_TRUE(wait([&](auto cb) { up.command("RSET", Expect::kRset, cb); }).ok());
+}
+
+TEST_F(UpstreamPipeliningTest, OnlyWhenTheMtaOffersItAndSettingsAllowIt) {
+  ScriptedMta plain(base_.get(), {"8BITMIME"});
+  Upstream a(dispatcher_, settings(plain), "test");
+  ASSERT_TRUE(wait([&](auto cb) { a.open(XclientIdentity{}, cb); }).ok());
+  EXPECT_FALSE(a.pipelining());
+
+  ScriptedMta offers(base_.get(), kNoChunking);
+  UpstreamSettings off = settings(offers);
+  off.pipelining = false;
+  Upstream b(dispatcher_, off, "test");
+  ASSERT_TRUE(wait([&](auto cb) { b.open(XclientIdentity{}, cb); }).ok());
+  EXPECT_FALSE(b.pipelining());
+}
+
+TEST_F(UpstreamPipeliningTest, TheMtaHangingUpMidGroupFailsEveryCommandStillWaiting) {
+  ScriptedMta mta(base_.get(), kNoChunking);
+  mta.script("RCPT#1", "");  // hangs up instead of answering the first RCPT
+  Upstream up(dispatcher_, settings(mta), "test");
+  ASSERT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
+  const GroupOutcome g = sendGroup(up);
+  EXPECT_EQ(g.order, (std::vector<std::string>{"MAIL 250", "RCPT closed", "RCPT closed"}));
+  EXPECT_TRUE(up.broken());
+}
+
+TEST_F(UpstreamPipeliningTest, GarbageMidGroupFailsEveryCommandStillWaiting) {
+  ScriptedMta mta(base_.get(), kNoChunking);
+  mta.script("RCPT#1", "hello there");
+  Upstream up(dispatcher_, settings(mta), "test");
+  ASSERT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
+  const GroupOutcome g = sendGroup(up);
+  EXPECT_EQ(g.order, (std::vector<std::string>{"MAIL 250", "RCPT protocol", "RCPT protocol"}));
+  EXPECT_TRUE(up.broken());
+}
+
+TEST_F(UpstreamPipeliningTest, A421MidGroupEndsTheRestAsClosed) {
+  ScriptedMta mta(base_.get(), kNoChunking);
+  mta.script("MAIL", "421 4.3.2 shutting down");
+  Upstream up(dispatcher_, settings(mta), "test");
+  ASSERT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
+  const GroupOutcome g = sendGroup(up);
+  EXPECT_EQ(g.order, (std::vector<std::string>{"MAIL 421", "RCPT closed", "RCPT closed"}));
+}
+
+TEST_F(UpstreamPipeliningTest, AnExtraReplyAfterTheGroupIsAProtocolFailure) {
+  ScriptedMta mta(base_.get(), kNoChunking);
+  mta.script("RCPT#2", "250 2.1.5 Ok\r\n250 2.1.5 surprise");
+  Upstream up(dispatcher_, settings(mta), "test");
+  ASSERT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
+  const GroupOutcome g = sendGroup(up);
+  EXPECT_EQ(g.order, (std::vector<std::string>{"MAIL 250", "RCPT 250", "RCPT protocol"}));
+  EXPECT_TRUE(up.broken());
 }
 
 }  // namespace
