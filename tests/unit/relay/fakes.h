@@ -6,6 +6,7 @@
 
 #include <event2/buffer.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <memory>
@@ -160,6 +161,8 @@ struct MtaScript {
   std::string lastMessage;             // prefix + body of the last message sent
   std::chrono::milliseconds delay{0};  // for every unscripted answer
   int opened = 0;
+  bool pipelining = false;       // offers PIPELINING: MAIL/RCPT may be given before earlier answers
+  std::size_t mostInFlight = 0;  // the most commands ever waiting for answers at once
 
   void script(const std::string& verb, MtaAnswer a) { answers[verb].push_back(std::move(a)); }
   MtaAnswer next(const std::string& verb) {
@@ -179,7 +182,11 @@ class FakeUpstream final : public UpstreamConnection {
     ++mta_.opened;
     exchange("OPEN", "220 2.0.0 ready", std::move(done), true);
   }
-  void command(const std::string& line, Expect, Callback done) override {
+  void command(const std::string& line, Expect expect, Callback done) override {
+    if (!queue_.empty() &&
+        !(mta_.pipelining && (expect == Expect::kMail || expect == Expect::kRcpt))) {
+      ADD_FAILURE() << "command while busy, not pipelinable: " << line;
+    }
     const std::string verb = line.substr(0, line.find_first_of(" :"));
     const std::string positive = verb == "MAIL"   ? "250 2.1.0 Ok"
                                  : verb == "RCPT" ? "250 2.1.5 Ok"
@@ -197,58 +204,76 @@ class FakeUpstream final : public UpstreamConnection {
   void quit() override {
     mta_.heard.emplace_back("QUIT");
     ready_ = false;
+    queue_.clear();
+    timer_.stop();
   }
   void reidentify(const XclientIdentity&, Callback done) override {
     mta_.heard.emplace_back("XCLIENT");
     exchange("XCLIENT", "220 2.0.0 ready", std::move(done), false);
   }
-  bool pipelining() const override { return false; }
-  bool reusable(std::uint32_t) const override { return ready_ && !done_; }
+  bool pipelining() const override { return mta_.pipelining; }
+  bool reusable(std::uint32_t) const override { return ready_ && queue_.empty(); }
   void setSessionId(std::string) override {}
-  bool ready() const override { return ready_ && !done_; }
+  bool ready() const override { return ready_ && queue_.empty(); }
   bool broken() const override { return !ready_; }
   bool tls() const override { return false; }
   const UpstreamCapabilities& capabilities() const override { return caps_; }
   void setIdleFailureHandler(std::function<void(std::string)> h) override { idle_ = std::move(h); }
 
  private:
+  // Answers come in order, each `delay` after the one before it was given (or after the call).
+  struct Exchange {
+    UpstreamResult result;
+    Callback done;
+    std::chrono::milliseconds delay{0};
+  };
   void exchange(const std::string& verb, const std::string& positive, Callback done, bool open) {
+    Exchange e;
     if (!open && !ready_) {
-      pending_ = {UpstreamFailure::kClosed, std::nullopt, "upstream not ready"};
+      e.result = {UpstreamFailure::kClosed, std::nullopt, "upstream not ready"};
     } else {
       MtaAnswer a = mta_.next(verb);
       if (a.failure != UpstreamFailure::kNone) {
-        pending_ = {a.failure, std::nullopt, "scripted failure"};
+        e.result = {a.failure, std::nullopt, "scripted failure"};
       } else {
         Reply r = replyFrom(a.reply.value_or(positive));
         if (open && r.isNegative()) {
-          pending_ = {UpstreamFailure::kRefused, r, "MTA refused greeting"};
+          e.result = {UpstreamFailure::kRefused, r, "MTA refused greeting"};
         } else {
-          pending_ = {UpstreamFailure::kNone, r, {}};
+          e.result = {UpstreamFailure::kNone, r, {}};
         }
       }
-      delay_ = a.delay;
+      e.delay = a.delay;
     }
-    done_ = std::move(done);
-    timer_.start(delay_);
+    e.done = std::move(done);
+    queue_.push_back(std::move(e));
+    mta_.mostInFlight = std::max(mta_.mostInFlight, queue_.size());
+    if (queue_.size() == 1) timer_.start(queue_.front().delay);
   }
   void answerNow() {
-    UpstreamResult r = std::move(pending_);
-    if (r.failure == UpstreamFailure::kNone) {
-      ready_ = !r.reply->closesConnection();
-    } else {
-      ready_ = false;
+    if (queue_.empty()) return;
+    Exchange e = std::move(queue_.front());
+    queue_.pop_front();
+    const bool failed = e.result.failure != UpstreamFailure::kNone;
+    ready_ = !failed && !e.result.reply->closesConnection();
+    if (failed || !ready_) {
+      // A broken connection fails everything still waiting, in order (as Upstream does).
+      std::deque<Exchange> rest = std::move(queue_);
+      queue_.clear();
+      const UpstreamFailure kind = failed ? e.result.failure : UpstreamFailure::kClosed;
+      if (e.done) e.done(std::move(e.result));
+      for (auto& r : rest) {
+        if (r.done) r.done({kind, std::nullopt, "connection failed"});
+      }
+      return;
     }
-    Callback cb = std::move(done_);
-    done_ = nullptr;
-    if (cb) cb(std::move(r));
+    if (!queue_.empty()) timer_.start(queue_.front().delay);
+    if (e.done) e.done(std::move(e.result));
   }
 
   MtaScript& mta_;
   Timer timer_;
-  UpstreamResult pending_;
-  Callback done_;
-  std::chrono::milliseconds delay_{0};
+  std::deque<Exchange> queue_;
   std::function<void(std::string)> idle_;
   UpstreamCapabilities caps_;
   bool ready_ = false;

@@ -249,11 +249,14 @@ std::vector<Sequence> sequences() {
   return t;
 }
 
-class SessionSequences : public ::testing::TestWithParam<std::tuple<Sequence, Timing>> {};
+// Each sequence with the MTA answering at once or later, and with the MTA offering PIPELINING
+// or not: a pipelining client must see the same replies either way.
+class SessionSequences : public ::testing::TestWithParam<std::tuple<Sequence, Timing, bool>> {};
 
 TEST_P(SessionSequences, ClientSeesWhatTheMtaSaid) {
-  const auto& [seq, timing] = GetParam();
+  const auto& [seq, timing, pipelining] = GetParam();
   SessionHarness h(timing);
+  h.mta().pipelining = pipelining;
   for (const auto& line : seq.mta) h.mta().script(line.verb, line.answer);
   ASSERT_EQ(h.seen(), Codes{"220"});
   for (std::size_t i = 0; i < seq.steps.size(); ++i) {
@@ -264,19 +267,104 @@ TEST_P(SessionSequences, ClientSeesWhatTheMtaSaid) {
   EXPECT_EQ(h.closed(), seq.closes) << seq.name;
 }
 
-std::string sequenceName(const ::testing::TestParamInfo<std::tuple<Sequence, Timing>>& info) {
+std::string sequenceName(const ::testing::TestParamInfo<std::tuple<Sequence, Timing, bool>>& info) {
   std::string n;
   for (char c : std::get<0>(info.param).name)
     n += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return n + (std::get<1>(info.param) == Timing::kNow ? "_now" : "_later");
+  return n + (std::get<1>(info.param) == Timing::kNow ? "_now" : "_later") +
+         (std::get<2>(info.param) ? "_pipelining" : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Rfc5321, SessionSequences,
                          ::testing::Combine(::testing::ValuesIn(sequences()),
-                                            ::testing::Values(Timing::kNow, Timing::kLater)),
+                                            ::testing::Values(Timing::kNow, Timing::kLater),
+                                            ::testing::Bool()),
                          sequenceName);
 
 // ---- what reaches the MTA ----
+
+// ---- pipelining towards the MTA (RFC 2920) ----
+
+TEST(Session, APipelinedGroupGoesOnBeforeItsRepliesAndIsAnsweredInOrder) {
+  SessionHarness h(Timing::kLater);
+  h.mta().pipelining = true;
+  h.mta().script("RCPT", {std::string("550 5.1.1 <c@example.net>: no such user"),
+                          UpstreamFailure::kNone, seconds(2)});
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo), Codes{"250"});
+  // MAIL waits for the connection; then MAIL, both RCPTs go before any answer, and DATA
+  // waits for them.
+  EXPECT_EQ(h.say(kMail + "RCPT TO:<c@example.net>\r\n" + kRcpt + "DATA\r\n"),
+            (Codes{"250", "550", "250", "354"}));
+  EXPECT_EQ(h.mta().mostInFlight, 3u);
+  EXPECT_EQ(h.say(kMessage + "QUIT\r\n"), (Codes{"250", "221"}));
+  EXPECT_EQ(h.mta().heard,
+            (std::vector<std::string>{"MAIL FROM:<a@example.org>", "RCPT TO:<c@example.net>",
+                                      "RCPT TO:<b@example.net>", "DOT", "QUIT"}));
+}
+
+TEST(Session, WithoutPipeliningOneCommandIsInFlightAtATime) {
+  SessionHarness h(Timing::kLater);
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo + kMail + kRcpt + kRcpt + "DATA\r\n"),
+            (Codes{"250", "250", "250", "250", "354"}));
+  EXPECT_EQ(h.mta().mostInFlight, 1u);
+}
+
+TEST(Session, RecipientsInFlightCountTowardsTheLimit) {
+  SessionHarness h(Timing::kLater, "limits: {max_recipients: 2}\n");
+  h.mta().pipelining = true;
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo + kMail + "RCPT TO:<1@example.net>\r\nRCPT TO:<2@example.net>\r\n" +
+                  "RCPT TO:<3@example.net>\r\nDATA\r\n"),
+            (Codes{"250", "250", "250", "250", "452", "354"}));
+  EXPECT_EQ(h.mta().heard.size(), 3u);  // MAIL and two RCPTs: the third never went
+}
+
+TEST(Session, ARefusedRecipientInFlightFreesItsPlaceUnderTheLimit) {
+  SessionHarness h(Timing::kLater, "limits: {max_recipients: 2}\n");
+  h.mta().pipelining = true;
+  h.mta().script("RCPT",
+                 {std::string("550 5.1.1 no such user"), UpstreamFailure::kNone, seconds(2)});
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo + kMail + "RCPT TO:<1@example.net>\r\nRCPT TO:<2@example.net>\r\n"),
+            (Codes{"250", "250", "550", "250"}));
+  // Counted while in flight, uncounted when refused: one accepted, so one more fits.
+  EXPECT_EQ(h.say("RCPT TO:<3@example.net>\r\n"), Codes{"250"});
+  EXPECT_EQ(h.say("RCPT TO:<4@example.net>\r\n"), Codes{"452"});
+}
+
+TEST(Session, ARefusedMailInAGroupTurnsAnAcceptedRecipientInto503) {
+  // An MTA that (wrongly) accepts RCPT after refusing MAIL: the client never hears 250 for a
+  // recipient of a transaction that does not exist, and DATA finds no transaction.
+  SessionHarness h(Timing::kLater);
+  h.mta().pipelining = true;
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo), Codes{"250"});
+  EXPECT_EQ(h.say(kMail), Codes{"250"});  // the connection is open now
+  EXPECT_EQ(h.say("RSET\r\n"), Codes{"250"});
+  h.mta().script("MAIL",
+                 {std::string("550 5.7.1 sender refused"), UpstreamFailure::kNone, seconds(2)});
+  EXPECT_EQ(h.say(kMail + kRcpt + "DATA\r\n"), (Codes{"550", "503", "503"}));
+  EXPECT_EQ(h.mta().mostInFlight, 2u);
+  EXPECT_EQ(h.say(kMail + kRcpt + "DATA\r\n" + kMessage), (Codes{"250", "250", "354", "250"}));
+}
+
+TEST(Session, TheMtaFailingMidGroupGivesEachWaitingCommandA4xx) {
+  SessionHarness h(Timing::kLater);
+  h.mta().pipelining = true;
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo + kMail), (Codes{"250", "250"}));
+  EXPECT_EQ(h.say("RSET\r\n"), Codes{"250"});
+  h.mta().script("RCPT", {std::nullopt, UpstreamFailure::kClosed, seconds(2)});
+  const Codes got = h.say(kMail + "RCPT TO:<c@example.net>\r\n" + kRcpt + "DATA\r\n");
+  ASSERT_GE(got.size(), 2u);
+  EXPECT_EQ(got[0], "250");
+  EXPECT_EQ(got[1], "421");  // the transaction is lost: the client must retry it whole
+  h.dispatcher().advance(seconds(5));
+  EXPECT_TRUE(h.closed());
+  EXPECT_EQ(std::count(h.mta().heard.begin(), h.mta().heard.end(), "DOT"), 0);
+}
 
 TEST(Session, RelaysTheEnvelopeAndTheMessageOnce) {
   SessionHarness h;
