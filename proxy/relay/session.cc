@@ -19,6 +19,9 @@ namespace {
 
 constexpr std::size_t kInputHighWater = 64 * 1024;   // stop reading while this much is unparsed
 constexpr std::size_t kOutputHighWater = 64 * 1024;  // stop answering while the client won't read
+// At most this many replies wait behind one the MTA still owes (RFC 2920 pipelining); then
+// no more commands are read until it comes, so a fast client cannot queue work without bound.
+constexpr std::size_t kMaxOwedReplies = 64;
 // A command line over kMaxCommandLine that still ends within this many octets (its LF
 // included) is answered 500 5.5.2 and dropped, and the session goes on. This many octets with
 // no LF at all is not an SMTP client: 500 5.5.6 and close, at once, rather than swallowing
@@ -396,7 +399,9 @@ void Session::onStreamEvent(ByteStream::Event event, const std::string& detail) 
   if (phase_ == Phase::kClosing) {
     // Our last replies may still be on their way to a client that only half-closed: onDrained
     // (or the linger timer, which close() started) finishes.
-    if (event == ByteStream::Event::kEof && stream_->pendingOutput() > 0) return;
+    if (event == ByteStream::Event::kEof && (stream_->pendingOutput() > 0 || pipe_.closeWaiting)) {
+      return;
+    }
     finalize();
     return;
   }
@@ -450,6 +455,10 @@ void Session::processInput() {
   while (phase_ == Phase::kIdle) {
     if (stream_->pendingOutput() > kOutputHighWater) {
       input_.outputBlocked = true;  // the client is not reading its replies; onDrained resumes
+      break;
+    }
+    if (pipe_.owed.size() >= kMaxOwedReplies) {
+      input_.owedBlocked = true;  // replies queue behind one the MTA owes; settle resumes
       break;
     }
     if (input_.errors >= config_->limits.maxErrors) {
@@ -600,6 +609,10 @@ void Session::settle(std::uint64_t slot, const std::function<void()>& handle) {
     pipe_.owed.pop_front();
     ++pipe_.front;
   }
+  if (input_.owedBlocked && pipe_.owed.size() < kMaxOwedReplies && phase_ == Phase::kIdle) {
+    input_.owedBlocked = false;
+    processInput();
+  }
   if (pipe_.awaiting > 0 || phase_ == Phase::kFinished) return;
   if (pipe_.closeWaiting) {
     pipe_.closeWaiting = false;
@@ -701,9 +714,10 @@ void Session::close(SessionSummary::ClosedBy who, std::string reason) {
   pipe_.held.reset();
   timer_.start(kLingerTime);  // bounded: a client that never reads cannot hold us
   if (pipe_.awaiting > 0) {
-    // Replies owed for pipelined commands go first (the MTA's wait is bounded by its timeout,
-    // ours by the linger time).
+    // Replies owed for pipelined commands go first: the wait is the MTA's command timeout
+    // (its connection fails then, and so each owed reply is settled), plus the linger time.
     pipe_.closeWaiting = true;
+    timer_.start(config_->upstream.commandTimeout + kLingerTime);
     return;
   }
   finishClose();

@@ -104,6 +104,7 @@ class Session {
   struct Input {
     bool processing = false;     // processInput() is on the stack
     bool outputBlocked = false;  // the client is not reading its replies
+    bool owedBlocked = false;    // kMaxOwedReplies replies wait behind one the MTA owes
     bool lingering = false;      // closing: waiting for the client to read our last words
     int errors = 0;
     std::uint64_t skipRemaining = 0;  // BDAT chunk octets still to discard

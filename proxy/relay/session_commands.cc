@@ -290,16 +290,17 @@ void Session::onRcpt(const Command& c) {
 
   chain_->run(Stage::kRcptTo, view_,
               [this, line = rcptCommandLine(c), address = c.address](const ChainOutcome& o) {
+                if (!txn_) {
+                  // A pipelined MAIL was refused while this RCPT's filters ran: whatever they
+                  // said (a discard would otherwise fall on the whole session), no transaction.
+                  reply(localReply(503, "5.5.1", "Error: need MAIL command"), "RCPT",
+                        ReplySource::local("the mail server refused MAIL", address));
+                  commandDone();
+                  return;
+                }
                 applyOutcome(
                     o, "RCPT",
                     [this, line, address] {
-                      if (!txn_) {
-                        // A pipelined MAIL was refused while this RCPT's filters ran.
-                        reply(localReply(503, "5.5.1", "Error: need MAIL command"), "RCPT",
-                              ReplySource::local("the mail server refused MAIL", address));
-                        commandDone();
-                        return;
-                      }
                       if (txn_->discard) {
                         view_.envelope.recipients.push_back(address);
                         view_.envelope.currentRecipient.clear();

@@ -366,6 +366,31 @@ TEST(Session, TheMtaFailingMidGroupGivesEachWaitingCommandA4xx) {
   EXPECT_EQ(std::count(h.mta().heard.begin(), h.mta().heard.end(), "DOT"), 0);
 }
 
+TEST(Session, RepliesOwedBehindASlowOneAreBounded) {
+  // The MTA takes 10 s over the first RCPT while the client pipelines 200: portcullis stops
+  // reading commands once 64 replies wait, and goes on when the slow one comes.
+  SessionHarness h;
+  h.mta().pipelining = true;
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.say(kEhlo + kMail), (Codes{"250", "250"}));
+  h.mta().script("RCPT", {std::nullopt, UpstreamFailure::kNone, seconds(10)});
+  std::string many;
+  for (int i = 0; i < 200; ++i) many += "RCPT TO:<r" + std::to_string(i) + "@example.net>\r\n";
+  EXPECT_EQ(h.say(many + "DATA\r\n"), Codes{});
+  auto rcpts = [&h] {
+    return std::count_if(h.mta().heard.begin(), h.mta().heard.end(),
+                         [](const std::string& l) { return l.starts_with("RCPT"); });
+  };
+  EXPECT_EQ(rcpts(), 64);
+  h.dispatcher().advance(seconds(11));
+  h.settle();
+  const Codes got = h.seen();
+  ASSERT_EQ(got.size(), 201u);
+  EXPECT_EQ(std::count(got.begin(), got.end(), "250"), 200);
+  EXPECT_EQ(got.back(), "354");
+  EXPECT_EQ(rcpts(), 200);
+}
+
 TEST(Session, RelaysTheEnvelopeAndTheMessageOnce) {
   SessionHarness h;
   h.say(kEhlo + kMail + kRcpt + "DATA\r\n" + kMessage);
