@@ -63,7 +63,7 @@ command -v gnuplot >/dev/null ||
 if [[ -z ${PORTCULLIS_BENCH_NETNS:-} && ,$PATHS, == *,haraka,* ]]; then
   # Outside the namespace: the npm registry is needed once, to install the pinned version.
   installed=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
-              "$HARAKA_CACHE/node_modules/Haraka/package.json" 2>/dev/null | head -1)
+              "$HARAKA_CACHE/node_modules/Haraka/package.json" 2>/dev/null | head -1 || true)
   if [[ $installed != "$HARAKA_VERSION" ]]; then
     command -v npm >/dev/null ||
       { echo "compare: npm missing (Debian: apt-get install nodejs npm), or leave haraka out of --paths" >&2; exit 1; }
