@@ -422,6 +422,11 @@ class UpstreamPipeliningTest : public UpstreamMessageTest {
     out.readyAfter = up.ready();
     return out;
   }
+  // Opens `up` against its MTA, then sends the group.
+  GroupOutcome openAndSendGroup(Upstream& up) {
+    EXPECT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
+    return sendGroup(up);
+  }
 };
 
 TEST_F(UpstreamPipeliningTest, AGroupGetsItsRepliesInOrder) {
@@ -458,8 +463,7 @@ TEST_F(UpstreamPipeliningTest, TheMtaHangingUpMidGroupFailsEveryCommandStillWait
   ScriptedMta mta(base_.get(), kNoChunking);
   mta.script("RCPT#1", "");  // hangs up instead of answering the first RCPT
   Upstream up(dispatcher_, settings(mta), "test");
-  ASSERT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
-  const GroupOutcome g = sendGroup(up);
+  const GroupOutcome g = openAndSendGroup(up);
   EXPECT_EQ(g.order, (std::vector<std::string>{"MAIL 250", "RCPT closed", "RCPT closed"}));
   EXPECT_TRUE(up.broken());
 }
@@ -468,8 +472,7 @@ TEST_F(UpstreamPipeliningTest, GarbageMidGroupFailsEveryCommandStillWaiting) {
   ScriptedMta mta(base_.get(), kNoChunking);
   mta.script("RCPT#1", "hello there");
   Upstream up(dispatcher_, settings(mta), "test");
-  ASSERT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
-  const GroupOutcome g = sendGroup(up);
+  const GroupOutcome g = openAndSendGroup(up);
   EXPECT_EQ(g.order, (std::vector<std::string>{"MAIL 250", "RCPT protocol", "RCPT protocol"}));
   EXPECT_TRUE(up.broken());
 }
@@ -478,8 +481,7 @@ TEST_F(UpstreamPipeliningTest, A421MidGroupEndsTheRestAsClosed) {
   ScriptedMta mta(base_.get(), kNoChunking);
   mta.script("MAIL", "421 4.3.2 shutting down");
   Upstream up(dispatcher_, settings(mta), "test");
-  ASSERT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
-  const GroupOutcome g = sendGroup(up);
+  const GroupOutcome g = openAndSendGroup(up);
   EXPECT_EQ(g.order, (std::vector<std::string>{"MAIL 421", "RCPT closed", "RCPT closed"}));
 }
 
@@ -487,8 +489,7 @@ TEST_F(UpstreamPipeliningTest, AnExtraReplyAfterTheGroupIsAProtocolFailure) {
   ScriptedMta mta(base_.get(), kNoChunking);
   mta.script("RCPT#2", "250 2.1.5 Ok\r\n250 2.1.5 surprise");
   Upstream up(dispatcher_, settings(mta), "test");
-  ASSERT_TRUE(wait([&](auto cb) { up.open(XclientIdentity{}, cb); }).ok());
-  const GroupOutcome g = sendGroup(up);
+  const GroupOutcome g = openAndSendGroup(up);
   EXPECT_EQ(g.order, (std::vector<std::string>{"MAIL 250", "RCPT 250", "RCPT protocol"}));
   EXPECT_TRUE(up.broken());
 }
