@@ -20,6 +20,14 @@ namespace portcullis {
 namespace {
 
 constexpr std::chrono::milliseconds kAcceptBackoff{250};
+
+// Tells systemd (Type=notify) where the daemon stands; a failure is logged, never fatal.
+void notifySystemd(const char* state) {
+  std::string error;
+  if (!sdNotify(state, &error)) {
+    spdlog::warn("event=sd-notify result=failed error={}", logValue(error));
+  }
+}
 constexpr std::chrono::seconds kAcceptPauseLogEvery{10};
 constexpr int kMaxTurnedAwayPerBackoff = 64;  // per listener: bounded work per back-off
 constexpr std::string_view kBusy421 = "421 4.3.2 Error: server too busy, try again later\r\n";
@@ -351,15 +359,7 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
     *error = "shutting down (SIGTERM): not reloading";
     return fail();
   }
-  std::string sdError;
-  if (!sdNotify("RELOADING=1", &sdError)) {
-    spdlog::warn("event=sd-notify result=failed error={}", logValue(sdError));
-  }
-  const auto ready = [&] {
-    if (!sdNotify("READY=1", &sdError)) {
-      spdlog::warn("event=sd-notify result=failed error={}", logValue(sdError));
-    }
-  };
+  notifySystemd("RELOADING=1");
   ReloadPlan plan = planReload(*config_, *fresh);
   std::shared_ptr<const TlsContext> serverTls;
   std::shared_ptr<const TlsContext> clientTls;
@@ -367,28 +367,35 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
   std::vector<std::string> removed;
   if (!buildTls(*plan.next, &serverTls, &clientTls, error) ||
       !swapIn(plan, std::move(serverTls), std::move(clientTls), &added, &removed, error)) {
-    ready();
+    notifySystemd("READY=1");
     return fail();
   }
-  // The others swap the same snapshot and the same TLS contexts in, each on its own loop.
-  const std::size_t lagging =
-      role_.reloadOthers ? role_.reloadOthers(config_, serverTls_, clientTls_) : 0;
   if (!plan.needsRestart.empty()) {
     spdlog::warn(
         "event=reload-needs-restart keys={} detail=\"changed in the file; the running values "
         "stay until portcullis is restarted\"",
         logValue(joined(plan.needsRestart)));
   }
-  spdlog::info(
-      "event=reload result=ok config={} changed={} listeners_added={} listeners_removed={} "
-      "listeners_kept={} needs_restart={}{}",
-      logValue(config_->sourcePath.empty() ? "(built-in defaults)" : config_->sourcePath),
-      logValue(joined(plan.changed)), logValue(joined(added)), logValue(joined(removed)),
-      plan.kept.size(), logValue(joined(plan.needsRestart)),
-      role_.count > 1
-          ? " workers=" + std::to_string(role_.count - lagging) + "/" + std::to_string(role_.count)
-          : "");
-  ready();
+  // The summary, once every worker runs the new snapshot: the others swap the same snapshot and
+  // the same TLS contexts in, each on its own loop, and answer on this one.
+  auto summary = [this, config = config_, changed = joined(plan.changed), added = joined(added),
+                  removed = joined(removed), kept = plan.kept.size(),
+                  needsRestart = joined(plan.needsRestart)](std::size_t lagging) {
+    spdlog::info(
+        "event=reload result=ok config={} changed={} listeners_added={} listeners_removed={} "
+        "listeners_kept={} needs_restart={}{}",
+        logValue(config->sourcePath.empty() ? "(built-in defaults)" : config->sourcePath),
+        logValue(changed), logValue(added), logValue(removed), kept, logValue(needsRestart),
+        role_.count > 1 ? " workers=" + std::to_string(role_.count - lagging) + "/" +
+                              std::to_string(role_.count)
+                        : "");
+    notifySystemd("READY=1");
+  };
+  if (role_.reloadOthers) {
+    role_.reloadOthers(config_, serverTls_, clientTls_, std::move(summary));
+  } else {
+    summary(0);
+  }
   return true;
 }
 
@@ -496,10 +503,7 @@ void Server::onSignal(evutil_socket_t sig, short, void* self) {
 void Server::beginDrain() {
   if (draining_) return;
   draining_ = true;
-  std::string error;
-  if (!sdNotify("STOPPING=1\nSTATUS=draining", &error)) {
-    spdlog::warn("event=sd-notify result=failed error={}", logValue(error));
-  }
+  notifySystemd("STOPPING=1\nSTATUS=draining");
   acceptTimer_.stop();
   listeners_.clear();  // stop accepting at once
   probeTimer_.stop();

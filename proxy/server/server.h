@@ -72,14 +72,16 @@ struct WorkerRole {
   std::size_t index = 0;  // worker 0 takes the signals; main puts the admin and milter there
   std::size_t count = 1;
   ConnectionTable* connections = nullptr;  // shared by every worker; null: the server's own
-  // Worker 0 of several (set by Workers): the drain and a reload, passed on to the others. The
-  // reload returns once every other worker has swapped (or its bounded wait ran out), so that
-  // `event=reload result=ok` means new sessions on every worker get the new snapshot.
+  // Worker 0 of several (set by Workers): the drain and a reload, passed on to the others. A
+  // reload's `done` runs on worker 0's loop once every other worker has swapped (or the bounded
+  // wait ran out) with how many did not, so that `event=reload result=ok` means new sessions
+  // on every worker get the new snapshot. Worker 0's loop goes on serving meanwhile.
   std::function<void()> drainOthers;
-  std::function<std::size_t(const std::shared_ptr<const Config>& next,
-                            const std::shared_ptr<const TlsContext>& serverTls,
-                            const std::shared_ptr<const TlsContext>& clientTls)>
-      reloadOthers;  // returns how many workers failed to follow
+  std::function<void(const std::shared_ptr<const Config>& next,
+                     const std::shared_ptr<const TlsContext>& serverTls,
+                     const std::shared_ptr<const TlsContext>& clientTls,
+                     std::function<void(std::size_t lagging)> done)>
+      reloadOthers;
 };
 
 class Server final : public SessionHost {

@@ -11,9 +11,11 @@
 namespace portcullis {
 namespace {
 
-// How long worker 0 waits for the others: one pass of their loops is what it takes.
+// How long worker 0 waits for the others: one pass of their loops is what it takes. A status
+// query blocks worker 0's loop meanwhile; a reload does not, so it can afford to wait for a
+// loop that is slow to come round (a long filter callback, a starved thread).
 constexpr std::chrono::milliseconds kStatusWait{1000};
-constexpr std::chrono::milliseconds kReloadWait{5000};
+constexpr std::chrono::milliseconds kReloadWait{30'000};
 
 // The answers of one collect(). A Ticket per worker counts down when its job is gone: run, or
 // dropped unrun by a loop that stopped; so the waiter never waits on a job nobody will run.
@@ -41,7 +43,8 @@ struct Ticket {
 
 }  // namespace
 
-Workers::Workers(Dispatcher& dispatcher, const std::shared_ptr<const Config>& config) {
+Workers::Workers(Dispatcher& dispatcher, const std::shared_ptr<const Config>& config)
+    : primaryDispatcher_(dispatcher) {
   const std::size_t n = std::max<std::size_t>(config->process.workers, 1);
   for (std::size_t i = 0; i < n; ++i) {
     auto w = std::make_unique<Worker>();
@@ -49,9 +52,9 @@ Workers::Workers(Dispatcher& dispatcher, const std::shared_ptr<const Config>& co
     if (i > 0) {
       w->base.reset(event_base_new());
       w->ownDispatcher = std::make_unique<EventDispatcher>(w->base.get());
-      w->inbox = std::make_unique<LoopInbox>(w->base.get());
       d = w->ownDispatcher.get();
     }
+    w->inbox = std::make_unique<LoopInbox>(d->base());
     WorkerRole role;
     role.index = i;
     role.count = n;
@@ -60,8 +63,9 @@ Workers::Workers(Dispatcher& dispatcher, const std::shared_ptr<const Config>& co
       role.drainOthers = [this] { drainOthers(); };
       role.reloadOthers = [this](const std::shared_ptr<const Config>& next,
                                  const std::shared_ptr<const TlsContext>& serverTls,
-                                 const std::shared_ptr<const TlsContext>& clientTls) {
-        return reloadOthers(next, serverTls, clientTls);
+                                 const std::shared_ptr<const TlsContext>& clientTls,
+                                 std::function<void(std::size_t)> done) {
+        reloadOthers(next, serverTls, clientTls, std::move(done));
       };
     }
     w->server = std::make_unique<Server>(*d, config, std::move(role));
@@ -136,22 +140,56 @@ void Workers::drainOthers() {
   }
 }
 
-std::size_t Workers::reloadOthers(const std::shared_ptr<const Config>& next,
-                                  const std::shared_ptr<const TlsContext>& serverTls,
-                                  const std::shared_ptr<const TlsContext>& clientTls) {
-  const std::function<bool(Server&)> follow = [next, serverTls, clientTls](Server& s) {
-    return s.workerIndex() == 0 || s.follow(next, serverTls, clientTls);
-  };
-  const auto answers = collect(follow, kReloadWait);
-  std::size_t failed = 0;
-  for (std::size_t i = 1; i < answers.size(); ++i) {
-    if (!answers[i]) {
-      spdlog::error("event=reload result=unknown worker={} detail=\"no answer in {} ms\"", i,
-                    kReloadWait.count());
-    }
-    if (!answers[i] || !*answers[i]) ++failed;
+void Workers::reloadOthers(const std::shared_ptr<const Config>& next,
+                           const std::shared_ptr<const TlsContext>& serverTls,
+                           const std::shared_ptr<const TlsContext>& clientTls,
+                           std::function<void(std::size_t lagging)> done) {
+  const std::uint64_t id = nextReload_++;
+  ReloadRound& round = reloads_[id];
+  round.answers.resize(workers_.size());
+  round.answers[0] = true;  // worker 0 swapped before it asked
+  round.left = workers_.size() - 1;
+  round.done = std::move(done);
+  round.deadline = std::make_unique<Timer>(primaryDispatcher_, [this, id] {
+    for (std::size_t i = 1; i < workers_.size(); ++i) reloadAnswered(id, i, std::nullopt);
+  });
+  round.deadline->start(kReloadWait);
+  LoopInbox* home = workers_[0]->inbox.get();
+  for (std::size_t i = 1; i < workers_.size(); ++i) {
+    Server* server = workers_[i]->server.get();
+    // The job captures no pointer into the round: only worker 0's loop may touch it.
+    const bool posted =
+        workers_[i]->inbox->post([this, home, id, i, server, next, serverTls, clientTls] {
+          const bool followed = server->follow(next, serverTls, clientTls);
+          (void)home->post([this, id, i, followed] { reloadAnswered(id, i, followed); });
+        });
+    if (!posted) reloadAnswered(id, i, false);  // that loop has stopped
   }
-  return failed;
+}
+
+void Workers::reloadAnswered(std::uint64_t round, std::size_t index, std::optional<bool> followed) {
+  const auto it = reloads_.find(round);
+  if (it == reloads_.end()) return;  // ended: this answer came after the deadline
+  ReloadRound& r = it->second;
+  if (followed) {
+    if (r.answers[index]) return;
+    r.answers[index] = followed;
+    --r.left;
+  } else if (r.answers[index]) {
+    return;
+  } else {
+    spdlog::error("event=reload result=unknown worker={} detail=\"no answer in {} ms\"", index,
+                  kReloadWait.count());
+    r.answers[index] = false;
+    --r.left;
+  }
+  if (r.left > 0) return;
+  const auto lagging = static_cast<std::size_t>(
+      std::count(r.answers.begin(), r.answers.end(), std::optional<bool>(false)));
+  auto done = std::move(r.done);
+  primaryDispatcher_.deferredDelete(std::move(r.deadline));  // it may be the caller
+  reloads_.erase(it);
+  done(lagging);
 }
 
 AdminStatus Workers::status() {

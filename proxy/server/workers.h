@@ -9,11 +9,14 @@
 // worker's listeners on the calling thread (before the privilege drop); run() starts the
 // threads of workers 1..N-1; join() waits for them once worker 0's loop has returned.
 // Worker 0 asks the others (collect()) with a bounded wait and never the other way round, so
-// no two loops ever wait on each other.
+// no two loops ever wait on each other. A reload does not wait at all: each worker answers on
+// worker 0's inbox, and the round ends on worker 0's loop when all have, or at its deadline.
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,7 +61,7 @@ class Workers {
   struct Worker {
     EventBasePtr base;  // null for worker 0 (the caller's)
     std::unique_ptr<EventDispatcher> ownDispatcher;
-    std::unique_ptr<LoopInbox> inbox;  // null for worker 0
+    std::unique_ptr<LoopInbox> inbox;  // worker 0's: the reload answers
     std::unique_ptr<Server> server;
     std::thread thread;
   };
@@ -69,12 +72,27 @@ class Workers {
   std::vector<std::optional<T>> collect(const std::function<T(Server&)>& fn,
                                         std::chrono::milliseconds deadline);
   void drainOthers();
-  std::size_t reloadOthers(const std::shared_ptr<const Config>& next,
-                           const std::shared_ptr<const TlsContext>& serverTls,
-                           const std::shared_ptr<const TlsContext>& clientTls);
+  // Worker 0's loop: posts the swap to every other worker; `done` runs on worker 0's loop.
+  void reloadOthers(const std::shared_ptr<const Config>& next,
+                    const std::shared_ptr<const TlsContext>& serverTls,
+                    const std::shared_ptr<const TlsContext>& clientTls,
+                    std::function<void(std::size_t lagging)> done);
+  // Worker 0's loop: worker `index` answered reload round `round` (or will not: nullopt).
+  void reloadAnswered(std::uint64_t round, std::size_t index, std::optional<bool> followed);
 
+  // One reload on its way through the workers; only worker 0's loop touches it.
+  struct ReloadRound {
+    std::vector<std::optional<bool>> answers;  // per worker; [0] is worker 0's own swap
+    std::size_t left = 0;
+    std::function<void(std::size_t lagging)> done;
+    std::unique_ptr<Timer> deadline;
+  };
+
+  Dispatcher& primaryDispatcher_;
   ConnectionTable connections_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::map<std::uint64_t, ReloadRound> reloads_;  // by round number
+  std::uint64_t nextReload_ = 0;
 };
 
 }  // namespace portcullis
