@@ -9,7 +9,6 @@
 // it from the loop (Dispatcher::deferredDelete). Callbacks run on the event loop; chain and
 // upstream completions arrive from the loop, never inside the call that asked for them.
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +17,7 @@
 #include "proxy/admin/core_stats.h"
 #include "proxy/api/session_record.h"
 #include "proxy/base/dispatcher.h"
+#include "proxy/base/fifo.h"
 #include "proxy/base/net_util.h"
 #include "proxy/chain/filter_chain.h"
 #include "proxy/config/config.h"
@@ -119,7 +119,7 @@ class Session {
     std::optional<Reply> reply;  // none: the session finished before it could be written
   };
   struct Pipeline {
-    std::deque<Owed> owed;
+    Fifo<Owed> owed;
     std::uint64_t front = 0;                // the sequence number of owed.front()
     std::size_t awaiting = 0;               // entries the MTA has yet to answer
     std::optional<std::uint64_t> filling;   // the entry reply() fills

@@ -13,7 +13,6 @@
 // for them (a failure found at once is reported through the loop too). Owners never destroy an
 // Upstream inside its callback: they hand it to Dispatcher::deferredDelete.
 
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -21,6 +20,7 @@
 
 #include "portcullis/reply.h"
 #include "proxy/base/dispatcher.h"
+#include "proxy/base/fifo.h"
 #include "proxy/config/config.h"
 #include "proxy/net/byte_stream.h"
 #include "proxy/net/tls.h"
@@ -210,7 +210,7 @@ class Upstream final : public UpstreamConnection {
   Expect expect_ = Expect::kGreeting;
   Callback done_;
   // Sent after the command in expect_/done_, replies awaited in this order (RFC 2920).
-  std::deque<std::pair<Expect, Callback>> pipelined_;
+  Fifo<std::pair<Expect, Callback>> pipelined_;
   std::function<void(std::string)> onIdleFailure_;
   std::optional<std::pair<UpstreamFailure, std::string>> pendingFailure_;  // for failLater
   bool negativeSeen_ = false;

@@ -36,22 +36,6 @@ int openSpareDescriptor() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
 // Whether `address` can be bound without SO_REUSEPORT (SO_REUSEADDR, as the listener): not
 // while any other socket listens there.
-bool bindableExclusively(const SocketAddress& address, std::string* error) {
-  const int fd = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *error = std::strerror(errno);
-    return false;
-  }
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (address.family() == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  const int rc = ::bind(fd, address.get(), address.length);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) *error = std::strerror(err);
-  return rc == 0;
-}
-
 std::string joined(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
@@ -261,7 +245,7 @@ bool Server::start(std::string* error) {
 
   for (const ListenerConfig& l : config_->listeners) {
     listenerContexts_.push_back(std::make_unique<ListenerContext>(ListenerContext{this, &l}));
-    ListenerPtr listener = bindListener(l, listenerContexts_.back().get(), error);
+    auto listener = bindListener(l, listenerContexts_.back().get(), error);
     if (!listener) return false;
     listeners_.push_back(std::move(listener));
     logListening(l);
@@ -295,30 +279,40 @@ bool Server::buildTls(const Config& config, std::shared_ptr<const TlsContext>* s
   return true;
 }
 
-ListenerPtr Server::bindListener(const ListenerConfig& l, ListenerContext* context,
-                                 std::string* error) {
-  unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
-  if (l.address.family() == AF_INET6) flags |= LEV_OPT_BIND_IPV6ONLY;
+std::unique_ptr<Listener> Server::bindListener(const ListenerConfig& l, ListenerContext* context,
+                                               std::string* error) {
+  Listener::Options options;
   if (role_.count > 1) {
     // Every worker binds the address (SO_REUSEPORT: the kernel spreads new connections over
     // them). Worker 0 first binds it without, so that a port held by anyone else, another
     // portcullis included, still fails here with EADDRINUSE instead of being shared.
-    if (role_.index == 0 && !bindableExclusively(l.address, error)) {
-      *error = "listen " + l.text + ": " + *error;
-      return nullptr;
+    if (role_.index == 0) {
+      if (const int err = bindError(l.address); err != 0) {
+        *error = "listen " + l.text + ": " + std::strerror(err);
+        return nullptr;
+      }
     }
-    flags |= LEV_OPT_REUSEABLE_PORT;
+    options.reusePort = true;
   }
-  evconnlistener* listener =
-      evconnlistener_new_bind(base_, &Server::onAccept, context, flags, 1024, l.address.get(),
-                              static_cast<int>(l.address.length));
-  if (listener == nullptr) {
-    *error = "listen " + l.text + ": " + std::strerror(errno);
+  auto listener = Listener::open(
+      base_, l.address, options,
+      [context](int fd, const sockaddr* addr, socklen_t len) {
+        const auto peer = fromSockaddr(addr, len);
+        if (!peer) {
+          ::close(fd);
+          return;
+        }
+        context->server->accept(fd, *peer, *context->config);
+      },
+      // EMFILE, ENFILE, ENOBUFS, ENOMEM would fail again at once while the client waits in the
+      // backlog, so the listener would spin: back off instead.
+      [server = this](int err) { server->pauseAccepting(err); }, error);
+  if (!listener) {
+    *error = "listen " + l.text + ": " + *error;
     return nullptr;
   }
-  evconnlistener_set_error_cb(listener, &Server::onAcceptError);
-  setNoDelay(evconnlistener_get_fd(listener));  // inherited by every accepted socket
-  return ListenerPtr(listener);
+  setNoDelay(listener->fd());  // inherited by every accepted socket
+  return listener;
 }
 
 void Server::logListening(const ListenerConfig& l) const {
@@ -406,7 +400,7 @@ bool Server::swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> se
   // Bind the added listeners before anything changes: if one cannot be bound, the ones bound
   // just now close again and the running config stays as it was.
   std::vector<std::unique_ptr<ListenerContext>> contexts(next.listeners.size());
-  std::vector<ListenerPtr> listeners(next.listeners.size());
+  std::vector<std::unique_ptr<Listener>> listeners(next.listeners.size());
   for (const std::size_t j : plan.added) {
     const ListenerConfig& l = next.listeners[j];
     contexts[j] = std::make_unique<ListenerContext>(ListenerContext{this, &l});
@@ -526,16 +520,6 @@ void Server::maybeExit() {
   }
 }
 
-void Server::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len, void* self) {
-  auto* ctx = static_cast<ListenerContext*>(self);
-  auto peer = fromSockaddr(addr, static_cast<socklen_t>(len));
-  if (!peer) {
-    ::close(fd);
-    return;
-  }
-  ctx->server->accept(fd, *peer, *ctx->config);
-}
-
 std::string Server::countKey(const std::string& address) const {
   return clientCountKey(address, config_->limits.ipv6PrefixLength);
 }
@@ -544,19 +528,12 @@ bool Server::rekeyClient(const std::string& before, const std::string& after) {
   return connections_.rekey(countKey(before), countKey(after), config_->limits.maxConnectionsPerIp);
 }
 
-void Server::onAcceptError(evconnlistener*, void* self) {
-  // libevent retries EINTR, EAGAIN and ECONNABORTED itself; what reaches us (EMFILE, ENFILE,
-  // ENOBUFS, ENOMEM) would fail again at once while the client waits in the backlog, so the
-  // listener would spin: back off instead.
-  static_cast<ListenerContext*>(self)->server->pauseAccepting(EVUTIL_SOCKET_ERROR());
-}
-
 void Server::pauseAccepting(int err) {
   const auto now = std::chrono::steady_clock::now();
   int turnedAway = 0;
   if (spareFd_ >= 0) ::close(spareFd_);
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
-    const evutil_socket_t lfd = evconnlistener_get_fd(listeners_[i].get());
+    const int lfd = listeners_[i]->fd();
     const bool tls = listenerContexts_[i]->config->tls == TlsListenMode::kImplicit;
     for (int n = 0; n < kMaxTurnedAwayPerBackoff; ++n) {
       const int fd = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -566,7 +543,7 @@ void Server::pauseAccepting(int err) {
       ::close(fd);
       ++turnedAway;
     }
-    evconnlistener_disable(listeners_[i].get());
+    listeners_[i]->disable();
   }
   spareFd_ = openSpareDescriptor();
   AcceptPause& p = acceptPause_;
@@ -588,7 +565,7 @@ void Server::pauseAccepting(int err) {
 
 void Server::resumeAccepting() {
   // Listen again; the episode ends at the next accept that works (see accept()).
-  for (auto& l : listeners_) evconnlistener_enable(l.get());
+  for (auto& l : listeners_) l->enable();
 }
 
 void Server::accept(evutil_socket_t fd, const SocketAddress& peer, const ListenerConfig& listener) {

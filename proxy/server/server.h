@@ -22,6 +22,7 @@
 #include "proxy/base/event_util.h"
 #include "proxy/chain/filter_services.h"
 #include "proxy/config/config.h"
+#include "proxy/net/listener.h"
 #include "proxy/net/stream.h"
 #include "proxy/net/tls.h"
 #include "proxy/relay/session.h"
@@ -147,9 +148,6 @@ class Server final : public SessionHost {
   std::shared_ptr<const Config> snapshot() const { return config_; }
 
  private:
-  static void onAccept(evconnlistener* listener, evutil_socket_t fd, sockaddr* addr, int len,
-                       void* self);
-  static void onAcceptError(evconnlistener* listener, void* self);
   static void onSignal(evutil_socket_t sig, short, void* self);
 
   struct ListenerContext {
@@ -173,7 +171,8 @@ class Server final : public SessionHost {
   static bool buildTls(const Config& config, std::shared_ptr<const TlsContext>* server,
                        std::shared_ptr<const TlsContext>* client, std::string* error);
   // Binds one listener; null with `error` when bind() refuses.
-  ListenerPtr bindListener(const ListenerConfig& l, ListenerContext* context, std::string* error);
+  std::unique_ptr<Listener> bindListener(const ListenerConfig& l, ListenerContext* context,
+                                         std::string* error);
   void logListening(const ListenerConfig& l) const;
   void reloadFromSource();
   void probe();
@@ -189,7 +188,7 @@ class Server final : public SessionHost {
   std::string workerTag_;  // " worker=N" with workers > 1, else empty
   ConnectionTable ownConnections_;
   ConnectionTable& connections_;  // role_.connections, or ownConnections_
-  std::vector<ListenerPtr> listeners_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<ListenerContext>> listenerContexts_;
   std::shared_ptr<const TlsContext> serverTls_;
   std::shared_ptr<const TlsContext> clientTls_;

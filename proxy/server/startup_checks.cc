@@ -3,8 +3,6 @@
 #include "proxy/server/startup_checks.h"
 
 #include <grp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <vector>
+
+#include "proxy/net/listener.h"
 
 namespace portcullis {
 
@@ -38,19 +38,8 @@ bool checkDescriptorBudget(const Config& config, rlim_t soft, std::string* error
 }
 
 bool checkBindable(const std::string& key, const SocketAddress& address, std::string* error) {
-  const int fd = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    *error =
-        key + ": cannot create a socket for " + address.toString() + ": " + std::strerror(errno);
-    return false;
-  }
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (address.family() == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  const int rc = ::bind(fd, address.get(), address.length);
-  const int err = errno;
-  ::close(fd);
-  if (rc == 0 || err == EADDRINUSE) return true;
+  const int err = bindError(address);
+  if (err == 0 || err == EADDRINUSE) return true;
   *error = key + ": cannot listen on " + address.toString() + ": " + std::strerror(err) +
            (err == EADDRNOTAVAIL ? " (not an address of this host)" : "");
   return false;
