@@ -673,9 +673,9 @@ void Server::upstreamReached(bool ok) {
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(dispatcher_.now() - *upstreamDownSince_)
           .count();
-  spdlog::info("event=upstream-recovered upstream={} down_for={}.{:03d}s failed_attempts={}",
+  spdlog::info("event=upstream-recovered upstream={} down_for={}.{:03d}s failed_attempts={}{}",
                config_->upstream.address.toString(), ms / 1000, static_cast<int>(ms % 1000),
-               upstreamFailures_);
+               upstreamFailures_, workerTag_);
   upstreamDownSince_.reset();
   upstreamFailures_ = 0;
 }
@@ -694,13 +694,14 @@ void Server::probe() {
       caps_ = probe_->capabilities();
       probeAnswered_ = true;
       upstreamReached(true);
-      spdlog::debug("event=upstream-probe result=ok smtputf8={} 8bitmime={} xclient={}",
-                    caps_.smtputf8, caps_.eightBitMime, caps_.xclient);
+      spdlog::debug("event=upstream-probe result=ok smtputf8={} 8bitmime={} xclient={}{}",
+                    caps_.smtputf8, caps_.eightBitMime, caps_.xclient, workerTag_);
       const bool recovered = probeFailing_;
       if (config_->upstream.identity == IdentityMode::kXclient && !caps_.xclient) {
         spdlog::error(
             "event=upstream-probe problem=\"MTA does not offer XCLIENT to us; mail will be "
-            "tempfailed (Postfix: smtpd_authorized_xclient_hosts)\"");
+            "tempfailed (Postfix: smtpd_authorized_xclient_hosts)\"{}",
+            workerTag_);
       } else if (config_->upstream.identity == IdentityMode::kXclient && ipv6ClientsPossible() &&
                  role_.index == 0 && (!ipv6Checked_ || recovered)) {
         // One check for the process: the MTA is the same for every worker.
@@ -710,8 +711,8 @@ void Server::probe() {
       probeFailing_ = false;
     } else {
       if (!probeFailing_) {
-        spdlog::warn("event=upstream-probe result=failed failure={} detail={}",
-                     upstreamFailureName(r.failure), logValue(r.detail));
+        spdlog::warn("event=upstream-probe result=failed failure={} detail={}{}",
+                     upstreamFailureName(r.failure), logValue(r.detail), workerTag_);
       }
       probeFailing_ = true;
       probeAnswered_ = false;

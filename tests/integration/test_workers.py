@@ -192,6 +192,16 @@ class WorkersTest(HarnessTestCase):
         for w in range(WORKERS):
             self.assertRegex(log, r"event=drained worker=%d\b" % w)
 
+    def test_each_worker_names_itself_when_its_probe_fails(self):
+        # Every worker probes the MTA on its own loop: an outage is one warning per worker,
+        # each saying which, and (nothing listening) no probe succeeds.
+        pc = self.start(Portcullis(upstream=f"127.0.0.1:{free_port()}", config={
+            "workers": WORKERS}))
+        for i in range(WORKERS):
+            pc.wait_for_log(r"warning event=upstream-probe result=failed failure=connect "
+                            r".* worker=%d\n" % i)
+        self.assertEqual(pc.log_lines(r"event=upstream-probe result=ok"), [])
+
     def test_reload_reaches_every_worker_and_is_logged_once(self):
         pc = self.portcullis({"filters": [rule("old-rule")]})
         pc.config = deep_merge(pc.config, {"filters": [rule("new-rule")], "workers": 3})
