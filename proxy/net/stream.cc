@@ -21,6 +21,9 @@ namespace {
 
 constexpr std::size_t kReadChunk = 32 * 1024;
 constexpr std::size_t kLastWriteMax = 4096;
+// The output buffer a stream keeps between writes; one that grew past it (a message body to a
+// slow MTA) is released once it drains, so a pooled connection does not hold it.
+constexpr std::size_t kKeepOutputCapacity = 64 * 1024;
 
 std::string sslErrors() {
   std::string out;
@@ -44,7 +47,6 @@ Stream::Stream(event_base* base, evutil_socket_t fd)
     : base_(base),
       fd_(fd),
       input_(evbuffer_new()),
-      output_(evbuffer_new()),
       readEvent_(event_new(base, fd, EV_READ | EV_PERSIST, &Stream::onReadable, this)),
       writeEvent_(event_new(base, fd, EV_WRITE | EV_PERSIST, &Stream::onWritable, this)),
       flushEvent_(event_new(base, -1, 0, &Stream::onFlush, this)) {}
@@ -94,7 +96,7 @@ void Stream::start() {
 
 std::size_t Stream::pendingOutput() const {
   if (tls_) return evbuffer_get_length(bufferevent_get_output(tls_.get()));
-  return evbuffer_get_length(output_.get());
+  return output_.size() - outSent_;
 }
 
 void Stream::write(std::string_view data) {
@@ -103,7 +105,7 @@ void Stream::write(std::string_view data) {
     bufferevent_write(tls_.get(), data.data(), data.size());
     return;
   }
-  evbuffer_add(output_.get(), data.data(), data.size());
+  output_.append(data);
   if (!flushScheduled_ && !writeArmed_) {
     // Coalesce everything written during this callback into one send, later in this same
     // loop iteration; no syscall until then, and no write event unless the kernel pushes back.
@@ -225,19 +227,18 @@ void Stream::onWritable(evutil_socket_t, short, void* self) {
 
 void Stream::flush() {
   if (closed_ || connecting_ || tls_) return;
-  while (const std::size_t pending = evbuffer_get_length(output_.get())) {
-    int n;
-    if (shutdownPending_ && pending <= kLastWriteMax) {
-      // The last bytes before our FIN (a 221 or 421): corked with MSG_MORE, so that the
-      // shutdown below sends them and the FIN in one segment instead of two.
-      const auto* p = evbuffer_pullup(output_.get(), static_cast<ev_ssize_t>(pending));
-      n = static_cast<int>(::send(fd_, p, pending, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT));
-      if (n > 0) evbuffer_drain(output_.get(), static_cast<std::size_t>(n));
-    } else {
-      n = evbuffer_write(output_.get(), fd_);
-    }
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+  while (const std::size_t pending = pendingOutput()) {
+    int flags = MSG_NOSIGNAL | MSG_DONTWAIT;
+    // The last bytes before our FIN (a 221 or 421): corked with MSG_MORE, so that the
+    // shutdown below sends them and the FIN in one segment instead of two.
+    if (shutdownPending_ && pending <= kLastWriteMax) flags |= MSG_MORE;
+    const ssize_t n = ::send(fd_, output_.data() + outSent_, pending, flags);
+    if (n <= 0) {
+      if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+        // The kernel pushes back: keep only what is unsent (bounded by the owners' high-water
+        // marks), and wait until the socket takes more.
+        output_.erase(0, outSent_);
+        outSent_ = 0;
         if (!writeArmed_) {
           event_add(writeEvent_.get(), nullptr);
           writeArmed_ = true;
@@ -248,8 +249,11 @@ void Stream::flush() {
       fail(Event::kError, std::strerror(errno));
       return;
     }
-    if (n == 0) break;
+    outSent_ += static_cast<std::size_t>(n);
   }
+  output_.clear();
+  outSent_ = 0;
+  if (output_.capacity() > kKeepOutputCapacity) output_.shrink_to_fit();
   if (writeArmed_) {
     event_del(writeEvent_.get());
     writeArmed_ = false;
@@ -303,7 +307,7 @@ void Stream::startTls(SSL* ssl, bool server, PreTlsInput pre) {
   }
   tlsPending_ = true;
   // The plaintext reply that announced TLS must leave first.
-  if (evbuffer_get_length(output_.get()) > 0) {
+  if (pendingOutput() > 0) {
     if (!flushScheduled_ && !writeArmed_) {
       flushScheduled_ = true;
       event_active(flushEvent_.get(), 0, 0);

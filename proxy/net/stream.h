@@ -83,7 +83,11 @@ class Stream final : public ByteStream {
   evutil_socket_t fd_;
   Callbacks cb_;
   EvbufferPtr input_;
-  EvbufferPtr output_;
+  // Plain TCP: what write() queued, sent from outSent_ on. A string, not an evbuffer, because
+  // an evbuffer frees its last chain whenever it drains and allocates one at the next write:
+  // a malloc for every reply. Emptied (its capacity kept, up to kKeepOutputCapacity) once sent.
+  std::string output_;
+  std::size_t outSent_ = 0;
   EventPtr readEvent_;
   EventPtr writeEvent_;
   EventPtr flushEvent_;

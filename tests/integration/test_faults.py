@@ -503,6 +503,26 @@ class SlowBackendTest(FaultTestCase):
         time.sleep(2.5)  # the late 250 goes to a closed connection
         self.assertServesNextSession(pc, fake)
 
+    def test_mta_that_stops_reading_mid_message_gets_it_whole(self):
+        # After its 354 the MTA reads nothing for 1.5 s through a 4 KiB receive buffer: the
+        # 8 MB message fills the socket, portcullis's send() meets EAGAIN and keeps the rest
+        # (it pumps the spool only while less than 256 KiB waits), then sends it on intact.
+        fake = self.start(FakeSmtp(pause_after_354_ms=1500, rcvbuf=4096))
+        pc = self.portcullis(fake, upstream={"command_timeout": "10s"},
+                             timeouts={"end_of_data": "30s"})
+        c = self.client(pc)
+        line = b"x" * 78 + b"\r\n"
+        message = MESSAGE + line * (8_000_000 // len(line))
+        self.assertReply(self.transaction(c, message), 250)
+        self.assertReply(c.cmd("QUIT"), 221)
+        bodies, wire = fake.bodies(), dot_stuff(message)[:-3]  # as it crossed, dots stuffed
+        self.assertEqual(len(bodies), 1)
+        # Where they part, not a diff: difflib takes minutes over 8 MB.
+        differ = next((i for i, (a, b) in enumerate(zip(bodies[0], wire)) if a != b), None)
+        self.assertEqual((len(bodies[0]), differ), (len(wire), None),
+                         bodies[0][differ - 100:differ + 100] if differ else b"")
+        self.assertNothingSmuggled(fake)
+
     def test_half_close_while_the_mta_answers_the_dot(self):
         # smtp-sink holds its reply to the dot for 2 s; the client's body, dot, QUIT and FIN
         # are all in by then. The MTA's 250 must still reach the client, then the 221.
@@ -656,6 +676,40 @@ class RelayTest(FaultTestCase):
         sessions = self.transaction_sessions(fake)
         self.assertEqual(len(sessions), 2)
         self.assertEqual(sessions[1].commands[1], "MAIL FROM:<second@client.test>")
+
+
+class ClientBackpressureTest(FaultTestCase):
+    def test_client_that_reads_no_replies_gets_every_one_in_order(self):
+        # The client pipelines 600,000 NOOPs through a 4 KiB receive buffer and reads nothing
+        # until it has sent them all: portcullis's replies back up (its send() meets EAGAIN),
+        # it stops reading the client at 64 KiB unsent, and every reply arrives, in order,
+        # once the client reads. Then the session carries a message as usual.
+        fake = self.start(FakeSmtp())
+        pc = self.portcullis(fake)
+        count = 600_000  # 8.4 MB of replies: more than the kernel buffers (tcp_wmem max 4 MB)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", pc.port))
+        sent = threading.Thread(target=sock.sendall, args=(b"NOOP\r\n" * count,))
+        sent.start()
+        time.sleep(3.0)  # whatever it sends meanwhile piles up
+        want = b"250 2.0.0 Ok\r\n" * count
+        got = bytearray()
+        sock.settimeout(30)
+        while not got.endswith(want):
+            more = sock.recv(65536)
+            if not more:
+                break
+            got += more
+            self.assertLessEqual(len(got), len(want) + 200, "more replies than commands")
+        sent.join(30)
+        self.assertTrue(got.startswith(b"220 "), bytes(got[:100]))
+        self.assertTrue(got.endswith(want), f"{got.count(b'250 2.0.0 Ok')} of {count} replies")
+        sock.sendall(b"QUIT\r\n")
+        self.assertTrue(sock.recv(1024).startswith(b"221 "))
+        self.assertTrue(pc.alive())
+        self.assertServesNextSession(pc, fake)
 
 
 class PoolTest(FaultTestCase):

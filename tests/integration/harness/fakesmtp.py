@@ -79,9 +79,11 @@ class FakeSmtp(Fixture):
                  greeting=None, ehlo_caps=None, replies=None, extra_replies=None,
                  delays_ms=None, close_after=(), close_in_data_after=None,
                  after_starttls=None, tls_context=None, handler=None, extra_delays_ms=None,
-                 observe_tls_close=False):
+                 observe_tls_close=False, pause_after_354_ms=0, rcvbuf=None):
         """handler: optional callable(session, key, line) → bytes | None | NotImplemented,
-        consulted before everything else for each command (NotImplemented = default path)."""
+        consulted before everything else for each command (NotImplemented = default path).
+        pause_after_354_ms: after each 354, read nothing for that long (the message piles up
+        in the sender); rcvbuf: SO_RCVBUF of every accepted connection (set on the listener)."""
         super().__init__()
         self.host = host
         self.port = port or free_port()
@@ -98,6 +100,8 @@ class FakeSmtp(Fixture):
         self.tls_context = tls_context
         self.handler = handler
         self.observe_tls_close = observe_tls_close
+        self.pause_after_354_ms = pause_after_354_ms
+        self.rcvbuf = rcvbuf
         self._sessions = []
         self._lock = threading.Lock()
         self._threads = []
@@ -117,6 +121,8 @@ class FakeSmtp(Fixture):
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.rcvbuf:
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         self._listener.bind((self.host, self.port))
         self._listener.listen(128)
         t = threading.Thread(target=self._accept_loop, name="fakesmtp-accept", daemon=True)
@@ -192,7 +198,7 @@ class FakeSmtp(Fixture):
     # -- protocol ------------------------------------------------------------------------
 
     def _serve(self, conn, session):
-        state = {"conn": conn, "buf": b"", "in_data": False, "body": b"", "open": True}
+        state = {"conn": conn, "buf": b"", "in_data": False, "body": bytearray(), "open": True}
         try:
             self._respond(state, session, "CONNECT", "", self.greeting)
             while state["open"] and not self._stopping:
@@ -223,19 +229,24 @@ class FakeSmtp(Fixture):
                 limit = self.close_in_data_after
                 if limit is not None and len(state["body"]) + len(buf) >= limit:
                     with self._lock:
-                        session.bodies.append(state["body"] + buf[:limit - len(state["body"])])
+                        session.bodies.append(
+                            bytes(state["body"]) + buf[:limit - len(state["body"])])
                     self._hang_up(state, session)
                     return
-                whole = state["body"] + buf
+                # The body so far grows in place and only its new end is searched: a message
+                # that arrives in many small reads costs linear time, not quadratic.
+                whole = state["body"]
+                scanned = len(whole)
+                whole += buf
                 if whole.startswith(b".\r\n"):
                     end, body = 3, b""
                 else:
-                    idx = whole.find(b"\r\n.\r\n")
+                    idx = whole.find(b"\r\n.\r\n", max(0, scanned - 4))
                     if idx < 0:
-                        state["body"], state["buf"] = whole, b""
+                        state["buf"] = b""
                         return
-                    end, body = idx + 5, whole[:idx + 2]
-                state["body"], state["buf"], state["in_data"] = b"", whole[end:], False
+                    end, body = idx + 5, bytes(whole[:idx + 2])
+                state["body"], state["buf"], state["in_data"] = bytearray(), bytes(whole[end:]), False
                 with self._lock:
                     session.bodies.append(body)
                     session.commands.append(".")
@@ -266,6 +277,8 @@ class FakeSmtp(Fixture):
                 return
             if verb == "DATA" and sent.startswith(b"354"):
                 state["in_data"] = True
+                if self.pause_after_354_ms:
+                    time.sleep(self.pause_after_354_ms / 1000.0)
             elif verb == "QUIT" and sent.startswith(b"221"):
                 if self.observe_tls_close and session.tls:
                     self._read_to_tls_end(state, session)
