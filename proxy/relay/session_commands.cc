@@ -267,10 +267,13 @@ void Session::rcptReplied(const UpstreamResult& r, const std::string& address, b
   }
   if (!current) {
     // The MTA's answer to a RCPT whose MAIL it refused: a refusal is relayed, an acceptance
-    // (which no MTA should give) is not.
-    reply(r.reply->isPositive() ? localReply(503, "5.5.1", "Error: need MAIL command")
-                                : withEnhancedCode(*r.reply, "2.1.5"),
-          "RCPT", ReplySource::mta(address));
+    // (which no MTA should give) is not: our 503 in its place is ours, with its reference.
+    if (r.reply->isPositive()) {
+      reply(localReply(503, "5.5.1", "Error: need MAIL command"), "RCPT",
+            ReplySource::local("the mail server refused MAIL", address));
+    } else {
+      reply(withEnhancedCode(*r.reply, "2.1.5"), "RCPT", ReplySource::mta(address));
+    }
     if (!released) commandDone();
     return;
   }

@@ -345,8 +345,12 @@ TEST(Session, ARefusedMailInAGroupTurnsAnAcceptedRecipientInto503) {
   EXPECT_EQ(h.say("RSET\r\n"), Codes{"250"});
   h.mta().script("MAIL",
                  {std::string("550 5.7.1 sender refused"), UpstreamFailure::kNone, seconds(2)});
+  h.client().takeOutput();
   EXPECT_EQ(h.say(kMail + kRcpt + "DATA\r\n"), (Codes{"550", "503", "503"}));
   EXPECT_EQ(h.mta().mostInFlight, 2u);
+  // The 503 in place of the MTA's 250 is portcullis's own refusal: it carries a reference.
+  const std::string out = h.client().takeOutput();
+  EXPECT_NE(out.find("\r\n503 5.5.1 Error: need MAIL command [ref="), std::string::npos) << out;
   EXPECT_EQ(h.say(kMail + kRcpt + "DATA\r\n" + kMessage), (Codes{"250", "250", "354", "250"}));
 }
 
