@@ -243,18 +243,21 @@ bool Server::start(std::string* error) {
 
   if (!buildTls(*config_, &serverTls_, &clientTls_, error)) return false;
 
+  // Signals go to worker 0 only, which passes the drain and reloads on (WorkerRole). They are
+  // caught before the first listener binds: a client (or a supervisor's health check) may
+  // connect from then on, and a SIGTERM then must drain, not kill by default action. It waits
+  // in libevent until the loop runs.
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
+    if (role_.index != 0) break;
+    signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
+    event_add(signals_.back().get(), nullptr);
+  }
   for (const ListenerConfig& l : config_->listeners) {
     listenerContexts_.push_back(std::make_unique<ListenerContext>(ListenerContext{this, &l}));
     auto listener = bindListener(l, listenerContexts_.back().get(), error);
     if (!listener) return false;
     listeners_.push_back(std::move(listener));
     logListening(l);
-  }
-  // Signals go to worker 0 only, which passes the drain and reloads on (WorkerRole).
-  for (const int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) {
-    if (role_.index != 0) break;
-    signals_.emplace_back(evsignal_new(base_, sig, &Server::onSignal, this));
-    event_add(signals_.back().get(), nullptr);
   }
   // Milter only (listen: []): no session ever goes to the MTA, so nothing to probe.
   if (!config_->listeners.empty()) probe();
