@@ -152,6 +152,8 @@ class Session {
   void onHelo(const Command& command);
   void onMail(const Command& command);
   void onRcpt(const Command& command);
+  // A RCPT whose MAIL the MTA refused (pipelined): portcullis's own 503, with a reference.
+  void refuseOrphanRcpt(const std::string& address);
   void onData(const Command& command);
   void onRset(const Command& command);
   void onQuit(const Command& command);

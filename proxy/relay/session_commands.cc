@@ -269,8 +269,7 @@ void Session::rcptReplied(const UpstreamResult& r, const std::string& address, b
     // The MTA's answer to a RCPT whose MAIL it refused: a refusal is relayed, an acceptance
     // (which no MTA should give) is not: our 503 in its place is ours, with its reference.
     if (r.reply->isPositive()) {
-      reply(localReply(503, "5.5.1", "Error: need MAIL command"), "RCPT",
-            ReplySource::local("the mail server refused MAIL", address));
+      refuseOrphanRcpt(address);
     } else {
       reply(withEnhancedCode(*r.reply, "2.1.5"), "RCPT", ReplySource::mta(address));
     }
@@ -286,6 +285,11 @@ void Session::rcptReplied(const UpstreamResult& r, const std::string& address, b
   if (!released) commandDone();
 }
 
+void Session::refuseOrphanRcpt(const std::string& address) {
+  reply(localReply(503, "5.5.1", "Error: need MAIL command"), "RCPT",
+        ReplySource::local("the mail server refused MAIL", address));
+}
+
 void Session::onRcpt(const Command& c) {
   view_.envelope.currentRecipient = c.address;
   view_.envelope.currentRecipientParams.clear();
@@ -296,8 +300,7 @@ void Session::onRcpt(const Command& c) {
                 if (!txn_) {
                   // A pipelined MAIL was refused while this RCPT's filters ran: whatever they
                   // said (a discard would otherwise fall on the whole session), no transaction.
-                  reply(localReply(503, "5.5.1", "Error: need MAIL command"), "RCPT",
-                        ReplySource::local("the mail server refused MAIL", address));
+                  refuseOrphanRcpt(address);
                   commandDone();
                   return;
                 }

@@ -171,18 +171,14 @@ void Workers::reloadAnswered(std::uint64_t round, std::size_t index, std::option
   const auto it = reloads_.find(round);
   if (it == reloads_.end()) return;  // ended: this answer came after the deadline
   ReloadRound& r = it->second;
-  if (followed) {
-    if (r.answers[index]) return;
-    r.answers[index] = followed;
-    --r.left;
-  } else if (r.answers[index]) {
-    return;
-  } else {
+  if (r.answers[index]) return;  // answered already (the deadline came after it)
+  if (!followed) {
     spdlog::error("event=reload result=unknown worker={} detail=\"no answer in {} ms\"", index,
                   kReloadWait.count());
-    r.answers[index] = false;
-    --r.left;
+    followed = false;
   }
+  r.answers[index] = followed;
+  --r.left;
   if (r.left > 0) return;
   const auto lagging = static_cast<std::size_t>(
       std::count(r.answers.begin(), r.answers.end(), std::optional<bool>(false)));
