@@ -46,21 +46,26 @@ Upstream::Upstream(Dispatcher& dispatcher, const UpstreamSettings& settings, std
     : dispatcher_(dispatcher),
       settings_(settings),
       id_(std::move(sessionId)),
-      timer_(dispatcher, [this] {
-        if (pendingReady_) {
-          pendingReady_ = false;
-          enter(State::kReady);
-          complete({UpstreamFailure::kNone, std::nullopt, {}});
-          return;
-        }
-        if (pendingFailure_) {
-          auto [failure, detail] = std::move(*pendingFailure_);
-          pendingFailure_.reset();
-          fail(failure, detail);
-          return;
-        }
-        fail(UpstreamFailure::kTimeout, "no reply in time");
-      }) {}
+      timer_(dispatcher, [this] { fail(UpstreamFailure::kTimeout, "no reply in time"); }),
+      soon_(dispatcher, [this] { runPending(); }) {}
+
+void Upstream::cancelPending() {
+  soon_.cancel();
+  pendingReady_ = false;
+  pendingFailure_.reset();
+}
+
+void Upstream::runPending() {
+  if (pendingReady_) {
+    enter(State::kReady);
+    complete({UpstreamFailure::kNone, std::nullopt, {}});  // clears pendingReady_
+    return;
+  }
+  if (pendingFailure_) {
+    auto [failure, detail] = std::move(*pendingFailure_);
+    fail(failure, detail);  // clears pendingFailure_
+  }
+}
 
 Upstream::~Upstream() = default;
 
@@ -94,10 +99,11 @@ void Upstream::enter(State to) {
 
 void Upstream::failLater(UpstreamFailure failure, std::string detail) {
   // The caller is still inside the call that asked: the failure reaches it through the loop,
-  // by the Upstream's own timer (cancelled if the Upstream goes first).
+  // by the Upstream's own deferred call (cancelled if the Upstream goes first).
   enter(State::kBroken);
   pendingFailure_.emplace(failure, std::move(detail));
-  timer_.start(std::chrono::milliseconds(0));
+  timer_.stop();
+  soon_.schedule();
 }
 
 void Upstream::dropStream() {
@@ -137,7 +143,8 @@ void Upstream::reidentify(const XclientIdentity& identity, Callback done) {
     enter(State::kOpening);
     step_ = OpenStep::kEhloAgain;
     pendingReady_ = true;
-    timer_.start(std::chrono::milliseconds(0));
+    timer_.stop();
+    soon_.schedule();
     return;
   }
   xclientLines_ = xclientCommands(identity_, caps_);
@@ -583,6 +590,7 @@ void Upstream::fail(UpstreamFailure failure, const std::string& detail) {
   const bool hadCommand = static_cast<bool>(done_) || !pipelined_.empty();
   enter(State::kBroken);
   timer_.stop();
+  cancelPending();
   dropStream();  // a broken exchange is never reused: closing aborts the MTA's transaction
   spool_ = nullptr;
   if (hadCommand) {
@@ -596,6 +604,7 @@ void Upstream::fail(UpstreamFailure failure, const std::string& detail) {
 
 void Upstream::complete(UpstreamResult result) {
   timer_.stop();
+  cancelPending();
   Callback cb = std::move(done_);
   done_ = nullptr;
   if (state_ == State::kBusy && !pipelined_.empty()) {

@@ -195,6 +195,8 @@ class Upstream final : public UpstreamConnection {
   void emitMessageBytes(std::string_view bytes);  // stuffed for DATA, raw (and counted) for BDAT
   void fail(UpstreamFailure failure, const std::string& detail);
   void complete(UpstreamResult result);
+  void runPending();     // soon_: the ready or failure reported from the loop
+  void cancelPending();  // a real outcome came first: nothing pending is reported
   // The commands sent after the current one: each gets `failure`, in order.
   void failPipelined(UpstreamFailure failure, const std::string& detail);
   static bool groupable(Expect e) { return e == Expect::kMail || e == Expect::kRcpt; }
@@ -205,6 +207,9 @@ class Upstream final : public UpstreamConnection {
   std::string id_;
   std::unique_ptr<ByteStream> stream_;
   Timer timer_;
+  // Reports a result the Upstream already has (pendingReady_, pendingFailure_) from the loop,
+  // in the loop's current pass: no zero timer, so no extra epoll_wait.
+  DeferredCall soon_;
   State state_ = State::kIdle;
   ReplyParser parser_;
   Expect expect_ = Expect::kGreeting;

@@ -18,6 +18,10 @@
 namespace portcullis {
 namespace {
 
+// Deliveries in one loop pass whose callbacks queued more results, before the next one waits for
+// the loop's next iteration (see scheduleDelivery).
+constexpr unsigned kMaxChainedDeliveries = 16;
+
 // Failure kinds in the order we prefer to report them when every attempt failed: an answer from
 // a server says more than silence.
 enum class FailureRank { kNone, kTimeout, kLocal, kUnreachable, kMalformed, kServerAnswer };
@@ -122,6 +126,7 @@ DnsResolver::DnsResolver(Dispatcher& dispatcher, DnsSettings settings,
       settings_(std::move(settings)),
       servers_(std::move(servers)),
       cache_(settings_.cacheEntries),
+      deliverSoon_(dispatcher, [this] { deliver(); }),
       deliverTimer_(dispatcher, [this] { deliver(); }) {}
 
 DnsResolver::~DnsResolver() {
@@ -327,15 +332,25 @@ void DnsResolver::readyWith(std::uint64_t waiterId, std::shared_ptr<const DnsRes
 }
 
 void DnsResolver::scheduleDelivery() {
-  // A zero timer rather than event_active(): timers fire on the next loop iteration, after I/O,
-  // so callbacks that start more cached lookups cannot starve the rest of the daemon.
-  if (!deliverTimer_.armed()) deliverTimer_.start(std::chrono::milliseconds(0));
+  if (deliverScheduled_) return;
+  deliverScheduled_ = true;
+  // A delivery in the loop's current pass costs no system call (a zero timer costs a poll).
+  // Callbacks that keep starting cached lookups would keep the pass going: after a few such
+  // rounds the next delivery waits for the next loop iteration, after I/O.
+  if (delivering_ && ++chained_ >= kMaxChainedDeliveries) {
+    chained_ = 0;
+    deliverTimer_.start(std::chrono::milliseconds(0));
+    return;
+  }
+  deliverSoon_.schedule();
 }
 
 void DnsResolver::deliver() {
   // A callback never destroys the resolver (its owner would use Dispatcher::deferredDelete),
   // but it may cancel other lookups, or start new ones.
   // Only what was ready when we woke up; anything queued by these callbacks waits a turn.
+  deliverScheduled_ = false;
+  delivering_ = true;
   std::size_t budget = ready_.size();
   while (budget-- > 0 && !ready_.empty()) {
     const std::uint64_t id = ready_.front();
@@ -353,9 +368,9 @@ void DnsResolver::deliver() {
       }
     }  // the callback and its captures die here, possibly cancelling other handles
   }
-  if (!ready_.empty()) {
-    scheduleDelivery();
-  }
+  if (!ready_.empty()) scheduleDelivery();  // counted as chained: still delivering_
+  delivering_ = false;
+  if (!deliverScheduled_) chained_ = 0;
 }
 
 }  // namespace portcullis

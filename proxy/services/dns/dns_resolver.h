@@ -86,7 +86,14 @@ class DnsResolver final : public Resolver {
   std::unordered_map<std::uint64_t, Waiter> waiters_;
   std::unordered_map<std::string, std::unique_ptr<Query>> inflight_;
   std::deque<std::uint64_t> ready_;  // waiter ids; cancelled ones are skipped
+  // Results reach their callbacks from the loop: in its current pass (deliverSoon_), or, after
+  // kMaxChainedDeliveries deliveries whose callbacks queued more (cached lookups started from
+  // callbacks), on the next iteration after I/O (deliverTimer_), so they cannot starve it.
+  DeferredCall deliverSoon_;
   Timer deliverTimer_;
+  bool deliverScheduled_ = false;
+  bool delivering_ = false;
+  unsigned chained_ = 0;
 };
 
 }  // namespace portcullis

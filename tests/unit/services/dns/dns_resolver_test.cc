@@ -564,6 +564,31 @@ TEST_F(DnsResolverTest, CallbackMayStartANewLookup) {
   EXPECT_TRUE(innerOut.result.fromCache);
 }
 
+TEST_F(DnsResolverTest, CachedAnswersChainedFromCallbacksYieldToTheLoop) {
+  // Cache hits reach their callbacks in the loop's current pass (no zero timer, no extra
+  // poll), but callbacks that keep starting cached lookups must not hold the pass forever.
+  auto& server = startServer(answerA);
+  makeResolver(settingsFor({server.address()}));
+  Outcome warm;
+  auto w = resolver_->lookup("c.test", DnsType::kA, collect(&warm));
+  ASSERT_TRUE(runUntil([&] { return warm.calls > 0; }));
+
+  constexpr int kChain = 100;
+  int calls = 0;
+  std::unique_ptr<DnsLookup> current;
+  std::function<void(const DnsResult&)> next = [&](const DnsResult& r) {
+    EXPECT_TRUE(r.fromCache);
+    if (++calls < kChain) current = resolver_->lookup("c.test", DnsType::kA, next);
+  };
+  current = resolver_->lookup("c.test", DnsType::kA, next);
+  EXPECT_EQ(calls, 0) << "a cache hit must not call back inside lookup()";
+  event_base_loop(d_.base(), EVLOOP_NONBLOCK);  // one pass of the loop, no timer fired
+  EXPECT_GT(calls, 1) << "cached answers started from callbacks wait for a timer each";
+  EXPECT_LT(calls, kChain) << "the chain never yielded to the loop";
+  ASSERT_TRUE(runUntil([&] { return calls == kChain; }));
+  EXPECT_EQ(server.udpQueries, 1);
+}
+
 TEST_F(DnsResolverTest, DestroyingTheResolverSilencesEveryCallback) {
   auto& server = startServer([](const FakeRequest& r) {
     return std::vector<FakeSend>{FakeSend{answerTo(r, {rrA(r.query.name, "127.0.0.2")}), 20ms}};
