@@ -11,6 +11,10 @@ interleaved rounds whose order rotates from round to round:
                         against a private unbound; the cache is warm after the warm-up
     postfix-proxy       smtp-source → Postfix smtpd with smtpd_proxy_filter → final
     haraka              smtp-source → Haraka (queue/smtp_forward) → final
+    tcp-relay           smtp-source → HAProxy 2.6 in mode tcp (one thread) → final: a byte
+                        relay that parses nothing, opens one MTA connection per client
+                        connection and runs no filter; the floor any proxy in between pays
+                        in extra hops and wake-ups on this machine
 
 Per path and round: smtp-source's rate (messages / seconds until its last reply), the CPU
 time (user + system, /proc, reaped children included) of the path's own processes per
@@ -39,6 +43,7 @@ import time
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from harness import Portcullis, Postfix, SmtpSink, Unbound  # noqa: E402
+from harness.haproxy import HAProxy  # noqa: E402
 from harness.ports import free_port, wait_listening  # noqa: E402
 from harness.process import Fixture, ManagedProcess, tail  # noqa: E402
 
@@ -215,6 +220,19 @@ class Haraka(Fixture):
 
 # -- one suite: every path against one final MTA -------------------------------------------
 
+class TcpRelay(HAProxy):
+    """HAProxy in mode tcp with one thread (portcullis runs one worker here), no PROXY header:
+    the bytes of each client connection relayed on a connection of their own to the final MTA."""
+    name = "tcp-relay"
+
+    def __init__(self, backend):
+        super().__init__(backend=backend, send_proxy=None)
+
+    def config_text(self):
+        return super().config_text().replace("    maxconn 1000\n",
+                                             "    maxconn 4000\n    nbthread 1\n")
+
+
 def start_final(kind):
     """(fixture, pid function) of the final MTA."""
     if kind == "smtp-sink":
@@ -266,6 +284,10 @@ def start_paths(args, final, final_pid, fixtures):
         h = Haraka(args.haraka_cache, final.port).start()
         fixtures.append(h)
         paths.append(("haraka", h.port, {"proxy": lambda h=h: h.proc.pid}))
+    if "tcp-relay" in args.paths:
+        relay = TcpRelay(final.address).start()
+        fixtures.append(relay)
+        paths.append(("tcp-relay", relay.port, {"proxy": lambda r=relay: r.proc.pid}))
     for name, port, watch in paths:
         watch["final"] = final_pid
     return paths
@@ -313,7 +335,7 @@ def run_suite(kind, args, out):
                           f"{cpu['final']:.1f}\t{source:.1f}\n")
         for name, port, watch in paths:
             for f in fixtures:
-                if isinstance(f, (Portcullis, Haraka)) and not f.proc.alive():
+                if isinstance(f, (Portcullis, Haraka, TcpRelay)) and not f.proc.alive():
                     raise RuntimeError(f"{f.name} exited during the run:\n{tail(f.log_text())}")
         return results
     finally:
@@ -428,8 +450,14 @@ def versions(args):
                              capture_output=True, text=True, timeout=30).stdout.strip()
     except OSError:
         rev = "?"
+    try:
+        hap = subprocess.run(["haproxy", "-v"], capture_output=True, text=True,
+                             timeout=30).stdout.split()
+        hap = hap[2] if len(hap) > 2 else "?"
+    except OSError:
+        hap = "?"
     return f"portcullis {rev} ({args.binary}); Postfix {out[0].split('=')[-1].strip()}; " \
-           f"Haraka {HARAKA_VERSION} on node {out[1] if len(out) > 1 else '?'}"
+           f"Haraka {HARAKA_VERSION} on node {out[1] if len(out) > 1 else '?'}; HAProxy {hap}"
 
 
 def plot(rows, latency, path_png, tmp):
@@ -525,7 +553,8 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--latency", type=int, default=200)
     p.add_argument("--binary", default=os.path.join(REPO, "build", "portcullis"))
-    p.add_argument("--paths", default="portcullis,portcullis+dnsbl,postfix-proxy,haraka")
+    p.add_argument("--paths",
+                   default="portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay")
     p.add_argument("--final-postfix", action="store_true")
     p.add_argument("--haraka-cache", default="/var/cache/portcullis-bench/haraka")
     p.add_argument("--out", default=os.path.join(REPO, "tests", "bench", "results"))
@@ -572,7 +601,8 @@ def main():
             + f"Whole run: {elapsed:.0f} s.", "",
             "Proxy CPU is user + system time of the proxy's processes per message (portcullis: "
             "its one process; Postfix: the whole private instance, master and every smtpd; "
-            "Haraka: its two node processes, launcher and server); kernel softirq time is in "
+            "Haraka: its two node processes, launcher and server; tcp-relay: HAProxy's one "
+            "process, one thread); kernel softirq time is in "
             "none of them. The ÷ column is that CPU divided by the final MTA's own CPU per "
             "message on the direct path in the same run: the figure of merit, how many final "
             "MTAs' worth of CPU the proxy costs. All processes share the machine's cores, so "

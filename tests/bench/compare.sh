@@ -4,14 +4,16 @@
 #
 #   sudo tests/bench/compare.sh [--messages 3000] [--sessions 20] [--size 10240] [--rounds 5]
 #                               [--latency 200] [--binary build/portcullis] [--final-postfix]
-#                               [--paths portcullis,portcullis+dnsbl,postfix-proxy,haraka]
+#                               [--paths portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay]
 #                               [--out tests/bench/results] [--haraka-cache DIR] [--readme]
 #
 # Paths: direct (smtp-source → smtp-sink); portcullis (no filters, no reverse lookups);
 # portcullis+dnsbl (dnsbl + rdns + the core's reverse lookups against a private unbound, cache
 # warm); postfix-proxy (a private Postfix whose smtpd proxies to the sink with
 # smtpd_proxy_filter); haraka (Haraka 3.3.4, queue/smtp_forward to the sink, off the network:
-# public_ip set and its own two-plugin list). --final-postfix adds a second table with a private
+# public_ip set and its own two-plugin list); tcp-relay (HAProxy in mode tcp, one thread: a
+# byte relay that parses nothing and runs no filter, the floor of any proxy's extra hops and
+# wake-ups on the machine). --final-postfix adds a second table with a private
 # Postfix (queue, discard) as the final MTA instead of smtp-sink: it offers PIPELINING and
 # CHUNKING, and accepting costs it a queue file.
 #
@@ -29,7 +31,8 @@
 # to skip it. As root it re-runs itself inside a loopback-only network + PID namespace, so every
 # byte stays on loopback and nothing outlives it. The defaults took 5 to 5.5 minutes on the
 # 2-core development machine with other builds running (load average 7-17); --final-postfix added 11.
-# Needs postfix (smtp-source, smtp-sink), unbound, python3, gnuplot, and node/npm for Haraka.
+# Needs postfix (smtp-source, smtp-sink), unbound, haproxy, python3, gnuplot, and node/npm for
+# Haraka.
 set -euo pipefail
 
 SELF=$(realpath "${BASH_SOURCE[0]}")
@@ -39,8 +42,8 @@ ARGS=("$@")
 BINARY=$REPO/build/portcullis
 HARAKA_CACHE=/var/cache/portcullis-bench/haraka
 HARAKA_VERSION=3.3.4
-PATHS=portcullis,portcullis+dnsbl,postfix-proxy,haraka
-usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
+PATHS=portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
 for ((i = 0; i < ${#ARGS[@]}; i++)); do
   case ${ARGS[$i]} in
     -h|--help) usage; exit 0 ;;
