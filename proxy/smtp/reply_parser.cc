@@ -36,17 +36,21 @@ ReplyParser::Status ReplyParser::feed(std::string_view line) {
     return fail("illegal reply code " + std::to_string(code));
   }
   bool last = true;
-  std::string tabless;  // tabs count as spaces everywhere, before any splitting
+  std::string_view text;
+  std::string tabless;  // tabs count as spaces everywhere, before any splitting (copied only then)
   if (line.size() > 3) {
     if (line[3] == '-') {
       last = false;
     } else if (line[3] != ' ') {
       return fail("bad separator after reply code");
     }
-    tabless.assign(line.substr(4));
-    std::replace(tabless.begin(), tabless.end(), '\t', ' ');
+    text = line.substr(4);
+    if (text.find('\t') != std::string_view::npos) {
+      tabless.assign(text);
+      std::replace(tabless.begin(), tabless.end(), '\t', ' ');
+      text = tabless;
+    }
   }
-  std::string_view text = tabless;
   for (const char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
     if ((c < 0x20 && c != '\t') || c == 0x7f) return fail("control character in reply");
