@@ -5,6 +5,7 @@
 // Exit status: 0 normal (including a drained SIGTERM), 1 start-up failure, 2 bad config/usage.
 
 #include <getopt.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <event2/thread.h>
@@ -61,6 +62,15 @@ constexpr const char* kUsage =
     "\n"
     "`portcullis explain` finds a session in the logs by the reference of a refusal, its id or\n"
     "its client and tells its story; `portcullis explain --help` says more.\n";
+
+void blockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
 
 bool makeSpoolDirectory(const std::string& dir, std::string* error) {
   struct stat st {};
@@ -385,6 +395,12 @@ int main(int argc, char** argv) {
     }
     workers.run();  // the other workers' threads, after the privilege drop
     event_base_dispatch(base.get());
+    // Drained: from here on a repeated stop signal (a supervisor or a test that sends SIGTERM
+    // again) must not turn the clean exit into a kill. Tearing down the server puts the
+    // default actions back, so this thread blocks them now; a signal still pending at exit is
+    // discarded with the process. (Workers' threads, until joined, still run libevent's
+    // handlers, which only note the signal.)
+    blockStopSignals();
     workers.join();  // they end when drained too (worker 0 passed the SIGTERM on)
   }
   spdlog::info("event=stopped");

@@ -7,10 +7,12 @@ key for every kind of bad config.
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -182,6 +184,31 @@ class CliTest(HarnessTestCase):
         rc, killed = proc.terminate()
         self.assertFalse(killed)
         self.assertEqual(rc, 0, proc.log_text())
+
+    def test_repeated_stop_signals_still_exit_cleanly(self):
+        # A supervisor (or a test's teardown) that repeats SIGTERM while the daemon is already
+        # tearing down must not turn the drained, clean exit into death by signal: the
+        # teardown puts the default actions back. Every run here saw -15 before the fix.
+        port = free_port()
+        from harness.portcullis import default_binary
+        from harness.ports import wait_listening
+        path = os.path.join(self.tmp, "ok.yaml")
+        with open(path, "w") as f:
+            f.write(self.runnable_config({"listen": ["127.0.0.1:{port}"]}, port))
+        for run in range(5):
+            with open(os.path.join(self.tmp, f"repeat{run}.log"), "w") as log:
+                proc = subprocess.Popen([default_binary(), "--config", path],
+                                        stdout=log, stderr=subprocess.STDOUT)
+            self.addCleanup(lambda p=proc: p.poll() is None and p.kill())
+            wait_listening(port, 10, alive=lambda p=proc: p.poll() is None)
+            deadline = time.monotonic() + 10
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.0003)
+            self.assertEqual(proc.wait(timeout=10), 0, f"run {run}")
 
     # File descriptors are a budget (DESIGN.md invariant 10): the soft RLIMIT_NOFILE is raised
     # to the hard limit at start-up, and a config whose limits cannot fit in it is refused.
