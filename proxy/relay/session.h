@@ -9,6 +9,7 @@
 // it from the loop (Dispatcher::deferredDelete). Callbacks run on the event loop; chain and
 // upstream completions arrive from the loop, never inside the call that asked for them.
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,11 @@ class SessionHost : public UpstreamHost {
   virtual const FilterContext& filterContext() const = 0;
   virtual Resolver* resolver() = 0;
   virtual void sessionClosed(Session* session) = 0;  // frees it later, from the loop
+  // Runs `ready` once what the MTA offers is known (the EHLO we answer depends on it): at once,
+  // but for a session that says EHLO while the first probe is still out (start-up), which waits
+  // for that probe's answer or failure (each of its steps bounded by upstream.connect_timeout).
+  // Never runs it after sessionClosed(session).
+  virtual void whenUpstreamKnown(Session* session, std::function<void()> ready) = 0;
   // TLS contexts: for clients (STARTTLS, implicit TLS) and towards the MTA; null if unset.
   virtual std::shared_ptr<const TlsContext> serverTls() const = 0;
   virtual std::shared_ptr<const TlsContext> clientTls() const = 0;

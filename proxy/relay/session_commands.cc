@@ -169,12 +169,19 @@ void Session::onHelo(const Command& c) {
   const std::string verb = verb_;
   chain_->run(Stage::kHelo, view_, [this, esmtp, verb](const ChainOutcome& o) {
     applyOutcome(o, verb, [this, esmtp, verb] {
-      EhloPolicy policy = ehloPolicy_;
-      policy.offerStartTls = policy.offerStartTls && !view_.tls.active;  // RFC 3207 4.2
-      reply(esmtp ? buildEhloReply(policy, host_.upstreamCapabilities()) : buildHeloReply(policy),
-            verb);
-      enter(nextState(state_, Verb::kEhlo, 250));
-      commandDone();
+      if (!esmtp) {
+        reply(buildHeloReply(ehloPolicy_), verb);
+        enter(nextState(state_, Verb::kEhlo, 250));
+        commandDone();
+        return;
+      }
+      host_.whenUpstreamKnown(this, [this, verb] {
+        EhloPolicy policy = ehloPolicy_;
+        policy.offerStartTls = policy.offerStartTls && !view_.tls.active;  // RFC 3207 4.2
+        reply(buildEhloReply(policy, host_.upstreamCapabilities()), verb);
+        enter(nextState(state_, Verb::kEhlo, 250));
+        commandDone();
+      });
     });
   });
 }

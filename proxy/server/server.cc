@@ -654,6 +654,7 @@ std::vector<LiveSession> Server::liveSessions() const {
 void Server::sessionClosed(Session* session) {
   auto it = sessions_.find(session);
   if (it == sessions_.end()) return;
+  std::erase_if(capsWaiters_, [session](const auto& w) { return w.first == session; });
   const std::string ip = countKey(session->clientAddress());
   // Called from inside the session: freed from the loop, after this callback has returned.
   dispatcher_.deferredDelete(std::move(it->second));
@@ -662,7 +663,29 @@ void Server::sessionClosed(Session* session) {
   maybeExit();
 }
 
-void Server::learnUpstreamCapabilities(const UpstreamCapabilities& caps) { caps_ = caps; }
+void Server::learnUpstreamCapabilities(const UpstreamCapabilities& caps) {
+  caps_ = caps;
+  wakeCapsWaiters();
+}
+
+void Server::whenUpstreamKnown(Session* session, std::function<void()> ready) {
+  // Only the first probe is waited for: after it, caps_ holds an answer, or the MTA is down and
+  // the EHLO offer cannot wait on its return (a session's own connection refreshes caps_).
+  if (caps_.known || !probe_ || probeFailing_) {
+    ready();
+    return;
+  }
+  capsWaiters_.emplace_back(session, std::move(ready));
+}
+
+void Server::wakeCapsWaiters() {
+  // One at a time from the front: a woken session may close, and sessionClosed takes it out.
+  while (!capsWaiters_.empty()) {
+    auto ready = std::move(capsWaiters_.front().second);
+    capsWaiters_.erase(capsWaiters_.begin());
+    ready();
+  }
+}
 
 void Server::upstreamReached(bool ok) {
   // Each failure is a warning where it happens (event=upstream-failure, upstream-probe); the
@@ -723,6 +746,7 @@ void Server::probe() {
                       r.failure == UpstreamFailure::kIdentity);
     }
     retire(std::move(probe_));
+    wakeCapsWaiters();  // with what was learned, or with the offer for an unknown MTA
   });
   if (!draining_) probeTimer_.start(config_->upstream.probeInterval);
 }

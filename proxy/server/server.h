@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "portcullis/resolver.h"
@@ -121,6 +122,7 @@ class Server final : public SessionHost {
   const FilterContext& filterContext() const override { return context_; }
   Resolver* resolver() override { return resolver_.get(); }
   void sessionClosed(Session* session) override;
+  void whenUpstreamKnown(Session* session, std::function<void()> ready) override;
   std::unique_ptr<UpstreamConnection> takeUpstream() override;
   void returnUpstream(std::unique_ptr<UpstreamConnection> upstream) override;
   std::shared_ptr<const TlsContext> serverTls() const override { return serverTls_; }
@@ -222,6 +224,9 @@ class Server final : public SessionHost {
   } acceptPause_;
   bool probeFailing_ = false;
   bool probeAnswered_ = false;
+  // Sessions whose EHLO waits for the first probe (whenUpstreamKnown), in arrival order.
+  std::vector<std::pair<Session*, std::function<void()>>> capsWaiters_;
+  void wakeCapsWaiters();
   // The MTA as sessions and the probe find it: unreachable since, and how many attempts failed.
   std::optional<Dispatcher::Clock::time_point> upstreamDownSince_;
   std::uint64_t upstreamFailures_ = 0;

@@ -20,6 +20,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (DaemonTestCase, FakeSmtp, Portcullis, RawClient, SmtpSink,  # noqa: E402
                      dot_stuff, free_port, wait_until)
+from harness.fakesmtp import DEFAULT_CAPS  # noqa: E402
 
 HOSTNAME = "portcullis.test.local"
 SENDER = "sender@client.test"
@@ -552,6 +553,43 @@ class SlowBackendTest(FaultTestCase):
         reply = c.cmd(f"MAIL FROM:<{SENDER}>", timeout=15)
         self.assertTempfail(reply, "MAIL while the MTA does not greet")
         self.assertLess(time.monotonic() - t0, 10)
+        self.assertTrue(pc.alive())
+
+
+    def test_ehlo_during_the_first_probe_waits_for_what_the_mta_offers(self):
+        # The EHLO we answer passes SMTPUTF8 and DSN on only when the MTA offers them. A client
+        # that says EHLO while the start-up probe is still out (here: the MTA takes 1.5 s to
+        # answer the probe's EHLO) waits for that answer instead of getting a short offer.
+        fake = self.start(FakeSmtp(ehlo_caps=DEFAULT_CAPS + ["DSN", "SMTPUTF8"],
+                                   handler=Once("EHLO", delay=1.5)))
+        pc = self.portcullis(fake, wait_probe=False)
+        c = self.client(pc, ehlo=False)
+        code, lines = c.cmd("EHLO client.test", timeout=15)
+        self.assertEqual(code, 250)
+        self.assertIn("SMTPUTF8", lines)
+        self.assertIn("DSN", lines)
+        self.assertReply(c.cmd("MAIL FROM:<j\u00f6rg@client.test> SMTPUTF8"), 250)
+        self.assertReply(c.cmd(f"RCPT TO:<{RCPT}>"), 250)
+        self.assertReply(c.cmd("QUIT"), 221)
+        self.assertServesNextSession(pc, fake)
+
+    def test_ehlo_during_a_silent_first_probe_is_answered_when_the_probe_gives_up(self):
+        # The MTA accepts the probe's connection and never greets: the waiting EHLO is answered
+        # once the probe times out (connect_timeout, 2 s here), with the offer for an MTA not
+        # known yet (8BITMIME, no SMTPUTF8), and the session goes on.
+        fake = self.start(FakeSmtp(ehlo_caps=DEFAULT_CAPS + ["SMTPUTF8"],
+                                   handler=Once("CONNECT", None)))
+        pc = self.portcullis(fake, wait_probe=False)
+        c = self.client(pc, ehlo=False)
+        t0 = time.monotonic()
+        code, lines = c.cmd("EHLO client.test", timeout=15)
+        self.assertEqual(code, 250)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertIn("8BITMIME", lines)
+        self.assertNotIn("SMTPUTF8", lines)
+        pc.wait_for_log(r"event=upstream-probe result=failed failure=timeout")
+        self.assertReply(self.transaction(c), 250)
+        self.assertReply(c.cmd("QUIT"), 221)
         self.assertTrue(pc.alive())
 
 
