@@ -294,7 +294,7 @@ void Session::maybeGreet() {
     // RFC 5321 3.1: after a 554 greeting, wait for QUIT and answer 503 to anything else.
     opening_.rejected = true;
   } else {
-    reply(*Reply::make(220, "", {config_->hostname + " ESMTP"}), "CONNECT");
+    reply(sharedGreeting(config_->hostname), "CONNECT");
   }
   opening_.greeted = true;
   enter(SmtpState::kGreeted);
@@ -594,7 +594,7 @@ std::uint64_t Session::owe() {
   return pipe_.front + pipe_.owed.size() - 1;
 }
 
-void Session::settle(std::uint64_t slot, const std::function<void()>& handle) {
+void Session::settle(std::uint64_t slot, FunctionRef<void()> handle) {
   pipe_.filling = slot;
   handle();
   if (pipe_.filling) {  // nothing was said (the session is over): nothing to write either
@@ -669,7 +669,7 @@ void Session::enter(Phase to) {
 }
 
 void Session::applyOutcome(const ChainOutcome& outcome, std::string_view verb,
-                           const std::function<void()>& onContinue, std::string_view recipient) {
+                           FunctionRef<void()> onContinue, std::string_view recipient) {
   const ReplySource source = ReplySource::filterVerdict(outcome.filter, outcome.reason, recipient);
   switch (outcome.kind) {
     case VerdictKind::kContinue:

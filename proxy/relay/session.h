@@ -19,6 +19,7 @@
 #include "proxy/api/session_record.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/fifo.h"
+#include "proxy/base/function_ref.h"
 #include "proxy/base/net_util.h"
 #include "proxy/chain/filter_chain.h"
 #include "proxy/config/config.h"
@@ -44,10 +45,11 @@ class SessionHost : public UpstreamHost {
   virtual const FilterContext& filterContext() const = 0;
   virtual Resolver* resolver() = 0;
   virtual void sessionClosed(Session* session) = 0;  // frees it later, from the loop
-  // Runs `ready` once what the MTA offers is known (the EHLO we answer depends on it): at once,
-  // but for a session that says EHLO while the first probe is still out (start-up), which waits
-  // for that probe's answer or failure (each of its steps bounded by upstream.connect_timeout).
-  // Never runs it after sessionClosed(session).
+  // True while the first probe is still out and what the MTA offers is not known: the EHLO we
+  // answer depends on it. whenUpstreamKnown then runs `ready` once the probe has an answer or
+  // has failed (each of its steps bounded by upstream.connect_timeout), never after
+  // sessionClosed(session).
+  virtual bool upstreamPending() const = 0;
   virtual void whenUpstreamKnown(Session* session, std::function<void()> ready) = 0;
   // TLS contexts: for clients (STARTTLS, implicit TLS) and towards the MTA; null if unset.
   virtual std::shared_ptr<const TlsContext> serverTls() const = 0;
@@ -187,7 +189,7 @@ class Session {
   std::uint64_t owe();        // a reply the MTA will give later; its entry
   // The MTA's reply for entry `slot` arrived: `handle` replies (into that entry), then what is
   // ready is written, and once nothing is owed a held command or a waiting close goes on.
-  void settle(std::uint64_t slot, const std::function<void()>& handle);
+  void settle(std::uint64_t slot, FunctionRef<void()> handle);
   void mailReplied(const UpstreamResult& r, bool released);
   void rcptReplied(const UpstreamResult& r, const std::string& address, bool released,
                    const Transaction* txn);
@@ -195,8 +197,10 @@ class Session {
   void commandDone();
   void enter(SmtpState to);
   void enter(Phase to);
+  // onContinue runs before this returns (a FunctionRef: no allocation, nothing copied).
   void applyOutcome(const ChainOutcome& outcome, std::string_view verb,
-                    const std::function<void()>& onContinue, std::string_view recipient = {});
+                    FunctionRef<void()> onContinue, std::string_view recipient = {});
+  void answerEhlo(std::string_view verb);
   void readProxyHeader();
   void refuseOverPerIpLimit();
   void startTransport();

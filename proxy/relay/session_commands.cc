@@ -168,22 +168,30 @@ void Session::onHelo(const Command& c) {
   view_.esmtp = esmtp;
   const std::string verb = verb_;
   chain_->run(Stage::kHelo, view_, [this, esmtp, verb](const ChainOutcome& o) {
-    applyOutcome(o, verb, [this, esmtp, verb] {
+    applyOutcome(o, verb, [this, esmtp, &verb] {
       if (!esmtp) {
-        reply(buildHeloReply(ehloPolicy_), verb);
+        reply(sharedHeloReply(ehloPolicy_.hostname), verb);
         enter(nextState(state_, Verb::kEhlo, 250));
         commandDone();
-        return;
+      } else if (host_.upstreamPending()) {
+        host_.whenUpstreamKnown(this, [this, verb] { answerEhlo(verb); });
+      } else {
+        answerEhlo(verb);
       }
-      host_.whenUpstreamKnown(this, [this, verb] {
-        EhloPolicy policy = ehloPolicy_;
-        policy.offerStartTls = policy.offerStartTls && !view_.tls.active;  // RFC 3207 4.2
-        reply(buildEhloReply(policy, host_.upstreamCapabilities()), verb);
-        enter(nextState(state_, Verb::kEhlo, 250));
-        commandDone();
-      });
     });
   });
+}
+
+void Session::answerEhlo(std::string_view verb) {
+  if (view_.tls.active && ehloPolicy_.offerStartTls) {  // RFC 3207 4.2: not offered again
+    EhloPolicy policy = ehloPolicy_;
+    policy.offerStartTls = false;
+    reply(sharedEhloReply(policy, host_.upstreamCapabilities()), verb);
+  } else {
+    reply(sharedEhloReply(ehloPolicy_, host_.upstreamCapabilities()), verb);
+  }
+  enter(nextState(state_, Verb::kEhlo, 250));
+  commandDone();
 }
 
 void Session::onMail(const Command& c) {
@@ -211,7 +219,7 @@ void Session::onMail(const Command& c) {
       commandDone();
       return;
     }
-    applyOutcome(o, "MAIL", [this, line] {
+    applyOutcome(o, "MAIL", [this, &line] {
       if (txn_->discard) {
         reply(localReply(250, "2.1.0", "Ok"), "MAIL");
         enter(SmtpState::kMail);
@@ -313,7 +321,7 @@ void Session::onRcpt(const Command& c) {
                 }
                 applyOutcome(
                     o, "RCPT",
-                    [this, line, address] {
+                    [this, &line, &address] {
                       if (txn_->discard) {
                         view_.envelope.recipients.push_back(address);
                         view_.envelope.currentRecipient.clear();

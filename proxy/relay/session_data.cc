@@ -21,7 +21,8 @@ void Session::onData(const Command&) {
       txn_->framer = std::make_unique<DataFramer>(config_->limits.maxMessageSize,
                                                   config_->limits.maxLineLength);
       txn_->spool = std::make_unique<Spool>(config_->spool.memoryLimit, config_->spool.directory);
-      reply(*Reply::make(354, "", {"End data with <CR><LF>.<CR><LF>"}), "DATA");
+      static const Reply kGoAhead = *Reply::make(354, "", {"End data with <CR><LF>.<CR><LF>"});
+      reply(kGoAhead, "DATA");
       enter(SmtpState::kData);
       enter(Phase::kData);
       txn_->dataStart = host_.dispatcher().now();

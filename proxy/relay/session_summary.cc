@@ -15,6 +15,7 @@ constexpr std::size_t kMaxTranscript = 64;
 // a session's replies are short, so after the greeting they cost no allocation.
 void assignSummary(std::string& out, const Reply& r) {
   out.clear();
+  if (out.capacity() < 128) out.reserve(128);  // the EHLO reply's summary fits: one allocation
   char code[3];
   std::to_chars(code, code + sizeof code, r.code());  // a Reply's code has three digits
   out.append(code, sizeof code);

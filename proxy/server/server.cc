@@ -669,9 +669,10 @@ void Server::learnUpstreamCapabilities(const UpstreamCapabilities& caps) {
 }
 
 void Server::whenUpstreamKnown(Session* session, std::function<void()> ready) {
-  // Only the first probe is waited for: after it, caps_ holds an answer, or the MTA is down and
-  // the EHLO offer cannot wait on its return (a session's own connection refreshes caps_).
-  if (caps_.known || !probe_ || probeFailing_) {
+  // Only the first probe is waited for (upstreamPending): after it, caps_ holds an answer, or
+  // the MTA is down and the EHLO offer cannot wait on its return (a session's own connection
+  // refreshes caps_).
+  if (!upstreamPending()) {
     ready();
     return;
   }

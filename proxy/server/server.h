@@ -122,6 +122,9 @@ class Server final : public SessionHost {
   const FilterContext& filterContext() const override { return context_; }
   Resolver* resolver() override { return resolver_.get(); }
   void sessionClosed(Session* session) override;
+  bool upstreamPending() const override {
+    return !caps_.known && probe_ != nullptr && !probeFailing_;
+  }
   void whenUpstreamKnown(Session* session, std::function<void()> ready) override;
   std::unique_ptr<UpstreamConnection> takeUpstream() override;
   void returnUpstream(std::unique_ptr<UpstreamConnection> upstream) override;

@@ -3,6 +3,7 @@
 #include "proxy/smtp/ehlo.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 
 namespace portcullis {
@@ -65,6 +66,60 @@ Reply buildEhloReply(const EhloPolicy& policy, const UpstreamCapabilities& upstr
   if (upstream.dsn) lines.emplace_back("DSN");
   if (upstream.smtputf8) lines.emplace_back("SMTPUTF8");
   return *Reply::make(250, "", std::move(lines));
+}
+
+const Reply& sharedEhloReply(const EhloPolicy& policy, const UpstreamCapabilities& upstream) {
+  // The inputs buildEhloReply reads, and its reply for them.
+  struct Entry {
+    EhloPolicy policy;
+    bool known = false, eightBitMime = false, dsn = false, smtputf8 = false;
+    std::optional<std::uint64_t> size;
+    std::optional<Reply> reply;
+
+    bool matches(const EhloPolicy& p, const UpstreamCapabilities& u) const {
+      return reply && policy.hostname == p.hostname && policy.maxMessageSize == p.maxMessageSize &&
+             policy.offerStartTls == p.offerStartTls && known == u.known &&
+             eightBitMime == u.eightBitMime && dsn == u.dsn && smtputf8 == u.smtputf8 &&
+             size == u.size;
+    }
+  };
+  // A listener with STARTTLS and one without, before and after TLS, an MTA that changed: four.
+  constexpr std::size_t kEntries = 4;
+  thread_local std::array<Entry, kEntries> cache;
+  thread_local std::size_t next = 0;
+  for (const Entry& e : cache) {
+    if (e.matches(policy, upstream)) return *e.reply;
+  }
+  Entry& e = cache[next];
+  next = (next + 1) % kEntries;
+  e = Entry{policy,
+            upstream.known,
+            upstream.eightBitMime,
+            upstream.dsn,
+            upstream.smtputf8,
+            upstream.size,
+            buildEhloReply(policy, upstream)};
+  return *e.reply;
+}
+
+const Reply& sharedGreeting(const std::string& hostname) {
+  thread_local std::string keptFor;
+  thread_local std::optional<Reply> kept;
+  if (!kept || keptFor != hostname) {
+    kept = Reply::make(220, "", {hostname + " ESMTP"});
+    keptFor = hostname;
+  }
+  return *kept;
+}
+
+const Reply& sharedHeloReply(const std::string& hostname) {
+  thread_local std::string keptFor;
+  thread_local std::optional<Reply> kept;
+  if (!kept || keptFor != hostname) {
+    kept = buildHeloReply({hostname, 0, false});
+    keptFor = hostname;
+  }
+  return *kept;
 }
 
 Reply buildHeloReply(const EhloPolicy& policy) { return *Reply::make(250, "", {policy.hostname}); }

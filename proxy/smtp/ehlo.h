@@ -40,6 +40,14 @@ struct EhloPolicy {
 
 // The multi-line 250 reply to EHLO.
 Reply buildEhloReply(const EhloPolicy& policy, const UpstreamCapabilities& upstream);
+// The same reply, built once for each distinct (policy, what the upstream offers) on this
+// thread and kept, a few at a time: nearly every session gets the same one. The reference holds
+// until the next call on this thread.
+const Reply& sharedEhloReply(const EhloPolicy& policy, const UpstreamCapabilities& upstream);
+// The 220 greeting, "220 HOSTNAME ESMTP", and the reply to HELO, each kept per thread for the
+// last hostname asked for.
+const Reply& sharedGreeting(const std::string& hostname);
+const Reply& sharedHeloReply(const std::string& hostname);
 // The one-line 250 reply to HELO.
 Reply buildHeloReply(const EhloPolicy& policy);
 // The SIZE value we announce: ours, or the upstream's when that is smaller.

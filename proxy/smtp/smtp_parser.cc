@@ -164,7 +164,8 @@ bool validValue(std::string_view v) {
 }
 
 std::optional<Reply> parseParams(std::string_view rest, std::vector<EsmtpParam>& out) {
-  const Reply bad = err(501, "5.5.4", "Syntax error in parameters");
+  // Built only when needed: every MAIL and RCPT comes through here.
+  const auto bad = [] { return err(501, "5.5.4", "Syntax error in parameters"); };
   while (true) {
     rest = trim(rest);
     if (rest.empty()) return std::nullopt;
@@ -174,18 +175,18 @@ std::optional<Reply> parseParams(std::string_view rest, std::vector<EsmtpParam>&
     EsmtpParam p;
     const auto eq = tok.find('=');
     const std::string_view key = tok.substr(0, eq);
-    if (!validKeyword(key)) return bad;
+    if (!validKeyword(key)) return bad();
     p.keyword.reserve(key.size());
     for (const char c : key) p.keyword.push_back(upper(c));
     if (eq != std::string_view::npos) {
       p.value = std::string(tok.substr(eq + 1));
       p.hasValue = true;
-      if (!validValue(p.value)) return bad;
+      if (!validValue(p.value)) return bad();
     }
     for (const auto& seen : out) {
       if (seen.keyword == p.keyword) return err(501, "5.5.4", "Duplicate parameter " + p.keyword);
     }
-    if (out.size() >= 16) return bad;
+    if (out.size() >= 16) return bad();
     out.push_back(std::move(p));
   }
 }

@@ -309,6 +309,7 @@ class FakeHost final : public SessionHost {
     }
   }
   void learnUpstreamCapabilities(const UpstreamCapabilities&) override {}
+  bool upstreamPending() const override { return false; }
   void whenUpstreamKnown(Session*, std::function<void()> ready) override { ready(); }
   void upstreamReached(bool) override {}
   const UpstreamCapabilities& upstreamCapabilities() const override { return caps_; }

@@ -142,9 +142,47 @@ TEST(EhloOffer, Lines) {
   }
 }
 
+TEST(EhloOffer, SharedReplyFollowsEveryInput) {
+  // The kept replies are the built ones, for each input they depend on, and stay right when more
+  // distinct inputs come than are kept.
+  UpstreamCapabilities unknown;
+  UpstreamCapabilities bare;
+  bare.known = true;
+  UpstreamCapabilities utf8 = bare;
+  utf8.smtputf8 = true;
+  UpstreamCapabilities dsn = bare;
+  dsn.dsn = true;
+  UpstreamCapabilities small = bare;
+  small.size = 1000;
+  const EhloPolicy policies[] = {{"mx.example", 2048, false},
+                                 {"mx.example", 2048, true},
+                                 {"other.example", 2048, false},
+                                 {"mx.example", 4096, false}};
+  for (int round = 0; round < 3; ++round) {
+    for (const EhloPolicy& p : policies) {
+      for (const UpstreamCapabilities* u : {&unknown, &bare, &utf8, &dsn, &small}) {
+        const Reply& shared = sharedEhloReply(p, *u);
+        EXPECT_EQ(shared, buildEhloReply(p, *u)) << p.hostname << " " << p.maxMessageSize;
+        // Asked again at once: the very same kept reply.
+        EXPECT_EQ(&sharedEhloReply(p, *u), &shared);
+      }
+    }
+  }
+}
+
 TEST(EhloOffer, HeloReply) {
   const Reply r = buildHeloReply({"mx.example", 100, true});
   EXPECT_EQ(r.wire(), "250 mx.example\r\n");
+}
+
+TEST(EhloOffer, SharedGreetingAndHeloFollowTheHostname) {
+  EXPECT_EQ(sharedGreeting("mx.example").wire(), "220 mx.example ESMTP\r\n");
+  EXPECT_EQ(sharedHeloReply("mx.example").wire(), "250 mx.example\r\n");
+  EXPECT_EQ(sharedGreeting("a-much-longer-host.name.example").wire(),
+            "220 a-much-longer-host.name.example ESMTP\r\n");
+  EXPECT_EQ(sharedHeloReply("a-much-longer-host.name.example").wire(),
+            "250 a-much-longer-host.name.example\r\n");
+  EXPECT_EQ(sharedGreeting("mx.example").wire(), "220 mx.example ESMTP\r\n");  // after a reload
 }
 
 }  // namespace
