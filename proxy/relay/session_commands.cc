@@ -255,7 +255,8 @@ void Session::mailReplied(const UpstreamResult& r, bool released) {
     upstreamFailed(r, UpstreamStep::kMail, {}, released);
     return;
   }
-  reply(withEnhancedCode(*r.reply, "2.1.0"), "MAIL", ReplySource::mta());
+  std::optional<Reply> amended;
+  reply(withEnhancedCode(*r.reply, "2.1.0", amended), "MAIL", ReplySource::mta());
   if (!r.reply->isPositive()) {
     endTransaction();
     if (released) enter(SmtpState::kReady);
@@ -286,7 +287,8 @@ void Session::rcptReplied(const UpstreamResult& r, const std::string& address, b
     if (r.reply->isPositive()) {
       refuseOrphanRcpt(address);
     } else {
-      reply(withEnhancedCode(*r.reply, "2.1.5"), "RCPT", ReplySource::mta(address));
+      std::optional<Reply> amended;
+      reply(withEnhancedCode(*r.reply, "2.1.5", amended), "RCPT", ReplySource::mta(address));
     }
     if (!released) commandDone();
     return;
@@ -295,7 +297,8 @@ void Session::rcptReplied(const UpstreamResult& r, const std::string& address, b
     if (r.reply->isPositive()) recipients.push_back(address);
     view_.envelope.currentRecipient.clear();
   }
-  reply(withEnhancedCode(*r.reply, "2.1.5"), "RCPT", ReplySource::mta(address));
+  std::optional<Reply> amended;
+  reply(withEnhancedCode(*r.reply, "2.1.5", amended), "RCPT", ReplySource::mta(address));
   enter(nextState(state_, Verb::kRcpt, r.reply->code()));
   if (!released) commandDone();
 }

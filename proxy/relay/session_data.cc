@@ -247,7 +247,8 @@ void Session::deliver(const std::vector<HeaderField>& headers,
       summary_.delivered();
       coreStats().relayed(view_.message.size);
     }
-    finishData(withEnhancedCode(*r.reply, "2.0.0"), ReplySource::mta());
+    std::optional<Reply> amended;
+    finishData(withEnhancedCode(*r.reply, "2.0.0", amended), ReplySource::mta());
   });
 }
 

@@ -88,7 +88,8 @@ Reply ReplyParser::take() {
   return r;
 }
 
-Reply withEnhancedCode(const Reply& reply, std::string_view positive) {
+const Reply& withEnhancedCode(const Reply& reply, std::string_view positive,
+                              std::optional<Reply>& amended) {
   if (!reply.enhanced().empty() || reply.code() < 200 ||
       (reply.code() >= 300 && reply.code() < 400)) {
     return reply;
@@ -96,8 +97,13 @@ Reply withEnhancedCode(const Reply& reply, std::string_view positive) {
   const std::string code =
       reply.isPositive() ? std::string(positive)
                          : std::string(1, static_cast<char>('0' + reply.code() / 100)) + ".0.0";
-  auto r = Reply::make(reply.code(), code, reply.lines());
-  return r ? *r : reply;  // a line too long for the extra code: relay it as it was
+  amended = Reply::make(reply.code(), code, reply.lines());
+  return amended ? *amended : reply;  // a line too long for the extra code: relay it as it was
+}
+
+Reply withEnhancedCode(const Reply& reply, std::string_view positive) {
+  std::optional<Reply> amended;
+  return withEnhancedCode(reply, positive, amended);
 }
 
 std::vector<Capability> parseEhloCapabilities(const Reply& reply) {

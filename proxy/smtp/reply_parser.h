@@ -38,6 +38,10 @@ class ReplyParser {
 // The MTA's reply with an enhanced status code added when it had none: we offer
 // ENHANCEDSTATUSCODES, so every reply we relay carries one (`positive` for 2xx, X.0.0 else).
 Reply withEnhancedCode(const Reply& reply, std::string_view positive);
+// The same without a copy: `reply` itself when it has one already (as Postfix's always do),
+// else the amended reply, kept in `amended`.
+const Reply& withEnhancedCode(const Reply& reply, std::string_view positive,
+                              std::optional<Reply>& amended);
 
 // EHLO capability list from a 250 reply (RFC 5321 4.1.1.1): the keyword of every line after
 // the first, upper-cased, with its parameters.

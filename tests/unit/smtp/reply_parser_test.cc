@@ -8,6 +8,7 @@
 #include "tests/support/test_text.h"
 
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -242,6 +243,38 @@ TEST(ReplyParser, TabAfterTheEnhancedCodeReparsesTheSame) {
 }
 
 // ---- EHLO capabilities ----
+
+TEST(EnhancedCode, AddedOnlyWhereTheMtaGaveNone) {
+  const std::string longText(Reply::kMaxLineLength - 6, 'x');  // "250 " + text + CRLF: 512
+  const struct {
+    std::string name;
+    Reply mta;
+    std::string positive;
+    std::string want;  // wire form relayed to the client
+    bool same;         // the MTA's reply itself, not a copy
+  } cases[] = {
+      {"Postfix's own code is kept", *Reply::make(250, "2.1.0", {"Ok"}), "2.1.0",
+       "250 2.1.0 Ok\r\n", true},
+      {"a 2xx without one gets the stage's", *Reply::make(250, "", {"Ok"}), "2.1.5",
+       "250 2.1.5 Ok\r\n", false},
+      {"a 4xx without one gets 4.0.0", *Reply::make(451, "", {"try later"}), "2.0.0",
+       "451 4.0.0 try later\r\n", false},
+      {"a 5xx without one gets 5.0.0, on every line",
+       *Reply::make(550, "", {"no such user", "really"}), "2.1.5",
+       "550-5.0.0 no such user\r\n550 5.0.0 really\r\n", false},
+      {"a 354 never gets one", *Reply::make(354, "", {"go ahead"}), "2.0.0", "354 go ahead\r\n",
+       true},
+      {"a line with no room for the code is relayed as it was", *Reply::make(250, "", {longText}),
+       "2.0.0", "250 " + longText + "\r\n", true},
+  };
+  for (const auto& tc : cases) {
+    std::optional<Reply> amended;
+    const Reply& relayed = withEnhancedCode(tc.mta, tc.positive, amended);
+    EXPECT_EQ(relayed.wire(), tc.want) << tc.name;
+    EXPECT_EQ(&relayed == &tc.mta, tc.same) << tc.name;
+    EXPECT_EQ(withEnhancedCode(tc.mta, tc.positive).wire(), tc.want) << tc.name << " (copy)";
+  }
+}
 
 TEST(EhloCapabilities, Parse) {
   const Reply ehlo = *Reply::make(
