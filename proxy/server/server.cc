@@ -712,6 +712,9 @@ void Server::probe() {
   // depends on it), and refresh it now and then.
   if (probe_) {  // the last one has not finished: superseded, its result ignored
     retire(std::move(probe_));
+    // An EHLO waits for one probe, not for a chain of them (probe_interval may be shorter than
+    // the probe's own timeouts): it gets the offer for an MTA not known yet.
+    wakeCapsWaiters();
   }
   probe_ = newUpstream(probeSettings_, "probe");
   UpstreamConnection* const self = probe_.get();

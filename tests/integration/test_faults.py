@@ -592,6 +592,22 @@ class SlowBackendTest(FaultTestCase):
         self.assertReply(c.cmd("QUIT"), 221)
         self.assertTrue(pc.alive())
 
+    def test_ehlo_waits_for_one_probe_not_a_chain_of_them(self):
+        # probe_interval (1 s) shorter than the probe's own timeout (connect_timeout 20 s): each
+        # probe is superseded before it can fail. A waiting EHLO is answered when its probe is
+        # superseded, with the offer for an MTA not known yet, not held while probes keep
+        # replacing each other.
+        fake = self.start(FakeSmtp(ehlo_caps=DEFAULT_CAPS + ["SMTPUTF8"],
+                                   handler=Once("CONNECT", None, times=1000)))
+        pc = self.portcullis(fake, wait_probe=False,
+                             upstream={"connect_timeout": "20s", "probe_interval": "1s"})
+        c = self.client(pc, ehlo=False)
+        code, lines = c.cmd("EHLO client.test", timeout=8)
+        self.assertEqual(code, 250)
+        self.assertNotIn("SMTPUTF8", lines)
+        self.assertReply(c.cmd("QUIT"), 221)
+        self.assertTrue(pc.alive())
+
 
 class RelayTest(FaultTestCase):
     def test_backend_rejections_relayed_verbatim(self):
