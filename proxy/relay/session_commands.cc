@@ -183,6 +183,9 @@ void Session::onHelo(const Command& c) {
 }
 
 void Session::answerEhlo(std::string_view verb) {
+  // Waiting for the start-up probe, the session may have been closed meanwhile (the drain's
+  // 421, a client gone): nothing is said after that.
+  if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
   if (view_.tls.active && ehloPolicy_.offerStartTls) {  // RFC 3207 4.2: not offered again
     EhloPolicy policy = ehloPolicy_;
     policy.offerStartTls = false;

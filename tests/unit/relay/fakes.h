@@ -309,14 +309,28 @@ class FakeHost final : public SessionHost {
     }
   }
   void learnUpstreamCapabilities(const UpstreamCapabilities&) override {}
-  bool upstreamPending() const override { return false; }
-  void whenUpstreamKnown(Session*, std::function<void()> ready) override { ready(); }
+  // pending: the start-up probe is out; an EHLO's answer waits in `waiting` until wakeWaiting().
+  bool upstreamPending() const override { return pending; }
+  void whenUpstreamKnown(Session*, std::function<void()> ready) override {
+    if (!pending) {
+      ready();
+      return;
+    }
+    waiting.push_back(std::move(ready));
+  }
+  void wakeWaiting() {
+    pending = false;
+    auto woken = std::move(waiting);
+    waiting.clear();
+    for (auto& ready : woken) ready();
+  }
   void upstreamReached(bool) override {}
   const UpstreamCapabilities& upstreamCapabilities() const override { return caps_; }
   const FilterContext& filterContext() const override { return context_; }
   Resolver* resolver() override { return nullptr; }
   void sessionClosed(Session* s) override {
     if (session.get() != s) return;
+    waiting.clear();  // as the Server does: never woken once freed
     ++closed;
     d_.deferredDelete(std::move(session));
   }
@@ -325,6 +339,8 @@ class FakeHost final : public SessionHost {
   bool rekeyClient(const std::string&, const std::string&) override { return true; }
 
   MtaScript mta;
+  bool pending = false;
+  std::vector<std::function<void()>> waiting;
   std::vector<std::unique_ptr<UpstreamConnection>> pool;
   std::unique_ptr<Session> session;
   int closed = 0;

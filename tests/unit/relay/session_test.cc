@@ -480,6 +480,31 @@ TEST(Session, DrainWhileTheMtaIsThinkingAnswersOnceAndFreesEverything) {
   EXPECT_EQ(h.host().session, nullptr) << "freed from the loop";
 }
 
+TEST(Session, AnEhloDuringTheStartUpProbeIsAnsweredWhenTheProbeEnds) {
+  SessionHarness h;
+  ASSERT_TRUE(h.greeted());
+  h.host().pending = true;
+  EXPECT_EQ(h.say(kEhlo), Codes{}) << "no offer before the MTA's is known";
+  ASSERT_EQ(h.host().waiting.size(), 1U);
+  h.host().wakeWaiting();
+  h.settle();
+  EXPECT_EQ(h.seen(), Codes{"250"});
+  EXPECT_EQ(h.say(kMail), Codes{"250"}) << "and the session goes on";
+}
+
+TEST(Session, ADrainWhileEhloWaitsForTheProbeAnswers421AndFreesTheSession) {
+  SessionHarness h;
+  ASSERT_TRUE(h.greeted());
+  h.host().pending = true;
+  EXPECT_EQ(h.say(kEhlo), Codes{});
+  h.host().session->drain(true);
+  h.host().wakeWaiting();  // the probe ends after the drain's 421: nothing more is said
+  h.settle();
+  h.dispatcher().advance(seconds(30));
+  EXPECT_EQ(h.seen(), Codes{"421"});
+  EXPECT_TRUE(h.closed());
+}
+
 TEST(Session, ClientVanishingMidDataDeliversNothing) {
   SessionHarness h;
   h.say(kEhlo + kMail + kRcpt + "DATA\r\nSubject: half\r\n");
