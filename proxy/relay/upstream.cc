@@ -171,7 +171,7 @@ void Upstream::command(const std::string& line, Expect expect, Callback done) {
     // RFC 2920: MAIL and RCPT may follow one another without waiting; the replies come back
     // in the order the commands went. The timer keeps timing the oldest reply.
     pipelined_.emplace_back(expect, std::move(done));
-    stream_->write(line);  // two writes, one send: the stream gathers them
+    stream_->write(line);  // no temporary: a plain stream gathers both into one send
     stream_->write("\r\n");
     if (spdlog::should_log(spdlog::level::trace)) {
       spdlog::trace("{} event=upstream-send line={} pipelined={}", id_, logValue(line),
@@ -252,7 +252,8 @@ void Upstream::quit() {
 void Upstream::send(const std::string& line, Expect expect, std::chrono::milliseconds timeout) {
   expect_ = expect;
   parser_.reset();
-  stream_->write(line + "\r\n");
+  stream_->write(line);  // no temporary: a plain stream gathers both into one send
+  stream_->write("\r\n");
   if (spdlog::should_log(spdlog::level::trace)) {
     spdlog::trace("{} event=upstream-send line={}", id_, logValue(line));
   }
