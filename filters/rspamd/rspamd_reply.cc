@@ -238,9 +238,16 @@ RspamdParse readReply(const YAML::Node& root) {
 }
 
 std::string formatScore(double v) {
+  // Any finite double parses: 1e300 in "%.2f" is 300 digits. A score too long for the buffer is
+  // written in "%g" form (at most 13 characters), never cut short or read past the buffer.
   char buf[64];
-  const int n = std::snprintf(buf, sizeof buf, "%.2f", v);
-  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("0.00");
+  int n = std::snprintf(buf, sizeof buf, "%.2f", v);
+  if (n <= 0 || static_cast<std::size_t>(n) >= sizeof buf) {
+    n = std::snprintf(buf, sizeof buf, "%.6g", v);
+  }
+  return n > 0 && static_cast<std::size_t>(n) < sizeof buf
+             ? std::string(buf, static_cast<std::size_t>(n))
+             : std::string("0.00");
 }
 
 std::string joinSymbols(const RspamdReply& r) {

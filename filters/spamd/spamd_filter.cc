@@ -262,10 +262,13 @@ std::string spamdRequest(SpamdCommand command, std::string_view user, std::uint6
 }
 
 std::string formatSpamScore(double score) {
-  // spamassassin's _SCORE_ is sprintf("%2.1f"); scores come bounded from parseNumber.
+  // spamassassin's _SCORE_ is sprintf("%2.1f"); scores come bounded from parseNumber, and a
+  // result too long for the buffer is refused rather than read past its end.
   char buf[64];
   const int n = std::snprintf(buf, sizeof buf, "%.1f", score);
-  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("0.0");
+  return n > 0 && static_cast<std::size_t>(n) < sizeof buf
+             ? std::string(buf, static_cast<std::size_t>(n))
+             : std::string("0.0");
 }
 
 // The headers spamassassin writes (Mail::SpamAssassin::Conf "add_header" defaults and

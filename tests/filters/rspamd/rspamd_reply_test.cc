@@ -241,6 +241,26 @@ TEST(RspamdReply, TheLogSummaryNamesActionScoresSymbolsAndRspamdsTime) {
             "rspamd_time=1ms");
 }
 
+TEST(RspamdReply, AHugeScoreIsWrittenWholeInShortForm) {
+  // Any finite number parses; "%.2f" of 1e85 needs 89 characters (the fuzzer found the old
+  // formatting reading past its 64-byte buffer). The log and the X-Spam-Score header get it
+  // in %g form.
+  const RspamdParse p = parseRspamdReply(
+      R"({"is_skipped":false,"score":1e85,"required_score":-1.5e300,"action":"add header"})");
+  ASSERT_TRUE(p.reply) << p.error;
+  const ScanResult r = rspamdScanResult(*p.reply);
+  EXPECT_EQ(r.summary.substr(0, r.summary.find(" symbols")),
+            "scan=add-header score=1e+85 required=-1.5e+300");
+  ASSERT_TRUE(r.verdict);
+  std::string header;
+  for (const HeaderField& h : r.verdict->headers()) {
+    if (h.name == "X-Spam-Score") header = h.value;
+  }
+  EXPECT_EQ(header, "1e+85");
+  EXPECT_EQ(show(reply("add header")), "continue +X-Spam: Yes +X-Spam-Score: 7.50")
+      << "an ordinary score keeps two decimals";
+}
+
 TEST(RspamdReply, HeaderNames) {
   EXPECT_TRUE(isHeaderName("X-Spam"));
   EXPECT_TRUE(isHeaderName("X-Spamd-Result"));
