@@ -102,24 +102,33 @@ const Reply& sharedEhloReply(const EhloPolicy& policy, const UpstreamCapabilitie
   return *e.reply;
 }
 
-const Reply& sharedGreeting(const std::string& hostname) {
-  thread_local std::string keptFor;
-  thread_local std::optional<Reply> kept;
-  if (!kept || keptFor != hostname) {
-    kept = Reply::make(220, "", {hostname + " ESMTP"});
-    keptFor = hostname;
+namespace {
+
+// A reply that depends on the hostname alone, kept for the last hostname asked for.
+struct KeptForHostname {
+  std::string hostname;
+  std::optional<Reply> reply;
+
+  template <class Build>
+  const Reply& get(const std::string& name, Build build) {
+    if (!reply || hostname != name) {
+      reply = build();
+      hostname = name;
+    }
+    return *reply;
   }
-  return *kept;
+};
+
+}  // namespace
+
+const Reply& sharedGreeting(const std::string& hostname) {
+  thread_local KeptForHostname kept;
+  return kept.get(hostname, [&] { return *Reply::make(220, "", {hostname + " ESMTP"}); });
 }
 
 const Reply& sharedHeloReply(const std::string& hostname) {
-  thread_local std::string keptFor;
-  thread_local std::optional<Reply> kept;
-  if (!kept || keptFor != hostname) {
-    kept = buildHeloReply({hostname, 0, false});
-    keptFor = hostname;
-  }
-  return *kept;
+  thread_local KeptForHostname kept;
+  return kept.get(hostname, [&] { return buildHeloReply({hostname, 0, false}); });
 }
 
 Reply buildHeloReply(const EhloPolicy& policy) { return *Reply::make(250, "", {policy.hostname}); }
