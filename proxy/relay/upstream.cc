@@ -396,26 +396,22 @@ void Upstream::handleReply(Reply reply) {
     return;
   }
   if (state_ == State::kSending) {
-    // A reply to BDAT before we wrote all of its chunk. Only a refusal can be genuine; the
-    // rest of the chunk must then never reach the MTA, where it would be read as commands:
-    // the connection is closed once the reply is handed on.
-    if (!reply.isNegative()) {
-      fail(UpstreamFailure::kProtocol,
-           "reply " + std::to_string(reply.code()) + " to BDAT before its chunk was sent");
-      return;
-    }
-    UpstreamResult r{UpstreamFailure::kNone, std::move(reply), {}};
-    enter(State::kBroken);
-    timer_.stop();
-    dropStream();
-    spool_ = nullptr;
-    complete(std::move(r));
+    // A reply to BDAT before we wrote all of its chunk.
+    replyBeforeMessageSent(std::move(reply), "to BDAT before its chunk was sent");
     return;
   }
   if (expect_ == Expect::kData && reply.code() == 354) {
     enter(State::kSending);
     timer_.start(settings_.dataTimeout);
     pumpMessage();
+    return;
+  }
+  if ((expect_ == Expect::kDot || expect_ == Expect::kBdat) && stream_->pendingOutput() > 0) {
+    // The whole message is queued, but part of it (the final dot at least) still waits in our
+    // output: the MTA answers the end of a message it has not read. Taken as the message's
+    // reply, the connection would go on with those bytes still to send, and the MTA's real
+    // reply to them would answer our next command.
+    replyBeforeMessageSent(std::move(reply), "to the end of the message before it was sent");
     return;
   }
   // Still busy while pipelined commands await their replies.
@@ -586,6 +582,23 @@ void Upstream::pumpMessage() {
   expect_ = Expect::kDot;
   parser_.reset();
   enter(State::kBusy);  // the message is queued; now only the reply to the dot is awaited
+}
+
+void Upstream::replyBeforeMessageSent(Reply reply, std::string_view what) {
+  // Only a refusal can be genuine (an MTA may refuse a message it will not read to the end);
+  // the rest of the message must then never reach the MTA, where it would be read as commands:
+  // the connection is closed once the reply is handed on. Anything else is a broken MTA.
+  if (!reply.isNegative()) {
+    fail(UpstreamFailure::kProtocol,
+         "reply " + std::to_string(reply.code()) + " " + std::string(what));
+    return;
+  }
+  UpstreamResult r{UpstreamFailure::kNone, std::move(reply), {}};
+  enter(State::kBroken);
+  timer_.stop();
+  dropStream();
+  spool_ = nullptr;
+  complete(std::move(r));
 }
 
 void Upstream::fail(UpstreamFailure failure, const std::string& detail) {

@@ -193,6 +193,8 @@ class Upstream final : public UpstreamConnection {
   void pumpMessage();
   void startBdat();
   void emitMessageBytes(std::string_view bytes);  // stuffed for DATA, raw (and counted) for BDAT
+  // A reply to the message that came before all of it was written: `what` says to what.
+  void replyBeforeMessageSent(Reply reply, std::string_view what);
   void fail(UpstreamFailure failure, const std::string& detail);
   void complete(UpstreamResult result);
   void runPending();     // soon_: the ready or failure reported from the loop

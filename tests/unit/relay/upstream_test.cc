@@ -5,6 +5,8 @@
 // our dot-stuffing otherwise or when turned off, and every kind of reply to BDAT. MAIL and
 // RCPTs pipelined as a group: replies in order, and every command still waiting failed in
 // order when the MTA hangs up, answers garbage or 421, or answers more than it was asked.
+// A reply to the end of the message while part of it still waits in our output: a refusal is
+// relayed and the connection closed, anything else is a protocol failure.
 
 #include "proxy/relay/upstream.h"
 
@@ -105,6 +107,11 @@ class ScriptedMta {
   // Stop reading once a BDAT command line has been read (and answer it at once): an MTA that
   // refuses before it has taken the chunk.
   void answerBdatEarly() { early_ = true; }
+  // After its 354 (or a BDAT line), read nothing more and, 100 ms later, answer the message with
+  // `reply`. Both ends' socket buffers are shrunk at accept (ours through the Upstream's own
+  // socket, found in this process by its address), so a message of a few hundred KiB is still
+  // mostly in the Upstream's output when the reply comes.
+  void answerDataEarly(std::string reply) { earlyDot_ = std::move(reply); }
 
   std::vector<std::string> commands;  // command lines, in order
   std::string message;                // the last message as on the wire (DATA: with the dot)
@@ -117,6 +124,7 @@ class ScriptedMta {
     m->peer_ = ::accept4(m->listener_, nullptr, nullptr, SOCK_NONBLOCK);
     if (m->peer_ < 0) return;
     m->accept_.reset();
+    if (!m->earlyDot_.empty()) m->shrinkBuffers();
     m->read_.reset(event_new(m->base_, m->peer_, EV_READ | EV_PERSIST, &ScriptedMta::onRead, m));
     event_add(m->read_.get(), nullptr);
     m->say("220 mta.test ESMTP");
@@ -131,6 +139,38 @@ class ScriptedMta {
     }
     m->in_.append(buf, static_cast<std::size_t>(n));
     m->process();
+  }
+  // SO_RCVBUF here, SO_SNDBUF on the Upstream's end: a fixed size turns the kernel's
+  // autotuning off, so the two buffers hold a few KiB, not megabytes.
+  void shrinkBuffers() const {
+    const int small = 4096;
+    ::setsockopt(peer_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in theirs{};
+    socklen_t len = sizeof theirs;
+    ASSERT_EQ(::getpeername(peer_, reinterpret_cast<sockaddr*>(&theirs), &len), 0);
+    for (int fd = 0; fd < 4096; ++fd) {
+      sockaddr_in local{};
+      len = sizeof local;
+      if (fd == peer_ || ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0 ||
+          local.sin_family != AF_INET || local.sin_port != theirs.sin_port ||
+          local.sin_addr.s_addr != theirs.sin_addr.s_addr) {
+        continue;
+      }
+      ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+      return;
+    }
+    FAIL() << "the Upstream's socket was not found";
+  }
+  void goDeafAndAnswerLater() {
+    mode_ = Mode::kDeaf;
+    read_.reset();
+    timer_.reset(evtimer_new(base_, &ScriptedMta::onEarlyDot, this));
+    const timeval later{0, 100'000};
+    evtimer_add(timer_.get(), &later);
+  }
+  static void onEarlyDot(evutil_socket_t, short, void* self) {
+    auto* m = static_cast<ScriptedMta*>(self);
+    m->say(m->earlyDot_);
   }
   void say(const std::string& reply) const {
     const std::string line = reply + "\r\n";
@@ -182,11 +222,19 @@ class ScriptedMta {
         if (r.starts_with("354")) {
           mode_ = Mode::kData;
           message.clear();
+          if (!earlyDot_.empty()) {
+            goDeafAndAnswerLater();
+            return;
+          }
         }
       } else if (verb == "BDAT") {
         chunkLeft_ = std::stoull(line.substr(5));
         message.clear();
         mode_ = Mode::kChunk;
+        if (!earlyDot_.empty()) {
+          goDeafAndAnswerLater();
+          return;
+        }
         if (early_) {
           mode_ = Mode::kDeaf;
           read_.reset();
@@ -216,12 +264,14 @@ class ScriptedMta {
   std::uint16_t port_ = 0;
   EventPtr accept_;
   EventPtr read_;
+  EventPtr timer_;
   std::map<std::string, std::string> replies_;
   std::map<std::string, int> seen_;
   std::string in_;
   Mode mode_ = Mode::kCommands;
   std::uint64_t chunkLeft_ = 0;
   bool early_ = false;
+  std::string earlyDot_;
 };
 
 // The real Upstream against the scripted MTA, on a real loop (bounded: every wait ends after a
@@ -390,6 +440,37 @@ TEST_F(UpstreamMessageTest, ReplyBeforeTheChunkIsSent) {
       EXPECT_EQ(r.failure, UpstreamFailure::kProtocol) << r.detail;
     }
     EXPECT_TRUE(up.broken());
+  }
+}
+
+TEST_F(UpstreamMessageTest, ReplyToTheEndOfAMessageStillInOurOutput) {
+  // 256 KiB, the output bound: the whole message is queued at once and the Upstream waits for
+  // the reply, but the shrunk socket buffers took only a few KiB of it. A 250 then answers a
+  // message the MTA has not read: taken as the message's reply, the connection would send the
+  // rest (and the dot) afterwards, and the MTA's real reply to the dot would answer our next
+  // command. Both ends with DATA and with BDAT.
+  const std::string line = std::string(78, 'x') + "\r\n";
+  std::string body;
+  while (body.size() + line.size() <= (256 << 10) - 1024) body += line;
+  for (const bool chunking : {false, true}) {
+    for (const std::string reply : {"250 2.0.0 Ok: early", "552 5.3.4 Message too big"}) {
+      SCOPED_TRACE(reply + (chunking ? " (BDAT)" : " (DATA)"));
+      ScriptedMta mta(base_.get(), chunking ? kChunking : kNoChunking);
+      mta.answerDataEarly(reply);
+      Upstream up(dispatcher_, settings(mta), "test");
+      openTransaction(up);
+      Spool spool(1 << 20, "/tmp");
+      spool.append(body.data(), body.size());
+      ASSERT_TRUE(spool.finish());
+      const UpstreamResult r = send(up, spool, MessageHead{});
+      if (reply.starts_with("552")) {
+        ASSERT_TRUE(r.ok()) << r.detail;
+        EXPECT_EQ(r.reply->code(), 552);
+      } else {
+        EXPECT_EQ(r.failure, UpstreamFailure::kProtocol) << r.detail;
+      }
+      EXPECT_TRUE(up.broken()) << "never reused with part of a message still to send";
+    }
   }
 }
 
