@@ -2,12 +2,12 @@
 // Stats: counters and histograms, offered to filters through FilterContext (and used by the
 // core), for a metrics endpoint to render. Register a series once, when a filter is configured
 // or first created, never per event: registration may lock and allocate. The handle it returns
-// is the hot path: add()/observe() is a relaxed atomic add, with no lock and no allocation.
+// is the hot path: add()/observe() is a relaxed atomic add in the calling thread's own cell (each
+// worker counts apart; a read merges the threads' cells), with no lock and no allocation.
 // The registry never frees a series, so a handle stays valid for the life of the registry (the
 // daemon's lives as long as the process). The same name and labels give the same series.
 // A default-constructed handle is valid and counts nothing (tests, stats switched off).
 
-#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <span>
@@ -22,24 +22,22 @@ struct StatLabel {
   std::string_view value;
 };
 
+// The registry's storage for one counter and one histogram; opaque to filters.
+class CounterCell;
+class HistogramCells;
+
 class Counter {
  public:
   Counter() = default;
-  explicit Counter(std::atomic<std::uint64_t>* cell) : cell_(cell) {}
+  explicit Counter(CounterCell* cell) : cell_(cell) {}
 
-  void add(std::uint64_t n = 1) const {
-    if (cell_ != nullptr) cell_->fetch_add(n, std::memory_order_relaxed);
-  }
-  std::uint64_t value() const {
-    return cell_ != nullptr ? cell_->load(std::memory_order_relaxed) : 0;
-  }
+  void add(std::uint64_t n = 1) const;
+  // The total over every thread.
+  std::uint64_t value() const;
 
  private:
-  std::atomic<std::uint64_t>* cell_ = nullptr;
+  CounterCell* cell_ = nullptr;
 };
-
-// The registry's storage for one histogram; opaque to filters.
-class HistogramCells;
 
 class Histogram {
  public:

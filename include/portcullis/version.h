@@ -12,8 +12,9 @@ namespace portcullis {
 // Major: bumped on any incompatible change to include/portcullis/. Minor: additions only.
 inline constexpr int kApiVersionMajor = 1;
 // 1.1: header edits, Verdict::withReason. 1.2: HttpClient, MessageReader::bytes.
-// 1.3: SessionView::authenticatedUser.
-inline constexpr int kApiVersionMinor = 3;
+// 1.3: SessionView::authenticatedUser. 1.4: Counter counts per thread (add() and value() out of
+// line; the same source, a different binary layout).
+inline constexpr int kApiVersionMinor = 4;
 
 struct ApiVersion {
   int major = 0;

@@ -15,7 +15,7 @@
 //   portcullis_transaction_added_latency_seconds    end of data to handing the message to the
 //       MTA: what portcullis (filters included) adds to a transaction
 //   portcullis_mta_reply_duration_seconds           handing the message to the MTA to its reply
-// Thread-safe (relaxed atomics); the handles live as long as the process.
+// Thread-safe (relaxed atomics in per-thread cells); the handles live as long as the process.
 
 #include <array>
 #include <chrono>

@@ -17,9 +17,13 @@ StatsRegistry::Key StatsRegistry::key(std::string_view name,
 Counter StatsRegistry::counter(std::string_view name, std::initializer_list<StatLabel> labels) {
   Key k = key(name, labels);
   const std::lock_guard lock(mutex_);
-  auto& cell = counters_[std::move(k)];
-  if (!cell) cell = std::make_unique<std::atomic<std::uint64_t>>(0);
-  return Counter(cell.get());
+  CounterCell*& cell = counters_[std::move(k)];
+  if (cell == nullptr) {
+    const std::size_t column = (counters_.size() - 1) % kCountersPerChunk;
+    if (column == 0) counterChunks_.push_back(std::make_unique<CounterChunk>());
+    cell = &counterChunks_.back()->cells[column];
+  }
+  return Counter(cell);
 }
 
 Histogram StatsRegistry::histogram(std::string_view name, std::initializer_list<StatLabel> labels,
@@ -44,7 +48,7 @@ std::vector<StatSample> StatsRegistry::snapshot() const {
     StatSample s;
     s.name = k.first;
     s.labels = k.second;
-    s.value = cell->load(std::memory_order_relaxed);
+    s.value = counterTotal(cell);
     out.push_back(std::move(s));
   }
   for (const auto& [k, cells] : histograms_) {
@@ -54,14 +58,14 @@ std::vector<StatSample> StatsRegistry::snapshot() const {
     s.kind = StatSample::Kind::kHistogram;
     s.bounds = cells->bounds;
     std::uint64_t running = 0;
-    for (const auto& b : cells->buckets) {
-      running += b.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i <= cells->bounds.size(); ++i) {
+      running += cells->bucket(i);
       s.buckets.push_back(running);
     }
     // The count is the +Inf bucket, so that a renderer's _count and le="+Inf" always agree even
     // while observations land during the snapshot.
     s.value = running;
-    s.sum = cells->sum.load(std::memory_order_relaxed);
+    s.sum = cells->sum();
     out.push_back(std::move(s));
   }
   std::sort(out.begin(), out.end(), [](const StatSample& a, const StatSample& b) {
@@ -76,7 +80,7 @@ std::optional<std::uint64_t> StatsRegistry::counterValue(
   const std::lock_guard lock(mutex_);
   const auto it = counters_.find(k);
   if (it == counters_.end()) return std::nullopt;
-  return it->second->load(std::memory_order_relaxed);
+  return counterTotal(it->second);
 }
 
 StatsRegistry& processStats() {

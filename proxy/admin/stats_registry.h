@@ -1,10 +1,11 @@
 #pragma once
 // StatsRegistry: the daemon's Stats (include/portcullis/stats.h). It owns every series: a
-// counter is one atomic, a histogram one HistogramCells; none is ever freed, so the handles it
-// gives out stay valid as long as the registry. Registration takes a mutex and allocates; the
-// handles' add()/observe() take neither. snapshot() reads every series (relaxed loads, so a
-// snapshot taken while sessions run is a consistent-enough picture, not an atomic one) in a
-// form a metrics endpoint renders as is: name, labels, value. Thread-safe.
+// counter is a column of per-thread cells in a CounterChunk, a histogram one HistogramCells
+// (proxy/api/stat_cells.h); none is ever freed, so the handles it gives out stay valid as long
+// as the registry. Registration takes a mutex and allocates; the handles' add()/observe() take
+// neither. snapshot() merges every series' per-thread cells (relaxed loads, so a snapshot taken
+// while sessions run is a consistent-enough picture, not an atomic one) into a form a metrics
+// endpoint renders as is: name, labels, value. Thread-safe.
 
 #include <cstdint>
 #include <initializer_list>
@@ -60,7 +61,8 @@ class StatsRegistry final : public Stats {
   static Key key(std::string_view name, std::initializer_list<StatLabel> labels);
 
   mutable std::mutex mutex_;
-  std::map<Key, std::unique_ptr<std::atomic<std::uint64_t>>> counters_;
+  std::map<Key, CounterCell*> counters_;
+  std::vector<std::unique_ptr<CounterChunk>> counterChunks_;  // the last one has free columns
   std::map<Key, std::unique_ptr<HistogramCells>> histograms_;
 };
 

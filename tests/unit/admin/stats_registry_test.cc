@@ -106,6 +106,65 @@ TEST(StatsRegistryTest, ConcurrentIncrementsAreAllCounted) {
   EXPECT_EQ(r.counterValue("n_total", {}), std::uint64_t{kThreads} * kPerThread);
 }
 
+TEST(StatsRegistryTest, MoreThreadsThanShardsAreAllCountedInCountersAndHistograms) {
+  // Past kStatShards threads, shards are shared: every count must still land, in the counter,
+  // the histogram's buckets and its sum.
+  StatsRegistry r;
+  const Counter c = r.counter("n_total", {});
+  const std::array<std::uint64_t, 2> bounds = {10, 100};
+  const Histogram h = r.histogram("h_us", {}, bounds);
+  constexpr int kThreads = static_cast<int>(kStatShards) + 4;
+  constexpr int kPerThread = 20'000;
+  std::vector<std::thread> threads;
+  threads.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        c.add(2);
+        h.observe(i % 2 == 0 ? 5 : 50);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  constexpr std::uint64_t kTotal = std::uint64_t{kThreads} * kPerThread;
+  EXPECT_EQ(c.value(), 2 * kTotal);
+  EXPECT_EQ(r.counterValue("n_total", {}), 2 * kTotal);
+  const std::vector<std::string> want = {
+      "h_us{} " + std::to_string(kTotal) + " buckets=10:" + std::to_string(kTotal / 2) +
+          ",100:" + std::to_string(kTotal) + ",+Inf:" + std::to_string(kTotal) +
+          " sum=" + std::to_string(kTotal / 2 * 55),
+      "n_total{} " + std::to_string(2 * kTotal),
+  };
+  EXPECT_EQ(shown(r), want);
+}
+
+TEST(StatsRegistryTest, TwoThreadsCountInCellsOfTheirOwn) {
+  // What keeps two workers off each other's cache lines: each new thread gets the next shard.
+  std::size_t first = kStatShards;
+  std::size_t second = kStatShards;
+  std::thread([&] { first = statShard(); }).join();
+  std::thread([&] { second = statShard(); }).join();
+  EXPECT_LT(first, kStatShards);
+  EXPECT_LT(second, kStatShards);
+  EXPECT_EQ(second, (first + 1) % kStatShards);
+  std::thread([&] { EXPECT_EQ(statShard(), statShard()) << "a thread keeps its shard"; }).join();
+}
+
+TEST(StatsRegistryTest, CountersPastOneChunkKeepTheirOwnCells) {
+  // A chunk holds kCountersPerChunk counters; the next one starts a new chunk, and the handles
+  // given out before stay valid.
+  StatsRegistry r;
+  std::vector<Counter> counters;
+  for (std::size_t i = 0; i < kCountersPerChunk + 3; ++i) {
+    counters.push_back(r.counter("c_total", {{"i", std::to_string(i)}}));
+  }
+  for (std::size_t i = 0; i < counters.size(); ++i) counters[i].add(i + 1);
+  for (std::size_t i = 0; i < counters.size(); ++i) {
+    EXPECT_EQ(counters[i].value(), i + 1) << i;
+    EXPECT_EQ(r.counterValue("c_total", {{"i", std::to_string(i)}}), i + 1) << i;
+  }
+}
+
 TEST(FilterStatsTest, EverySeriesIsRegisteredUpFront) {
   StatsRegistry r;
   const FilterStats f(r, "dnsbl");
