@@ -50,7 +50,7 @@ void Dispatcher::timerGone(Timer&) {}
 Timer::Timer(Dispatcher& dispatcher, std::function<void()> callback)
     : dispatcher_(dispatcher),
       callback_(std::move(callback)),
-      event_(evtimer_new(dispatcher.base(), &Timer::trampoline, this)) {}
+      event_(dispatcher.base(), -1, 0, &Timer::trampoline, this) {}
 
 Timer::~Timer() { dispatcher_.timerGone(*this); }
 

@@ -97,7 +97,7 @@ class Timer {
 
   Dispatcher& dispatcher_;
   std::function<void()> callback_;
-  EventPtr event_;  // libevent backend
+  InlineEvent event_;  // libevent backend
   // Manual-clock backend.
   bool manualArmed_ = false;
   Dispatcher::Clock::time_point due_{};
@@ -111,7 +111,7 @@ class DeferredCall {
  public:
   DeferredCall(Dispatcher& dispatcher, std::function<void()> callback)
       : callback_(std::move(callback)),
-        event_(event_new(dispatcher.base(), -1, 0, &DeferredCall::trampoline, this)) {}
+        event_(dispatcher.base(), -1, 0, &DeferredCall::trampoline, this) {}
   DeferredCall(const DeferredCall&) = delete;
   DeferredCall& operator=(const DeferredCall&) = delete;
 
@@ -123,7 +123,7 @@ class DeferredCall {
     static_cast<DeferredCall*>(self)->callback_();
   }
   std::function<void()> callback_;
-  EventPtr event_;
+  InlineEvent event_;
 };
 
 }  // namespace portcullis

@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <event2/listener.h>
 
 #include <chrono>
@@ -34,6 +35,31 @@ using EventPtr = std::unique_ptr<event, EventDeleter>;
 using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventDeleter>;
 using ListenerPtr = std::unique_ptr<evconnlistener, ListenerDeleter>;
 using EvbufferPtr = std::unique_ptr<evbuffer, EvbufferDeleter>;
+
+// An event kept inside the object that owns it: event_assign() on storage that is part of the
+// owner, where event_new() allocates each one (a Stream has three, every Timer and DeferredCall
+// one: a dozen allocations per session). libevent keeps its address while it is pending, so it
+// is never copied or moved; reset() and destruction take it out of the loop (event_del), as
+// EventPtr's event_free() does. The layout comes from event2/event_struct.h, fixed for the
+// libevent ABI the daemon links (libevent 2.1, soname 7).
+class InlineEvent {
+ public:
+  InlineEvent(event_base* base, evutil_socket_t fd, short what, event_callback_fn callback,
+              void* arg) {
+    event_assign(&event_, base, fd, what, callback, arg);
+  }
+  ~InlineEvent() { event_del(&event_); }
+  InlineEvent(const InlineEvent&) = delete;
+  InlineEvent& operator=(const InlineEvent&) = delete;
+
+  event* get() { return &event_; }
+  const event* get() const { return &event_; }
+  // Out of the loop (not pending, not active) until added again.
+  void reset() { event_del(&event_); }
+
+ private:
+  event event_{};
+};
 
 inline timeval toTimeval(std::chrono::milliseconds d) {
   timeval tv{};

@@ -24,6 +24,9 @@ constexpr std::size_t kLastWriteMax = 4096;
 // The output buffer a stream keeps between writes; one that grew past it (a message body to a
 // slow MTA) is released once it drains, so a pooled connection does not hold it.
 constexpr std::size_t kKeepOutputCapacity = 64 * 1024;
+// Reserved at once: every reply of a session fits, so the buffer is allocated once, not grown
+// reply by reply.
+constexpr std::size_t kInitialOutputCapacity = 512;
 
 std::string sslErrors() {
   std::string out;
@@ -47,9 +50,11 @@ Stream::Stream(event_base* base, evutil_socket_t fd)
     : base_(base),
       fd_(fd),
       input_(evbuffer_new()),
-      readEvent_(event_new(base, fd, EV_READ | EV_PERSIST, &Stream::onReadable, this)),
-      writeEvent_(event_new(base, fd, EV_WRITE | EV_PERSIST, &Stream::onWritable, this)),
-      flushEvent_(event_new(base, -1, 0, &Stream::onFlush, this)) {}
+      readEvent_(base, fd, EV_READ | EV_PERSIST, &Stream::onReadable, this),
+      writeEvent_(base, fd, EV_WRITE | EV_PERSIST, &Stream::onWritable, this),
+      flushEvent_(base, -1, 0, &Stream::onFlush, this) {
+  output_.reserve(kInitialOutputCapacity);
+}
 
 std::unique_ptr<Stream> Stream::connect(event_base* base, const SocketAddress& to,
                                         std::string* error) {

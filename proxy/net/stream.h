@@ -88,9 +88,9 @@ class Stream final : public ByteStream {
   // a malloc for every reply. Emptied (its capacity kept, up to kKeepOutputCapacity) once sent.
   std::string output_;
   std::size_t outSent_ = 0;
-  EventPtr readEvent_;
-  EventPtr writeEvent_;
-  EventPtr flushEvent_;
+  InlineEvent readEvent_;
+  InlineEvent writeEvent_;
+  InlineEvent flushEvent_;
   std::size_t readLimit_ = 64 * 1024;
   bool connecting_ = false;
   bool reading_ = false;
