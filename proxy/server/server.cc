@@ -680,11 +680,13 @@ void Server::whenUpstreamKnown(Session* session, std::function<void()> ready) {
 }
 
 void Server::wakeCapsWaiters() {
-  // One at a time from the front: a woken session may close, and sessionClosed takes it out.
-  while (!capsWaiters_.empty()) {
-    auto ready = std::move(capsWaiters_.front().second);
-    capsWaiters_.erase(capsWaiters_.begin());
-    ready();
+  // In arrival order, the whole list taken at once (linear however many wait). A woken session
+  // may close another one that waits (sessionClosed takes it out of sessions_ at once, and its
+  // object is freed only from the loop): that one is skipped.
+  std::vector<std::pair<Session*, std::function<void()>>> waking;
+  waking.swap(capsWaiters_);
+  for (auto& [session, ready] : waking) {
+    if (sessions_.contains(session)) ready();
   }
 }
 
