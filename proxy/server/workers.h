@@ -2,8 +2,9 @@
 // Workers: `workers: N` event-loop threads, each a Server of its own (listeners bound with
 // SO_REUSEPORT, sessions, MTA pool and probe, DNS resolver and cache, filter services), so that
 // a worker touches nothing another one does on the data path. Shared, and thread-safe: the
-// config snapshot (immutable), the stats (relaxed atomics), the refusal ring and the
-// ConnectionTable (one mutex, at accept and close: the connection limits stay exact).
+// config snapshot (immutable), the stats (per-thread cells, merged when read), the refusal
+// ring and the ConnectionTable (one mutex, at accept and close: the connection limits stay
+// exact).
 // Worker 0 is the caller's own loop: it takes the signals and passes the drain and a reload on
 // (LoopInbox), and main puts the admin endpoint and the milter on it. start() binds every
 // worker's listeners on the calling thread (before the privilege drop); run() starts the
