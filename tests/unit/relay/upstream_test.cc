@@ -307,6 +307,16 @@ class UpstreamMessageTest : public ::testing::Test {
   UpstreamResult send(Upstream& up, const Spool& spool, MessageHead head) {
     return wait([&](auto cb) { up.sendMessage(spool, std::move(head), cb); });
   }
+  // What a reply that came before the whole message was sent must give: a refusal ("552 ...")
+  // is relayed, anything else is a protocol failure.
+  static void expectEarlyReplyOutcome(const UpstreamResult& r, const std::string& reply) {
+    if (reply.starts_with("552")) {
+      ASSERT_TRUE(r.ok()) << r.detail;
+      EXPECT_EQ(r.reply->code(), 552);
+    } else {
+      EXPECT_EQ(r.failure, UpstreamFailure::kProtocol) << r.detail;
+    }
+  }
 
   EventBasePtr base_;
   EventDispatcher dispatcher_;
@@ -432,13 +442,7 @@ TEST_F(UpstreamMessageTest, ReplyBeforeTheChunkIsSent) {
     Spool spool(32 << 20, "/tmp");
     spool.append(body.data(), body.size());
     ASSERT_TRUE(spool.finish());
-    const UpstreamResult r = send(up, spool, MessageHead{});
-    if (reply.starts_with("552")) {
-      ASSERT_TRUE(r.ok()) << r.detail;
-      EXPECT_EQ(r.reply->code(), 552);
-    } else {
-      EXPECT_EQ(r.failure, UpstreamFailure::kProtocol) << r.detail;
-    }
+    expectEarlyReplyOutcome(send(up, spool, MessageHead{}), reply);
     EXPECT_TRUE(up.broken());
   }
 }
@@ -462,13 +466,7 @@ TEST_F(UpstreamMessageTest, ReplyToTheEndOfAMessageStillInOurOutput) {
       Spool spool(1 << 20, "/tmp");
       spool.append(body.data(), body.size());
       ASSERT_TRUE(spool.finish());
-      const UpstreamResult r = send(up, spool, MessageHead{});
-      if (reply.starts_with("552")) {
-        ASSERT_TRUE(r.ok()) << r.detail;
-        EXPECT_EQ(r.reply->code(), 552);
-      } else {
-        EXPECT_EQ(r.failure, UpstreamFailure::kProtocol) << r.detail;
-      }
+      expectEarlyReplyOutcome(send(up, spool, MessageHead{}), reply);
       EXPECT_TRUE(up.broken()) << "never reused with part of a message still to send";
     }
   }
