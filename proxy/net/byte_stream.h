@@ -6,7 +6,6 @@
 // Callbacks run from the event loop, never inside a ByteStream method. An owner that is done
 // with a stream inside one of its callbacks hands it to Dispatcher::deferredDelete.
 
-#include <event2/buffer.h>
 #include <openssl/ssl.h>
 
 #include <cstddef>
@@ -16,6 +15,7 @@
 #include <string_view>
 
 #include "proxy/base/dispatcher.h"
+#include "proxy/net/input_buffer.h"
 
 namespace portcullis {
 
@@ -42,7 +42,7 @@ class ByteStream {
   virtual void setCallbacks(Callbacks callbacks) = 0;
   virtual void start() = 0;  // begin reading (and, for a connect, wait for the connection)
 
-  virtual evbuffer* input() = 0;
+  virtual InputBuffer& input() = 0;
   virtual void write(std::string_view data) = 0;
   virtual std::size_t pendingOutput() const = 0;
   // Stop reading while input() holds at least this much; updateReading() re-evaluates after

@@ -4,12 +4,14 @@
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -49,7 +51,6 @@ void setNoDelay(evutil_socket_t fd) {
 Stream::Stream(event_base* base, evutil_socket_t fd)
     : base_(base),
       fd_(fd),
-      input_(evbuffer_new()),
       readEvent_(base, fd, EV_READ | EV_PERSIST, &Stream::onReadable, this),
       writeEvent_(base, fd, EV_WRITE | EV_PERSIST, &Stream::onWritable, this),
       flushEvent_(base, -1, 0, &Stream::onFlush, this) {
@@ -86,8 +87,6 @@ Stream::~Stream() {
   }
 }
 
-evbuffer* Stream::input() { return tls_ ? bufferevent_get_input(tls_.get()) : input_.get(); }
-
 void Stream::setCallbacks(Callbacks callbacks) { cb_ = std::move(callbacks); }
 
 void Stream::start() {
@@ -120,9 +119,23 @@ void Stream::write(std::string_view data) {
 }
 
 void Stream::updateReading() {
-  if (tls_ || tlsPending_) return;  // the bufferevent's read watermark does this
-  const bool want = !closed_ && !eof_ && !connecting_ && !stopped_ &&
-                    evbuffer_get_length(input_.get()) < readLimit_;
+  if (tlsPending_) return;  // beginTls decides
+  if (tls_) {
+    const bool want = !closed_ && !stopped_ && input_.size() < readLimit_;
+    if (want == reading_) return;
+    reading_ = want;
+    if (!want) {
+      bufferevent_disable(tls_.get(), EV_READ);
+      return;
+    }
+    bufferevent_enable(tls_.get(), EV_READ);
+    // What OpenSSL decrypted before reading was switched off and libevent has not taken yet
+    // (the rest of a record) is announced by no socket event: libevent's read handler is run
+    // once from the loop to take it (its events are public: event2/bufferevent_struct.h).
+    event_active(&tls_->ev_read, EV_READ, 1);
+    return;
+  }
+  const bool want = !closed_ && !eof_ && !connecting_ && !stopped_ && input_.size() < readLimit_;
   if (want && !reading_) {
     event_add(readEvent_.get(), nullptr);
     reading_ = true;
@@ -134,10 +147,6 @@ void Stream::updateReading() {
 
 void Stream::stopReading() {
   stopped_ = true;
-  if (tls_) {
-    bufferevent_disable(tls_.get(), EV_READ);
-    return;
-  }
   updateReading();
 }
 
@@ -177,13 +186,21 @@ void Stream::onReadable(evutil_socket_t, short, void* self) {
 }
 
 void Stream::readSome() {
-  // One scratch buffer for every stream, copied into input() by size: reserving kReadChunk in
-  // the evbuffer itself allocated and freed a 32 KiB chain for every 6-byte "QUIT\r\n".
+  // One scratch buffer for every stream of the thread. Into an empty input it is lent for the
+  // owner's callback, and only what the owner leaves is copied (InputBuffer); a callback never
+  // reads another stream, so the scratch is not reused while lent.
   thread_local char scratch[kReadChunk];
   const ssize_t n = ::read(fd_, scratch, sizeof scratch);
   if (n > 0) {
-    evbuffer_add(input_.get(), scratch, static_cast<std::size_t>(n));
+    const std::string_view got(scratch, static_cast<std::size_t>(n));
+    const bool lend = input_.empty();
+    if (lend) {
+      input_.lend(got);
+    } else {
+      input_.append(got);
+    }
     if (!detached_ && cb_.onRead) cb_.onRead();
+    if (lend) input_.endLoan();
     updateReading();
     return;
   }
@@ -297,15 +314,10 @@ SSL* Stream::ssl() const { return tls_ ? bufferevent_openssl_get_ssl(tls_.get())
 void Stream::startTls(SSL* ssl, bool server, PreTlsInput pre) {
   pendingSsl_ = ssl;
   tlsServer_ = server;
-  const std::size_t unread = evbuffer_get_length(input_.get());
-  if (pre == PreTlsInput::kKeep && unread > 0) {
-    tlsPrefix_.resize(unread);
-    evbuffer_remove(input_.get(), tlsPrefix_.data(), unread);
-  } else {
-    // Plaintext that arrived after the STARTTLS command (or after the server's 220) is thrown
-    // away, never fed to the TLS session (CVE-2011-0411).
-    evbuffer_drain(input_.get(), unread);
-  }
+  if (pre == PreTlsInput::kKeep) tlsPrefix_ = input_.view();
+  // Otherwise plaintext that arrived after the STARTTLS command (or after the server's 220) is
+  // thrown away, never fed to the TLS session (CVE-2011-0411).
+  input_.clear();
   if (reading_) {
     event_del(readEvent_.get());
     reading_ = false;
@@ -348,13 +360,25 @@ void Stream::beginTls() {
   tls_.reset(bev);
   bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
   bufferevent_setcb(bev, &Stream::onTlsRead, &Stream::onTlsWrite, &Stream::onTlsEvent, this);
+  // Each of libevent's reads is bounded by its watermark (deliverTlsInput empties its input).
   bufferevent_setwatermark(bev, EV_READ, 0, readLimit_);
-  bufferevent_enable(bev, stopped_ ? EV_WRITE : (EV_READ | EV_WRITE));
+  reading_ = !stopped_;
+  bufferevent_enable(bev, reading_ ? (EV_READ | EV_WRITE) : EV_WRITE);
 }
 
-void Stream::onTlsRead(bufferevent*, void* self) {
-  auto* s = static_cast<Stream*>(self);
-  if (!s->detached_ && s->cb_.onRead) s->cb_.onRead();
+void Stream::onTlsRead(bufferevent*, void* self) { static_cast<Stream*>(self)->deliverTlsInput(); }
+
+void Stream::deliverTlsInput() {
+  // All of it, as a plain read may overshoot the limit by one read: libevent's reads are
+  // bounded by its own watermark (the same limit) and a record; updateReading then stops them.
+  evbuffer* in = bufferevent_get_input(tls_.get());
+  evbuffer_iovec v{};
+  while (evbuffer_peek(in, -1, nullptr, &v, 1) >= 1 && v.iov_len > 0) {
+    input_.append(std::string_view(static_cast<const char*>(v.iov_base), v.iov_len));
+    evbuffer_drain(in, v.iov_len);
+  }
+  if (!detached_ && cb_.onRead) cb_.onRead();
+  updateReading();
 }
 
 void Stream::onTlsWrite(bufferevent*, void* self) {

@@ -43,7 +43,7 @@ class Stream final : public ByteStream {
 
   void setCallbacks(Callbacks callbacks) override;
   void start() override;
-  evbuffer* input() override;
+  InputBuffer& input() override { return input_; }
   void write(std::string_view data) override;
   std::size_t pendingOutput() const override;
   void setReadLimit(std::size_t bytes) override { readLimit_ = bytes; }
@@ -73,6 +73,7 @@ class Stream final : public ByteStream {
   static void onTlsEvent(bufferevent*, short what, void* self);
 
   void readSome();
+  void deliverTlsInput();
   void flush();
   void fail(Event e, std::string detail);
   void beginTls();
@@ -82,7 +83,8 @@ class Stream final : public ByteStream {
   event_base* base_;
   evutil_socket_t fd_;
   Callbacks cb_;
-  EvbufferPtr input_;
+  // Plain TCP and TLS alike: over TLS the bufferevent's input is moved here as it comes.
+  InputBuffer input_;
   // Plain TCP: what write() queued, sent from outSent_ on. A string, not an evbuffer, because
   // an evbuffer frees its last chain whenever it drains and allocates one at the next write:
   // a malloc for every reply. Emptied (its capacity kept, up to kKeepOutputCapacity) once sent.

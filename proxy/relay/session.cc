@@ -3,8 +3,6 @@
 
 #include "proxy/relay/session.h"
 
-#include <event2/buffer.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -176,10 +174,8 @@ void Session::start() {
 }
 
 void Session::readProxyHeader() {
-  evbuffer* in = stream_->input();
-  const std::size_t avail = std::min<std::size_t>(evbuffer_get_length(in), 1100);
-  const auto* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(avail)));
-  const ProxyHeader h = parseProxyHeader(std::string_view(p, avail));
+  InputBuffer& in = stream_->input();
+  const ProxyHeader h = parseProxyHeader(in.view().substr(0, 1100));
   if (h.status == ProxyHeader::Status::kNeedMore) return;
   timer_.stop();
   if (h.status == ProxyHeader::Status::kError) {
@@ -189,7 +185,7 @@ void Session::readProxyHeader() {
     finalize();
     return;
   }
-  evbuffer_drain(in, h.consumed);
+  in.drain(h.consumed);
   if (!h.local) {
     const std::string before = view_.client.address;
     peer_ = h.source;
@@ -272,10 +268,9 @@ void Session::runConnectStage() {
 
 void Session::maybeGreet() {
   if (!opening_.connectDone || !opening_.delayDone || phase_ != Phase::kStarting) return;
-  evbuffer* in = stream_->input();
-  if (evbuffer_get_length(in) > 0) {
+  if (const std::size_t early = stream_->input().size(); early > 0) {
     // RFC 5321 3.1 / 4.3.1: the client must wait for the greeting (postscreen's PREGREET).
-    spdlog::info("{} event=pregreet octets={}", view_.id, evbuffer_get_length(in));
+    spdlog::info("{} event=pregreet octets={}", view_.id, early);
     reply(*Reply::make(554, "5.5.1",
                        {"Error: SMTP protocol synchronization (command sent before greeting)"}),
           "CONNECT", ReplySource::local("pregreet: command sent before the greeting"));
@@ -318,7 +313,7 @@ void Session::onReadable() {
       skipInput();
       break;
     case Phase::kClosing:
-      evbuffer_drain(stream_->input(), evbuffer_get_length(stream_->input()));
+      stream_->input().clear();
       break;
     default:
       break;  // pipelined input waits (bounded by the stream's read limit)
@@ -328,7 +323,7 @@ void Session::onReadable() {
 void Session::onDrained() {
   if (phase_ == Phase::kClosing) {
     if (pipe_.closeWaiting) return;  // owed replies are still to come
-    if ((summary_.quitSeen() || stream_->eof()) && evbuffer_get_length(stream_->input()) == 0) {
+    if ((summary_.quitSeen() || stream_->eof()) && stream_->input().empty()) {
       // After QUIT, or after the client's FIN, nothing is unread: a plain close cannot turn
       // into a reset.
       finalize();
@@ -451,7 +446,7 @@ void Session::tlsReady() {
 void Session::processInput() {
   if (input_.processing) return;
   input_.processing = true;
-  evbuffer* in = stream_->input();
+  InputBuffer& in = stream_->input();
   while (phase_ == Phase::kIdle) {
     if (stream_->pendingOutput() > kOutputHighWater) {
       input_.outputBlocked = true;  // the client is not reading its replies; onDrained resumes
@@ -467,22 +462,19 @@ void Session::processInput() {
             ReplySource::local("too many errors (limits.max_errors)"));
       break;
     }
-    const std::size_t avail = evbuffer_get_length(in);
+    const std::string_view unread = in.view();
+    const std::size_t avail = unread.size();
     if (avail == 0) break;
-    const std::size_t want = std::min(avail, kMaxCommandLine);
-    const auto* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(want)));
-    const LineScan scan = scanLine(std::string_view(p, want));
+    const LineScan scan = scanLine(unread.substr(0, kMaxCommandLine));
     if (scan.status == LineScan::Status::kNeedMore) break;
     if (scan.status == LineScan::Status::kTooLong) {
       // RFC 5321 4.5.3.1.4: at most 512 octets with the CRLF (4.5.3.1.10: "500 Line too long").
-      const std::size_t window = std::min(avail, kMaxUnterminatedLine);
-      const auto* w =
-          reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(window)));
-      const void* lf = std::memchr(w, '\n', window);
-      if (lf == nullptr && avail < kMaxUnterminatedLine) break;  // it may still end in time
-      verb_ = verbForSummary(std::string_view(w, window));
+      const std::string_view window = unread.substr(0, kMaxUnterminatedLine);
+      const std::size_t lf = window.find('\n');
+      if (lf == std::string_view::npos && avail < kMaxUnterminatedLine) break;  // may still end
+      verb_ = verbForSummary(window);
       timer_.stop();
-      if (lf == nullptr) {
+      if (lf == std::string_view::npos) {
         // X.5.6 is the enhanced code RFC 4954 registered for an over-long line (there, of an
         // AUTH exchange); RFC 3463 has none for a command line.
         spdlog::info("{} event=line-too-long octets={} action=close", view_.id, avail);
@@ -491,7 +483,7 @@ void Session::processInput() {
         close(SessionSummary::ClosedBy::kServer, "command line without a line end");
         break;
       }
-      evbuffer_drain(in, static_cast<std::size_t>(static_cast<const char*>(lf) - w) + 1);
+      in.drain(lf + 1);
       reply(*Reply::make(500, "5.5.2", {"Error: line too long"}), verb_,
             ReplySource::local("command line over 512 octets"));
       commandDone();
@@ -499,7 +491,7 @@ void Session::processInput() {
     }
     const std::string line(scan.line);
     const bool bareLf = scan.status == LineScan::Status::kBareLf;
-    evbuffer_drain(in, scan.consumed);
+    in.drain(scan.consumed);
     timer_.stop();
     verb_ = verbForSummary(line);
     if (bareLf) {
@@ -516,17 +508,17 @@ void Session::processInput() {
     // The client half-closed and every command it sent in full is answered: the end. An
     // unfinished line left in the input is dropped unanswered.
     close(SessionSummary::ClosedBy::kClient,
-          evbuffer_get_length(in) > 0 ? "client disconnected mid-command" : "client disconnected");
+          in.empty() ? "client disconnected" : "client disconnected mid-command");
     return;
   }
   if (phase_ != Phase::kFinished) stream_->updateReading();
 }
 
 void Session::skipInput() {
-  evbuffer* in = stream_->input();
-  const std::size_t n = static_cast<std::size_t>(
-      std::min<std::uint64_t>(evbuffer_get_length(in), input_.skipRemaining));
-  evbuffer_drain(in, n);
+  InputBuffer& in = stream_->input();
+  const std::size_t n =
+      static_cast<std::size_t>(std::min<std::uint64_t>(in.size(), input_.skipRemaining));
+  in.drain(n);
   input_.skipRemaining -= n;
   if (input_.skipRemaining > 0) return;
   commandDone();
@@ -584,8 +576,7 @@ void Session::emit(const Reply& r) {
 }
 
 bool Session::mayPipeline() const {
-  return config_->upstream.pipelining && evbuffer_get_length(stream_->input()) > 0 &&
-         phase_ == Phase::kBusy;
+  return config_->upstream.pipelining && !stream_->input().empty() && phase_ == Phase::kBusy;
 }
 
 std::uint64_t Session::owe() {
@@ -710,7 +701,7 @@ void Session::close(SessionSummary::ClosedBy who, std::string reason) {
   enter(Phase::kClosing);
   summary_.closed(who, std::move(reason));
   enter(SmtpState::kClosed);
-  evbuffer_drain(stream_->input(), evbuffer_get_length(stream_->input()));
+  stream_->input().clear();
   pipe_.held.reset();
   timer_.start(kLingerTime);  // bounded: a client that never reads cannot hold us
   if (pipe_.awaiting > 0) {

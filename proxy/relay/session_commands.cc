@@ -1,7 +1,6 @@
 // Session: the command table and its handlers (EHLO/HELO, MAIL, RCPT, RSET, NOOP, VRFY, HELP,
 // QUIT, STARTTLS), and what the session does when the MTA fails.
 
-#include <event2/buffer.h>
 
 #include <algorithm>
 #include <array>

@@ -2,8 +2,6 @@
 // stages, then hand the message to the MTA and relay its reply. The client's 250 is only ever
 // the MTA's own 250 to this message (or a discard verdict's deliberate 250).
 
-#include <event2/buffer.h>
-
 #include <ctime>
 
 #include "portcullis/reply.h"
@@ -34,13 +32,10 @@ void Session::onData(const Command&) {
 }
 
 void Session::feedData() {
-  evbuffer* in = stream_->input();
-  while (phase_ == Phase::kData) {
-    evbuffer_iovec v{};
-    if (evbuffer_peek(in, -1, nullptr, &v, 1) < 1 || v.iov_len == 0) break;
-    const DataFramer::Result r = txn_->framer->feed(
-        std::string_view(static_cast<const char*>(v.iov_base), v.iov_len), *txn_->spool);
-    evbuffer_drain(in, r.consumed);
+  InputBuffer& in = stream_->input();
+  while (phase_ == Phase::kData && !in.empty()) {
+    const DataFramer::Result r = txn_->framer->feed(in.view(), *txn_->spool);
+    in.drain(r.consumed);
     if (r.ended) {
       endOfData();
       return;

@@ -2,7 +2,6 @@
 
 #include "proxy/relay/upstream.h"
 
-#include <event2/buffer.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -302,38 +301,29 @@ void Upstream::onStreamEvent(ByteStream::Event event, const std::string& detail)
 
 void Upstream::readReplies() {
   ByteStream* const stream = stream_.get();
-  evbuffer* in = stream->input();
-  char line[Reply::kMaxLineLength];
-  while (evbuffer_get_length(in) > 0) {
+  InputBuffer& in = stream->input();
+  while (!in.empty()) {
     // A reply to BDAT may come while we still write the chunk (handleReply decides).
     const bool waiting =
         state_ == State::kOpening || state_ == State::kBusy || (state_ == State::kSending && bdat_);
     if (!waiting) {
-      char peek[64];
-      const auto n = evbuffer_copyout(in, peek, sizeof peek);
-      fail(UpstreamFailure::kProtocol,
-           "unsolicited data from MTA: " +
-               logValue(std::string_view(peek, n > 0 ? static_cast<std::size_t>(n) : 0), 64));
+      fail(UpstreamFailure::kProtocol, "unsolicited data from MTA: " + logValue(in.view(), 64));
       return;
     }
-    std::size_t eolLen = 0;
-    const evbuffer_ptr eol = evbuffer_search_eol(in, nullptr, &eolLen, EVBUFFER_EOL_LF);
-    if (eol.pos < 0) {
-      if (evbuffer_get_length(in) >= sizeof line)
+    const std::string_view unread = in.view();
+    const std::size_t lf = unread.substr(0, Reply::kMaxLineLength).find('\n');
+    if (lf == std::string_view::npos) {
+      if (unread.size() >= Reply::kMaxLineLength)
         fail(UpstreamFailure::kProtocol, "reply line too long");
       return;  // wait for the rest of the line
     }
-    const auto len = static_cast<std::size_t>(eol.pos);
-    if (len + 1 > sizeof line) {
-      fail(UpstreamFailure::kProtocol, "reply line too long");
-      return;
-    }
-    evbuffer_remove(in, line, len + 1);
-    if (len == 0 || line[len - 1] != '\r') {
+    if (lf == 0 || unread[lf - 1] != '\r') {
       fail(UpstreamFailure::kProtocol, "reply line without CRLF");
       return;
     }
-    const auto status = parser_.feed(std::string_view(line, len - 1));
+    const std::string_view line = unread.substr(0, lf - 1);
+    const auto status = parser_.feed(line);
+    in.drain(lf + 1);  // the parser keeps what it needs of the line
     if (status == ReplyParser::Status::kError) {
       fail(UpstreamFailure::kProtocol, "garbage reply: " + parser_.error());
       return;
@@ -343,7 +333,7 @@ void Upstream::readReplies() {
     // Bytes after a complete reply answer nothing we asked, unless pipelined commands await
     // theirs. After the 220 to STARTTLS they are discarded instead (ByteStream::startTls), never
     // read as replies: the mirror image of the STARTTLS command-injection attack.
-    if (evbuffer_get_length(in) > 0 && pipelined_.empty() &&
+    if (!in.empty() && pipelined_.empty() &&
         !(expect_ == Expect::kStartTls && reply.code() == 220)) {
       fail(UpstreamFailure::kProtocol,
            "unsolicited data after reply " + std::to_string(reply.code()));

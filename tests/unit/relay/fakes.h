@@ -4,8 +4,6 @@
 // (FakeHost) that owns the session the way the Server does, all on a ManualDispatcher. No
 // sockets, no root, no Postfix, no real time.
 
-#include <event2/buffer.h>
-
 #include <algorithm>
 #include <deque>
 #include <map>
@@ -64,7 +62,6 @@ class FakeStream final : public ByteStream {
  public:
   FakeStream(Dispatcher& d, ClientSide& client)
       : client_(client),
-        input_(evbuffer_new()),
         read_(d,
               [this] {
                 if (!detached_ && cb_.onRead) cb_.onRead();
@@ -82,7 +79,7 @@ class FakeStream final : public ByteStream {
 
   void deliver(std::string_view bytes) {
     if (eof_) return;
-    evbuffer_add(input_.get(), bytes.data(), bytes.size());
+    input_.append(bytes);
     if (reading_) read_.schedule();
   }
   void finish() {
@@ -92,7 +89,7 @@ class FakeStream final : public ByteStream {
 
   void setCallbacks(Callbacks callbacks) override { cb_ = std::move(callbacks); }
   void start() override { reading_ = true; }
-  evbuffer* input() override { return input_.get(); }
+  InputBuffer& input() override { return input_; }
   void write(std::string_view data) override {
     if (client_.shutdown) return;
     client_.output.append(data);
@@ -116,7 +113,7 @@ class FakeStream final : public ByteStream {
  private:
   ClientSide& client_;
   Callbacks cb_;
-  EvbufferPtr input_;
+  InputBuffer input_;
   DeferredCall read_;
   DeferredCall drained_;
   DeferredCall eofCall_;
