@@ -1,7 +1,6 @@
 // Session: the command table and its handlers (EHLO/HELO, MAIL, RCPT, RSET, NOOP, VRFY, HELP,
 // QUIT, STARTTLS), and what the session does when the MTA fails.
 
-
 #include <algorithm>
 #include <array>
 #include <charconv>
