@@ -10,7 +10,6 @@
 // the Stream: its owner lets go of it through Dispatcher::deferredDelete (DESIGN: one lifetime
 // idiom), so the Stream may go on touching itself after a callback returns.
 
-#include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 
 #include "proxy/admin/refusal_ring.h"
 #include "proxy/base/log.h"
