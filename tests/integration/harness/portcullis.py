@@ -8,8 +8,9 @@
 
 The config is the test defaults deep-merged with `config` (dicts merge, everything else
 replaces) and written as JSON into portcullis.yaml (JSON is YAML). Defaults: listen on a free
-127.0.0.1 port, spool in the temp dir, log.level debug, timeouts.shutdown 5s, dns.servers on an
-unused loopback port so the system resolver is never used. The binary is $PORTCULLIS_BIN, else <repo>/build/portcullis.
+127.0.0.1 port, spool in the temp dir, log.level debug, timeouts.shutdown 5s,
+upstream.connect_timeout 30s, dns.servers on an unused loopback port so the system resolver is
+never used. The binary is $PORTCULLIS_BIN, else <repo>/build/portcullis.
 Readiness means every configured listen port is in LISTEN state (/proc/net/tcp), so no probe
 connection ever shows up as a session.
 """
@@ -133,6 +134,10 @@ class Portcullis(Fixture):
             "upstream": {
                 "address": _address_of(self.upstream) or f"127.0.0.1:{free_port()}",
                 "identity": "xclient",
+                # Three times the default: twice in CI, on a loaded machine, a MAIL that opens the
+                # connection to Postfix went unanswered for 10 s (cause not found). A test of
+                # the timeout itself sets its own.
+                "connect_timeout": "30s",
             },
             "spool": {"directory": os.path.join(tmp, "spool")},
             "log": {"level": "debug"},

@@ -26,7 +26,10 @@ class SmtpProtocolError(AssertionError):
 
 
 class RawClient:
-    def __init__(self, host="127.0.0.1", port=25, timeout=10.0, source_address=None):
+    # A reply's default wait is longer than the Portcullis fixture's upstream.connect_timeout
+    # (30 s): a Postfix slow to greet on a loaded machine gives a late reply, or portcullis's own
+    # 451, never a client that gave up first and says nothing of why.
+    def __init__(self, host="127.0.0.1", port=25, timeout=45.0, source_address=None):
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=source_address)

@@ -31,13 +31,15 @@ class HarnessTestCase(unittest.TestCase):
         return certs
 
     def _failed(self):
+        """Whether this test has failed or errored so far. Read from the result, where unittest
+        records each error as it happens: the outcome's `success` cannot be used here, as
+        Python 3.11+ resets it to True for every part (setUp, the test, each cleanup)."""
         outcome = getattr(self, "_outcome", None)
-        if outcome is None:
+        result = getattr(outcome, "result", None)
+        if result is None:
             return False
-        if hasattr(outcome, "success"):
-            return not outcome.success
-        errors = getattr(outcome, "errors", [])  # Python < 3.11
-        return any(exc_info for _, exc_info in errors)
+        return any(getattr(test, "test_case", test) is self  # a subTest names its test_case
+                   for test, _ in list(result.errors) + list(result.failures))
 
     def _report_if_failed(self, fixture):
         if not self._failed():
