@@ -488,7 +488,8 @@ void Session::processInput() {
       commandDone();
       continue;
     }
-    const std::string line(scan.line);
+    input_.line.assign(scan.line);
+    const std::string_view line = input_.line;
     const bool bareLf = scan.status == LineScan::Status::kBareLf;
     in.drain(scan.consumed);
     timer_.stop();

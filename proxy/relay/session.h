@@ -116,6 +116,9 @@ class Session {
     bool lingering = false;      // closing: waiting for the client to read our last words
     int errors = 0;
     std::uint64_t skipRemaining = 0;  // BDAT chunk octets still to discard
+    // The command being handled, copied out of the input (a read during its handling may move
+    // the input's storage); kept from one command to the next, so the copy allocates once.
+    std::string line;
   };
   // Pipelining towards the MTA (RFC 2920). When the client has sent more commands and the MTA
   // pipelines, a MAIL or RCPT is released once it is written: the session goes on to the next

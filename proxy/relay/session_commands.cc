@@ -365,7 +365,8 @@ void Session::onRset(const Command&) {
 
 void Session::onQuit(const Command&) {
   summary_.quit();
-  reply(localReply(221, "2.0.0", "Bye"), "QUIT");
+  static thread_local const Reply kBye = localReply(221, "2.0.0", "Bye");
+  reply(kBye, "QUIT");
   close(SessionSummary::ClosedBy::kClient, "");
 }
 

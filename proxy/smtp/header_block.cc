@@ -16,6 +16,7 @@ bool nameChar(unsigned char c) { return c > 32 && c < 127 && c != ':'; }
 bool wsp(unsigned char c) { return c == ' ' || c == '\t'; }
 
 constexpr std::size_t kTypicalFields = 16;
+constexpr std::size_t kFirstValueCapacity = 64;
 
 class Parser {
  public:
@@ -104,6 +105,9 @@ class Parser {
 
   bool append(std::string& s, unsigned char c) {
     if (s.size() < kMaxHeaderValue) {
+      // Past the string's inline storage, room for a typical value at once (a Date or a
+      // Message-ID is 30 to 60 octets): one allocation where doubling from 15 would take two.
+      if (s.size() == s.capacity()) s.reserve(std::max(kFirstValueCapacity, 2 * s.capacity()));
       s.push_back(static_cast<char>(c));
     } else {
       fieldTruncated_ = true;
