@@ -249,6 +249,9 @@ class Session {
   Pipeline pipe_;
   Flags flags_;
   std::string verb_;  // the command being answered, for the transcript
+  // The MAIL or RCPT line for the MTA while the command's filters run (one at a time; it is
+  // handed on, and copied or written, before the next command is read). Storage reused.
+  std::string envelopeLine_;
   Dispatcher::Clock::time_point started_;
   SessionSummary summary_;
 };

@@ -213,14 +213,15 @@ void Session::onMail(const Command& c) {
   txn_->discard = flags_.discardSession;
   txn_->discardBy = flags_.discardBy;
 
-  chain_->run(Stage::kMailFrom, view_, [this, line = mailCommandLine(c)](const ChainOutcome& o) {
+  writeEnvelopeCommandLine(c, envelopeLine_);
+  chain_->run(Stage::kMailFrom, view_, [this](const ChainOutcome& o) {
     if (o.kind == VerdictKind::kReject || o.kind == VerdictKind::kTempfail) {
       reply(*o.reply, "MAIL", ReplySource::filterVerdict(o.filter, o.reason));  // logs from=
       endTransaction();
       commandDone();
       return;
     }
-    applyOutcome(o, "MAIL", [this, &line] {
+    applyOutcome(o, "MAIL", [this] {
       if (txn_->discard) {
         reply(localReply(250, "2.1.0", "Ok"), "MAIL");
         enter(SmtpState::kMail);
@@ -228,7 +229,7 @@ void Session::onMail(const Command& c) {
         return;
       }
       link_.mail(
-          line,
+          envelopeLine_,
           [this](const UpstreamResult& r) {
             if (!pipe_.mailSlot) {
               mailReplied(r, false);
@@ -314,45 +315,45 @@ void Session::onRcpt(const Command& c) {
   view_.envelope.currentRecipientParams.clear();
   for (const auto& p : c.params) view_.envelope.currentRecipientParams.push_back(p.wire());
 
-  chain_->run(Stage::kRcptTo, view_,
-              [this, line = rcptCommandLine(c), address = c.address](const ChainOutcome& o) {
-                if (!txn_) {
-                  // A pipelined MAIL was refused while this RCPT's filters ran: whatever they
-                  // said (a discard would otherwise fall on the whole session), no transaction.
-                  refuseOrphanRcpt(address);
-                  commandDone();
-                  return;
-                }
-                applyOutcome(
-                    o, "RCPT",
-                    [this, &line, &address] {
-                      if (txn_->discard) {
-                        view_.envelope.recipients.push_back(address);
-                        view_.envelope.currentRecipient.clear();
-                        reply(localReply(250, "2.1.5", "Ok"), "RCPT",
-                              ReplySource::local("transaction discarded", address));
-                        enter(SmtpState::kRcpt);
-                        commandDone();
-                        return;
-                      }
-                      const Transaction* const txn = txn_.get();
-                      if (!(mayPipeline() && link_.canPipeline())) {
-                        link_.rcpt(line, [this, address, txn](const UpstreamResult& r) {
-                          rcptReplied(r, address, false, txn);
-                        });
-                        return;
-                      }
-                      // Released: counted now (max_recipients sees it), answered in its turn.
-                      const std::uint64_t slot = owe();
-                      view_.envelope.recipients.push_back(address);
-                      view_.envelope.currentRecipient.clear();
-                      link_.rcpt(line, [this, address, txn, slot](const UpstreamResult& r) {
-                        settle(slot, [&] { rcptReplied(r, address, true, txn); });
-                      });
-                      commandDone();
-                    },
-                    address);
-              });
+  writeEnvelopeCommandLine(c, envelopeLine_);
+  chain_->run(Stage::kRcptTo, view_, [this, address = c.address](const ChainOutcome& o) {
+    if (!txn_) {
+      // A pipelined MAIL was refused while this RCPT's filters ran: whatever they
+      // said (a discard would otherwise fall on the whole session), no transaction.
+      refuseOrphanRcpt(address);
+      commandDone();
+      return;
+    }
+    applyOutcome(
+        o, "RCPT",
+        [this, &address] {
+          if (txn_->discard) {
+            view_.envelope.recipients.push_back(address);
+            view_.envelope.currentRecipient.clear();
+            reply(localReply(250, "2.1.5", "Ok"), "RCPT",
+                  ReplySource::local("transaction discarded", address));
+            enter(SmtpState::kRcpt);
+            commandDone();
+            return;
+          }
+          const Transaction* const txn = txn_.get();
+          if (!(mayPipeline() && link_.canPipeline())) {
+            link_.rcpt(envelopeLine_, [this, address, txn](const UpstreamResult& r) {
+              rcptReplied(r, address, false, txn);
+            });
+            return;
+          }
+          // Released: counted now (max_recipients sees it), answered in its turn.
+          const std::uint64_t slot = owe();
+          view_.envelope.recipients.push_back(address);
+          view_.envelope.currentRecipient.clear();
+          link_.rcpt(envelopeLine_, [this, address, txn, slot](const UpstreamResult& r) {
+            settle(slot, [&] { rcptReplied(r, address, true, txn); });
+          });
+          commandDone();
+        },
+        address);
+  });
 }
 
 void Session::onRset(const Command&) {

@@ -106,15 +106,23 @@ void UpstreamLink::open(std::function<void()> then, Done onFailure) {
 
 void UpstreamLink::mail(const std::string& line, const Done& done,
                         const std::function<bool()>& pipelined) {
-  withConnection([this, line, done, pipelined] { sendMail(line, true, done, pipelined); }, done);
+  // Kept here, not in the callbacks below: they hold only `this`, and std::function stores
+  // that without an allocation (the line's storage is reused from one MAIL to the next).
+  mail_.line.assign(line);
+  mail_.done = done;
+  mail_.pipelined = pipelined;
+  withConnection([this] { sendMail(true); },
+                 [this](UpstreamResult r) { finishMail(std::move(r)); });
 }
 
-void UpstreamLink::sendMail(const std::string& line, bool mayRetry, const Done& done,
-                            const std::function<bool()>& pipelined) {
+void UpstreamLink::sendMail(bool mayRetry) {
   // A pooled connection the MTA closed while it sat idle shows up only now (with identity
   // none nothing was said on it yet): one retry on a fresh connection, unseen by the client.
   const bool pooled = conn_->reused() && !conn_->usedBySession();
   conn_->markUsedBySession();
+  // Only the first attempt may release the client's next commands (a retry never does).
+  std::function<bool()> pipelined;
+  pipelined.swap(mail_.pipelined);
   // Commands pipelined behind MAIL go down with it: then no retry. Only where a retry is
   // unlikely to be needed: not as the first word on a pooled connection, unless XCLIENT just
   // showed it alive.
@@ -122,17 +130,28 @@ void UpstreamLink::sendMail(const std::string& line, bool mayRetry, const Done& 
       pipelined && canPipeline() &&
       (!(pooled && mayRetry) || settings_.upstream.identity == IdentityMode::kXclient);
   mailReleased_ = false;
-  conn_->command(line, Expect::kMail, [this, line, mayRetry, pooled, done](UpstreamResult r) {
-    if (!r.ok() && pooled && mayRetry && !mailReleased_ && r.failure == UpstreamFailure::kClosed) {
-      spdlog::debug("{} event=pooled-connection-failed detail={}", id_, logValue(r.detail));
-      retire();
-      open([this, line, done] { sendMail(line, false, done, nullptr); }, done);
-      return;
-    }
-    if (r.ok()) transactionOpen_ = r.reply->isPositive();
-    done(std::move(r));
-  });
+  mail_.mayRetry = pooled && mayRetry;
+  conn_->command(mail_.line, Expect::kMail,
+                 [this](UpstreamResult r) { mailReplied(std::move(r)); });
   if (mayRelease) mailReleased_ = pipelined();
+}
+
+void UpstreamLink::mailReplied(UpstreamResult r) {
+  if (!r.ok() && mail_.mayRetry && !mailReleased_ && r.failure == UpstreamFailure::kClosed) {
+    spdlog::debug("{} event=pooled-connection-failed detail={}", id_, logValue(r.detail));
+    retire();
+    open([this] { sendMail(false); }, [this](UpstreamResult f) { finishMail(std::move(f)); });
+    return;
+  }
+  if (r.ok()) transactionOpen_ = r.reply->isPositive();
+  finishMail(std::move(r));
+}
+
+void UpstreamLink::finishMail(UpstreamResult r) {
+  // Taken out first: the session may send its next MAIL from inside (after a refusal).
+  Done done;
+  done.swap(mail_.done);
+  done(std::move(r));
 }
 
 bool UpstreamLink::canPipeline() const {

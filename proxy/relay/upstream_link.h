@@ -88,8 +88,9 @@ class UpstreamLink {
  private:
   void withConnection(std::function<void()> then, Done onFailure);
   void open(std::function<void()> then, Done onFailure);
-  void sendMail(const std::string& line, bool mayRetry, const Done& done,
-                const std::function<bool()>& pipelined);
+  void sendMail(bool mayRetry);
+  void mailReplied(UpstreamResult r);
+  void finishMail(UpstreamResult r);
   void keepalive();
   void retire();
   void adopt(std::unique_ptr<UpstreamConnection> conn);
@@ -106,6 +107,14 @@ class UpstreamLink {
   bool keepaliveOn_ = false;   // the client is sending DATA
   bool keepaliveInFlight_ = false;
   std::function<void()> afterKeepalive_;  // the message waits for the NOOP's reply
+  // The MAIL under way, from mail() to its reply.
+  struct PendingMail {
+    std::string line;                 // storage kept from one MAIL to the next
+    Done done;                        // taken out when called
+    std::function<bool()> pipelined;  // taken out by the first attempt
+    bool mayRetry = false;            // a stale pooled connection may be retried once
+  };
+  PendingMail mail_;
 };
 
 }  // namespace portcullis

@@ -365,16 +365,32 @@ ParseResult parseCommand(std::string_view line) {
   }
 }
 
+namespace {
+void writeCommandLine(std::string_view opening, const Command& c, std::string& out) {
+  out.assign(opening);
+  out += c.address;
+  out += '>';
+  for (const auto& p : c.params) {
+    out += ' ';
+    out += p.wire();
+  }
+}
+}  // namespace
+
 std::string mailCommandLine(const Command& c) {
-  std::string out = "MAIL FROM:<" + c.address + ">";
-  for (const auto& p : c.params) out += " " + p.wire();
+  std::string out;
+  writeCommandLine("MAIL FROM:<", c, out);
   return out;
 }
 
 std::string rcptCommandLine(const Command& c) {
-  std::string out = "RCPT TO:<" + c.address + ">";
-  for (const auto& p : c.params) out += " " + p.wire();
+  std::string out;
+  writeCommandLine("RCPT TO:<", c, out);
   return out;
+}
+
+void writeEnvelopeCommandLine(const Command& c, std::string& out) {
+  writeCommandLine(c.verb == Verb::kMail ? "MAIL FROM:<" : "RCPT TO:<", c, out);
 }
 
 LineScan scanLine(std::string_view input, std::size_t maxLine) {

@@ -78,6 +78,8 @@ ParseResult parseCommand(std::string_view line);
 // The canonical line we send upstream for MAIL / RCPT (no CRLF).
 std::string mailCommandLine(const Command& c);
 std::string rcptCommandLine(const Command& c);
+// The same for a MAIL or RCPT command (by its verb), written over `out`: its storage is reused.
+void writeEnvelopeCommandLine(const Command& c, std::string& out);
 
 // Cuts the next command line out of `input`.
 struct LineScan {
