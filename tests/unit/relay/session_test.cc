@@ -425,14 +425,14 @@ TEST(Session, AnAbandonedTransactionIsResetBeforeTheNextMail) {
 TEST(Session, AMailAfterARefusedOneGoesWithItsOwnLine) {
   // The refusal's callback is where the session reads the next MAIL: the line, the callback and
   // the retry state kept for the MTA are the new command's, with and without pipelining.
+  const std::string input =
+      kEhlo + kMail + "MAIL FROM:<second@example.org> SIZE=100\r\n" + kRcpt + "DATA\r\n" + kMessage;
   for (const bool pipelining : {false, true}) {
     SessionHarness h(Timing::kLater);
     h.mta().pipelining = pipelining;
     h.mta().script("MAIL", {std::string("550 5.7.1 sender refused"), UpstreamFailure::kNone, {}});
     ASSERT_TRUE(h.greeted());
-    EXPECT_EQ(h.say(kEhlo + kMail + "MAIL FROM:<second@example.org> SIZE=100\r\n" + kRcpt +
-                    "DATA\r\n" + kMessage),
-              (Codes{"250", "550", "250", "250", "354", "250"}))
+    EXPECT_EQ(h.say(input), (Codes{"250", "550", "250", "250", "354", "250"}))
         << "pipelining " << pipelining;
     EXPECT_EQ(h.mta().heard, (std::vector<std::string>{"MAIL FROM:<a@example.org>",
                                                        "MAIL FROM:<second@example.org> SIZE=100",
