@@ -365,9 +365,8 @@ ParseResult parseCommand(std::string_view line) {
   }
 }
 
-namespace {
-void writeCommandLine(std::string_view opening, const Command& c, std::string& out) {
-  out.assign(opening);
+void writeEnvelopeCommandLine(const Command& c, std::string& out) {
+  out.assign(c.verb == Verb::kMail ? "MAIL FROM:<" : "RCPT TO:<");
   out += c.address;
   out += '>';
   for (const auto& p : c.params) {
@@ -375,22 +374,11 @@ void writeCommandLine(std::string_view opening, const Command& c, std::string& o
     out += p.wire();
   }
 }
-}  // namespace
 
-std::string mailCommandLine(const Command& c) {
+std::string envelopeCommandLine(const Command& c) {
   std::string out;
-  writeCommandLine("MAIL FROM:<", c, out);
+  writeEnvelopeCommandLine(c, out);
   return out;
-}
-
-std::string rcptCommandLine(const Command& c) {
-  std::string out;
-  writeCommandLine("RCPT TO:<", c, out);
-  return out;
-}
-
-void writeEnvelopeCommandLine(const Command& c, std::string& out) {
-  writeCommandLine(c.verb == Verb::kMail ? "MAIL FROM:<" : "RCPT TO:<", c, out);
 }
 
 LineScan scanLine(std::string_view input, std::size_t maxLine) {

@@ -75,11 +75,10 @@ using ParseResult = std::variant<Command, Reply>;
 // Parses one command line without its CRLF. Never throws.
 ParseResult parseCommand(std::string_view line);
 
-// The canonical line we send upstream for MAIL / RCPT (no CRLF).
-std::string mailCommandLine(const Command& c);
-std::string rcptCommandLine(const Command& c);
-// The same for a MAIL or RCPT command (by its verb), written over `out`: its storage is reused.
+// The canonical line we send upstream for a MAIL or RCPT command, by its verb (no CRLF),
+// written over `out` (its storage is reused), or returned.
 void writeEnvelopeCommandLine(const Command& c, std::string& out);
+std::string envelopeCommandLine(const Command& c);
 
 // Cuts the next command line out of `input`.
 struct LineScan {

@@ -98,8 +98,7 @@ void checkCommand(std::string_view line) {
       require(c.params[i].keyword != c.params[j].keyword, "duplicate parameter accepted");
     }
   }
-  const std::string canonical =
-      c.verb == Verb::kMail ? portcullis::mailCommandLine(c) : portcullis::rcptCommandLine(c);
+  const std::string canonical = portcullis::envelopeCommandLine(c);
   require(canonical.find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos,
           "canonical line with CR, LF or NUL");
   // An unbracketed address gains two octets of brackets; a 511/512-octet canonical line is

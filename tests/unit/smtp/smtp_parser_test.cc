@@ -528,7 +528,7 @@ TEST(SmtpParser, CanonicalLinesRoundTrip) {
     const ParseResult r = parseCommand(tc.line);
     const auto* c = std::get_if<Command>(&r);
     ASSERT_NE(c, nullptr) << escape(tc.line) << ": " << describe(r);
-    const std::string got = c->verb == Verb::kMail ? mailCommandLine(*c) : rcptCommandLine(*c);
+    const std::string got = envelopeCommandLine(*c);
     EXPECT_EQ(got, tc.want) << escape(tc.line) << ": got " << escape(got) << ", want "
                             << escape(tc.want);
     // The canonical line re-parses to the same envelope.
@@ -555,7 +555,7 @@ TEST(SmtpParser, UnbracketedAddressLiteralRoundTrips) {
     const ParseResult r = parseCommand(line);
     const auto* c = std::get_if<Command>(&r);
     if (c == nullptr) continue;  // rejecting it is fine too
-    const std::string canon = mailCommandLine(*c);
+    const std::string canon = envelopeCommandLine(*c);
     const ParseResult again = parseCommand(canon);
     const auto* c2 = std::get_if<Command>(&again);
     ASSERT_NE(c2, nullptr) << escape(line) << " -> " << escape(canon) << ": got " << describe(again)
