@@ -109,21 +109,45 @@ class Timer {
 // call that asked. Destroying it (or cancel()) cancels a scheduled run.
 class DeferredCall {
  public:
-  DeferredCall(Dispatcher& dispatcher, std::function<void()> callback)
+  // kWait: while it is scheduled, streams wait with their flush until it has run
+  // (WritesToCome), for a callback whose writes belong in the same send as those before it.
+  enum class Flushes { kGo, kWait };
+
+  DeferredCall(Dispatcher& dispatcher, std::function<void()> callback,
+               Flushes flushes = Flushes::kGo)
       : callback_(std::move(callback)),
-        event_(dispatcher.base(), -1, 0, &DeferredCall::trampoline, this) {}
+        event_(dispatcher.base(), -1, 0, &DeferredCall::trampoline, this),
+        holdsFlushes_(flushes == Flushes::kWait) {}
+  ~DeferredCall() { unqueue(); }
   DeferredCall(const DeferredCall&) = delete;
   DeferredCall& operator=(const DeferredCall&) = delete;
 
-  void schedule() { event_active(event_.get(), 0, 0); }
-  void cancel() { event_del(event_.get()); }
+  void schedule() {
+    if (holdsFlushes_ && !queued_) {
+      queued_ = true;
+      ++WritesToCome::queued;
+    }
+    event_active(event_.get(), 0, 0);
+  }
+  void cancel() {
+    unqueue();
+    event_del(event_.get());
+  }
 
  private:
   static void trampoline(evutil_socket_t, short, void* self) {
-    static_cast<DeferredCall*>(self)->callback_();
+    auto* call = static_cast<DeferredCall*>(self);
+    call->unqueue();
+    call->callback_();
+  }
+  void unqueue() {
+    if (queued_) --WritesToCome::queued;
+    queued_ = false;
   }
   std::function<void()> callback_;
   InlineEvent event_;
+  bool holdsFlushes_;
+  bool queued_ = false;
 };
 
 }  // namespace portcullis

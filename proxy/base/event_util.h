@@ -61,6 +61,16 @@ class InlineEvent {
   event event_{};
 };
 
+// Callbacks queued in the loop's current pass that will write to streams (a DeferredCall made
+// with Flushes::kWait: a filter chain's outcome when every filter answered inline). While there
+// are any, a stream's flush goes to the back of the pass (Stream::onFlush), so that what they
+// write leaves in the same send: a pipelined MAIL and the RCPTs behind it reach the MTA in one
+// segment, as the client sent them. Only callbacks already queued are counted, and each runs in
+// this pass, so the count is back to zero before the loop polls again. One loop per thread.
+struct WritesToCome {
+  static inline thread_local int queued = 0;
+};
+
 inline timeval toTimeval(std::chrono::milliseconds d) {
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(d.count() / 1000);

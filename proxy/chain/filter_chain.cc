@@ -70,7 +70,8 @@ FilterChain::FilterChain(Dispatcher& dispatcher, std::string sessionId,
     : id_(std::move(sessionId)),
       sink_(std::make_shared<Sink>(this)),
       timer_(dispatcher, [this] { onTimeout(); }),
-      deliver_(dispatcher, [this] { finish(); }) {
+      deliver_(
+          dispatcher, [this] { finish(); }, DeferredCall::Flushes::kWait) {
   filters_.reserve(specs.size());
   for (const FilterSpec& spec : specs) filters_.push_back({&spec, spec.creator(context)});
 }
@@ -305,7 +306,8 @@ void FilterChain::apply(const Slot& slot, std::optional<Verdict> verdict,
 void FilterChain::finish() {
   if (inRun_) {
     // Every filter answered inline: the outcome still reaches the session from the loop, never
-    // inside run().
+    // inside run(), and before any stream flushes: a pipelined command's write to the MTA
+    // goes out with those of the commands before it in the group.
     deliver_.schedule();
     return;
   }

@@ -223,6 +223,12 @@ void Stream::readSome() {
 
 void Stream::onFlush(evutil_socket_t, short, void* self) {
   auto* s = static_cast<Stream*>(self);
+  if (WritesToCome::queued > 0) {
+    // Callbacks queued in this pass will write more (the next command of a pipelined group):
+    // to the back of the pass, behind them, so that it all leaves in one send.
+    event_active(s->flushEvent_.get(), 0, 0);
+    return;
+  }
   s->flushScheduled_ = false;
   s->flush();
 }

@@ -1,5 +1,6 @@
 // Stream's input: lines split across reads arrive whole, and reading stops at the read limit
-// (plain TCP and TLS alike) until the owner drains what it has.
+// (plain TCP and TLS alike) until the owner drains what it has. Its output: what callbacks
+// queued in the same loop pass write (DeferredCall::Flushes::kWait) leaves in the same send.
 
 #include "proxy/net/stream.h"
 
@@ -13,6 +14,9 @@
 
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "proxy/base/dispatcher.h"
 
 namespace portcullis {
 namespace {
@@ -150,6 +154,80 @@ TEST_F(StreamTest, OverTlsReadingStopsAtTheLimitUntilTheOwnerDrains) {
   EXPECT_TRUE(ours_->input().empty());
   EXPECT_EQ(got, total) << "SSL_pending " << SSL_pending(ours_->ssl()) << " their output "
                         << theirs_->pendingOutput();
+}
+
+// Over a SOCK_SEQPACKET pair every send() is a record of its own, so the peer sees how many
+// sends the stream made, which a byte stream would hide.
+class StreamSendsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, fds), 0);
+    ours_ = std::make_unique<Stream>(base_.get(), fds[0]);
+    peer_ = fds[1];
+  }
+  void TearDown() override { ::close(peer_); }
+
+  // One pass of the loop: what is active now, and what that activates in turn.
+  void onePass() { event_base_loop(base_.get(), EVLOOP_NONBLOCK); }
+  // Every send the stream made so far, one string each.
+  std::vector<std::string> sends() const {
+    std::vector<std::string> out;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(peer_, buf, sizeof buf, MSG_DONTWAIT)) > 0;) {
+      out.emplace_back(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+
+  std::unique_ptr<event_base, EventBaseDeleter> base_{event_base_new()};
+  EventDispatcher dispatcher_{base_.get()};
+  std::unique_ptr<Stream> ours_;
+  int peer_ = -1;
+};
+
+TEST_F(StreamSendsTest, WritesOfCallsQueuedInThePassLeaveInTheSameSend) {
+  // A pipelined group: each command's write comes from a callback the one before queued (as a
+  // filter chain's inline outcome does), after the stream's flush was already queued.
+  int left = 3;
+  DeferredCall next(
+      dispatcher_,
+      [&] {
+        ours_->write("RCPT\r\n");
+        if (--left > 0) next.schedule();
+      },
+      DeferredCall::Flushes::kWait);
+  ours_->write("MAIL\r\n");
+  next.schedule();
+  onePass();
+  EXPECT_EQ(sends(), std::vector<std::string>{"MAIL\r\nRCPT\r\nRCPT\r\nRCPT\r\n"});
+  EXPECT_EQ(WritesToCome::queued, 0);
+}
+
+TEST_F(StreamSendsTest, AnOrdinaryDeferredCallDoesNotHoldTheFlush) {
+  DeferredCall later(dispatcher_, [&] { ours_->write("RCPT\r\n"); });
+  ours_->write("MAIL\r\n");
+  later.schedule();
+  onePass();
+  EXPECT_EQ(sends(), (std::vector<std::string>{"MAIL\r\n", "RCPT\r\n"}));
+}
+
+TEST_F(StreamSendsTest, ACancelledOrDestroyedCallHoldsNothing) {
+  DeferredCall cancelled(
+      dispatcher_, [] {}, DeferredCall::Flushes::kWait);
+  cancelled.schedule();
+  cancelled.schedule();  // scheduled twice, counted once
+  cancelled.cancel();
+  {
+    DeferredCall destroyed(
+        dispatcher_, [] {}, DeferredCall::Flushes::kWait);
+    destroyed.schedule();
+    EXPECT_EQ(WritesToCome::queued, 1);
+  }
+  EXPECT_EQ(WritesToCome::queued, 0);
+  ours_->write("QUIT\r\n");
+  onePass();
+  EXPECT_EQ(sends(), std::vector<std::string>{"QUIT\r\n"});
 }
 
 }  // namespace
