@@ -37,17 +37,42 @@ int bindError(const SocketAddress& address) {
   return 0;
 }
 
-std::unique_ptr<Listener> Listener::open(event_base* base, const SocketAddress& address,
-                                         Options options, AcceptFn onAccept, ErrorFn onError,
-                                         std::string* error) {
+ListeningSocket ListeningSocket::bind(const SocketAddress& address, ListenOptions options,
+                                      std::string* error) {
   const int fd = listeningSocket(address, options.reusePort);
   if (fd < 0 || ::listen(fd, options.backlog) != 0) {
     *error = std::strerror(errno);
     if (fd >= 0) ::close(fd);
-    return nullptr;
+    return {};
   }
-  std::unique_ptr<Listener> l(new Listener(fd, std::move(onAccept), std::move(onError)));
-  l->event_.reset(event_new(base, fd, EV_READ | EV_PERSIST, &Listener::onReadable, l.get()));
+  return ListeningSocket(fd);
+}
+
+ListeningSocket::~ListeningSocket() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+ListeningSocket& ListeningSocket::operator=(ListeningSocket&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+std::unique_ptr<Listener> Listener::open(event_base* base, const SocketAddress& address,
+                                         Options options, AcceptFn onAccept, ErrorFn onError,
+                                         std::string* error) {
+  ListeningSocket socket = ListeningSocket::bind(address, options, error);
+  if (!socket) return nullptr;
+  return adopt(base, std::move(socket), std::move(onAccept), std::move(onError), error);
+}
+
+std::unique_ptr<Listener> Listener::adopt(event_base* base, ListeningSocket socket,
+                                          AcceptFn onAccept, ErrorFn onError, std::string* error) {
+  std::unique_ptr<Listener> l(
+      new Listener(socket.release(), std::move(onAccept), std::move(onError)));
+  l->event_.reset(event_new(base, l->fd_, EV_READ | EV_PERSIST, &Listener::onReadable, l.get()));
   if (!l->event_) {
     *error = "cannot create the listener's event";
     return nullptr;

@@ -254,7 +254,7 @@ bool Server::start(std::string* error) {
   }
   for (const ListenerConfig& l : config_->listeners) {
     listenerContexts_.push_back(std::make_unique<ListenerContext>(ListenerContext{this, &l}));
-    auto listener = bindListener(l, listenerContexts_.back().get(), error);
+    auto listener = bindListener(l, listenerContexts_.back().get(), {}, error);
     if (!listener) return false;
     listeners_.push_back(std::move(listener));
     logListening(l);
@@ -283,22 +283,29 @@ bool Server::buildTls(const Config& config, std::shared_ptr<const TlsContext>* s
 }
 
 std::unique_ptr<Listener> Server::bindListener(const ListenerConfig& l, ListenerContext* context,
-                                               std::string* error) {
-  Listener::Options options;
-  if (role_.count > 1) {
-    // Every worker binds the address (SO_REUSEPORT: the kernel spreads new connections over
-    // them). Worker 0 first binds it without, so that a port held by anyone else, another
-    // portcullis included, still fails here with EADDRINUSE instead of being shared.
-    if (role_.index == 0) {
-      if (const int err = bindError(l.address); err != 0) {
-        *error = "listen " + l.text + ": " + std::strerror(err);
-        return nullptr;
+                                               ListeningSocket bound, std::string* error) {
+  if (!bound) {
+    Listener::Options options;
+    if (role_.count > 1) {
+      // Every worker binds the address (SO_REUSEPORT: the kernel spreads new connections over
+      // them). Worker 0 first binds it without, so that a port held by anyone else, another
+      // portcullis included, still fails here with EADDRINUSE instead of being shared.
+      if (role_.index == 0) {
+        if (const int err = bindError(l.address); err != 0) {
+          *error = "listen " + l.text + ": " + std::strerror(err);
+          return nullptr;
+        }
       }
+      options.reusePort = true;
     }
-    options.reusePort = true;
+    bound = ListeningSocket::bind(l.address, options, error);
+    if (!bound) {
+      *error = "listen " + l.text + ": " + *error;
+      return nullptr;
+    }
   }
-  auto listener = Listener::open(
-      base_, l.address, options,
+  auto listener = Listener::adopt(
+      base_, std::move(bound),
       [context](int fd, const sockaddr* addr, socklen_t len) {
         const auto peer = fromSockaddr(addr, len);
         if (!peer) {
@@ -362,8 +369,10 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
   std::shared_ptr<const TlsContext> clientTls;
   std::vector<std::string> added;
   std::vector<std::string> removed;
+  std::vector<BoundListeners> forOthers;
   if (!buildTls(*plan.next, &serverTls, &clientTls, error) ||
-      !swapIn(plan, std::move(serverTls), std::move(clientTls), &added, &removed, error)) {
+      !swapIn(plan, std::move(serverTls), std::move(clientTls), nullptr,
+              role_.reloadOthers ? &forOthers : nullptr, &added, &removed, error)) {
     notifySystemd("READY=1");
     return fail();
   }
@@ -389,7 +398,7 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
     notifySystemd("READY=1");
   };
   if (role_.reloadOthers) {
-    role_.reloadOthers(config_, serverTls_, clientTls_, std::move(summary));
+    role_.reloadOthers(config_, serverTls_, clientTls_, std::move(forOthers), std::move(summary));
   } else {
     summary(0);
   }
@@ -397,7 +406,8 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
 }
 
 bool Server::swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> serverTls,
-                    std::shared_ptr<const TlsContext> clientTls, std::vector<std::string>* added,
+                    std::shared_ptr<const TlsContext> clientTls, BoundListeners* bound,
+                    std::vector<BoundListeners>* forOthers, std::vector<std::string>* added,
                     std::vector<std::string>* removed, std::string* error) {
   const Config& next = *plan.next;
   // Bind the added listeners before anything changes: if one cannot be bound, the ones bound
@@ -407,10 +417,34 @@ bool Server::swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> se
   for (const std::size_t j : plan.added) {
     const ListenerConfig& l = next.listeners[j];
     contexts[j] = std::make_unique<ListenerContext>(ListenerContext{this, &l});
-    listeners[j] = bindListener(l, contexts[j].get(), error);
+    ListeningSocket socket;
+    if (bound != nullptr) {
+      const std::string address = l.address.toString();
+      for (BoundListener& b : *bound) {
+        if (b.socket && b.address.toString() == address) socket = std::move(b.socket);
+      }
+    }
+    listeners[j] = bindListener(l, contexts[j].get(), std::move(socket), error);
     if (!listeners[j]) {
       *error = "listen[" + std::to_string(j) + "]: " + *error;
       return false;
+    }
+  }
+  // And every other worker's (worker 0 of several): one that cannot be bound fails the reload
+  // here, for all of them, rather than in that worker after the others have committed.
+  if (forOthers != nullptr) {
+    forOthers->resize(role_.count);
+    for (std::size_t i = 1; i < role_.count; ++i) {
+      for (const std::size_t j : plan.added) {
+        const ListenerConfig& l = next.listeners[j];
+        ListeningSocket socket = ListeningSocket::bind(l.address, {.reusePort = true}, error);
+        if (!socket) {
+          *error = "listen[" + std::to_string(j) + "]: listen " + l.text + " (worker " +
+                   std::to_string(i) + "): " + *error;
+          return false;
+        }
+        (*forOthers)[i].push_back({l.address, std::move(socket)});
+      }
     }
   }
   // Committed from here on. A kept listener keeps its socket and its context object (the
@@ -453,14 +487,15 @@ bool Server::swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> se
 
 bool Server::follow(const std::shared_ptr<const Config>& next,
                     std::shared_ptr<const TlsContext> serverTls,
-                    std::shared_ptr<const TlsContext> clientTls) {
+                    std::shared_ptr<const TlsContext> clientTls, BoundListeners bound) {
   std::string error;
   std::vector<std::string> added;
   std::vector<std::string> removed;
   if (draining_) return false;
   ReloadPlan plan = planReload(*config_, *next);
   plan.next = next;  // the very snapshot worker 0 runs (its restart-only keys already kept)
-  if (!swapIn(plan, std::move(serverTls), std::move(clientTls), &added, &removed, &error)) {
+  if (!swapIn(plan, std::move(serverTls), std::move(clientTls), &bound, nullptr, &added, &removed,
+              &error)) {
     spdlog::error(
         "event=reload result=failed{} error={} detail=\"this worker keeps the running config\"",
         workerTag_, logValue(error, 1024));

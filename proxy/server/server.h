@@ -69,6 +69,13 @@ class DrainParticipant {
   virtual bool drained() const = 0;
 };
 
+// A socket worker 0 bound for another worker's added listener during a reload, by address.
+struct BoundListener {
+  SocketAddress address;
+  ListeningSocket socket;
+};
+using BoundListeners = std::vector<BoundListener>;
+
 // Where a Server stands among the workers (proxy/server/workers.h). The default: the only one.
 struct WorkerRole {
   std::size_t index = 0;  // worker 0 takes the signals; main puts the admin and milter there
@@ -77,12 +84,13 @@ struct WorkerRole {
   // Worker 0 of several (set by Workers): the drain and a reload, passed on to the others. A
   // reload's `done` runs on worker 0's loop once every other worker has swapped (or the bounded
   // wait ran out) with how many did not, so that `event=reload result=ok` means new sessions
-  // on every worker get the new snapshot. Worker 0's loop goes on serving meanwhile.
+  // on every worker get the new snapshot. Worker 0's loop goes on serving meanwhile. `bound`
+  // holds, per worker, the sockets worker 0 bound for its added listeners ([0] is empty).
   std::function<void()> drainOthers;
-  std::function<void(const std::shared_ptr<const Config>& next,
-                     const std::shared_ptr<const TlsContext>& serverTls,
-                     const std::shared_ptr<const TlsContext>& clientTls,
-                     std::function<void(std::size_t lagging)> done)>
+  std::function<void(
+      const std::shared_ptr<const Config>& next, const std::shared_ptr<const TlsContext>& serverTls,
+      const std::shared_ptr<const TlsContext>& clientTls, std::vector<BoundListeners> bound,
+      std::function<void(std::size_t lagging)> done)>
       reloadOthers;
 };
 
@@ -140,12 +148,13 @@ class Server final : public SessionHost {
   // nothing: on error (a listener that cannot be bound, a TLS file) nothing changes. Logs
   // event=reload either way.
   bool reload(const std::shared_ptr<const Config>& fresh, std::string* error);
-  // Another worker's side of a reload: worker 0 planned it and built the TLS contexts; this
-  // swaps the same snapshot in on this loop (its own listeners diffed). Logged at debug; a
-  // failure is an error line naming the worker, and this worker keeps its running config.
+  // Another worker's side of a reload: worker 0 planned it, built the TLS contexts and bound
+  // this worker's sockets for the added listeners (`bound`); this swaps the same snapshot in on
+  // this loop (its own listeners diffed). Logged at debug; a failure (none is expected: the
+  // sockets are bound already) is an error line naming the worker.
   bool follow(const std::shared_ptr<const Config>& next,
               std::shared_ptr<const TlsContext> serverTls,
-              std::shared_ptr<const TlsContext> clientTls);
+              std::shared_ptr<const TlsContext> clientTls, BoundListeners bound);
   std::size_t workerIndex() const { return role_.index; }
   std::string_view logTag() const override { return workerTag_; }
   const Config& config() const { return *config_; }
@@ -168,16 +177,19 @@ class Server final : public SessionHost {
   void pauseAccepting(int err);
   void resumeAccepting();
   void retire(std::unique_ptr<UpstreamConnection> upstream);  // frees it from the loop
-  // The listener swap of reload() and follow(): binds the added listeners (all or nothing),
-  // then commits. The addresses added and removed, for the log.
+  // The listener swap of reload() and follow(): binds the added listeners (taking those in
+  // `bound` as they are) and, for worker 0 of several (`forOthers` set), every other worker's
+  // sockets for them, all or nothing; then commits. The addresses added and removed, for the log.
   bool swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> serverTls,
-              std::shared_ptr<const TlsContext> clientTls, std::vector<std::string>* added,
+              std::shared_ptr<const TlsContext> clientTls, BoundListeners* bound,
+              std::vector<BoundListeners>* forOthers, std::vector<std::string>* added,
               std::vector<std::string>* removed, std::string* error);
   static bool buildTls(const Config& config, std::shared_ptr<const TlsContext>* server,
                        std::shared_ptr<const TlsContext>* client, std::string* error);
-  // Binds one listener; null with `error` when bind() refuses.
+  // Binds one listener (or adopts `bound`, a socket bound for it already); null with `error`
+  // when bind() refuses.
   std::unique_ptr<Listener> bindListener(const ListenerConfig& l, ListenerContext* context,
-                                         std::string* error);
+                                         ListeningSocket bound, std::string* error);
   void logListening(const ListenerConfig& l) const;
   void reloadFromSource();
   void probe();

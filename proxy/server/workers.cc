@@ -64,8 +64,9 @@ Workers::Workers(Dispatcher& dispatcher, const std::shared_ptr<const Config>& co
       role.reloadOthers = [this](const std::shared_ptr<const Config>& next,
                                  const std::shared_ptr<const TlsContext>& serverTls,
                                  const std::shared_ptr<const TlsContext>& clientTls,
+                                 std::vector<BoundListeners> bound,
                                  std::function<void(std::size_t)> done) {
-        reloadOthers(next, serverTls, clientTls, std::move(done));
+        reloadOthers(next, serverTls, clientTls, std::move(bound), std::move(done));
       };
     }
     w->server = std::make_unique<Server>(*d, config, std::move(role));
@@ -143,6 +144,7 @@ void Workers::drainOthers() {
 void Workers::reloadOthers(const std::shared_ptr<const Config>& next,
                            const std::shared_ptr<const TlsContext>& serverTls,
                            const std::shared_ptr<const TlsContext>& clientTls,
+                           std::vector<BoundListeners> bound,
                            std::function<void(std::size_t lagging)> done) {
   const std::uint64_t id = nextReload_++;
   ReloadRound& round = reloads_[id];
@@ -157,10 +159,13 @@ void Workers::reloadOthers(const std::shared_ptr<const Config>& next,
   LoopInbox* home = workers_[0]->inbox.get();
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     Server* server = workers_[i]->server.get();
-    // The job captures no pointer into the round: only worker 0's loop may touch it.
+    // The job captures no pointer into the round: only worker 0's loop may touch it. Its
+    // sockets go with it (closed with the job if that loop has stopped).
+    auto sockets =
+        std::make_shared<BoundListeners>(i < bound.size() ? std::move(bound[i]) : BoundListeners{});
     const bool posted =
-        workers_[i]->inbox->post([this, home, id, i, server, next, serverTls, clientTls] {
-          const bool followed = server->follow(next, serverTls, clientTls);
+        workers_[i]->inbox->post([this, home, id, i, server, next, serverTls, clientTls, sockets] {
+          const bool followed = server->follow(next, serverTls, clientTls, std::move(*sockets));
           (void)home->post([this, id, i, followed] { reloadAnswered(id, i, followed); });
         });
     if (!posted) reloadAnswered(id, i, false);  // that loop has stopped

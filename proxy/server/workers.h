@@ -73,10 +73,12 @@ class Workers {
   std::vector<std::optional<T>> collect(const std::function<T(Server&)>& fn,
                                         std::chrono::milliseconds deadline);
   void drainOthers();
-  // Worker 0's loop: posts the swap to every other worker; `done` runs on worker 0's loop.
+  // Worker 0's loop: posts the swap to every other worker, each with the sockets bound for it
+  // (`bound`, by worker); `done` runs on worker 0's loop.
   void reloadOthers(const std::shared_ptr<const Config>& next,
                     const std::shared_ptr<const TlsContext>& serverTls,
                     const std::shared_ptr<const TlsContext>& clientTls,
+                    std::vector<BoundListeners> bound,
                     std::function<void(std::size_t lagging)> done);
   // Worker 0's loop: worker `index` answered reload round `round` (or will not: nullopt).
   void reloadAnswered(std::uint64_t round, std::size_t index, std::optional<bool> followed);

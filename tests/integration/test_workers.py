@@ -11,6 +11,10 @@ and the connection counts.
 - SIGTERM with transactions in flight in both workers: no worker accepts any more, every
   transaction may finish, and the process exits 0 once both have drained.
 - SIGHUP: one `event=reload result=ok` line, and new sessions on every worker get the new rule.
+- A reload that adds a listener is all or nothing across the workers: worker 0 binds every
+  worker's socket before any commits, so with room for one more descriptor only, the reload
+  fails for all (no worker serves the new port, the running config stays), and succeeds for
+  all once there is room.
 - --check-config refuses a bad `workers`, --print-config prints it, and a reload keeps it
   (needs a restart).
 Run under ThreadSanitizer by tests/run.sh (the tsan step) with PORTCULLIS_BIN pointing at the
@@ -21,11 +25,13 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -225,6 +231,80 @@ class WorkersTest(HarnessTestCase):
                 served.add(workers_by_client(pc).get(c.sock.getsockname()[1]))
                 self.assertEqual(data(c, f"new-rule {i}"), 550)
                 self.assertEqual(data(c, f"old-rule {i}"), 250)
+                c.cmd("QUIT")
+            if i >= 8 and served >= set(range(WORKERS)):
+                break
+        self.assertEqual(served, set(range(WORKERS)))
+
+    def reload_with(self, pc, changes):
+        """Rewrites the config with `changes`, sends SIGHUP; the summary line."""
+        pc.config = deep_merge(pc.config, changes)
+        with open(pc.config_path, "w") as f:
+            f.write(json.dumps(pc.config) + "\n")
+        mark = pc.log_mark()
+        pc.signal(signal.SIGHUP)
+        pc.wait_for_log(r"event=reload result=(ok config=|failed error=).*\n", since=mark,
+                        timeout=40)
+        return [l for l in pc.log_text()[mark:].splitlines()
+                if re.search(r"event=reload result=", l)]
+
+    def test_a_listener_one_worker_cannot_bind_fails_the_reload_for_every_worker(self):
+        pc = self.portcullis({"filters": [rule("old-rule")],
+                              "limits": {"max_connections_per_ip": 100},
+                              "upstream": {"pool_size": 0}})  # no pooled MTA connection closes
+        pid = pc.proc.proc.pid
+        new = free_port()
+        # Idle sessions hold descriptors, so that the limit set below can leave room for exactly
+        # one more (the lowest free number is used first) and still pass the reload's check of
+        # the open-files limit against the new max_connections (4 each + listeners + 32): room
+        # to read the file and for worker 0's own socket, not for worker 1's.
+        for i in range(WORKERS):  # their MTA probes done: no descriptor comes or goes meanwhile
+            pc.wait_for_log(r"event=upstream-probe result=ok .*worker=%d\n" % i)
+        held = [RawClient("127.0.0.1", pc.port) for _ in range(30)]
+        try:
+            for c in held:
+                c.read_reply()
+            open_fds = set()
+            while open_fds != (now := {int(n) for n in os.listdir(f"/proc/{pid}/fd")}):
+                open_fds = now
+                time.sleep(0.2)
+            limit = next(n for n in range(len(open_fds) + 1) if n not in open_fds) + 1
+            self.assertGreaterEqual(limit, 4 + 2 + 32)
+            saved = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, saved[1]))
+            try:
+                lines = self.reload_with(pc, {
+                    "listen": pc.config["listen"] + [f"127.0.0.1:{new}"],
+                    "limits": {"max_connections": 1}, "filters": [rule("new-rule")]})
+            finally:
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, saved)
+        finally:
+            for c in held:
+                c.close()
+        self.assertEqual(len(lines), 1, lines)  # no worker committed, so none says anything
+        self.assertRegex(lines[0], r"event=reload result=failed error=\"listen\[1\]: listen "
+                                   r"127\.0\.0\.1:%d \(worker 1\): Too many open files\"" % new)
+        self.assertFalse(_accepts(new))
+        for i in range(6):  # the old rule still, whichever worker takes the session
+            with RawClient("127.0.0.1", pc.port) as c:
+                c.read_reply()
+                c.cmd("EHLO client.test")
+                self.assertEqual(data(c, f"new-rule {i}"), 250)
+                c.cmd("QUIT")
+        # With room again, the change reaches both workers and both serve the new port.
+        lines = [l for l in self.reload_with(pc, {"limits": {"max_connections": 100}})
+                 if "worker=" not in l]  # the summary, not worker 1's own debug line
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("event=reload result=ok", lines[0])
+        self.assertIn(f"listeners_added=127.0.0.1:{new}", lines[0])
+        self.assertIn("workers=2/2", lines[0])
+        served = set()
+        for i in range(40):
+            with RawClient("127.0.0.1", new) as c:
+                c.read_reply()
+                c.cmd("EHLO client.test")
+                served.add(workers_by_client(pc).get(c.sock.getsockname()[1]))
+                self.assertEqual(data(c, f"new-rule {i}"), 550)
                 c.cmd("QUIT")
             if i >= 8 and served >= set(range(WORKERS)):
                 break

@@ -98,6 +98,36 @@ TEST_F(ListenerTest, DisabledItLeavesConnectionsInTheBacklogUntilEnabled) {
   EXPECT_EQ(accepted_.size(), 1u);
 }
 
+TEST_F(ListenerTest, ASocketBoundAheadIsServedOnceAdoptedAndClosedIfNot) {
+  // A reload binds every worker's socket first (on worker 0's thread); a worker adopts its own.
+  std::string error;
+  ListeningSocket ahead = ListeningSocket::bind(anyLoopbackPort(), {.reusePort = true}, &error);
+  ASSERT_TRUE(ahead) << error;
+  ListeningSocket moved = std::move(ahead);
+  EXPECT_FALSE(ahead);  // NOLINT(bugprone-use-after-move): the moved-from one owns nothing
+  ASSERT_TRUE(moved);
+  auto l = Listener::adopt(
+      base_.get(), std::move(moved),
+      [this](int fd, const sockaddr* peer, socklen_t length) {
+        accepted_.push_back({fd, *fromSockaddr(peer, length)});
+      },
+      nullptr, &error);
+  ASSERT_NE(l, nullptr) << error;
+  const SocketAddress at = boundAddress(l->fd());
+  connectTo(at);
+  loopOnce();
+  EXPECT_EQ(accepted_.size(), 1u);
+  // One that no listener adopts (the reload failed) closes with its owner.
+  SocketAddress gone;
+  {
+    ListeningSocket dropped = ListeningSocket::bind(anyLoopbackPort(), {}, &error);
+    ASSERT_TRUE(dropped) << error;
+    gone = boundAddress(dropped.fd());
+    EXPECT_EQ(bindError(gone), EADDRINUSE);
+  }
+  EXPECT_EQ(bindError(gone), 0);
+}
+
 TEST_F(ListenerTest, AnAddressInUseIsRefusedUnlessEveryListenerSharesIt) {
   auto first = open(anyLoopbackPort());
   const SocketAddress at = boundAddress(first->fd());
