@@ -369,13 +369,17 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
   std::shared_ptr<const TlsContext> clientTls;
   std::vector<std::string> added;
   std::vector<std::string> removed;
+  NewListeners prepared;
+  // Every other worker's sockets too, before any worker commits: one that cannot be bound fails
+  // the reload here, for all of them, not in that worker after the others have swapped.
   std::vector<BoundListeners> forOthers;
   if (!buildTls(*plan.next, &serverTls, &clientTls, error) ||
-      !swapIn(plan, std::move(serverTls), std::move(clientTls), nullptr,
-              role_.reloadOthers ? &forOthers : nullptr, &added, &removed, error)) {
+      !bindAdded(plan, nullptr, &prepared, error) ||
+      (role_.reloadOthers && !bindForOthers(plan, &forOthers, error))) {
     notifySystemd("READY=1");
     return fail();
   }
+  commit(plan, std::move(prepared), std::move(serverTls), std::move(clientTls), &added, &removed);
   if (!plan.needsRestart.empty()) {
     spdlog::warn(
         "event=reload-needs-restart keys={} detail=\"changed in the file; the running values "
@@ -405,18 +409,16 @@ bool Server::reload(const std::shared_ptr<const Config>& fresh, std::string* err
   return true;
 }
 
-bool Server::swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> serverTls,
-                    std::shared_ptr<const TlsContext> clientTls, BoundListeners* bound,
-                    std::vector<BoundListeners>* forOthers, std::vector<std::string>* added,
-                    std::vector<std::string>* removed, std::string* error) {
+bool Server::bindAdded(const ReloadPlan& plan, BoundListeners* bound, NewListeners* out,
+                       std::string* error) {
+  // Bound before anything changes: if one cannot be bound, the ones bound just now close again
+  // (with `out`) and the running config stays as it was.
   const Config& next = *plan.next;
-  // Bind the added listeners before anything changes: if one cannot be bound, the ones bound
-  // just now close again and the running config stays as it was.
-  std::vector<std::unique_ptr<ListenerContext>> contexts(next.listeners.size());
-  std::vector<std::unique_ptr<Listener>> listeners(next.listeners.size());
+  out->contexts.resize(next.listeners.size());
+  out->listeners.resize(next.listeners.size());
   for (const std::size_t j : plan.added) {
     const ListenerConfig& l = next.listeners[j];
-    contexts[j] = std::make_unique<ListenerContext>(ListenerContext{this, &l});
+    out->contexts[j] = std::make_unique<ListenerContext>(ListenerContext{this, &l});
     ListeningSocket socket;
     if (bound != nullptr) {
       const std::string address = l.address.toString();
@@ -424,31 +426,42 @@ bool Server::swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> se
         if (b.socket && b.address.toString() == address) socket = std::move(b.socket);
       }
     }
-    listeners[j] = bindListener(l, contexts[j].get(), std::move(socket), error);
-    if (!listeners[j]) {
+    out->listeners[j] = bindListener(l, out->contexts[j].get(), std::move(socket), error);
+    if (!out->listeners[j]) {
       *error = "listen[" + std::to_string(j) + "]: " + *error;
       return false;
     }
   }
-  // And every other worker's (worker 0 of several): one that cannot be bound fails the reload
-  // here, for all of them, rather than in that worker after the others have committed.
-  if (forOthers != nullptr) {
-    forOthers->resize(role_.count);
-    for (std::size_t i = 1; i < role_.count; ++i) {
-      for (const std::size_t j : plan.added) {
-        const ListenerConfig& l = next.listeners[j];
-        ListeningSocket socket = ListeningSocket::bind(l.address, {.reusePort = true}, error);
-        if (!socket) {
-          *error = "listen[" + std::to_string(j) + "]: listen " + l.text + " (worker " +
-                   std::to_string(i) + "): " + *error;
-          return false;
-        }
-        (*forOthers)[i].push_back({l.address, std::move(socket)});
+  return true;
+}
+
+bool Server::bindForOthers(const ReloadPlan& plan, std::vector<BoundListeners>* out,
+                           std::string* error) const {
+  out->resize(role_.count);
+  for (std::size_t i = 1; i < role_.count; ++i) {
+    for (const std::size_t j : plan.added) {
+      const ListenerConfig& l = plan.next->listeners[j];
+      ListeningSocket socket = ListeningSocket::bind(l.address, {.reusePort = true}, error);
+      if (!socket) {
+        *error = "listen[" + std::to_string(j) + "]: listen " + l.text + " (worker " +
+                 std::to_string(i) + "): " + *error;
+        return false;
       }
+      (*out)[i].push_back({l.address, std::move(socket)});
     }
   }
-  // Committed from here on. A kept listener keeps its socket and its context object (the
-  // address libevent calls back with); only the settings it points at change.
+  return true;
+}
+
+void Server::commit(const ReloadPlan& plan, NewListeners prepared,
+                    std::shared_ptr<const TlsContext> serverTls,
+                    std::shared_ptr<const TlsContext> clientTls, std::vector<std::string>* added,
+                    std::vector<std::string>* removed) {
+  const Config& next = *plan.next;
+  std::vector<std::unique_ptr<ListenerContext>>& contexts = prepared.contexts;
+  std::vector<std::unique_ptr<Listener>>& listeners = prepared.listeners;
+  // A kept listener keeps its socket and its context object (the address libevent calls back
+  // with); only the settings it points at change.
   for (const auto& [i, j] : plan.kept) {
     contexts[j] = std::move(listenerContexts_[i]);
     contexts[j]->config = &next.listeners[j];
@@ -482,7 +495,6 @@ bool Server::swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> se
     ipv6Checked_ = false;
     probe();
   }
-  return true;
 }
 
 bool Server::follow(const std::shared_ptr<const Config>& next,
@@ -494,13 +506,14 @@ bool Server::follow(const std::shared_ptr<const Config>& next,
   if (draining_) return false;
   ReloadPlan plan = planReload(*config_, *next);
   plan.next = next;  // the very snapshot worker 0 runs (its restart-only keys already kept)
-  if (!swapIn(plan, std::move(serverTls), std::move(clientTls), &bound, nullptr, &added, &removed,
-              &error)) {
+  NewListeners prepared;
+  if (!bindAdded(plan, &bound, &prepared, &error)) {
     spdlog::error(
         "event=reload result=failed{} error={} detail=\"this worker keeps the running config\"",
         workerTag_, logValue(error, 1024));
     return false;
   }
+  commit(plan, std::move(prepared), std::move(serverTls), std::move(clientTls), &added, &removed);
   spdlog::debug("event=reload result=ok{} listeners_added={} listeners_removed={}", workerTag_,
                 logValue(joined(added)), logValue(joined(removed)));
   return true;

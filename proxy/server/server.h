@@ -177,13 +177,25 @@ class Server final : public SessionHost {
   void pauseAccepting(int err);
   void resumeAccepting();
   void retire(std::unique_ptr<UpstreamConnection> upstream);  // frees it from the loop
-  // The listener swap of reload() and follow(): binds the added listeners (taking those in
-  // `bound` as they are) and, for worker 0 of several (`forOthers` set), every other worker's
-  // sockets for them, all or nothing; then commits. The addresses added and removed, for the log.
-  bool swapIn(const ReloadPlan& plan, std::shared_ptr<const TlsContext> serverTls,
-              std::shared_ptr<const TlsContext> clientTls, BoundListeners* bound,
-              std::vector<BoundListeners>* forOthers, std::vector<std::string>* added,
-              std::vector<std::string>* removed, std::string* error);
+  // A reload's listeners, bound before anything changes: the added ones (the rest of the
+  // slots are filled from the running ones at commit).
+  struct NewListeners {
+    std::vector<std::unique_ptr<ListenerContext>> contexts;
+    std::vector<std::unique_ptr<Listener>> listeners;
+  };
+  // Binds the listeners `plan` adds (taking the sockets in `bound`, when it has one for the
+  // address, as they are); false, with nothing changed, when one cannot be bound.
+  bool bindAdded(const ReloadPlan& plan, BoundListeners* bound, NewListeners* out,
+                 std::string* error);
+  // Worker 0 of several: every other worker's sockets for the listeners `plan` adds.
+  bool bindForOthers(const ReloadPlan& plan, std::vector<BoundListeners>* out,
+                     std::string* error) const;
+  // The swap of reload() and follow(), which cannot fail: the new snapshot, listeners and TLS
+  // contexts in. The addresses added and removed, for the log.
+  void commit(const ReloadPlan& plan, NewListeners prepared,
+              std::shared_ptr<const TlsContext> serverTls,
+              std::shared_ptr<const TlsContext> clientTls, std::vector<std::string>* added,
+              std::vector<std::string>* removed);
   static bool buildTls(const Config& config, std::shared_ptr<const TlsContext>* server,
                        std::shared_ptr<const TlsContext>* client, std::string* error);
   // Binds one listener (or adopts `bound`, a socket bound for it already); null with `error`
