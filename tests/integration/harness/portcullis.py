@@ -23,7 +23,7 @@ import signal
 import subprocess
 
 from .ports import free_port, split_hostport, wait_listening
-from .process import (REPO_ROOT, Fixture, ManagedProcess, read_text, tail, wait_for_regex,
+from .process import (REPO_ROOT, WAIT, Fixture, ManagedProcess, read_text, tail, wait_for_regex,
                       wait_until)
 
 SANITIZER_REPORT = re.compile(
@@ -263,7 +263,7 @@ class Portcullis(Fixture):
         """Current log length; pass as since= to only look at what comes after."""
         return len(self.log_text())
 
-    def wait_for_log(self, regex, timeout=10.0, since=0):
+    def wait_for_log(self, regex, timeout=WAIT, since=0):
         return wait_for_regex(lambda: self.log_text()[since:], regex, timeout, "portcullis log")
 
     def log_lines(self, pattern=None):
@@ -278,7 +278,7 @@ class Portcullis(Fixture):
         """Summary lines parsed into dicts (client, helo, commands, stage, closed_by, quit...)."""
         return [parse_kv(l) for l in self.session_lines()]
 
-    def wait_for_sessions(self, count=1, timeout=10.0):
+    def wait_for_sessions(self, count=1, timeout=WAIT):
         try:
             wait_until(lambda: len(self.session_lines()) >= count, timeout,
                        what=f"{count} event=session line(s)")

@@ -29,7 +29,8 @@ import subprocess
 import time
 
 from .ports import free_port, wait_listening, wait_port
-from .process import Fixture, read_text, require_program, tail, wait_for_regex, wait_until
+from .process import (WAIT, Fixture, read_text, require_program, tail, wait_for_regex,
+                      wait_until)
 
 MASTER_CF_SERVICES = """\
 pickup    unix  n - n 60 1 pickup
@@ -304,7 +305,7 @@ maximal_backoff_time = 2s
     def log_text(self):
         return read_text(self.maillog) if self.maillog else ""
 
-    def wait_for_log(self, regex, timeout=10.0):
+    def wait_for_log(self, regex, timeout=WAIT):
         """Wait until the maillog matches `regex` (re.MULTILINE); return the match."""
         return wait_for_regex(self.log_text, regex, timeout, "postfix maillog")
 
@@ -317,7 +318,7 @@ maximal_backoff_time = 2s
                 paths += [os.path.join(d, n) for n in os.listdir(d)]
         return sorted(paths, key=lambda p: (os.path.getmtime(p), os.path.basename(p)))
 
-    def messages(self, count=1, timeout=10.0):
+    def messages(self, count=1, timeout=WAIT):
         """Delivered messages as bytes (virtual(8) adds Delivered-To: and Return-Path:).
         Waits up to `timeout` for at least `count` to arrive; count=0 returns at once."""
         if count:

@@ -49,6 +49,13 @@ if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+# How long the fixtures wait, by default, for what a passing test sees at once (a log line, a
+# delivered message): long, because CI machines can be loaded far past this one, and a wait that
+# is met returns at once, so passing runs do not get slower. A test that means a shorter wait
+# says so.
+WAIT = 30.0
+
+
 def wait_until(predicate, timeout, interval=0.05, what="condition"):
     """Poll predicate() until it returns a truthy value; return that value or raise TimeoutError."""
     deadline = time.monotonic() + timeout
@@ -182,7 +189,7 @@ class ProcessFixture(Fixture):
     def log_text(self):
         return self.proc.log_text() if self.proc else ""
 
-    def wait_for_log(self, regex, timeout=10.0):
+    def wait_for_log(self, regex, timeout=WAIT):
         return wait_for_regex(self.log_text, regex, timeout, f"{self.name} log")
 
 

@@ -18,7 +18,7 @@ import re
 import time
 
 from .ports import free_port, wait_listening
-from .process import ManagedProcess, ProcessFixture, require_program, tail, wait_until
+from .process import WAIT, ManagedProcess, ProcessFixture, require_program, tail, wait_until
 
 SinkMessage = collections.namedtuple("SinkMessage", "client_addr helo mail rcpts data raw path")
 
@@ -103,7 +103,7 @@ class SmtpSink(ProcessFixture):
         paths = [os.path.join(self.dump_dir, n) for n in os.listdir(self.dump_dir)]
         return sorted(paths, key=lambda p: (os.path.getmtime(p), p))
 
-    def messages(self, count=1, timeout=10.0):
+    def messages(self, count=1, timeout=WAIT):
         """Dumped transactions, oldest first; waits for at least `count` of them."""
         if count:
             try:
