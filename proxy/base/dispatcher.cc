@@ -9,8 +9,23 @@ namespace portcullis {
 Dispatcher::Dispatcher(event_base* base)
     : postEvent_(event_new(base, -1, 0, &Dispatcher::onPosted, this)) {}
 
+Dispatcher::~Dispatcher() {
+  for (Posted& p : posted_) {
+    if (p.doomed != nullptr) p.destroy(p.doomed);
+  }
+}
+
 void Dispatcher::post(std::function<void()> fn) {
-  posted_.push_back(std::move(fn));
+  posted_.push_back({std::move(fn), nullptr, nullptr});
+  schedule();
+}
+
+void Dispatcher::postDelete(void* doomed, void (*destroy)(void*)) {
+  posted_.push_back({nullptr, doomed, destroy});
+  schedule();
+}
+
+void Dispatcher::schedule() {
   if (!scheduled_) {
     scheduled_ = true;
     // An active event runs in the loop's current pass: no extra poll, no system call.
@@ -27,9 +42,13 @@ void Dispatcher::runPosted() {
   // What these callbacks post runs in the next round (the event is re-activated), so a
   // callback that keeps posting cannot starve the loop's I/O.
   running_.swap(posted_);
-  for (auto& fn : running_) {
-    fn();
-    fn = nullptr;  // a deferred delete happens here, before the next callback runs
+  for (Posted& p : running_) {
+    if (p.doomed != nullptr) {
+      p.destroy(std::exchange(p.doomed, nullptr));
+      continue;
+    }
+    p.fn();
+    p.fn = nullptr;  // what it holds goes now, before the next callback runs
   }
   running_.clear();
 }

@@ -30,7 +30,7 @@ class Dispatcher {
  public:
   using Clock = std::chrono::steady_clock;
 
-  virtual ~Dispatcher() = default;
+  virtual ~Dispatcher();
 
   // The libevent base for real I/O (sockets, signals, listeners).
   virtual event_base* base() = 0;
@@ -38,11 +38,13 @@ class Dispatcher {
 
   // Runs `fn` from the loop, after the current callback returns, in the order posted.
   void post(std::function<void()> fn);
-  // Frees `object` from the loop, after the current callback returns.
+  // Frees `object` from the loop, after the current callback returns (in its turn among what
+  // was posted; an object still waiting when the dispatcher goes is freed with it).
   template <typename T>
   void deferredDelete(std::unique_ptr<T> object) {
     if (!object) return;
-    post([doomed = std::shared_ptr<T>(std::move(object))]() mutable { doomed.reset(); });
+    // The object and how to free it, held as they are: no shared_ptr, no std::function.
+    postDelete(object.release(), [](void* doomed) { delete static_cast<T*>(doomed); });
   }
 
  protected:
@@ -59,9 +61,18 @@ class Dispatcher {
   virtual void timerGone(Timer& timer);
   static void onPosted(evutil_socket_t, short, void* self);
 
+  // A posted callback, or an object to free (deferredDelete).
+  struct Posted {
+    std::function<void()> fn;
+    void* doomed = nullptr;
+    void (*destroy)(void*) = nullptr;
+  };
+  void postDelete(void* doomed, void (*destroy)(void*));
+  void schedule();
+
   EventPtr postEvent_;
-  std::vector<std::function<void()>> posted_;
-  std::vector<std::function<void()>> running_;
+  std::vector<Posted> posted_;
+  std::vector<Posted> running_;
   bool scheduled_ = false;
 };
 

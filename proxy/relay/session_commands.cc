@@ -161,13 +161,14 @@ void Session::onHelo(const Command& c) {
     endTransaction();
     enter(SmtpState::kReady);
   }
-  const bool esmtp = c.verb == Verb::kEhlo;
   view_.helo = c.argument;
-  view_.esmtp = esmtp;
-  const std::string verb = verb_;
-  chain_->run(Stage::kHelo, view_, [this, esmtp, verb](const ChainOutcome& o) {
-    applyOutcome(o, verb, [this, esmtp, &verb] {
-      if (!esmtp) {
+  view_.esmtp = c.verb == Verb::kEhlo;
+  // The callback holds only `this` (std::function keeps that without an allocation): the verb
+  // comes back from view_.esmtp, which only the next HELO or EHLO changes.
+  chain_->run(Stage::kHelo, view_, [this](const ChainOutcome& o) {
+    const std::string_view verb = view_.esmtp ? "EHLO" : "HELO";
+    applyOutcome(o, verb, [this, verb] {
+      if (!view_.esmtp) {
         reply(sharedHeloReply(ehloPolicy_.hostname), verb);
         enter(nextState(state_, Verb::kEhlo, 250));
         commandDone();

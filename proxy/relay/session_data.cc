@@ -164,7 +164,10 @@ void Session::afterEndOfHeaders(ChainOutcome first) {
     finishData(*first.reply, source);
     return;
   }
-  chain_->run(Stage::kEndOfMessage, view_, [this, first](const ChainOutcome& o) {
+  // Kept with the transaction, so that the callback holds only `this` (no allocation, no copy).
+  txn_->addedHeaders = std::move(first.headers);
+  txn_->headerEdits = std::move(first.edits);
+  chain_->run(Stage::kEndOfMessage, view_, [this](const ChainOutcome& o) {
     if (o.kind == VerdictKind::kDiscard) discard(o);
     if (o.reply && o.kind != VerdictKind::kDiscard) {
       const ReplySource source = ReplySource::filterVerdict(o.filter, o.reason);
@@ -177,9 +180,9 @@ void Session::afterEndOfHeaders(ChainOutcome first) {
       finishData(*o.reply, source);
       return;
     }
-    std::vector<HeaderField> headers = first.headers;
+    std::vector<HeaderField> headers = std::move(txn_->addedHeaders);
     headers.insert(headers.end(), o.headers.begin(), o.headers.end());
-    std::vector<HeaderEdit> edits = first.edits;
+    std::vector<HeaderEdit> edits = std::move(txn_->headerEdits);
     edits.insert(edits.end(), o.edits.begin(), o.edits.end());
     deliver(headers, edits);
   });

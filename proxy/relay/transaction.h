@@ -8,6 +8,9 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "portcullis/verdict.h"
 
 #include "proxy/base/dispatcher.h"
 #include "proxy/relay/reply_log.h"
@@ -52,7 +55,11 @@ struct Transaction {
   Dispatcher::Clock::time_point endOfData{};  // the client's final dot
   std::string traceHeader;  // our Received: line for this message, as the filters saw it
   std::unique_ptr<TracedMessage> message;  // traceHeader + spool, for the filters
-  TransactionLog log;                      // what its event=transaction line says
+  // What the end_of_headers filters added and edited, kept for the delivery after the
+  // end_of_message filters (whose own go after these).
+  std::vector<HeaderField> addedHeaders;
+  std::vector<HeaderEdit> headerEdits;
+  TransactionLog log;  // what its event=transaction line says
 };
 
 }  // namespace portcullis

@@ -182,14 +182,18 @@ void UpstreamLink::message(const Spool& spool, MessageHead head, Done done) {
     });
     return;
   }
-  conn_->sendMessage(spool, std::move(head), [this, done](UpstreamResult r) {
+  // Kept here, so that the callback holds only `this` (no allocation for it).
+  messageDone_ = std::move(done);
+  conn_->sendMessage(spool, std::move(head), [this](UpstreamResult r) {
     if (r.ok()) {
       // Whatever the reply, the MTA's transaction is over unless DATA itself was refused;
       // resetting before the next MAIL is harmless either way.
       transactionOpen_ = !r.reply->isPositive();
       if (r.reply->closesConnection()) retire();
     }
-    done(std::move(r));
+    Done finished;
+    finished.swap(messageDone_);  // taken out first: the session may start its next one inside
+    finished(std::move(r));
   });
 }
 

@@ -107,6 +107,7 @@ class UpstreamLink {
   bool keepaliveOn_ = false;   // the client is sending DATA
   bool keepaliveInFlight_ = false;
   std::function<void()> afterKeepalive_;  // the message waits for the NOOP's reply
+  Done messageDone_;                      // the message under way's; taken out when called
   // The MAIL under way, from mail() to its reply.
   struct PendingMail {
     std::string line;                 // storage kept from one MAIL to the next
