@@ -24,6 +24,10 @@ namespace {
 
 constexpr std::size_t kReadChunk = 32 * 1024;
 constexpr std::size_t kLastWriteMax = 4096;
+// How many times a flush waits behind writes to come (WritesToCome) before it goes anyway: a
+// group of that many pipelined commands leaves in one send, and the callbacks one client's long
+// group queues cannot hold every other stream's flush for as long as the group lasts.
+constexpr int kMaxFlushHolds = 16;
 // The output buffer a stream keeps between writes; one that grew past it (a message body to a
 // slow MTA) is released once it drains, so a pooled connection does not hold it.
 constexpr std::size_t kKeepOutputCapacity = 64 * 1024;
@@ -223,12 +227,14 @@ void Stream::readSome() {
 
 void Stream::onFlush(evutil_socket_t, short, void* self) {
   auto* s = static_cast<Stream*>(self);
-  if (WritesToCome::queued > 0) {
+  if (WritesToCome::queued > 0 && s->flushHolds_ < kMaxFlushHolds) {
     // Callbacks queued in this pass will write more (the next command of a pipelined group):
     // to the back of the pass, behind them, so that it all leaves in one send.
+    ++s->flushHolds_;
     event_active(s->flushEvent_.get(), 0, 0);
     return;
   }
+  s->flushHolds_ = 0;
   s->flushScheduled_ = false;
   s->flush();
 }

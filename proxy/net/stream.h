@@ -97,6 +97,7 @@ class Stream final : public ByteStream {
   bool reading_ = false;
   bool writeArmed_ = false;
   bool flushScheduled_ = false;
+  int flushHolds_ = 0;  // times the scheduled flush went to the back of the pass
   bool shutdownPending_ = false;
   bool closed_ = false;
   bool eof_ = false;       // the peer's FIN was read

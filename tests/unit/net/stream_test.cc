@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -202,6 +203,32 @@ TEST_F(StreamSendsTest, WritesOfCallsQueuedInThePassLeaveInTheSameSend) {
   onePass();
   EXPECT_EQ(sends(), std::vector<std::string>{"MAIL\r\nRCPT\r\nRCPT\r\nRCPT\r\n"});
   EXPECT_EQ(WritesToCome::queued, 0);
+}
+
+TEST_F(StreamSendsTest, ALongGroupLeavesInBoundedSends) {
+  // A flush waits behind at most 16 such callbacks: a client's long pipelined group cannot hold
+  // every stream's flush for its whole length; the bytes still leave whole and in order.
+  int next = 0;
+  DeferredCall call(
+      dispatcher_,
+      [&] {
+        ours_->write("RCPT " + std::to_string(++next) + "\r\n");
+        if (next < 40) call.schedule();
+      },
+      DeferredCall::Flushes::kWait);
+  ours_->write("MAIL\r\n");
+  call.schedule();
+  onePass();
+  const std::vector<std::string> got = sends();
+  EXPECT_EQ(got.size(), 3U);
+  std::string all;
+  std::string want = "MAIL\r\n";
+  for (int i = 1; i <= 40; ++i) want.append("RCPT ").append(std::to_string(i)).append("\r\n");
+  for (const std::string& s : got) {
+    EXPECT_LE(std::count(s.begin(), s.end(), '\n'), 17);
+    all += s;
+  }
+  EXPECT_EQ(all, want);
 }
 
 TEST_F(StreamSendsTest, AnOrdinaryDeferredCallDoesNotHoldTheFlush) {
