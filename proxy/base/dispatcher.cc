@@ -10,8 +10,15 @@ Dispatcher::Dispatcher(event_base* base)
     : postEvent_(event_new(base, -1, 0, &Dispatcher::onPosted, this)) {}
 
 Dispatcher::~Dispatcher() {
-  for (Posted& p : posted_) {
-    if (p.doomed != nullptr) p.destroy(p.doomed);
+  // What is still posted goes with the dispatcher: objects waiting to be freed are freed, and
+  // callbacks are dropped unrun. A destructor may post in turn (an object freeing another
+  // from the loop): that is taken too, until nothing is left.
+  while (!posted_.empty()) {
+    std::vector<Posted> left;
+    left.swap(posted_);
+    for (Posted& p : left) {
+      if (p.doomed != nullptr) p.destroy(std::exchange(p.doomed, nullptr));
+    }
   }
 }
 
