@@ -249,6 +249,10 @@ class WorkersTest(HarnessTestCase):
                 if re.search(r"event=reload result=", l)]
 
     def test_a_listener_one_worker_cannot_bind_fails_the_reload_for_every_worker(self):
+        if os.environ.get("PORTCULLIS_SANITIZED") == "1":
+            # UBSan's vptr check probes memory through a pipe(): in a process held at its last
+            # descriptor it fails and reports a false error (seen in yaml-cpp's stringstream).
+            self.skipTest("the sanitizers' runtime needs descriptors of its own")
         pc = self.portcullis({"filters": [rule("old-rule")],
                               "limits": {"max_connections_per_ip": 100},
                               "upstream": {"pool_size": 0}})  # no pooled MTA connection closes
