@@ -201,9 +201,9 @@ long mailSession(const Options& o, SSL_CTX* ctx, const std::string& message, lon
   const std::string group = mail + "\r\n" + rcpt + "\r\nDATA\r\n";
   long sent = 0;
   for (; sent < want; ++sent) {
-    const bool envelope =
-        o.pipelining ? c.send(group) && c.expect(250) && c.expect(250) && c.expect(354)
-                     : c.cmd(mail, 250) && c.cmd(rcpt, 250) && c.cmd("DATA", 354);
+    const bool envelope = o.pipelining
+                              ? c.send(group) && c.expect(250) && c.expect(250) && c.expect(354)
+                              : c.cmd(mail, 250) && c.cmd(rcpt, 250) && c.cmd("DATA", 354);
     if (!envelope || !c.send(message) || !c.expect(250)) return sent > 0 ? sent : -1;
   }
   if (c.cmd("QUIT", 221)) c.setClean();
@@ -331,8 +331,8 @@ int main(int argc, char** argv) {
     std::printf(
         "mode=mail starttls=%s pipelining=%s connections=%d per_connection=%d size=%ld done=%ld "
         "errors=%ld seconds=%.3f rate=%.1f\n",
-        o.starttls ? "yes" : "no", o.pipelining ? "yes" : "no", o.connections, o.perConnection, o.size, done, g_errors.load(),
-        secs, done / secs);
+        o.starttls ? "yes" : "no", o.pipelining ? "yes" : "no", o.connections, o.perConnection,
+        o.size, done, g_errors.load(), secs, done / secs);
   } else {
     std::printf(
         "mode=handshake resume=%s connections=%d done=%ld resumed=%ld errors=%ld "
