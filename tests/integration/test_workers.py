@@ -77,6 +77,25 @@ def rule(subject):
          "reply": "550 5.7.1 Message content rejected"}]}
 
 
+def served_by(pc, port, expect):
+    """Sessions on `port`, each sending one message per subject in `expect` and checking its
+    reply code, until every worker took some (at least 9, at most 40); the workers seen."""
+    served = set()
+    for i in range(40):
+        with RawClient("127.0.0.1", port) as c:
+            c.read_reply()
+            c.cmd("EHLO client.test")
+            served.add(workers_by_client(pc).get(c.sock.getsockname()[1]))
+            for subject, code in expect.items():
+                got = data(c, f"{subject} {i}")
+                if got != code:
+                    raise AssertionError(f"{subject} {i}: {got}, expected {code}")
+            c.cmd("QUIT")
+        if i >= 8 and served >= set(range(WORKERS)):
+            break
+    return served
+
+
 def data(c, subject):
     """MAIL, RCPT, DATA and a message on an open session; the final reply code."""
     for line, want in (("MAIL FROM:<sender@client.test>", 250),
@@ -223,18 +242,8 @@ class WorkersTest(HarnessTestCase):
         self.assertIn("event=reload result=ok", lines[0])
         self.assertIn("workers=2/2", lines[0])
         self.assertIn("needs_restart=workers", lines[0])  # restart-only: still 2 threads
-        served = set()
-        for i in range(40):
-            with RawClient("127.0.0.1", pc.port) as c:
-                c.read_reply()
-                c.cmd("EHLO client.test")
-                served.add(workers_by_client(pc).get(c.sock.getsockname()[1]))
-                self.assertEqual(data(c, f"new-rule {i}"), 550)
-                self.assertEqual(data(c, f"old-rule {i}"), 250)
-                c.cmd("QUIT")
-            if i >= 8 and served >= set(range(WORKERS)):
-                break
-        self.assertEqual(served, set(range(WORKERS)))
+        self.assertEqual(served_by(pc, pc.port, {"new-rule": 550, "old-rule": 250}),
+                         set(range(WORKERS)))
 
     def reload_with(self, pc, changes):
         """Rewrites the config with `changes`, sends SIGHUP; the summary line."""
@@ -269,7 +278,10 @@ class WorkersTest(HarnessTestCase):
             for c in held:
                 c.read_reply()
             open_fds = set()
-            while open_fds != (now := {int(n) for n in os.listdir(f"/proc/{pid}/fd")}):
+            for _ in range(50):  # until two looks 0.2 s apart agree (bounded: 10 s)
+                now = {int(n) for n in os.listdir(f"/proc/{pid}/fd")}
+                if now == open_fds:
+                    break
                 open_fds = now
                 time.sleep(0.2)
             limit = next(n for n in range(len(open_fds) + 1) if n not in open_fds) + 1
@@ -302,17 +314,7 @@ class WorkersTest(HarnessTestCase):
         self.assertIn("event=reload result=ok", lines[0])
         self.assertIn(f"listeners_added=127.0.0.1:{new}", lines[0])
         self.assertIn("workers=2/2", lines[0])
-        served = set()
-        for i in range(40):
-            with RawClient("127.0.0.1", new) as c:
-                c.read_reply()
-                c.cmd("EHLO client.test")
-                served.add(workers_by_client(pc).get(c.sock.getsockname()[1]))
-                self.assertEqual(data(c, f"new-rule {i}"), 550)
-                c.cmd("QUIT")
-            if i >= 8 and served >= set(range(WORKERS)):
-                break
-        self.assertEqual(served, set(range(WORKERS)))
+        self.assertEqual(served_by(pc, new, {"new-rule": 550}), set(range(WORKERS)))
 
 
 def data_only(c, subject):
