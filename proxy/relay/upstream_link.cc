@@ -147,12 +147,15 @@ void UpstreamLink::mailReplied(UpstreamResult r) {
   finishMail(std::move(r));
 }
 
-void UpstreamLink::finishMail(UpstreamResult r) {
-  // Taken out first: the session may send its next MAIL from inside (after a refusal).
+void UpstreamLink::handOver(Done& pending, UpstreamResult r) {
+  // Taken out first: the session may start its next command from inside (a MAIL after a
+  // refusal, the next transaction after a message), which sets `pending` again.
   Done done;
-  done.swap(mail_.done);
+  done.swap(pending);
   done(std::move(r));
 }
+
+void UpstreamLink::finishMail(UpstreamResult r) { handOver(mail_.done, std::move(r)); }
 
 bool UpstreamLink::canPipeline() const {
   return conn_ && !lost_ && !conn_->broken() && conn_->pipelining() && !keepaliveInFlight_;
@@ -191,9 +194,7 @@ void UpstreamLink::message(const Spool& spool, MessageHead head, Done done) {
       transactionOpen_ = !r.reply->isPositive();
       if (r.reply->closesConnection()) retire();
     }
-    Done finished;
-    finished.swap(messageDone_);  // taken out first: the session may start its next one inside
-    finished(std::move(r));
+    handOver(messageDone_, std::move(r));
   });
 }
 

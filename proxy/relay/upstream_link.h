@@ -91,6 +91,8 @@ class UpstreamLink {
   void sendMail(bool mayRetry);
   void mailReplied(UpstreamResult r);
   void finishMail(UpstreamResult r);
+  // Calls the callback held in `pending`, emptied first.
+  static void handOver(Done& pending, UpstreamResult r);
   void keepalive();
   void retire();
   void adopt(std::unique_ptr<UpstreamConnection> conn);

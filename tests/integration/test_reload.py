@@ -16,7 +16,6 @@
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -63,15 +62,7 @@ class ReloadCase(HarnessTestCase):
     def reload(self, pc, changes=None, text=None, expect="ok"):
         """Rewrite the config file (changes merged over the running dict, or `text` as is),
         SIGHUP, and return the event=reload line it produced."""
-        if text is None:
-            pc.config = deep_merge(pc.config, changes or {})
-            text = json.dumps(pc.config, indent=2) + "\n"
-        with open(pc.config_path, "w") as f:
-            f.write(text)
-        mark = pc.log_mark()
-        pc.signal(signal.SIGHUP)
-        pc.wait_for_log(r"event=reload result=\w+.*\n", since=mark)
-        lines = [l for l in pc.log_text()[mark:].splitlines() if "event=reload " in l]
+        lines = pc.reload(changes, text)
         self.assertEqual(len(lines), 1, lines)
         self.assertIn(f"event=reload result={expect}", lines[0])
         return lines[0]

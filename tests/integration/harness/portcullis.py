@@ -4,6 +4,7 @@
     pc.port                        first listener's port
     pc.wait_for_log(r"event=listening")
     pc.wait_for_sessions(1)        parsed `event=session` summary lines (dicts)
+    pc.reload({"limits": ...})     rewrite the config, SIGHUP, wait; the event=reload lines
     pc.stop()                      SIGTERM; asserts exit code 0 and no sanitizer report
 
 The config is the test defaults deep-merged with `config` (dicts merge, everything else
@@ -233,6 +234,20 @@ class Portcullis(Fixture):
 
     def signal(self, sig=signal.SIGHUP):
         self.proc.proc.send_signal(sig)
+
+    def reload(self, changes=None, text=None, timeout=WAIT):
+        """Rewrites the config file (`changes` merged over the running config, or `text` as
+        is), sends SIGHUP and waits for the reload's summary line (each other worker's own
+        lines, with worker=, come before it); returns every event=reload line it produced."""
+        if text is None:
+            self.config = deep_merge(self.config, changes or {})
+            text = json.dumps(self.config, indent=2) + "\n"
+        with open(self.config_path, "w") as f:
+            f.write(text)
+        mark = self.log_mark()
+        self.signal(signal.SIGHUP)
+        self.wait_for_log(r"event=reload result=\w+ (?!worker=).*\n", timeout=timeout, since=mark)
+        return [l for l in self.log_text()[mark:].splitlines() if "event=reload " in l]
 
     def wait_exit(self, timeout=20.0):
         """Wait for the process to exit by itself; return its exit code."""
