@@ -312,6 +312,9 @@ int main(int argc, char** argv) {
                                                           [](void*) { attachLogsToLoop(nullptr); });
   int rc = 0;
   {
+    // Info lines logged on this loop leave in batches; the rest when this block ends, after
+    // the workers (declared after it) are gone.
+    const LogBatching logBatching(base.get());
     EventDispatcher dispatcher(base.get());
     Workers workers(dispatcher, config);  // worker 0 runs on this loop
     Server& server = workers.primary();

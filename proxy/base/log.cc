@@ -3,10 +3,10 @@
 #include "proxy/base/log.h"
 
 #include <openssl/rand.h>
+#include <poll.h>
 #include <spdlog/details/file_helper.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -230,16 +230,21 @@ class LineFormatter final : public spdlog::formatter {
   std::unique_ptr<spdlog::pattern_formatter> text_;
 };
 
-// output=file: spdlog's file_helper (appends, "ab"), opened again by name on reopen() so that
-// logrotate's move-then-create works. A failed reopen keeps writing to the old file, so
-// nothing is lost while the admin fixes the directory.
-class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
+// output=stderr and output=file: each line, or a loop thread's batch of them
+// (LogBatching::Lines), in one write. The file is spdlog's file_helper (appends, "ab"), opened
+// again by name on reopen() so that logrotate's move-then-create works; a failed reopen keeps
+// writing to the old file, so nothing is lost while the admin fixes the directory. The mutex
+// orders the writes of several threads and guards the formatter (spdlog's pattern formatter
+// keeps the time it formatted last).
+class LineSink final : public spdlog::sinks::sink, public std::enable_shared_from_this<LineSink> {
  public:
-  explicit ReopenableFileSink(std::string path) : path_(std::move(path)) {}
+  // An empty path: stderr.
+  explicit LineSink(std::string path) : path_(std::move(path)) {}
 
   // Throws spdlog::spdlog_ex (the first open only, from setupLogging).
   void open() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    if (path_.empty()) return;
+    const std::lock_guard<std::mutex> lock(mutex_);
     file_ = openFile();
   }
 
@@ -251,22 +256,67 @@ class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
       *error = e.what();
       return false;
     }
-    std::lock_guard<std::mutex> lock(mutex_);
+    const std::lock_guard<std::mutex> lock(mutex_);
     file_ = std::move(fresh);
     return true;
   }
 
- protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
-    spdlog::memory_buf_t buf;
-    formatter_->format(msg, buf);
-    if (file_) file_->write(buf);
+  void log(const spdlog::details::log_msg& msg) override;  // after LogBatching::Lines
+  void flush() override {}                                 // a write is complete when it returns
+  void set_pattern(const std::string& pattern) override {
+    set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern));
   }
-  void flush_() override {
-    if (file_) file_->flush();
+  void set_formatter(std::unique_ptr<spdlog::formatter> formatter) override {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    formatter_ = std::move(formatter);
+  }
+
+  // For a thread that formats its lines itself (a batch).
+  std::unique_ptr<spdlog::formatter> copyFormatter() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return formatter_->clone();
+  }
+
+  void write(const spdlog::memory_buf_t& bytes) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    writeLocked(bytes);
+  }
+
+  void formatAndWrite(const spdlog::details::log_msg& msg) {
+    spdlog::memory_buf_t line;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    formatter_->format(msg, line);
+    writeLocked(line);
   }
 
  private:
+  void writeLocked(const spdlog::memory_buf_t& bytes) {
+    if (!path_.empty()) {
+      if (file_) {
+        file_->write(bytes);
+        file_->flush();
+      }
+      return;
+    }
+    // stderr: a pipe (journald, a container runtime) takes the batch in one write; a
+    // non-blocking one that is full gets a bounded wait per write, then the rest is dropped,
+    // as stdio's would be.
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::write(STDERR_FILENO, bytes.data() + done, bytes.size() - done);
+      if (n > 0) {
+        done += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      pollfd ready{STDERR_FILENO, POLLOUT, 0};
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && ::poll(&ready, 1, 1000) > 0) {
+        continue;
+      }
+      return;
+    }
+  }
+
   std::unique_ptr<spdlog::details::file_helper> openFile() const {
     auto f = std::make_unique<spdlog::details::file_helper>();
     f->open(path_, /*truncate=*/false);
@@ -274,6 +324,9 @@ class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
   }
 
   std::string path_;
+  std::mutex mutex_;
+  std::unique_ptr<spdlog::formatter> formatter_ =
+      std::make_unique<spdlog::pattern_formatter>();  // replaced by setupLogging's
   std::unique_ptr<spdlog::details::file_helper> file_;
 };
 
@@ -410,11 +463,83 @@ class SyslogSink final : public spdlog::sinks::base_sink<std::mutex> {
   std::uint64_t dropped_ = 0;
 };
 
-// The sinks reopenLogs() acts on; set once by setupLogging.
-std::shared_ptr<ReopenableFileSink> gFileSink;
+// The sinks reopenLogs() acts on, and LogBatching's interval (0 for syslog); set by
+// setupLogging.
+std::shared_ptr<LineSink> gFileSink;
 std::shared_ptr<SyslogSink> gSyslogSink;
+std::chrono::milliseconds gFlushInterval{0};
 
 }  // namespace
+
+// One loop thread's waiting lines, formatted with the thread's own copy of the formatter, and
+// the timer that writes them.
+class LogBatching::Lines {
+ public:
+  static constexpr std::size_t kMaxWaiting = 64 * 1024;
+
+  Lines(event_base* base, std::chrono::milliseconds interval)
+      : timer_(base, -1, 0, &Lines::onTimer, this), interval_(toTimeval(interval)) {}
+  ~Lines() { writeOut(); }
+  Lines(const Lines&) = delete;
+  Lines& operator=(const Lines&) = delete;
+
+  void add(LineSink& sink, const spdlog::details::log_msg& msg) {
+    if (sink_.get() != &sink) {
+      writeOut();
+      sink_ = sink.shared_from_this();
+      formatter_ = sink.copyFormatter();
+    }
+    const bool first = bytes_.size() == 0;
+    formatter_->format(msg, bytes_);
+    if (bytes_.size() >= kMaxWaiting) {
+      writeOut();
+    } else if (first) {
+      event_add(timer_.get(), &interval_);
+    }
+  }
+
+  void writeOut() {
+    timer_.reset();
+    if (bytes_.size() == 0) return;
+    sink_->write(bytes_);
+    bytes_.clear();  // keeps its capacity: no allocation for the next batch
+  }
+
+ private:
+  static void onTimer(evutil_socket_t, short, void* self) { static_cast<Lines*>(self)->writeOut(); }
+
+  std::shared_ptr<LineSink> sink_;  // where bytes_ go
+  std::unique_ptr<spdlog::formatter> formatter_;
+  spdlog::memory_buf_t bytes_;
+  InlineEvent timer_;
+  timeval interval_;
+};
+
+namespace {
+thread_local LogBatching::Lines* tLines = nullptr;
+}  // namespace
+
+void LineSink::log(const spdlog::details::log_msg& msg) {
+  LogBatching::Lines* lines = tLines;
+  if (lines != nullptr && msg.level < spdlog::level::warn) {
+    lines->add(*this, msg);
+    return;
+  }
+  if (lines != nullptr) lines->writeOut();  // what waits goes first
+  formatAndWrite(msg);
+}
+
+LogBatching::LogBatching(event_base* base) {
+  if (gFlushInterval.count() <= 0) return;
+  lines_ = std::make_unique<Lines>(base, gFlushInterval);
+  tLines = lines_.get();
+}
+
+LogBatching::~LogBatching() {
+  if (!lines_) return;
+  tLines = nullptr;
+  lines_.reset();  // writes what waits
+}
 
 bool checkLogOutput(const LogOptions& options, std::string* error) {
   if (options.output != LogOutput::kFile) return true;
@@ -434,13 +559,13 @@ bool setupLogging(const LogOptions& options, std::string* error) {
   switch (options.output) {
     case LogOutput::kStderr: {
       const bool journal = logformat::stderrIsJournal(std::getenv("JOURNAL_STREAM"));
-      sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+      sink = std::make_shared<LineSink>(std::string());
       sink->set_formatter(std::make_unique<LineFormatter>(
           options.format, journal ? Framing::kJournald : Framing::kLine));
       break;
     }
     case LogOutput::kFile: {
-      auto file = std::make_shared<ReopenableFileSink>(options.file);
+      auto file = std::make_shared<LineSink>(options.file);
       try {
         file->open();
       } catch (const spdlog::spdlog_ex& e) {
@@ -460,6 +585,8 @@ bool setupLogging(const LogOptions& options, std::string* error) {
       break;
     }
   }
+  gFlushInterval =
+      options.output == LogOutput::kSyslog ? std::chrono::milliseconds(0) : options.flushInterval;
   auto logger = std::make_shared<spdlog::logger>("portcullis", sink);
   logger->set_level(spdlog::level::from_str(options.level));
   logger->flush_on(spdlog::level::trace);

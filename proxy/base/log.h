@@ -6,13 +6,16 @@
 // Outputs: stderr (text, or "<N>message" when stderr is journald's stream), an append-only
 // file reopened by reopenLogs() (SIGUSR1, from the event loop), or RFC 3164 datagrams to a
 // local syslog socket, never blocking (a bounded backlog, flushed from the loop once
-// attachLogsToLoop() ran). Each as text or one JSON object per line. Single-threaded use.
+// attachLogsToLoop() ran). Each as text or one JSON object per line. Any thread may log; on a
+// thread that runs an event loop (a LogBatching on it), stderr and file lines below warn wait
+// up to log.flush_interval to leave together in one write.
 
 #include <spdlog/spdlog.h>
 
 #include <array>
 #include <chrono>
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,7 +35,13 @@ struct LogOptions {
   std::string file;                       // output=file: appended to, reopened by reopenLogs()
   std::string syslogSocket = "/dev/log";  // output=syslog: a unix datagram socket
   int syslogFacility = 2;                 // RFC 3164 4.1.1 facility code; 2 = mail
+  // output=stderr or file: how long an info or debug line logged on an event loop may wait to
+  // be written with the lines after it (one write for all); 0: each line at once.
+  std::chrono::milliseconds flushInterval{100};
 };
+
+// The most log.flush_interval may be: what a crash can lose, and how late `tail -f` may be.
+inline constexpr std::chrono::milliseconds kMaxLogFlushInterval{10'000};
 
 // RFC 3164 4.1.1 facility names, at their codes (auth..local7; "security" and "mark" left
 // out). The config spelling of log.syslog_facility.
@@ -59,6 +68,25 @@ inline constexpr std::array<SyslogFacilityName, 20> kSyslogFacilities = {{
 // output=syslog: lets lines that wait for the daemon be sent as soon as its socket takes them
 // (a write event on `base`). Call once the loop exists, and with null before freeing it.
 void attachLogsToLoop(event_base* base);
+
+// While it lives, the lines this thread logs below warn (output stderr or file, and a
+// flush_interval above 0) wait in this thread's buffer, written in one write when the first of
+// them has waited flush_interval (a timer on `base`, so the thread must run that loop), when
+// 64 KiB wait, when a warning or worse is logged (after them, at once), and when it is
+// destroyed. Create one on each thread that runs an event loop, around the loop, after
+// setupLogging; never two on a thread. Lines from other threads are written at once.
+class LogBatching {
+ public:
+  explicit LogBatching(event_base* base);
+  ~LogBatching();
+  LogBatching(const LogBatching&) = delete;
+  LogBatching& operator=(const LogBatching&) = delete;
+
+  class Lines;
+
+ private:
+  std::unique_ptr<Lines> lines_;
+};
 
 // output=file: opens the file by name again (after logrotate moved it); on failure the old
 // file stays in use. output=syslog: reconnects on the next line. Call from the event loop,

@@ -375,6 +375,10 @@ std::shared_ptr<const Config> build(const YAML::Node& root, const std::string& s
     lg.fail("syslog_socket", "must be an absolute path of at most " +
                                  std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " octets");
   }
+  cfg->log.flushInterval = lg.getDuration("flush_interval", cfg->log.flushInterval);
+  if (cfg->log.flushInterval > kMaxLogFlushInterval) {
+    lg.fail("flush_interval", "must be at most 10s (0: each line written at once)");
+  }
   std::vector<std::string> facilities;
   facilities.reserve(kSyslogFacilities.size());
   for (const auto& f : kSyslogFacilities) facilities.emplace_back(f.name);

@@ -108,8 +108,8 @@ struct SpoolConfig {
   std::string directory = "/var/spool/portcullis";
 };
 
-// log: (level, output, format, file, syslog_socket, syslog_facility); the struct lives with
-// the logging code in proxy/base so that setupLogging takes it as it is.
+// log: (level, output, format, file, syslog_socket, syslog_facility, flush_interval); the struct
+// lives with the logging code in proxy/base so that setupLogging takes it as it is.
 using LogConfig = LogOptions;
 
 // What portcullis adds to the replies it writes itself.

@@ -174,6 +174,7 @@ std::vector<std::pair<std::string, YAML::Node>> nodes(const Config& c) {
   log["file"] = c.log.file;
   log["syslog_socket"] = c.log.syslogSocket;
   log["syslog_facility"] = std::string(facilityName(c.log.syslogFacility));
+  log["flush_interval"] = duration(c.log.flushInterval);
   out.emplace_back("log", log);
   YAML::Node reply;
   reply["reference"] = c.reply.reference;

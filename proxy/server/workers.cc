@@ -100,7 +100,10 @@ void Workers::run() {
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     Worker* w = workers_[i].get();
     w->thread = std::thread([w] {
-      event_base_dispatch(w->base.get());
+      {
+        const LogBatching logBatching(w->base.get());
+        event_base_dispatch(w->base.get());
+      }
       w->inbox->close();  // from now on worker 0's questions fail at once
     });
   }

@@ -66,6 +66,8 @@
 #   --pipelining   the load comes from tests/bench/tls_load.cc (compiled into the temp dir) with
 #                  --pipelining instead of smtp-source, which does not pipeline: MAIL, RCPT and
 #                  DATA in one write, as real MTAs send them; every path and --counts alike.
+#   --log-level L  every instance's log.level (default warn; info is what an admin runs: a few
+#                  lines per session, each a write to the instance's log file)
 #   --pin-load CPUS run smtp-source and smtp-sink under `taskset -c CPUS` (the load generator
 #                  apart from portcullis; pin portcullis yourself if you want it elsewhere)
 #   --handshakes N connections per handshake run (default 5000)
@@ -100,8 +102,9 @@ CHUNKING=auto
 WORKERS_LIST=
 PIN=
 PIPELINING=0
+LOG_LEVEL=warn
 ARGS=("$@")
-usage() { sed -n '2,77p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,79p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --messages) MESSAGES=$2; shift 2 ;;
@@ -123,6 +126,7 @@ while [[ $# -gt 0 ]]; do
     --workers) WORKERS_LIST=$2; shift 2 ;;
     --pin-load) PIN=$2; shift 2 ;;
     --pipelining) PIPELINING=1; shift ;;
+    --log-level) LOG_LEVEL=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -255,7 +259,7 @@ limits:
 spool:
   directory: "$TMP/$name/spool"
 log:
-  level: warn
+  level: $LOG_LEVEL
 $extra
 YAML
   env ${PRELOAD:+LD_PRELOAD=$PRELOAD MALLOC_COUNT_FILE=$TMP/$name/mallocs} \

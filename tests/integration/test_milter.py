@@ -82,9 +82,8 @@ class MilterTest(HarnessTestCase):
         self.assertEqual(replies[-1][0], 250, replies)
         counts = sorted(len(m.get_all("X-Checked") or []) for m in pf.emails(2))
         self.assertEqual(counts, [1, 2])
-        log = pc.log_text()
-        self.assertRegex(log, r"event=session .*mode=milter")
-        self.assertRegex(log, r"event=session (?!.*mode=milter).*queued_as=")
+        pc.wait_for_log(r"event=session .*mode=milter")
+        pc.wait_for_log(r"event=session (?!.*mode=milter).*queued_as=")
 
     def test_unix_socket(self):
         """milter.listen as a unix socket (what the README recommends on one host): Postfix's
@@ -112,7 +111,7 @@ class MilterTest(HarnessTestCase):
         code, lines = replies[-1]
         self.assertEqual(code, 554, replies)
         self.assertIn("Listed in dnsbl.test", " ".join(lines))
-        self.assertRegex(pc.log_text(), r"event=reject .*stage=connect .*filter=dnsbl")
+        pc.wait_for_log(r"event=reject .*stage=connect .*filter=dnsbl")
         self.assertEqual(pf.messages(0), [])
 
     def test_dnsbl_deferred_to_rcpt_refuses_the_rcpt(self):
@@ -123,7 +122,7 @@ class MilterTest(HarnessTestCase):
         code, lines = replies[3]  # the RCPT
         self.assertEqual(code, 550, replies)
         self.assertIn("Listed in dnsbl.test", " ".join(lines))
-        self.assertRegex(pc.log_text(), r"event=reject .*to=<user@test.local> .*stage=rcpt")
+        pc.wait_for_log(r"event=reject .*to=<user@test.local> .*stage=rcpt")
 
     def test_unlisted_client_delivers_and_the_queue_id_is_logged(self):
         pc, pf = self.start_pair([DNSBL])
@@ -140,7 +139,7 @@ class MilterTest(HarnessTestCase):
             replies = transaction(c, subject="cheap viagra")
         self.assertEqual([r[0] for r in replies], [220, 250, 250, 250, 354, 550], replies)
         self.assertIn("Message content rejected", " ".join(replies[-1][1]))
-        self.assertRegex(pc.log_text(), r"event=reject .*stage=end_of_headers .*filter=header_checks")
+        pc.wait_for_log(r"event=reject .*stage=end_of_headers .*filter=header_checks")
         self.assertEqual(pf.messages(0), [])
 
     def test_added_header_is_in_the_delivered_message(self):
@@ -158,7 +157,7 @@ class MilterTest(HarnessTestCase):
         self.assertEqual(replies[-1][0], 250, replies)  # the client is told it went
         pf.wait_for_log(r"milter-discard: END-OF-MESSAGE")
         self.assertEqual(pf.messages(0), [])
-        self.assertRegex(pc.log_text(), r"event=discard .*filter=header_checks")
+        pc.wait_for_log(r"event=discard .*filter=header_checks")
 
     def test_observe_mode_delivers(self):
         pc, pf = self.start_pair([{**DNSBL, "mode": "observe"}])
@@ -166,7 +165,7 @@ class MilterTest(HarnessTestCase):
             replies = transaction(c)
         self.assertEqual(replies[-1][0], 250, replies)
         self.assertEqual(len(pf.messages(1)), 1)
-        self.assertRegex(pc.log_text(), r"event=observe stage=connect filter=dnsbl verdict=reject")
+        pc.wait_for_log(r"event=observe stage=connect filter=dnsbl verdict=reject")
 
     def test_sendmail_command_goes_through_non_smtpd_milters(self):
         pc, pf = self.start_pair([HEADER_CHECKS])
@@ -176,7 +175,7 @@ class MilterTest(HarnessTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         [delivered] = pf.emails(1, timeout=20)
         self.assertEqual(delivered["X-Checked"], "yes")
-        self.assertRegex(pc.log_text(), r"event=connect .*mode=milter")
+        pc.wait_for_log(r"event=connect .*mode=milter")
 
     def test_portcullis_stopped_postfix_applies_milter_default_action(self):
         pc, pf = self.start_pair([DNSBL])
@@ -302,7 +301,7 @@ class MilterTest(HarnessTestCase):
             self.assertIn("caf\u00e9", lines[0])
             self.assertIn("421 4.3.2 bye", lines[0])  # the injected line is text in this one
             self.assertEqual(c.cmd("QUIT")[0], 221)  # no injected reply is left in the stream
-        self.assertRegex(pc.log_text(), r"event=reject .*stage=connect .*filter=dnsbl")
+        pc.wait_for_log(r"event=reject .*stage=connect .*filter=dnsbl")
         self.assertTrue(pc.alive())
         with self.client(pf, "127.0.0.1") as c:
             replies = transaction(c)

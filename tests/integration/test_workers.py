@@ -36,7 +36,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (HarnessTestCase, Portcullis, Postfix, RawClient, deep_merge,  # noqa: E402
                      free_port, make_message, run_binary, wait_until)
-from harness.process import require_program  # noqa: E402
+from harness.process import WAIT, require_program  # noqa: E402
 
 WORKERS = 2
 
@@ -58,6 +58,13 @@ def metric(port, name):
         if line.startswith(name + " ") or line.startswith(name + "{"):
             total += int(float(line.rsplit(" ", 1)[1]))
     return total
+
+
+def worker_of(pc, client_port):
+    """The worker that took the connection from `client_port`, from its connect line (waited
+    for: info lines reach the log up to log.flush_interval after they are logged)."""
+    m = pc.wait_for_log(rf"event=connect client=127\.0\.0\.1:{client_port} .*worker=(\d+)")
+    return int(m.group(1))
 
 
 def workers_by_client(pc):
@@ -84,7 +91,7 @@ def served_by(pc, port, expect):
         with RawClient("127.0.0.1", port) as c:
             c.read_reply()
             c.cmd("EHLO client.test")
-            served.add(workers_by_client(pc).get(c.sock.getsockname()[1]))
+            served.add(worker_of(pc, c.sock.getsockname()[1]))
             for subject, code in expect.items():
                 got = data(c, f"{subject} {i}")
                 if got != code:
@@ -136,7 +143,7 @@ class WorkersTest(HarnessTestCase):
             self.addCleanup(c.close)
             c.read_reply()
             held.append(c)
-            owners = set(workers_by_client(pc).get(h.sock.getsockname()[1]) for h in held)
+            owners = set(worker_of(pc, h.sock.getsockname()[1]) for h in held)
         self.assertEqual(owners, set(range(WORKERS)))
         status, page = get(admin, "/status")
         self.assertEqual(status, 200)
@@ -151,8 +158,8 @@ class WorkersTest(HarnessTestCase):
                        stdout=subprocess.DEVNULL)
         self.pf.messages(before + messages, timeout=60)
         self.assertEqual(len(self.pf.message_files()) - before, messages)
-        served = set(workers_by_client(pc).values())
-        self.assertEqual(served, set(range(WORKERS)), "both workers served sessions")
+        wait_until(lambda: set(workers_by_client(pc).values()) == set(range(WORKERS)), WAIT,
+                   what="connect lines from both workers")
         # The counters of both workers' sessions, merged, once each.
         wait_until(lambda: metric(admin, "portcullis_sessions_total") == messages + len(held),
                    10, what="every session counted")
@@ -197,8 +204,7 @@ class WorkersTest(HarnessTestCase):
             self.assertEqual(c.cmd("MAIL FROM:<sender@client.test>")[0], 250)
             self.assertEqual(c.cmd("RCPT TO:<user@test.local>")[0], 250)
             busy.append(c)
-            owners = workers_by_client(pc)
-            held = {owners.get(b.sock.getsockname()[1]) for b in busy}
+            held = {worker_of(pc, b.sock.getsockname()[1]) for b in busy}
             if len(busy) >= 4 and held >= set(range(WORKERS)):
                 break
         self.assertTrue(held >= set(range(WORKERS)), held)

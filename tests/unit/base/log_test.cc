@@ -1,14 +1,23 @@
 // The log outputs' formats: JSON lines (keys in order, escaping, always valid JSON whatever
-// the bytes), RFC 3164 syslog datagrams, and the journald priority prefix.
+// the bytes), RFC 3164 syslog datagrams, and the journald priority prefix; and when a loop
+// thread's batched lines are written (LogBatching).
 
 #include "proxy/base/log.h"
 
+#include <event2/event.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "proxy/base/event_util.h"
 
 namespace portcullis {
 namespace {
@@ -269,6 +278,117 @@ TEST(LogJournald, DetectsStderrByDeviceAndInode) {
   EXPECT_FALSE(logformat::stderrIsJournal(""));
   EXPECT_FALSE(logformat::stderrIsJournal((mine + "x").c_str()));
   EXPECT_FALSE(logformat::stderrIsJournal(std::to_string(st.st_dev).c_str()));
+}
+
+// output: file, as an admin configures it, with the default logger put back afterwards.
+class LogBatchingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    previous_ = spdlog::default_logger();
+    char dir[] = "/tmp/portcullis-log-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    dir_ = dir;
+    path_ = dir_ + "/portcullis.log";
+  }
+  void TearDown() override {
+    spdlog::set_default_logger(previous_);
+    std::remove(path_.c_str());
+    ::rmdir(dir_.c_str());
+  }
+
+  void logTo(std::chrono::milliseconds flushInterval) {
+    LogOptions options;
+    options.level = "debug";
+    options.output = LogOutput::kFile;
+    options.file = path_;
+    options.flushInterval = flushInterval;
+    std::string error;
+    ASSERT_TRUE(setupLogging(options, &error)) << error;
+  }
+
+  // The file's lines, each without its time stamp ("info one").
+  std::vector<std::string> written() const {
+    std::ifstream in(path_);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) {
+      const auto space = line.find(' ');
+      lines.push_back(space == std::string::npos ? line : line.substr(space + 1));
+    }
+    return lines;
+  }
+
+  EventBasePtr base_{event_base_new()};
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_;
+  std::string dir_;
+  std::string path_;
+};
+
+using Lines = std::vector<std::string>;
+
+TEST_F(LogBatchingTest, InfoLinesWaitForTheIntervalThenLeaveTogetherInOrder) {
+  logTo(std::chrono::milliseconds(5));
+  const LogBatching batching(base_.get());
+  spdlog::info("one");
+  spdlog::debug("two");
+  EXPECT_EQ(written(), Lines{}) << "waiting for the timer";
+  ASSERT_EQ(event_base_loop(base_.get(), EVLOOP_ONCE), 0);  // returns once the timer ran
+  EXPECT_EQ(written(), (Lines{"info one", "debug two"}));
+  spdlog::info("three");
+  ASSERT_EQ(event_base_loop(base_.get(), EVLOOP_ONCE), 0);
+  EXPECT_EQ(written(), (Lines{"info one", "debug two", "info three"})) << "a timer again";
+}
+
+TEST_F(LogBatchingTest, AWarningIsWrittenAtOnceAfterWhatWaits) {
+  logTo(std::chrono::seconds(10));
+  const LogBatching batching(base_.get());
+  spdlog::info("before");
+  spdlog::warn("trouble");
+  EXPECT_EQ(written(), (Lines{"info before", "warning trouble"}));
+  spdlog::error("worse");
+  EXPECT_EQ(written(), (Lines{"info before", "warning trouble", "error worse"}));
+}
+
+TEST_F(LogBatchingTest, NoMoreThan64KiBWait) {
+  logTo(std::chrono::seconds(10));
+  const LogBatching batching(base_.get());
+  const std::string filler(1000, 'x');
+  // Each line is 1,030-1,033 octets with its time stamp: 63 wait, the 64th passes 64 KiB.
+  for (int i = 0; i < 63; ++i) spdlog::info("{} {}", i, filler);
+  EXPECT_EQ(written(), Lines{}) << "under the bound, all wait";
+  spdlog::info("63 {}", filler);
+  const Lines lines = written();
+  ASSERT_EQ(lines.size(), 64u) << "the line that passed 64 KiB writes them all";
+  EXPECT_EQ(lines.front(), "info 0 " + filler);
+  EXPECT_EQ(lines.back(), "info 63 " + filler);
+}
+
+TEST_F(LogBatchingTest, WhatWaitsIsWrittenWhenTheBatchingEnds) {
+  logTo(std::chrono::seconds(10));
+  {
+    const LogBatching batching(base_.get());
+    spdlog::info("last words");
+    EXPECT_EQ(written(), Lines{});
+  }
+  EXPECT_EQ(written(), Lines{"info last words"});
+  spdlog::info("after");
+  EXPECT_EQ(written(), (Lines{"info last words", "info after"})) << "no batching: at once";
+}
+
+TEST_F(LogBatchingTest, ZeroIntervalWritesEachLineAtOnce) {
+  logTo(std::chrono::milliseconds(0));
+  const LogBatching batching(base_.get());
+  spdlog::info("now");
+  EXPECT_EQ(written(), Lines{"info now"});
+}
+
+TEST_F(LogBatchingTest, OtherThreadsWriteAtOnce) {
+  logTo(std::chrono::seconds(10));
+  const LogBatching batching(base_.get());
+  spdlog::info("loop");
+  std::thread([] { spdlog::info("milter thread"); }).join();
+  EXPECT_EQ(written(), Lines{"info milter thread"}) << "this thread's line still waits";
 }
 
 }  // namespace

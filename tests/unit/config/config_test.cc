@@ -303,6 +303,10 @@ TEST(Config, LogOutputs) {
   EXPECT_EQ(d->log.file, "");
   EXPECT_EQ(d->log.syslogSocket, "/dev/log");
   EXPECT_EQ(d->log.syslogFacility, 2) << "facility mail by default, next to Postfix";
+  EXPECT_EQ(d->log.flushInterval, milliseconds(100));
+  EXPECT_EQ(load("log: {flush_interval: 0}")->log.flushInterval, milliseconds(0));
+  EXPECT_EQ(load("log: {flush_interval: 250ms}")->log.flushInterval, milliseconds(250));
+  EXPECT_EQ(load("log: {flush_interval: 10s}")->log.flushInterval, milliseconds(10'000));
 
   const auto f = load("log: {output: file, file: /var/log/portcullis.log, format: json}");
   EXPECT_EQ(f->log.output, LogOutput::kFile);
@@ -401,6 +405,8 @@ TEST(Config, ErrorsNameTheKeyPath) {
       {"log: {format: xml}", "log.format", "json"},
       {"log: {syslog_facility: mial}", "log.syslog_facility", "local7"},
       {"log: {syslog_facility: 2}", "log.syslog_facility", "mail"},
+      {"log: {flush_interval: 11s}", "log.flush_interval", "at most 10s"},
+      {"log: {flush_interval: soon}", "log.flush_interval", "duration"},
       {"log: {syslog_socket: dev/log}", "log.syslog_socket", "absolute path"},
       {"log: {syslog_socket: \"/" + std::string(120, 'x') + "\"}", "log.syslog_socket",
        "at most 107"},
