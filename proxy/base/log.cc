@@ -603,37 +603,46 @@ bool reopenLogs(std::string* error) {
   return !gFileSink || gFileSink->reopen(error);
 }
 
-std::string logValue(std::string_view value, std::size_t maxLen) {
-  bool simple = !value.empty();
-  for (const char ch : value) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '=') {
-      simple = false;
-      break;
-    }
+template <typename Out>
+void LogBuilder::appendLogValue(Out& out, std::string_view value, std::size_t maxLen) {
+  const auto put = [&out](std::string_view s) { out.append(s.data(), s.data() + s.size()); };
+  bool simple = !value.empty() && value.size() <= maxLen;
+  for (std::size_t i = 0; simple && i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    simple = c > ' ' && c < 0x7f && c != '"' && c != '\\' && c != '=';
   }
-  if (simple && value.size() <= maxLen) return std::string(value);
-  std::string out = "\"";
+  if (simple) {
+    put(value);
+    return;
+  }
   static constexpr char kHex[] = "0123456789abcdef";
+  put("\"");
   std::size_t n = 0;
   for (const char ch : value) {
     if (++n > maxLen) {
-      out += "...";
+      put("...");
       break;
     }
     const auto c = static_cast<unsigned char>(ch);
     if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
+      const char escaped[2] = {'\\', ch};
+      put(std::string_view(escaped, 2));
     } else if (c < 0x20 || c == 0x7f) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
+      const char escaped[4] = {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+      put(std::string_view(escaped, 4));
     } else {
-      out += static_cast<char>(c);
+      put(std::string_view(&ch, 1));
     }
   }
-  out += '"';
+  put("\"");
+}
+
+template void LogBuilder::appendLogValue(std::string&, std::string_view, std::size_t);
+template void LogBuilder::appendLogValue(LogBuilder::Buffer&, std::string_view, std::size_t);
+
+std::string logValue(std::string_view value, std::size_t maxLen) {
+  std::string out;
+  LogBuilder::appendLogValue(out, value, maxLen);
   return out;
 }
 

@@ -15,10 +15,12 @@
 #include <array>
 #include <chrono>
 #include <ctime>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 struct event_base;
 
@@ -96,6 +98,40 @@ class LogBatching {
 // A value for key=value: bare when it is a simple token, otherwise double-quoted with
 // backslash escapes; control characters become \xHH. Bounded to maxLen octets.
 std::string logValue(std::string_view value, std::size_t maxLen = 256);
+
+// A log line composed in place, for the lines every session writes (connect, transaction,
+// session, reject): the pieces go straight into one buffer (1 KiB inside the object, growing
+// past it) with no string made for each, and the finished line is logged as it is.
+//   LogBuilder line;
+//   line.add("{} event=transaction from=", id).value(sender).add(" size={}", size);
+//   line.log(spdlog::level::info);
+class LogBuilder {
+ public:
+  using Buffer = fmt::basic_memory_buffer<char, 1024>;
+
+  template <typename... Args>
+  LogBuilder& add(fmt::format_string<Args...> format, Args&&... args) {
+    fmt::format_to(std::back_inserter(buf_), format, std::forward<Args>(args)...);
+    return *this;
+  }
+  // `value` as logValue() writes it.
+  LogBuilder& value(std::string_view value, std::size_t maxLen = 256) {
+    appendLogValue(buf_, value, maxLen);
+    return *this;
+  }
+  static std::string_view view(const Buffer& b) { return {b.data(), b.size()}; }
+
+  void log(spdlog::level::level_enum level) const {
+    spdlog::default_logger_raw()->log(level, spdlog::string_view_t(buf_.data(), buf_.size()));
+  }
+
+  // logValue(value, maxLen) appended to `out` (a std::string or a Buffer).
+  template <typename Out>
+  static void appendLogValue(Out& out, std::string_view value, std::size_t maxLen);
+
+ private:
+  Buffer buf_;
+};
 
 // A random 12-hex-digit session id.
 std::string newSessionId();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 
 #include "proxy/base/log.h"
 
@@ -31,11 +32,6 @@ std::string token(std::string_view s) {
   }
   while (!out.empty() && out.back() == '.') out.pop_back();  // "queued as X." ends a sentence
   return out;
-}
-
-std::string client(const SessionRecord& s) {
-  return (s.client.name.empty() ? std::string("unknown") : s.client.name) + "[" + s.client.address +
-         "]:" + std::to_string(s.client.port);
 }
 
 // The accepted recipients, "<a>,<b>", bounded.
@@ -133,24 +129,29 @@ void logReject(const SessionRecord& s, const Reply& sent, std::string_view verb,
     reason = text;  // the reply says why; without the reference, which has its own key
     if (!ref.empty() && reason.ends_with("]")) reason = reason.substr(0, reason.rfind(" [ref="));
   }
-  spdlog::info(
-      "{} event={} from={}{} helo={} client={} stage={} code={} dsn={} filter={} "
-      "reason={}{}{}",
-      s.id, event, logValue(senderForLog(s.envelope)), to.empty() ? "" : " to=" + logValue(to),
-      logValue(s.helo), client(s), stage, sent.code(),
-      sent.enhanced().empty() ? "-" : sent.enhanced(), logValue(source.by()), logValue(reason, 512),
-      ref.empty() ? "" : " ref=" + std::string(ref),
-      source.who == ReplySource::Who::kMta ? "" : " reply=" + logValue(text, 512));
+  LogBuilder line;
+  line.add("{} event={} from=", s.id, event).value(senderForLog(s.envelope));
+  if (!to.empty()) line.add(" to=").value(to);
+  line.add(" helo=").value(s.helo);
+  line.add(" client={}[{}]:{}", s.client.name.empty() ? "unknown" : std::string_view(s.client.name),
+           s.client.address, s.client.port);
+  line.add(" stage={} code={} dsn={} filter=", stage, sent.code(),
+           sent.enhanced().empty() ? "-" : sent.enhanced());
+  line.value(source.by()).add(" reason=").value(reason, 512);
+  if (!ref.empty()) line.add(" ref={}", ref);
+  if (source.who != ReplySource::Who::kMta) line.add(" reply=").value(text, 512);
+  line.log(spdlog::level::info);
 }
 
-void logTransaction(const SessionRecord& s, const std::string& sender, const TransactionLog& t) {
+void logTransaction(const SessionRecord& s, std::string_view sender, const TransactionLog& t) {
   if (!spdlog::should_log(spdlog::level::info)) return;
-  std::string to;
+  LogBuilder::Buffer to;  // "<a>:250:mta,<b>:550:dnsbl", bounded
   std::size_t accepted = 0;
   for (const auto& r : t.recipients) {
     if (r.code >= 200 && r.code < 300) ++accepted;
     if (to.size() > kMaxAddressList) continue;
-    to += (to.empty() ? "<" : ",<") + r.address + ">:" + std::to_string(r.code) + ":" + r.by;
+    fmt::format_to(std::back_inserter(to), "{}<{}>:{}:{}", to.size() == 0 ? "" : ",", r.address,
+                   r.code, r.by);
   }
   const char* result = "aborted";
   if (t.endCode >= 200 && t.endCode < 300) {
@@ -160,15 +161,16 @@ void logTransaction(const SessionRecord& s, const std::string& sender, const Tra
   } else if (accepted == 0) {
     result = "no-recipients";
   }
-  std::string end;
+  LogBuilder line;
+  line.add("{} event=transaction from=", s.id).value(sender);
+  line.add(" rcpts={}/{} to=", accepted, t.recipients.size()).value(LogBuilder::view(to), 4096);
+  line.add(" size={} result={}", s.message.size, result);
   if (t.endCode != 0) {
-    end = " code=" + std::to_string(t.endCode) + " by=" + logValue(t.endBy);
-    if (!t.queuedAs.empty()) end += " queued_as=" + t.queuedAs;
-    end += " reply=" + logValue(t.endReply, 512);
+    line.add(" code={} by=", t.endCode).value(t.endBy);
+    if (!t.queuedAs.empty()) line.add(" queued_as={}", t.queuedAs);
+    line.add(" reply=").value(t.endReply, 512);
   }
-  spdlog::info("{} event=transaction from={} rcpts={}/{} to={} size={} result={}{}", s.id,
-               logValue(sender), accepted, t.recipients.size(), logValue(to, 4096), s.message.size,
-               result, end);
+  line.log(spdlog::level::info);
 }
 
 }  // namespace portcullis

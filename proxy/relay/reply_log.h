@@ -75,6 +75,6 @@ void logReject(const SessionRecord& s, const Reply& sent, std::string_view verb,
                const ReplySource& source, std::string_view ref, std::string_view event = "reject");
 
 // The event=transaction line (info); `sender` as senderForLog gives it.
-void logTransaction(const SessionRecord& s, const std::string& sender, const TransactionLog& t);
+void logTransaction(const SessionRecord& s, std::string_view sender, const TransactionLog& t);
 
 }  // namespace portcullis

@@ -3,6 +3,7 @@
 #include "proxy/relay/session_summary.h"
 
 #include <charconv>
+#include <iterator>
 
 #include "proxy/base/log.h"
 
@@ -61,39 +62,46 @@ void SessionSummary::reached(SmtpState s) {
 void SessionSummary::log(const SessionRecord& view, const std::vector<VerdictRecord>& verdicts,
                          Dispatcher::Clock::time_point now) const {
   if (!spdlog::should_log(spdlog::level::info)) return;
-  std::string commands;
-  for (const auto& t : transcript_) commands += (commands.empty() ? "" : ",") + t;
-  if (transcriptDropped_) commands += ",+" + std::to_string(transcriptDropped_);
-  std::string decided;
+  const auto out = [](LogBuilder::Buffer& b) { return std::back_inserter(b); };
+  LogBuilder::Buffer commands;
+  for (const auto& t : transcript_)
+    fmt::format_to(out(commands), "{}{}", commands.size() ? "," : "", t);
+  if (transcriptDropped_) fmt::format_to(out(commands), ",+{}", transcriptDropped_);
+  LogBuilder::Buffer decided;
   for (const auto& v : verdicts) {
-    decided += (decided.empty() ? "" : ";") + v.filter + "@" + std::string(stageName(v.stage)) +
-               ":" + std::string(verdictName(v.kind));
-    if (v.code) decided += ":" + std::to_string(v.code);
-    if (v.observed) decided += "(observe)";
-    if (v.deferred) decided += "(deferred)";
-    if (v.error) decided += "(error)";
+    fmt::format_to(out(decided), "{}{}@{}:{}", decided.size() ? ";" : "", v.filter,
+                   stageName(v.stage), verdictName(v.kind));
+    if (v.code) fmt::format_to(out(decided), ":{}", v.code);
+    if (v.observed) fmt::format_to(out(decided), "(observe)");
+    if (v.deferred) fmt::format_to(out(decided), "(deferred)");
+    if (v.error) fmt::format_to(out(decided), "(error)");
     // The reason too: from this line alone an admin sees what decided, where and why.
     if (!v.reason.empty()) {
-      decided += "[" + (v.reason.size() > 160 ? v.reason.substr(0, 157) + "..." : v.reason) + "]";
+      const std::string_view reason = v.reason;
+      fmt::format_to(out(decided), "[{}{}]", reason.substr(0, reason.size() > 160 ? 157 : 160),
+                     reason.size() > 160 ? "..." : "");
     }
   }
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - started_).count();
-  const std::string name = view.client.name.empty() ? "unknown" : view.client.name;
-  spdlog::info(
-      "{} event=session client={}[{}]:{} helo={} tls={}{} stage={} commands={} messages={} "
-      "closed_by={} quit={} duration={}.{:03d}s{}{}{}{}{}",
-      view.id, name, view.client.address, view.client.port, logValue(view.helo),
-      view.tls.active ? view.tls.protocol : "no",
-      view.tls.active ? " tls_cipher=" + view.tls.cipher : "", stateName(furthest_),
-      logValue(commands, 2048), delivered_, closedBy_ == ClosedBy::kClient ? "client" : "server",
-      quit_ ? "yes" : "no", ms / 1000, static_cast<int>(ms % 1000),
-      sender_.empty() ? ""
-                      : " from=" + logValue(sender_) + " rcpts=" + std::to_string(accepted_) + "/" +
-                            std::to_string(given_),
-      queuedAs_.empty() ? "" : " queued_as=" + queuedAs_,
-      decided.empty() ? "" : " verdicts=" + logValue(decided, 2048),
-      reason_.empty() ? "" : " reason=" + logValue(reason_),
-      lastReply_.empty() ? "" : " last_reply=" + logValue(lastReply_));
+  LogBuilder line;
+  line.add("{} event=session client={}[{}]:{} helo=", view.id,
+           view.client.name.empty() ? "unknown" : std::string_view(view.client.name),
+           view.client.address, view.client.port);
+  line.value(view.helo);
+  line.add(" tls={}", view.tls.active ? std::string_view(view.tls.protocol) : "no");
+  if (view.tls.active) line.add(" tls_cipher={}", view.tls.cipher);
+  line.add(" stage={} commands=", stateName(furthest_)).value(LogBuilder::view(commands), 2048);
+  line.add(" messages={} closed_by={} quit={} duration={}.{:03d}s", delivered_,
+           closedBy_ == ClosedBy::kClient ? "client" : "server", quit_ ? "yes" : "no", ms / 1000,
+           static_cast<int>(ms % 1000));
+  if (!sender_.empty()) {
+    line.add(" from=").value(sender_).add(" rcpts={}/{}", accepted_, given_);
+  }
+  if (!queuedAs_.empty()) line.add(" queued_as={}", queuedAs_);
+  if (decided.size()) line.add(" verdicts=").value(LogBuilder::view(decided), 2048);
+  if (!reason_.empty()) line.add(" reason=").value(reason_);
+  if (!lastReply_.empty()) line.add(" last_reply=").value(lastReply_);
+  line.log(spdlog::level::info);
 }
 
 }  // namespace portcullis

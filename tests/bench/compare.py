@@ -254,7 +254,7 @@ def start_paths(args, final, final_pid, fixtures):
             "hostname": "bench.test.local",
             "upstream": {"identity": "none"},
             "limits": {"max_connections": 2000, "max_connections_per_ip": 2000},
-            "log": {"level": "warn"},
+            "log": {"level": "info"},
             **extra}).start()
         fixtures.append(pc)
         return pc

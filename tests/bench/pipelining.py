@@ -115,7 +115,7 @@ def main():
                 taps.append(mta)
             paths[mode] = Portcullis(upstream=mta, config={
                 "upstream": {"pipelining": mode},
-                "log": {"level": "warn"}}).start()
+                "log": {"level": "info"}}).start()
         try:
             results = {m: {"p50": [], "cpu": []} for m in paths}
             for r in range(args.rounds):

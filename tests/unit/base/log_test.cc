@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -278,6 +279,36 @@ TEST(LogJournald, DetectsStderrByDeviceAndInode) {
   EXPECT_FALSE(logformat::stderrIsJournal(""));
   EXPECT_FALSE(logformat::stderrIsJournal((mine + "x").c_str()));
   EXPECT_FALSE(logformat::stderrIsJournal(std::to_string(st.st_dev).c_str()));
+}
+
+TEST(LogValue, QuotesWhatIsNotASimpleToken) {
+  EXPECT_EQ(logValue("mx.example"), "mx.example");
+  EXPECT_EQ(logValue(""), "\"\"");
+  EXPECT_EQ(logValue("two words"), "\"two words\"");
+  EXPECT_EQ(logValue("a=b"), "\"a=b\"") << "a value must not read as another key";
+  EXPECT_EQ(logValue("say \"hi\" \\o/"), "\"say \\\"hi\\\" \\\\o/\"");
+  EXPECT_EQ(logValue("x\r\nevent=forged"), "\"x\\x0d\\x0aevent=forged\"");
+  EXPECT_EQ(logValue("abcdef", 4), "\"abcd...\"") << "bounded";
+  EXPECT_EQ(logValue("abcd", 4), "abcd");
+}
+
+TEST(LogBuilder, ComposesTheLineAsLogValueWouldAndLogsItAsItIs) {
+  std::ostringstream captured;
+  auto capture = std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_st>(captured));
+  capture->set_pattern("%l %v");
+  const auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(capture);
+  const std::string hostile = "evil\r\nid event=forged {} {:x}";
+  LogBuilder line;
+  line.add("{} event=test n={} helo=", "id1", 42).value(hostile).add(" to=").value("<a@b>");
+  for (int i = 0; i < 40; ++i) line.add(" k{}=", i).value(std::string(30, 'v'));  // past 1 KiB
+  line.log(spdlog::level::info);
+  spdlog::set_default_logger(previous);
+
+  std::string want = "info id1 event=test n=42 helo=" + logValue(hostile) + " to=<a@b>";
+  for (int i = 0; i < 40; ++i) want += " k" + std::to_string(i) + "=" + std::string(30, 'v');
+  EXPECT_EQ(captured.str(), want + "\n") << "braces in a value are text, not a format";
 }
 
 // output: file, as an admin configures it, with the default logger put back afterwards.
