@@ -292,10 +292,7 @@ class LineSink final : public spdlog::sinks::sink, public std::enable_shared_fro
  private:
   void writeLocked(const spdlog::memory_buf_t& bytes) {
     if (!path_.empty()) {
-      if (file_) {
-        file_->write(bytes);
-        file_->flush();
-      }
+      if (file_) writeFileLocked(bytes);
       return;
     }
     // stderr: a pipe (journald, a container runtime) takes the batch in one write; a
@@ -317,6 +314,24 @@ class LineSink final : public spdlog::sinks::sink, public std::enable_shared_fro
     }
   }
 
+  // A write that fails (a full disk) loses its lines, as it would have with a line at a time,
+  // and never throws: it may be called from the loop's timer. The first failure of a run of
+  // them is said on stderr (where a supervisor looks), once.
+  void writeFileLocked(const spdlog::memory_buf_t& bytes) {
+    try {
+      file_->write(bytes);
+      file_->flush();
+      failing_ = false;
+    } catch (const spdlog::spdlog_ex& e) {
+      if (failing_) return;
+      failing_ = true;
+      const std::string note = "portcullis: event=log-write-failed file=" + logValue(path_) +
+                               " error=" + logValue(e.what()) +
+                               " (lines are lost until a write succeeds)\n";
+      [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, note.data(), note.size());
+    }
+  }
+
   std::unique_ptr<spdlog::details::file_helper> openFile() const {
     auto f = std::make_unique<spdlog::details::file_helper>();
     f->open(path_, /*truncate=*/false);
@@ -328,6 +343,7 @@ class LineSink final : public spdlog::sinks::sink, public std::enable_shared_fro
   std::unique_ptr<spdlog::formatter> formatter_ =
       std::make_unique<spdlog::pattern_formatter>();  // replaced by setupLogging's
   std::unique_ptr<spdlog::details::file_helper> file_;
+  bool failing_ = false;
 };
 
 // output=syslog: RFC 3164 datagrams to a unix datagram socket. spdlog's syslog_sink does not

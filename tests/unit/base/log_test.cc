@@ -327,11 +327,11 @@ class LogBatchingTest : public ::testing::Test {
     ::rmdir(dir_.c_str());
   }
 
-  void logTo(std::chrono::milliseconds flushInterval) {
+  void logTo(std::chrono::milliseconds flushInterval, const std::string& file = {}) {
     LogOptions options;
     options.level = "debug";
     options.output = LogOutput::kFile;
-    options.file = path_;
+    options.file = file.empty() ? path_ : file;
     options.flushInterval = flushInterval;
     std::string error;
     ASSERT_TRUE(setupLogging(options, &error)) << error;
@@ -412,6 +412,27 @@ TEST_F(LogBatchingTest, ZeroIntervalWritesEachLineAtOnce) {
   const LogBatching batching(base_.get());
   spdlog::info("now");
   EXPECT_EQ(written(), Lines{"info now"});
+}
+
+TEST_F(LogBatchingTest, AFailingWriteLosesItsLinesSaysSoOnceAndTheLoopGoesOn) {
+  logTo(std::chrono::milliseconds(1), "/dev/full");  // every write: ENOSPC
+  testing::internal::CaptureStderr();
+  {
+    const LogBatching batching(base_.get());
+    spdlog::info("lost");
+    ASSERT_EQ(event_base_loop(base_.get(), EVLOOP_ONCE), 0);  // the timer's write fails
+    spdlog::info("lost too");
+    ASSERT_EQ(event_base_loop(base_.get(), EVLOOP_ONCE), 0);
+    spdlog::warn("also lost");  // written at once: fails the same way
+  }
+  const std::string said = testing::internal::GetCapturedStderr();
+  std::size_t notes = 0;
+  for (auto at = said.find("event=log-write-failed"); at != std::string::npos;
+       at = said.find("event=log-write-failed", at + 1)) {
+    ++notes;
+  }
+  EXPECT_EQ(notes, 1u) << said;
+  EXPECT_NE(said.find("file=/dev/full"), std::string::npos) << said;
 }
 
 TEST_F(LogBatchingTest, OtherThreadsWriteAtOnce) {
