@@ -184,6 +184,7 @@ class FakeClamdTest(ClamdTest):
         line = pc.wait_for_log(r"event=scan filter=clamd scan=found virus=\"[^\"]*\"").group(0)
         # CR became a space; the other control characters are gone.
         self.assertIn("Evil Name[31mAAA", line)
+        pc.wait_for_sessions(1)  # every line of the session is in the log
         for bad in ("\r", "\x01", "\x1b", "\x7f"):
             self.assertNotIn(bad, pc.log_text())
         virus = re.search(r'virus="([^"]*)"', line).group(1)

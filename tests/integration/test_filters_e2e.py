@@ -98,6 +98,7 @@ class FilterE2E(HarnessTestCase):
             self.assertNotRegex(lines[0], r"[\x00-\x1f\x7f]")
             self.assertEqual(c.cmd("QUIT"), (221, ["2.0.0 Bye"]))
             c.expect_closed()
+        pc.wait_for_sessions(1)  # every line of the session is in the log
         self.assertNotRegex(pc.log_text(), r"[\x00-\x08\x0b-\x1f\x7f]")
         self.assertFalse(self.postfix_saw("127.0.0.12"))
 

@@ -315,6 +315,7 @@ class FakeRspamdTest(RspamdTestBase):
         self.assertEqual(body, split_message(lf(sent))[1])
         pc.wait_for_log(r"event=scan filter=rspamd scan=rewrite-subject .*"
                         r"dropped_header_edits=4")
+        pc.wait_for_sessions(2)  # every line of both sessions is in the log
         log = pc.log_text()
         for bad in ("\r", "\x00", "\x1b", "\nX-Injected", "\n250 2.0.0"):
             self.assertNotIn(bad, log)

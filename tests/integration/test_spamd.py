@@ -295,6 +295,7 @@ class FakeSpamdTest(SpamdTest):
         self.assertNotIn(b"X-Injected", raw)
         self.assertNotIn(b"\x1b", raw)
         self.assertEqual(got_body, split_message(lf(sent))[1])
+        pc.wait_for_sessions(1)  # every line of the session is in the log
         for bad in ("\r", "\x00", "\x1b"):
             self.assertNotIn(bad, pc.log_text())
 
