@@ -12,6 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -19,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <span>
 
 #include "proxy/base/event_util.h"
 #include "proxy/base/log_fields.h"
@@ -149,17 +152,23 @@ std::string jsonLine(std::chrono::system_clock::time_point time, spdlog::level::
   return out;
 }
 
-std::string syslogDatagram(int facility, spdlog::level::level_enum level, std::tm localTime,
-                           long pid, std::string_view message) {
+std::size_t syslogHeader(char (&out)[kSyslogHeaderSize], int facility,
+                         spdlog::level::level_enum level, std::tm localTime, long pid) {
   // RFC 3164 4.1.2: English month abbreviations whatever the locale, day padded with a space.
   static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  char head[160];
-  std::snprintf(head, sizeof head,
-                "<%d>%s %2d %02d:%02d:%02d portcullis[%ld]: ", facility * 8 + severity(level),
-                kMonths[(localTime.tm_mon % 12 + 12) % 12], localTime.tm_mday, localTime.tm_hour,
-                localTime.tm_min, localTime.tm_sec, pid);
-  std::string out = head;
+  const int n =
+      std::snprintf(out, sizeof out,
+                    "<%d>%s %2d %02d:%02d:%02d portcullis[%ld]: ", facility * 8 + severity(level),
+                    kMonths[(localTime.tm_mon % 12 + 12) % 12], localTime.tm_mday,
+                    localTime.tm_hour, localTime.tm_min, localTime.tm_sec, pid);
+  return n < 0 ? 0 : std::min(static_cast<std::size_t>(n), sizeof out - 1);
+}
+
+std::string syslogDatagram(int facility, spdlog::level::level_enum level, std::tm localTime,
+                           long pid, std::string_view message) {
+  char head[kSyslogHeaderSize];
+  std::string out(head, syslogHeader(head, facility, level, localTime, pid));
   out.append(message);
   return out;
 }
@@ -230,13 +239,66 @@ class LineFormatter final : public spdlog::formatter {
   std::unique_ptr<spdlog::pattern_formatter> text_;
 };
 
-// output=stderr and output=file: each line, or a loop thread's batch of them
-// (LogBatching::Lines), in one write. The file is spdlog's file_helper (appends, "ab"), opened
-// again by name on reopen() so that logrotate's move-then-create works; a failed reopen keeps
-// writing to the old file, so nothing is lost while the admin fixes the directory. The mutex
-// orders the writes of several threads and guards the formatter (spdlog's pattern formatter
-// keeps the time it formatted last).
-class LineSink final : public spdlog::sinks::sink, public std::enable_shared_from_this<LineSink> {
+// An output whose lines a loop thread may hold back and hand over in batches (LogBatching):
+// lines below warn logged on such a thread wait in its buffer, formatted with the thread's own
+// copy of the formatter; anything else is written at once, after what waits. The mutex orders
+// the writes of several threads and guards the formatter (spdlog's pattern formatter keeps the
+// time it formatted last).
+class BatchingSink : public spdlog::sinks::sink, public std::enable_shared_from_this<BatchingSink> {
+ public:
+  void log(const spdlog::details::log_msg& msg) final;  // after LogBatching::Lines
+  void flush() final {}                                 // a write is complete when it returns
+  void set_pattern(const std::string& pattern) final {
+    set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern));
+  }
+  void set_formatter(std::unique_ptr<spdlog::formatter> formatter) final {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    formatter_ = std::move(formatter);
+  }
+
+  // For a thread that formats its lines itself (a batch).
+  std::unique_ptr<spdlog::formatter> copyFormatter() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return formatter_->clone();
+  }
+
+  // The line for `msg` as this output writes it, appended to `out`.
+  virtual void compose(spdlog::formatter& formatter, const spdlog::details::log_msg& msg,
+                       spdlog::memory_buf_t& out) = 0;
+
+  // Writes the lines of `bytes` that end at `ends` (ascending offsets), in order. Never throws.
+  void writeLines(const spdlog::memory_buf_t& bytes, std::span<const std::size_t> ends) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    writeLocked(bytes, ends);
+  }
+
+ protected:
+  virtual void writeLocked(const spdlog::memory_buf_t& bytes,
+                           std::span<const std::size_t> ends) = 0;
+
+  // The formatter for a line this output writes of its own accord; with mutex_ held.
+  spdlog::formatter& formatterLocked() { return *formatter_; }
+
+  std::mutex mutex_;
+
+ private:
+  void writeNow(const spdlog::details::log_msg& msg) {
+    spdlog::memory_buf_t line;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    compose(*formatter_, msg, line);
+    const std::size_t end = line.size();
+    writeLocked(line, std::span<const std::size_t>(&end, 1));
+  }
+
+  std::unique_ptr<spdlog::formatter> formatter_ =
+      std::make_unique<spdlog::pattern_formatter>();  // replaced by setupLogging's
+};
+
+// output=stderr and output=file: each line, or a loop thread's batch of them, in one write.
+// The file is spdlog's file_helper (appends, "ab"), opened again by name on reopen() so that
+// logrotate's move-then-create works; a failed reopen keeps writing to the old file, so
+// nothing is lost while the admin fixes the directory.
+class LineSink final : public BatchingSink {
  public:
   // An empty path: stderr.
   explicit LineSink(std::string path) : path_(std::move(path)) {}
@@ -261,36 +323,13 @@ class LineSink final : public spdlog::sinks::sink, public std::enable_shared_fro
     return true;
   }
 
-  void log(const spdlog::details::log_msg& msg) override;  // after LogBatching::Lines
-  void flush() override {}                                 // a write is complete when it returns
-  void set_pattern(const std::string& pattern) override {
-    set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern));
-  }
-  void set_formatter(std::unique_ptr<spdlog::formatter> formatter) override {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    formatter_ = std::move(formatter);
+  void compose(spdlog::formatter& formatter, const spdlog::details::log_msg& msg,
+               spdlog::memory_buf_t& out) override {
+    formatter.format(msg, out);
   }
 
-  // For a thread that formats its lines itself (a batch).
-  std::unique_ptr<spdlog::formatter> copyFormatter() {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    return formatter_->clone();
-  }
-
-  void write(const spdlog::memory_buf_t& bytes) {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    writeLocked(bytes);
-  }
-
-  void formatAndWrite(const spdlog::details::log_msg& msg) {
-    spdlog::memory_buf_t line;
-    const std::lock_guard<std::mutex> lock(mutex_);
-    formatter_->format(msg, line);
-    writeLocked(line);
-  }
-
- private:
-  void writeLocked(const spdlog::memory_buf_t& bytes) {
+ protected:
+  void writeLocked(const spdlog::memory_buf_t& bytes, std::span<const std::size_t>) override {
     if (!path_.empty()) {
       if (file_) writeFileLocked(bytes);
       return;
@@ -314,6 +353,7 @@ class LineSink final : public spdlog::sinks::sink, public std::enable_shared_fro
     }
   }
 
+ private:
   // A write that fails (a full disk) loses its lines, as it would have with a line at a time,
   // and never throws: it may be called from the loop's timer. The first failure of a run of
   // them is said on stderr (where a supervisor looks), once.
@@ -339,24 +379,22 @@ class LineSink final : public spdlog::sinks::sink, public std::enable_shared_fro
   }
 
   std::string path_;
-  std::mutex mutex_;
-  std::unique_ptr<spdlog::formatter> formatter_ =
-      std::make_unique<spdlog::pattern_formatter>();  // replaced by setupLogging's
   std::unique_ptr<spdlog::details::file_helper> file_;
   bool failing_ = false;
 };
 
-// output=syslog: RFC 3164 datagrams to a unix datagram socket. spdlog's syslog_sink does not
-// fit: it calls syslog(3), which always talks to /dev/log (no private socket for containers
-// and tests) and blocks while the daemon's queue is full, stalling the event loop and every
-// session on it. Here the socket is non-blocking and every send is MSG_DONTWAIT. The daemon's
-// queue is short (net.unix.max_dgram_qlen, 10 by default), so a burst of lines waits in a
-// bounded backlog, sent in order when the socket is writable again (a libevent write event
-// once attachLogsToLoop() ran, else before the next line). What does not fit, and every line
-// while no daemon listens, is dropped and counted; the count is logged (event=log-dropped)
-// once lines get through. After an error other than a full queue the socket is connected
-// afresh for the next line (a restarted daemon has a new socket).
-class SyslogSink final : public spdlog::sinks::base_sink<std::mutex> {
+// output=syslog: RFC 3164 datagrams to a unix datagram socket, one per line; a loop thread's
+// batch leaves in sendmmsg calls of up to 64. spdlog's syslog_sink does not fit: it calls
+// syslog(3), which always talks to /dev/log (no private socket for containers and tests) and
+// blocks while the daemon's queue is full, stalling the event loop and every session on it.
+// Here the socket is non-blocking and every send is MSG_DONTWAIT. The daemon's queue is short
+// (net.unix.max_dgram_qlen, 10 by default), so a burst of lines waits in a bounded backlog,
+// sent in order when the socket is writable again (a libevent write event once
+// attachLogsToLoop() ran, else before the next line). What does not fit, and every line while
+// no daemon listens, is dropped and counted; the count is logged (event=log-dropped) once
+// lines get through. After an error other than a full queue the socket is connected afresh for
+// the next line (a restarted daemon has a new socket).
+class SyslogSink final : public BatchingSink {
  public:
   static constexpr std::size_t kMaxBacklog = 1024;  // datagrams; each line is a few hundred
 
@@ -365,58 +403,86 @@ class SyslogSink final : public spdlog::sinks::base_sink<std::mutex> {
   ~SyslogSink() override { closeSocket(); }
 
   void reconnect() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    const std::lock_guard<std::mutex> lock(mutex_);
     closeSocket();
   }
 
   void attach(event_base* base) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    const std::lock_guard<std::mutex> lock(mutex_);
     writable_.reset();
     base_ = base;
     if (!backlog_.empty()) arm();
   }
 
- protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
-    std::string datagram = compose(msg);
-    flushBacklog();
-    if (backlog_.empty() && trySend(datagram)) {
-      noteDrops();
-      return;
-    }
-    if (fd_ < 0 || backlog_.size() >= kMaxBacklog) {
-      ++dropped_;
-      return;
-    }
-    backlog_.push_back(std::move(datagram));
-    arm();
-  }
-  void flush_() override { flushBacklog(); }
-
- private:
-  std::string compose(const spdlog::details::log_msg& msg) {
-    spdlog::memory_buf_t body;
-    formatter_->format(msg, body);
+  void compose(spdlog::formatter& formatter, const spdlog::details::log_msg& msg,
+               spdlog::memory_buf_t& out) override {
     const std::time_t secs = std::chrono::system_clock::to_time_t(msg.time);
     std::tm tm{};
     ::localtime_r(&secs, &tm);
-    return logformat::syslogDatagram(facility_, msg.level, tm, static_cast<long>(::getpid()),
-                                     std::string_view(body.data(), body.size()));
+    char head[logformat::kSyslogHeaderSize];
+    const std::size_t n = logformat::syslogHeader(head, facility_, msg.level, tm, pid_);
+    out.append(head, head + n);
+    formatter.format(msg, out);
   }
 
-  bool trySend(const std::string& datagram) {
-    if (fd_ < 0 && !connectSocket()) return false;
-    if (::send(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
-      return true;
+ protected:
+  void writeLocked(const spdlog::memory_buf_t& bytes, std::span<const std::size_t> ends) override {
+    flushBacklog();
+    std::size_t sent = 0;
+    if (backlog_.empty()) sent = trySend(bytes, ends);
+    if (sent == ends.size()) {
+      noteDrops();
+      return;
     }
-    // EAGAIN: the daemon's queue is full; the socket is fine. Anything else (ECONNREFUSED,
-    // ENOENT, ENOTCONN after a daemon restart): connect afresh on the next line.
-    if (errno != EAGAIN && errno != EWOULDBLOCK) closeSocket();
-    return false;
+    for (std::size_t i = sent; i < ends.size(); ++i) {
+      if (fd_ < 0 || backlog_.size() >= kMaxBacklog) {
+        ++dropped_;
+        continue;
+      }
+      const std::size_t begin = i == 0 ? 0 : ends[i - 1];
+      backlog_.emplace_back(bytes.data() + begin, ends[i] - begin);
+    }
+    arm();
+  }
+
+ private:
+  // Sends the datagrams in order until one does not go; how many went.
+  std::size_t trySend(const spdlog::memory_buf_t& bytes, std::span<const std::size_t> ends) {
+    if (fd_ < 0 && !connectSocket()) return 0;
+    static constexpr std::size_t kPerCall = 64;
+    std::array<iovec, kPerCall> iov{};
+    std::array<mmsghdr, kPerCall> msgs{};
+    std::size_t done = 0;
+    while (done < ends.size()) {
+      const std::size_t n = std::min(kPerCall, ends.size() - done);
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t begin = done + i == 0 ? 0 : ends[done + i - 1];
+        iov[i] = {const_cast<char*>(bytes.data() + begin), ends[done + i] - begin};
+        msgs[i] = {};
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+      }
+      const int went =
+          ::sendmmsg(fd_, msgs.data(), static_cast<unsigned>(n), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (went > 0) done += static_cast<std::size_t>(went);
+      if (went == static_cast<int>(n)) continue;
+      // EAGAIN: the daemon's queue is full; the socket is fine. Anything else (ECONNREFUSED,
+      // ENOENT, ENOTCONN after a daemon restart): connect afresh on the next line.
+      if (went < 0 && errno != EAGAIN && errno != EWOULDBLOCK) closeSocket();
+      break;
+    }
+    return done;
+  }
+
+  bool sendOne(const std::string& datagram) {
+    const std::size_t end = datagram.size();
+    spdlog::memory_buf_t bytes;
+    bytes.append(datagram.data(), datagram.data() + datagram.size());
+    return trySend(bytes, std::span<const std::size_t>(&end, 1)) == 1;
   }
 
   void flushBacklog() {
-    while (!backlog_.empty() && trySend(backlog_.front())) backlog_.pop_front();
+    while (!backlog_.empty() && sendOne(backlog_.front())) backlog_.pop_front();
     if (!backlog_.empty()) {
       if (fd_ >= 0) {
         arm();
@@ -432,7 +498,10 @@ class SyslogSink final : public spdlog::sinks::base_sink<std::mutex> {
     if (dropped_ == 0 || !backlog_.empty()) return;
     const std::string note = "event=log-dropped output=syslog lines=" + std::to_string(dropped_);
     const spdlog::details::log_msg msg("portcullis", spdlog::level::warn, note);
-    if (trySend(compose(msg))) dropped_ = 0;
+    spdlog::memory_buf_t datagram;
+    compose(formatterLocked(), msg, datagram);
+    const std::size_t end = datagram.size();
+    if (trySend(datagram, std::span<const std::size_t>(&end, 1)) == 1) dropped_ = 0;
   }
 
   void arm() {
@@ -472,6 +541,7 @@ class SyslogSink final : public spdlog::sinks::base_sink<std::mutex> {
 
   std::string path_;
   int facility_;
+  long pid_ = static_cast<long>(::getpid());
   int fd_ = -1;
   event_base* base_ = nullptr;
   EventPtr writable_;
@@ -479,16 +549,15 @@ class SyslogSink final : public spdlog::sinks::base_sink<std::mutex> {
   std::uint64_t dropped_ = 0;
 };
 
-// The sinks reopenLogs() acts on, and LogBatching's interval (0 for syslog); set by
-// setupLogging.
+// The sinks reopenLogs() acts on, and LogBatching's interval; set by setupLogging.
 std::shared_ptr<LineSink> gFileSink;
 std::shared_ptr<SyslogSink> gSyslogSink;
 std::chrono::milliseconds gFlushInterval{0};
 
 }  // namespace
 
-// One loop thread's waiting lines, formatted with the thread's own copy of the formatter, and
-// the timer that writes them.
+// One loop thread's waiting lines (and where each ends), formatted with the thread's own copy
+// of the formatter, and the timer that writes them.
 class LogBatching::Lines {
  public:
   static constexpr std::size_t kMaxWaiting = 64 * 1024;
@@ -499,14 +568,15 @@ class LogBatching::Lines {
   Lines(const Lines&) = delete;
   Lines& operator=(const Lines&) = delete;
 
-  void add(LineSink& sink, const spdlog::details::log_msg& msg) {
+  void add(BatchingSink& sink, const spdlog::details::log_msg& msg) {
     if (sink_.get() != &sink) {
       writeOut();
       sink_ = sink.shared_from_this();
       formatter_ = sink.copyFormatter();
     }
-    const bool first = bytes_.size() == 0;
-    formatter_->format(msg, bytes_);
+    const bool first = ends_.empty();
+    sink.compose(*formatter_, msg, bytes_);
+    ends_.push_back(bytes_.size());
     if (bytes_.size() >= kMaxWaiting) {
       writeOut();
     } else if (first) {
@@ -516,17 +586,19 @@ class LogBatching::Lines {
 
   void writeOut() {
     timer_.reset();
-    if (bytes_.size() == 0) return;
-    sink_->write(bytes_);
-    bytes_.clear();  // keeps its capacity: no allocation for the next batch
+    if (ends_.empty()) return;
+    sink_->writeLines(bytes_, ends_);
+    bytes_.clear();  // both keep their capacity: no allocation for the next batch
+    ends_.clear();
   }
 
  private:
   static void onTimer(evutil_socket_t, short, void* self) { static_cast<Lines*>(self)->writeOut(); }
 
-  std::shared_ptr<LineSink> sink_;  // where bytes_ go
+  std::shared_ptr<BatchingSink> sink_;  // where the lines go
   std::unique_ptr<spdlog::formatter> formatter_;
   spdlog::memory_buf_t bytes_;
+  std::vector<std::size_t> ends_;
   InlineEvent timer_;
   timeval interval_;
 };
@@ -535,14 +607,14 @@ namespace {
 thread_local LogBatching::Lines* tLines = nullptr;
 }  // namespace
 
-void LineSink::log(const spdlog::details::log_msg& msg) {
+void BatchingSink::log(const spdlog::details::log_msg& msg) {
   LogBatching::Lines* lines = tLines;
   if (lines != nullptr && msg.level < spdlog::level::warn) {
     lines->add(*this, msg);
     return;
   }
   if (lines != nullptr) lines->writeOut();  // what waits goes first
-  formatAndWrite(msg);
+  writeNow(msg);
 }
 
 LogBatching::LogBatching(event_base* base) {
@@ -601,8 +673,7 @@ bool setupLogging(const LogOptions& options, std::string* error) {
       break;
     }
   }
-  gFlushInterval =
-      options.output == LogOutput::kSyslog ? std::chrono::milliseconds(0) : options.flushInterval;
+  gFlushInterval = options.flushInterval;
   auto logger = std::make_shared<spdlog::logger>("portcullis", sink);
   logger->set_level(spdlog::level::from_str(options.level));
   logger->flush_on(spdlog::level::trace);

@@ -7,8 +7,8 @@
 // file reopened by reopenLogs() (SIGUSR1, from the event loop), or RFC 3164 datagrams to a
 // local syslog socket, never blocking (a bounded backlog, flushed from the loop once
 // attachLogsToLoop() ran). Each as text or one JSON object per line. Any thread may log; on a
-// thread that runs an event loop (a LogBatching on it), stderr and file lines below warn wait
-// up to log.flush_interval to leave together in one write.
+// thread that runs an event loop (a LogBatching on it), lines below warn wait up to
+// log.flush_interval to leave together (one write; for syslog, sendmmsg calls).
 
 #include <spdlog/spdlog.h>
 
@@ -37,8 +37,8 @@ struct LogOptions {
   std::string file;                       // output=file: appended to, reopened by reopenLogs()
   std::string syslogSocket = "/dev/log";  // output=syslog: a unix datagram socket
   int syslogFacility = 2;                 // RFC 3164 4.1.1 facility code; 2 = mail
-  // output=stderr or file: how long an info or debug line logged on an event loop may wait to
-  // be written with the lines after it (one write for all); 0: each line at once.
+  // How long an info or debug line logged on an event loop may wait to be written with the
+  // lines after it (one write for all; syslog: one sendmmsg per 64); 0: each line at once.
   std::chrono::milliseconds flushInterval{100};
 };
 
@@ -71,8 +71,8 @@ inline constexpr std::array<SyslogFacilityName, 20> kSyslogFacilities = {{
 // (a write event on `base`). Call once the loop exists, and with null before freeing it.
 void attachLogsToLoop(event_base* base);
 
-// While it lives, the lines this thread logs below warn (output stderr or file, and a
-// flush_interval above 0) wait in this thread's buffer, written in one write when the first of
+// While it lives, the lines this thread logs below warn (with a flush_interval above 0) wait
+// in this thread's buffer, written in one write (syslog: sendmmsg) when the first of
 // them has waited flush_interval (a timer on `base`, so the thread must run that loop), when
 // 64 KiB wait, when a warning or worse is logged (after them, at once), and when it is
 // destroyed. Create one on each thread that runs an event loop, around the loop, after
@@ -152,6 +152,12 @@ std::string jsonLine(std::chrono::system_clock::time_point time, spdlog::level::
 
 // A JSON string literal (with the quotes) for `text`, as jsonLine writes values.
 std::string jsonString(std::string_view text);
+
+// RFC 3164 4.1's header, "<PRI>Mmm dd hh:mm:ss portcullis[PID]: ", written over `out`; its
+// length.
+inline constexpr std::size_t kSyslogHeaderSize = 64;
+std::size_t syslogHeader(char (&out)[kSyslogHeaderSize], int facility,
+                         spdlog::level::level_enum level, std::tm localTime, long pid);
 
 // RFC 3164 4.1: "<PRI>Mmm dd hh:mm:ss portcullis[PID]: message", local time, no hostname (as
 // syslog(3) sends to the local daemon, which adds it).

@@ -363,7 +363,7 @@ class DnsDownE2E(HarnessTestCase):
             self.assertEqual([code for code, _ in transaction(c)], [250, 250, 354, 250])
             c.cmd("QUIT")
         self.assertEqual(len(self.pf.messages(1, timeout=15)), 1)
-        self.assertIn("event=dnsbl-lookup-failed", pc.log_text())
+        pc.wait_for_log(r"event=dnsbl-lookup-failed")
         # The core's reverse lookup timed out too: Postfix hears [TEMPUNAVAIL], logs unknown.
         self.pf.wait_for_log(r"client=unknown\[127\.0\.0\.2\]")
 

@@ -175,7 +175,10 @@ class LogOutputsTest(HarnessTestCase):
 
     def test_syslog_absent_daemon_never_blocks_and_drops_are_counted(self):
         path = os.path.join(self.tmp, "log.sock")  # nothing there yet
-        pc = self.portcullis({"level": "debug", "output": "syslog", "syslog_socket": path})
+        # Each line sent as it is logged (no batch that might wait until the daemon is up), so
+        # that the whole first session is known to have been sent, and dropped, before it is.
+        pc = self.portcullis({"level": "debug", "output": "syslog", "syslog_socket": path,
+                              "flush_interval": 0})
         swaks(pc.port, subject="while no syslog daemon runs")
         rs = self.start(RSyslog(socket_path=path))
         swaks(pc.port, subject="after it started")

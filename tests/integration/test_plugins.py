@@ -147,7 +147,7 @@ class PluginTest(HarnessTestCase):
         self.assertEqual(self.deliver(pc, "alice@client.test", "clean")[0], 250)
         self.assertIn(b"Subject: clean", self.pf.messages(1, timeout=30)[0])
         self.assert_not_delivered("listed")
-        self.assertRegex(pc.log_text(), r'reason="?domain=\\?"SPAM\.example')
+        pc.wait_for_log(r'reason="?domain=\\?"SPAM\.example')
 
     def test_editing_the_file_changes_the_outcome_without_restart(self):
         pc = self.blocklist()
@@ -179,8 +179,7 @@ class PluginTest(HarnessTestCase):
         pc = self.blocklist(mode="observe")
         self.assertEqual(self.deliver(pc, "x@spam.example", "observed")[0], 250)
         self.assertIn(b"Subject: observed", self.pf.messages(1, timeout=30)[0])
-        self.assertRegex(pc.log_text(),
-                         r"event=observe stage=mail filter=sender_blocklist verdict=reject")
+        pc.wait_for_log(r"event=observe stage=mail filter=sender_blocklist verdict=reject")
 
     def test_on_error_applies_to_a_plugin_filter(self):
         fixture = os.path.join(FIXTURES, "good.so")

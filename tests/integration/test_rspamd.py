@@ -210,7 +210,7 @@ class FakeRspamdTest(RspamdTestBase):
         self.assertNotIn("TLS-Cipher", names)
         self.assertEqual(body, sent)  # the message as the client sent it (dot-unstuffed)
         pc.wait_for_log(rf"event=scan filter=rspamd scan=no-action .*\S* time=\d+ms")
-        self.assertIn(got["Queue-Id"], pc.log_text())  # the two logs share the id
+        pc.wait_for_log(re.escape(got["Queue-Id"]))  # the two logs share the id
 
     def test_scanner_down_follows_on_error(self):
         down = f"http://127.0.0.1:{free_port(udp=False)}"  # nothing listens there

@@ -7,7 +7,9 @@
 #include <event2/event.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -349,10 +351,10 @@ class LogBatchingTest : public ::testing::Test {
   }
 
   EventBasePtr base_{event_base_new()};
+  std::string dir_;
 
  private:
   std::shared_ptr<spdlog::logger> previous_;
-  std::string dir_;
   std::string path_;
 };
 
@@ -433,6 +435,80 @@ TEST_F(LogBatchingTest, AFailingWriteLosesItsLinesSaysSoOnceAndTheLoopGoesOn) {
   }
   EXPECT_EQ(notes, 1u) << said;
   EXPECT_NE(said.find("file=/dev/full"), std::string::npos) << said;
+}
+
+// A private syslog daemon's socket: the datagrams that reached it, in order, without their
+// RFC 3164 header ("info" lines at facility mail: "<22>").
+class SyslogReceiver {
+ public:
+  explicit SyslogReceiver(const std::string& path) : fd_(::socket(AF_UNIX, SOCK_DGRAM, 0)) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    bound_ = ::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~SyslogReceiver() { ::close(fd_); }
+  SyslogReceiver(const SyslogReceiver&) = delete;
+  SyslogReceiver& operator=(const SyslogReceiver&) = delete;
+
+  bool bound() const { return bound_; }
+  std::vector<std::string> received() {
+    char buf[2048];
+    for (;;) {
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0) break;
+      const std::string datagram(buf, static_cast<std::size_t>(n));
+      const auto colon = datagram.find("]: ");
+      const std::string pri = datagram.substr(0, datagram.find('>') + 1);
+      got_.push_back(pri + " " +
+                     (colon == std::string::npos ? datagram : datagram.substr(colon + 3)));
+    }
+    return got_;
+  }
+
+ private:
+  int fd_;
+  bool bound_ = false;
+  std::vector<std::string> got_;
+};
+
+TEST_F(LogBatchingTest, SyslogLinesWaitTooAndLeaveAsOneDatagramEach) {
+  const std::string socketPath = dir_ + "/log.sock";
+  SyslogReceiver daemon(socketPath);
+  ASSERT_TRUE(daemon.bound());
+  LogOptions options;
+  options.level = "debug";
+  options.output = LogOutput::kSyslog;
+  options.syslogSocket = socketPath;
+  options.flushInterval = std::chrono::milliseconds(5);
+  std::string error;
+  ASSERT_TRUE(setupLogging(options, &error)) << error;
+  attachLogsToLoop(base_.get());  // a backlog leaves when the socket is writable again
+  {
+    const LogBatching batching(base_.get());
+    for (int i = 0; i < 70; ++i) spdlog::info("line {}", i);  // more than one sendmmsg's 64
+    EXPECT_EQ(daemon.received(), Lines{}) << "waiting for the timer";
+    ASSERT_EQ(event_base_loop(base_.get(), EVLOOP_ONCE), 0);
+    // The daemon's queue holds about 10: the rest wait in the backlog until it reads.
+    Lines got = daemon.received();
+    EXPECT_GT(got.size(), 0u);
+    for (int i = 0; i < 1000 && got.size() < 70; ++i) {
+      event_base_loop(base_.get(), EVLOOP_NONBLOCK);  // 1 once nothing is left to wait for
+      got = daemon.received();
+    }
+    ASSERT_EQ(got.size(), 70u);
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i], "<22> line " + std::to_string(i)) << "one datagram per line, in order";
+    }
+    spdlog::info("waits");
+    spdlog::warn("at once");
+    got = daemon.received();
+    ASSERT_EQ(got.size(), 72u);
+    EXPECT_EQ(got[70], "<22> waits") << "what waited went first";
+    EXPECT_EQ(got[71], "<20> at once");
+  }
+  attachLogsToLoop(nullptr);
+  std::remove(socketPath.c_str());
 }
 
 TEST_F(LogBatchingTest, OtherThreadsWriteAtOnce) {
