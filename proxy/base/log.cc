@@ -446,18 +446,20 @@ class SyslogSink final : public BatchingSink {
   }
 
  private:
-  // Sends the datagrams in order until one does not go; how many went.
-  std::size_t trySend(const spdlog::memory_buf_t& bytes, std::span<const std::size_t> ends) {
-    if (fd_ < 0 && !connectSocket()) return 0;
+  // Sends `count` datagrams, the i-th `at(i)`, in order, up to 64 per sendmmsg, until one
+  // does not go; how many went.
+  template <typename DatagramAt>
+  std::size_t sendDatagrams(std::size_t count, const DatagramAt& at) {
+    if (count == 0 || (fd_ < 0 && !connectSocket())) return 0;
     static constexpr std::size_t kPerCall = 64;
     std::array<iovec, kPerCall> iov{};
     std::array<mmsghdr, kPerCall> msgs{};
     std::size_t done = 0;
-    while (done < ends.size()) {
-      const std::size_t n = std::min(kPerCall, ends.size() - done);
+    while (done < count) {
+      const std::size_t n = std::min(kPerCall, count - done);
       for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t begin = done + i == 0 ? 0 : ends[done + i - 1];
-        iov[i] = {const_cast<char*>(bytes.data() + begin), ends[done + i] - begin};
+        const std::string_view datagram = at(done + i);
+        iov[i] = {const_cast<char*>(datagram.data()), datagram.size()};
         msgs[i] = {};
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
@@ -474,15 +476,18 @@ class SyslogSink final : public BatchingSink {
     return done;
   }
 
-  bool sendOne(const std::string& datagram) {
-    const std::size_t end = datagram.size();
-    spdlog::memory_buf_t bytes;
-    bytes.append(datagram.data(), datagram.data() + datagram.size());
-    return trySend(bytes, std::span<const std::size_t>(&end, 1)) == 1;
+  // The lines of `bytes` ending at `ends`, as sendDatagrams sends them.
+  std::size_t trySend(const spdlog::memory_buf_t& bytes, std::span<const std::size_t> ends) {
+    return sendDatagrams(ends.size(), [&](std::size_t i) {
+      const std::size_t begin = i == 0 ? 0 : ends[i - 1];
+      return std::string_view(bytes.data() + begin, ends[i] - begin);
+    });
   }
 
   void flushBacklog() {
-    while (!backlog_.empty() && sendOne(backlog_.front())) backlog_.pop_front();
+    const std::size_t went = sendDatagrams(
+        backlog_.size(), [this](std::size_t i) { return std::string_view(backlog_[i]); });
+    backlog_.erase(backlog_.begin(), backlog_.begin() + static_cast<std::ptrdiff_t>(went));
     if (!backlog_.empty()) {
       if (fd_ >= 0) {
         arm();
