@@ -241,24 +241,27 @@ class LineFormatter final : public spdlog::formatter {
 
 // An output whose lines a loop thread may hold back and hand over in batches (LogBatching):
 // lines below warn logged on such a thread wait in its buffer, formatted with the thread's own
-// copy of the formatter; anything else is written at once, after what waits. The mutex orders
-// the writes of several threads and guards the formatter (spdlog's pattern formatter keeps the
-// time it formatted last).
+// copy of the formatter; anything else is written at once, after what waits.
 class BatchingSink : public spdlog::sinks::sink, public std::enable_shared_from_this<BatchingSink> {
  public:
   void log(const spdlog::details::log_msg& msg) final;  // after LogBatching::Lines
-  void flush() final {}                                 // a write is complete when it returns
+  // At shutdown (spdlog::shutdown) and when asked: what the output still holds (the syslog
+  // backlog) gets another try. Lines waiting in a thread's batch are not touched.
+  void flush() final {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    retryLocked();
+  }
   void set_pattern(const std::string& pattern) final {
     set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern));
   }
   void set_formatter(std::unique_ptr<spdlog::formatter> formatter) final {
-    const std::lock_guard<std::mutex> lock(mutex_);
+    const std::lock_guard<std::mutex> lock(formatterMutex_);
     formatter_ = std::move(formatter);
   }
 
   // For a thread that formats its lines itself (a batch).
   std::unique_ptr<spdlog::formatter> copyFormatter() {
-    const std::lock_guard<std::mutex> lock(mutex_);
+    const std::lock_guard<std::mutex> lock(formatterMutex_);
     return formatter_->clone();
   }
 
@@ -266,7 +269,7 @@ class BatchingSink : public spdlog::sinks::sink, public std::enable_shared_from_
   virtual void compose(spdlog::formatter& formatter, const spdlog::details::log_msg& msg,
                        spdlog::memory_buf_t& out) = 0;
 
-  // Writes the lines of `bytes` that end at `ends` (ascending offsets), in order. Never throws.
+  // Writes the lines of `bytes` that end at `ends` (ascending offsets), in order.
   void writeLines(const spdlog::memory_buf_t& bytes, std::span<const std::size_t> ends) {
     const std::lock_guard<std::mutex> lock(mutex_);
     writeLocked(bytes, ends);
@@ -275,21 +278,29 @@ class BatchingSink : public spdlog::sinks::sink, public std::enable_shared_from_
  protected:
   virtual void writeLocked(const spdlog::memory_buf_t& bytes,
                            std::span<const std::size_t> ends) = 0;
+  virtual void retryLocked() {}
 
-  // The formatter for a line this output writes of its own accord; with mutex_ held.
-  spdlog::formatter& formatterLocked() { return *formatter_; }
+  // A line this output writes of its own accord (syslog's drop count), with the formatter.
+  void composeOwn(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& out) {
+    const std::lock_guard<std::mutex> lock(formatterMutex_);
+    compose(*formatter_, msg, out);
+  }
 
+  // Guards the output. Whoever holds it writes, and so (syslog) sends the backlog and arms the
+  // write event again: SyslogSink::onWritable, which must not wait for it, relies on that.
+  // The formatter has a mutex of its own, taken alone or inside this one, never around it.
   std::mutex mutex_;
 
  private:
   void writeNow(const spdlog::details::log_msg& msg) {
     spdlog::memory_buf_t line;
-    const std::lock_guard<std::mutex> lock(mutex_);
-    compose(*formatter_, msg, line);
+    composeOwn(msg, line);
     const std::size_t end = line.size();
+    const std::lock_guard<std::mutex> lock(mutex_);
     writeLocked(line, std::span<const std::size_t>(&end, 1));
   }
 
+  std::mutex formatterMutex_;  // spdlog's pattern formatter keeps the time it formatted last
   std::unique_ptr<spdlog::formatter> formatter_ =
       std::make_unique<spdlog::pattern_formatter>();  // replaced by setupLogging's
 };
@@ -345,15 +356,21 @@ class LineSink final : public BatchingSink {
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
-      pollfd ready{STDERR_FILENO, POLLOUT, 0};
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && ::poll(&ready, 1, 1000) > 0) {
-        continue;
-      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && writableWithin(1000)) continue;
       return;
     }
   }
 
  private:
+  static bool writableWithin(int ms) {
+    pollfd ready{STDERR_FILENO, POLLOUT, 0};
+    int n = 0;
+    do {
+      n = ::poll(&ready, 1, ms);
+    } while (n < 0 && errno == EINTR);
+    return n > 0;
+  }
+
   // A write that fails (a full disk) loses its lines, as it would have with a line at a time,
   // and never throws: it may be called from the loop's timer. The first failure of a run of
   // them is said on stderr (where a supervisor looks), once.
@@ -426,6 +443,8 @@ class SyslogSink final : public BatchingSink {
   }
 
  protected:
+  void retryLocked() override { flushBacklog(); }
+
   void writeLocked(const spdlog::memory_buf_t& bytes, std::span<const std::size_t> ends) override {
     flushBacklog();
     std::size_t sent = 0;
@@ -451,6 +470,7 @@ class SyslogSink final : public BatchingSink {
   template <typename DatagramAt>
   std::size_t sendDatagrams(std::size_t count, const DatagramAt& at) {
     if (count == 0 || (fd_ < 0 && !connectSocket())) return 0;
+    bool reconnected = false;
     static constexpr std::size_t kPerCall = 64;
     std::array<iovec, kPerCall> iov{};
     std::array<mmsghdr, kPerCall> msgs{};
@@ -469,9 +489,12 @@ class SyslogSink final : public BatchingSink {
       if (went > 0) done += static_cast<std::size_t>(went);
       if (went == static_cast<int>(n)) continue;
       // EAGAIN: the daemon's queue is full; the socket is fine. Anything else (ECONNREFUSED,
-      // ENOENT, ENOTCONN after a daemon restart): connect afresh on the next line.
-      if (went < 0 && errno != EAGAIN && errno != EWOULDBLOCK) closeSocket();
-      break;
+      // ENOENT, ENOTCONN after a daemon restart): connect afresh, once per call (a restarted
+      // daemon has a new socket), and go on from the datagram that did not go.
+      if (went >= 0 || errno == EAGAIN || errno == EWOULDBLOCK) break;
+      closeSocket();
+      if (reconnected || !connectSocket()) break;
+      reconnected = true;
     }
     return done;
   }
@@ -504,7 +527,7 @@ class SyslogSink final : public BatchingSink {
     const std::string note = "event=log-dropped output=syslog lines=" + std::to_string(dropped_);
     const spdlog::details::log_msg msg("portcullis", spdlog::level::warn, note);
     spdlog::memory_buf_t datagram;
-    compose(formatterLocked(), msg, datagram);
+    composeOwn(msg, datagram);
     const std::size_t end = datagram.size();
     if (trySend(datagram, std::span<const std::size_t>(&end, 1)) == 1) dropped_ = 0;
   }
@@ -580,8 +603,14 @@ class LogBatching::Lines {
       formatter_ = sink.copyFormatter();
     }
     const bool first = ends_.empty();
-    sink.compose(*formatter_, msg, bytes_);
-    ends_.push_back(bytes_.size());
+    const std::size_t before = bytes_.size();
+    try {
+      sink.compose(*formatter_, msg, bytes_);
+      ends_.push_back(bytes_.size());
+    } catch (...) {
+      bytes_.resize(before);  // no part of a line that failed to be made
+      throw;                  // to spdlog, which reports it
+    }
     if (bytes_.size() >= kMaxWaiting) {
       writeOut();
     } else if (first) {
@@ -589,10 +618,14 @@ class LogBatching::Lines {
     }
   }
 
-  void writeOut() {
+  // Never throws (the timer and the destructor call it): what cannot be written is lost.
+  void writeOut() noexcept {
     timer_.reset();
     if (ends_.empty()) return;
-    sink_->writeLines(bytes_, ends_);
+    try {
+      sink_->writeLines(bytes_, ends_);
+    } catch (...) {  // std::bad_alloc in the syslog backlog; the outputs report their own errors
+    }
     bytes_.clear();  // both keep their capacity: no allocation for the next batch
     ends_.clear();
   }
@@ -681,7 +714,8 @@ bool setupLogging(const LogOptions& options, std::string* error) {
   gFlushInterval = options.flushInterval;
   auto logger = std::make_shared<spdlog::logger>("portcullis", sink);
   logger->set_level(spdlog::level::from_str(options.level));
-  logger->flush_on(spdlog::level::trace);
+  // Every write is complete when it returns; flush() is only for shutdown.
+  logger->flush_on(spdlog::level::off);
   spdlog::set_default_logger(logger);
   return true;
 }
@@ -691,6 +725,7 @@ void attachLogsToLoop(event_base* base) {
 }
 
 bool reopenLogs(std::string* error) {
+  if (tLines != nullptr) tLines->writeOut();  // this thread's lines from before go to the old file
   if (gSyslogSink) gSyslogSink->reconnect();
   return !gFileSink || gFileSink->reopen(error);
 }

@@ -511,6 +511,31 @@ TEST_F(LogBatchingTest, SyslogLinesWaitTooAndLeaveAsOneDatagramEach) {
   std::remove(socketPath.c_str());
 }
 
+TEST_F(LogBatchingTest, ARestartedSyslogDaemonGetsTheWholeBatch) {
+  const std::string socketPath = dir_ + "/log.sock";
+  auto daemon = std::make_unique<SyslogReceiver>(socketPath);
+  ASSERT_TRUE(daemon->bound());
+  LogOptions options;
+  options.output = LogOutput::kSyslog;
+  options.syslogSocket = socketPath;
+  options.flushInterval = std::chrono::milliseconds(1);
+  std::string error;
+  ASSERT_TRUE(setupLogging(options, &error)) << error;
+  const LogBatching batching(base_.get());
+  spdlog::warn("before");  // connects to the first daemon
+  EXPECT_EQ(daemon->received(), Lines{"<20> before"});
+  daemon.reset();  // the daemon restarts: a new socket at the same path
+  std::remove(socketPath.c_str());
+  daemon = std::make_unique<SyslogReceiver>(socketPath);
+  ASSERT_TRUE(daemon->bound());
+  for (int i = 0; i < 5; ++i) spdlog::info("after {}", i);
+  ASSERT_EQ(event_base_loop(base_.get(), EVLOOP_ONCE), 0);
+  EXPECT_EQ(daemon->received(),
+            (Lines{"<22> after 0", "<22> after 1", "<22> after 2", "<22> after 3", "<22> after 4"}))
+      << "the first send fails on the old socket; the batch goes on a fresh one, whole";
+  std::remove(socketPath.c_str());
+}
+
 TEST_F(LogBatchingTest, OtherThreadsWriteAtOnce) {
   logTo(std::chrono::seconds(10));
   const LogBatching batching(base_.get());
