@@ -64,8 +64,9 @@ void SessionSummary::log(const SessionRecord& view, const std::vector<VerdictRec
   if (!spdlog::should_log(spdlog::level::info)) return;
   const auto out = [](LogBuilder::Buffer& b) { return std::back_inserter(b); };
   LogBuilder::Buffer commands;
-  for (const auto& t : transcript_)
+  for (const auto& t : transcript_) {
     fmt::format_to(out(commands), "{}{}", commands.size() ? "," : "", t);
+  }
   if (transcriptDropped_) fmt::format_to(out(commands), ",+{}", transcriptDropped_);
   LogBuilder::Buffer decided;
   for (const auto& v : verdicts) {
