@@ -63,8 +63,9 @@ def metric(port, name):
 def worker_of(pc, client_port):
     """The worker that took the connection from `client_port`, from its connect line (waited
     for: info lines reach the log up to log.flush_interval after they are logged)."""
-    m = pc.wait_for_log(rf"event=connect client=127\.0\.0\.1:{client_port} .*worker=(\d+)")
-    return int(m.group(1))
+    wait_until(lambda: client_port in workers_by_client(pc), WAIT,
+               what=f"the connect line of client port {client_port}")
+    return workers_by_client(pc)[client_port]
 
 
 def workers_by_client(pc):
