@@ -15,6 +15,11 @@ interleaved rounds whose order rotates from round to round:
                         relay that parses nothing, opens one MTA connection per client
                         connection and runs no filter; the floor any proxy in between pays
                         in extra hops and wake-ups on this machine
+    floor-relay         smtp-source → tests/bench/floor_relay.cc → final: the system calls
+                        portcullis makes for the message (a pooled MTA connection, MAIL and
+                        RCPT forwarded, DATA at the dot) and nothing else: no filter, no
+                        parsing beyond line ends, no log, no allocation, its own epoll loop
+                        without EPOLL_CTL_DEL; the kernel's floor for a pooled SMTP relay
 
 Per path and round: smtp-source's rate (messages / seconds until its last reply), the CPU
 time (user + system, /proc, reaped children included) of the path's own processes per
@@ -233,6 +238,34 @@ class TcpRelay(HAProxy):
                                              "    maxconn 4000\n    nbthread 1\n")
 
 
+class FloorRelay(Fixture):
+    """tests/bench/floor_relay.cc, compiled into its temp dir, relaying to `forward`."""
+    name = "floor-relay"
+
+    def __init__(self, forward_port):
+        super().__init__()
+        self.forward_port = forward_port
+        self.port = free_port()
+        self.proc = None
+
+    def _start(self):
+        tmp = self.make_tmpdir()
+        exe = os.path.join(tmp, "floor_relay")
+        subprocess.run(["c++", "-O2", "-std=c++20", "-o", exe,
+                        os.path.join(REPO, "tests", "bench", "floor_relay.cc")],
+                       check=True, timeout=300)
+        self.proc = ManagedProcess([exe, self.port, self.forward_port],
+                                   os.path.join(tmp, "floor_relay.log"))
+        try:
+            wait_listening(self.port, 10, alive=self.proc.alive)
+        except Exception as exc:
+            raise RuntimeError(f"floor_relay did not start: {exc}\n{tail(self.proc.log_text())}")
+
+    def _stop(self):
+        if self.proc:
+            self.proc.terminate(timeout=10)
+
+
 def start_final(kind):
     """(fixture, pid function) of the final MTA."""
     if kind == "smtp-sink":
@@ -288,6 +321,10 @@ def start_paths(args, final, final_pid, fixtures):
         relay = TcpRelay(final.address).start()
         fixtures.append(relay)
         paths.append(("tcp-relay", relay.port, {"proxy": lambda r=relay: r.proc.pid}))
+    if "floor-relay" in args.paths:
+        floor = FloorRelay(final.port).start()
+        fixtures.append(floor)
+        paths.append(("floor-relay", floor.port, {"proxy": lambda f=floor: f.proc.pid}))
     for name, port, watch in paths:
         watch["final"] = final_pid
     return paths
@@ -335,7 +372,7 @@ def run_suite(kind, args, out):
                           f"{cpu['final']:.1f}\t{source:.1f}\n")
         for name, port, watch in paths:
             for f in fixtures:
-                if isinstance(f, (Portcullis, Haraka, TcpRelay)) and not f.proc.alive():
+                if isinstance(f, (Portcullis, Haraka, TcpRelay, FloorRelay)) and not f.proc.alive():
                     raise RuntimeError(f"{f.name} exited during the run:\n{tail(f.log_text())}")
         return results
     finally:
@@ -554,7 +591,7 @@ def main():
     p.add_argument("--latency", type=int, default=200)
     p.add_argument("--binary", default=os.path.join(REPO, "build", "portcullis"))
     p.add_argument("--paths",
-                   default="portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay")
+                   default="portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay,floor-relay")
     p.add_argument("--final-postfix", action="store_true")
     p.add_argument("--haraka-cache", default="/var/cache/portcullis-bench/haraka")
     p.add_argument("--out", default=os.path.join(REPO, "tests", "bench", "results"))
@@ -602,7 +639,7 @@ def main():
             "Proxy CPU is user + system time of the proxy's processes per message (portcullis: "
             "its one process; Postfix: the whole private instance, master and every smtpd; "
             "Haraka: its two node processes, launcher and server; tcp-relay: HAProxy's one "
-            "process, one thread); kernel softirq time is in "
+            "process, one thread; floor-relay: its one process); kernel softirq time is in "
             "none of them. The ÷ column is that CPU divided by the final MTA's own CPU per "
             "message on the direct path in the same run: the figure of merit, how many final "
             "MTAs' worth of CPU the proxy costs. All processes share the machine's cores, so "

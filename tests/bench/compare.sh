@@ -4,7 +4,7 @@
 #
 #   sudo tests/bench/compare.sh [--messages 3000] [--sessions 20] [--size 10240] [--rounds 5]
 #                               [--latency 200] [--binary build/portcullis] [--final-postfix]
-#                               [--paths portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay]
+#                               [--paths portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay,floor-relay]
 #                               [--out tests/bench/results] [--haraka-cache DIR] [--readme]
 #
 # Paths: direct (smtp-source → smtp-sink); portcullis (no filters, no reverse lookups);
@@ -13,9 +13,13 @@
 # smtpd_proxy_filter); haraka (Haraka 3.3.4, queue/smtp_forward to the sink, off the network:
 # public_ip set and its own two-plugin list); tcp-relay (HAProxy in mode tcp, one thread: a
 # byte relay that parses nothing and runs no filter, the floor of any proxy's extra hops and
-# wake-ups on the machine). --final-postfix adds a second table with a private
-# Postfix (queue, discard) as the final MTA instead of smtp-sink: it offers PIPELINING and
-# CHUNKING, and accepting costs it a queue file.
+# wake-ups on the machine); floor-relay (tests/bench/floor_relay.cc, compiled with c++ into the
+# temp dir: the system calls portcullis makes for a message and nothing else, no filter, no
+# log, no allocation, no libevent, no EPOLL_CTL_DEL: the kernel's floor for a pooled SMTP relay,
+# which no relay that forwards the transaction before it answers goes below). --final-postfix
+# adds a second table with a private Postfix (queue, discard) as the final MTA instead of
+# smtp-sink: it offers PIPELINING and CHUNKING (the floor-relay sends DATA all the same), and
+# accepting costs it a queue file.
 #
 # Per path and round: smtp-source's msg/s, the proxy's CPU µs per message (user + system of its
 # processes, /proc; reaped children included), then --latency transactions one at a time
@@ -31,8 +35,8 @@
 # to skip it. As root it re-runs itself inside a loopback-only network + PID namespace, so every
 # byte stays on loopback and nothing outlives it. The defaults took 5 to 5.5 minutes on the
 # 2-core development machine with other builds running (load average 7-17); --final-postfix added 11.
-# Needs postfix (smtp-source, smtp-sink), unbound, haproxy, python3, gnuplot, and node/npm for
-# Haraka.
+# Needs postfix (smtp-source, smtp-sink), unbound, haproxy, python3, c++ (for the floor-relay),
+# gnuplot, and node/npm for Haraka.
 set -euo pipefail
 
 SELF=$(realpath "${BASH_SOURCE[0]}")
@@ -42,8 +46,8 @@ ARGS=("$@")
 BINARY=$REPO/build/portcullis
 HARAKA_CACHE=/var/cache/portcullis-bench/haraka
 HARAKA_VERSION=3.3.4
-PATHS=portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay
-usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
+PATHS=portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay,floor-relay
+usage() { sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; }
 for ((i = 0; i < ${#ARGS[@]}; i++)); do
   case ${ARGS[$i]} in
     -h|--help) usage; exit 0 ;;
@@ -54,7 +58,7 @@ for ((i = 0; i < ${#ARGS[@]}; i++)); do
 done
 [[ $(id -u) -eq 0 ]] || { echo "compare: must run as root (Postfix's master, the namespace)" >&2; exit 1; }
 export PATH=$PATH:/usr/sbin:/sbin
-for prog in smtp-source smtp-sink postfix unbound python3; do
+for prog in smtp-source smtp-sink postfix unbound python3 c++; do
   command -v "$prog" >/dev/null ||
     { echo "compare: $prog missing: run deploy/install-deps.sh" >&2; exit 1; }
 done
