@@ -44,6 +44,13 @@ class ByteStream {
 
   virtual InputBuffer& input() = 0;
   virtual void write(std::string_view data) = 0;
+  // Queues `data` by reference where the stream can: `owner` keeps the bytes alive, and they
+  // must not change, until they are sent or the stream is gone (the spooled message on its way
+  // to the MTA). This default copies them, as write() does.
+  virtual void writeShared(std::string_view data,
+                           [[maybe_unused]] const std::shared_ptr<const void>& owner) {
+    write(data);
+  }
   virtual std::size_t pendingOutput() const = 0;
   // Stop reading while input() holds at least this much; updateReading() re-evaluates after
   // the consumer drained input().

@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +35,11 @@ constexpr std::size_t kKeepOutputCapacity = 64 * 1024;
 // Reserved at once: every reply of a session fits, so the buffer is allocated once, not grown
 // reply by reply.
 constexpr std::size_t kInitialOutputCapacity = 512;
+// writeShared copies pieces shorter than this (a dot added by dot-stuffing, a line end): an
+// iovec of its own would cost more than the copy.
+constexpr std::size_t kMinShared = 256;
+// iovecs per sendmsg; a longer queue goes in several calls.
+constexpr int kMaxIov = 16;
 
 std::string sslErrors() {
   std::string out;
@@ -105,7 +111,7 @@ void Stream::start() {
 
 std::size_t Stream::pendingOutput() const {
   if (tls_) return evbuffer_get_length(bufferevent_get_output(tls_.get()));
-  return output_.size() - outSent_;
+  return output_.size() - outSent_ + sharedPending_;
 }
 
 void Stream::write(std::string_view data) {
@@ -115,6 +121,21 @@ void Stream::write(std::string_view data) {
     return;
   }
   output_.append(data);
+  scheduleFlush();
+}
+
+void Stream::writeShared(std::string_view data, const std::shared_ptr<const void>& owner) {
+  if (tls_ || data.size() < kMinShared) {
+    write(data);
+    return;
+  }
+  if (closed_) return;
+  shared_.push_back({output_.size(), data, owner});
+  sharedPending_ += data.size();
+  scheduleFlush();
+}
+
+void Stream::scheduleFlush() {
   if (!flushScheduled_ && !writeArmed_) {
     // Coalesce everything written during this callback into one send, later in this same
     // loop iteration; no syscall until then, and no write event unless the kernel pushes back.
@@ -260,6 +281,64 @@ void Stream::onWritable(evutil_socket_t, short, void* self) {
   s->flush();
 }
 
+// The unsent output in order, output_'s bytes and shared ones interleaved, in one sendmsg.
+ssize_t Stream::sendGathered(int flags) {
+  iovec iov[kMaxIov];
+  int count = 0;
+  std::size_t pos = outSent_;
+  std::size_t i = sharedHead_;
+  for (; i < shared_.size() && count + 2 <= kMaxIov; ++i) {
+    const SharedBytes& s = shared_[i];
+    if (s.at > pos) {
+      iov[count++] = {output_.data() + pos, s.at - pos};
+      pos = s.at;
+    }
+    const std::size_t skip = i == sharedHead_ ? sharedSent_ : 0;
+    // sendmsg does not write through iov_base.
+    iov[count++] = {const_cast<char*>(s.bytes.data() + skip), s.bytes.size() - skip};
+  }
+  if (i == shared_.size() && pos < output_.size()) {  // what follows the last shared piece
+    iov[count++] = {output_.data() + pos, output_.size() - pos};
+  }
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = static_cast<std::size_t>(count);
+  return ::sendmsg(fd_, &msg, flags);
+}
+
+// `n` bytes of the output were sent: output_'s up to the next shared piece, then that piece.
+void Stream::consumeOutput(std::size_t n) {
+  while (n > 0) {
+    if (sharedHead_ < shared_.size() && shared_[sharedHead_].at == outSent_) {
+      SharedBytes& s = shared_[sharedHead_];
+      const std::size_t take = std::min(n, s.bytes.size() - sharedSent_);
+      sharedSent_ += take;
+      sharedPending_ -= take;
+      n -= take;
+      if (sharedSent_ == s.bytes.size()) {
+        s.owner.reset();  // sent: its owner may go
+        ++sharedHead_;
+        sharedSent_ = 0;
+      }
+      continue;
+    }
+    const std::size_t end = sharedHead_ < shared_.size() ? shared_[sharedHead_].at : output_.size();
+    const std::size_t take = std::min(n, end - outSent_);
+    if (take == 0) break;  // more than was queued: cannot happen
+    outSent_ += take;
+    n -= take;
+  }
+}
+
+// Drops what was sent, keeping the shared pieces' places in the rest.
+void Stream::compactOutput() {
+  output_.erase(0, outSent_);
+  shared_.erase(shared_.begin(), shared_.begin() + static_cast<std::ptrdiff_t>(sharedHead_));
+  for (SharedBytes& s : shared_) s.at -= outSent_;
+  sharedHead_ = 0;
+  outSent_ = 0;
+}
+
 void Stream::flush() {
   if (closed_ || connecting_ || tls_) return;
   while (const std::size_t pending = pendingOutput()) {
@@ -267,13 +346,14 @@ void Stream::flush() {
     // The last bytes before our FIN (a 221 or 421): corked with MSG_MORE, so that the
     // shutdown below sends them and the FIN in one segment instead of two.
     if (shutdownPending_ && pending <= kLastWriteMax) flags |= MSG_MORE;
-    const ssize_t n = ::send(fd_, output_.data() + outSent_, pending, flags);
+    const ssize_t n = sharedHead_ < shared_.size()
+                          ? sendGathered(flags)
+                          : ::send(fd_, output_.data() + outSent_, pending, flags);
     if (n <= 0) {
       if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
         // The kernel pushes back: keep only what is unsent (bounded by the owners' high-water
         // marks), and wait until the socket takes more.
-        output_.erase(0, outSent_);
-        outSent_ = 0;
+        compactOutput();
         if (!writeArmed_) {
           event_add(writeEvent_.get(), nullptr);
           writeArmed_ = true;
@@ -284,11 +364,14 @@ void Stream::flush() {
       fail(Event::kError, std::strerror(errno));
       return;
     }
-    outSent_ += static_cast<std::size_t>(n);
+    consumeOutput(static_cast<std::size_t>(n));
   }
   output_.clear();
   outSent_ = 0;
   if (output_.capacity() > kKeepOutputCapacity) output_.shrink_to_fit();
+  shared_.clear();
+  sharedHead_ = 0;
+  sharedSent_ = 0;
   if (writeArmed_) {
     event_del(writeEvent_.get());
     writeArmed_ = false;

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proxy/base/event_util.h"
 #include "proxy/base/net_util.h"
@@ -44,6 +45,9 @@ class Stream final : public ByteStream {
   void start() override;
   InputBuffer& input() override { return input_; }
   void write(std::string_view data) override;
+  // Plain TCP: queued by reference and sent with the rest in one sendmsg (no copy of the
+  // message). Pieces under kMinShared bytes, and everything over TLS, are copied.
+  void writeShared(std::string_view data, const std::shared_ptr<const void>& owner) override;
   std::size_t pendingOutput() const override;
   void setReadLimit(std::size_t bytes) override { readLimit_ = bytes; }
   void updateReading() override;
@@ -74,6 +78,10 @@ class Stream final : public ByteStream {
   void readSome();
   void deliverTlsInput();
   void flush();
+  void scheduleFlush();
+  ssize_t sendGathered(int flags);
+  void consumeOutput(std::size_t n);
+  void compactOutput();
   void fail(Event e, std::string detail);
   void beginTls();
   void finishWrite();
@@ -89,6 +97,18 @@ class Stream final : public ByteStream {
   // a malloc for every reply. Emptied (its capacity kept, up to kKeepOutputCapacity) once sent.
   std::string output_;
   std::size_t outSent_ = 0;
+  // writeShared's bytes, in order, each with its place in output_ (it goes before output_[at]).
+  // Those before shared_ are sent (their owners let go); shared_[sharedHead_] is sent up to
+  // sharedSent_. Emptied, its capacity kept, with output_.
+  struct SharedBytes {
+    std::size_t at;
+    std::string_view bytes;
+    std::shared_ptr<const void> owner;
+  };
+  std::vector<SharedBytes> shared_;
+  std::size_t sharedHead_ = 0;
+  std::size_t sharedSent_ = 0;
+  std::size_t sharedPending_ = 0;  // bytes of shared_ not yet sent
   InlineEvent readEvent_;
   InlineEvent writeEvent_;
   InlineEvent flushEvent_;

@@ -18,7 +18,7 @@ void Session::onData(const Command&) {
     applyOutcome(o, "DATA", [this] {
       txn_->framer = std::make_unique<DataFramer>(config_->limits.maxMessageSize,
                                                   config_->limits.maxLineLength);
-      txn_->spool = std::make_unique<Spool>(config_->spool.memoryLimit, config_->spool.directory);
+      txn_->spool = std::make_shared<Spool>(config_->spool.memoryLimit, config_->spool.directory);
       static const Reply kGoAhead = *Reply::make(354, "", {"End data with <CR><LF>.<CR><LF>"});
       reply(kGoAhead, "DATA");
       enter(SmtpState::kData);
@@ -234,7 +234,7 @@ void Session::deliver(const std::vector<HeaderField>& headers,
   const Dispatcher::Clock::time_point handedOver = host_.dispatcher().now();
   coreStats().addedLatency(
       std::chrono::duration_cast<std::chrono::microseconds>(handedOver - txn_->endOfData));
-  link_.message(*txn_->spool, std::move(head), [this, handedOver](const UpstreamResult& r) {
+  link_.message(txn_->spool, std::move(head), [this, handedOver](const UpstreamResult& r) {
     if (!r.ok()) {
       upstreamFailed(r, UpstreamStep::kDot);
       return;

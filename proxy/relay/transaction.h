@@ -50,7 +50,7 @@ struct Transaction {
   bool discard = false;                // a discard verdict: the client hears 250, the MTA nothing
   std::string discardBy;               // the filter that gave it
   std::unique_ptr<DataFramer> framer;  // from the 354 on
-  std::unique_ptr<Spool> spool;
+  std::shared_ptr<Spool> spool;        // shared with the MTA connection's output while it is sent
   Dispatcher::Clock::time_point dataStart{};
   Dispatcher::Clock::time_point endOfData{};  // the client's final dot
   std::string traceHeader;  // our Received: line for this message, as the filters saw it

@@ -188,14 +188,14 @@ void Upstream::command(const std::string& line, Expect expect, Callback done) {
   send(line, expect, settings_.commandTimeout);
 }
 
-void Upstream::sendMessage(const Spool& spool, MessageHead head, Callback done) {
+void Upstream::sendMessage(std::shared_ptr<const Spool> spool, MessageHead head, Callback done) {
   if (state_ != State::kReady) {
     done_ = std::move(done);
     failLater(UpstreamFailure::kClosed, "upstream not ready");
     return;
   }
   done_ = std::move(done);
-  spool_ = &spool;
+  spool_ = std::move(spool);
   prefix_ = std::move(head.bytes);
   offset_ = head.spoolOffset;
   stuffer_ = DotStuffer();
@@ -520,13 +520,21 @@ void Upstream::sendIdentity() {
   complete({UpstreamFailure::kNone, std::nullopt, {}});
 }
 
-void Upstream::emitMessageBytes(std::string_view bytes) {
+void Upstream::emitMessageBytes(std::string_view bytes, const std::shared_ptr<const Spool>& spool) {
+  // The pieces of `bytes` (and the static "." of dot-stuffing) stay valid as long as `spool`.
+  const auto out = [this, &spool](std::string_view s) {
+    if (spool) {
+      stream_->writeShared(s, spool);
+    } else {
+      stream_->write(s);
+    }
+  };
   if (bdat_) {
     bdatSent_ += bytes.size();
-    stream_->write(bytes);
+    out(bytes);
     return;
   }
-  stuffer_.stuff(bytes, [this](std::string_view s) { stream_->write(s); });
+  stuffer_.stuff(bytes, out);
 }
 
 void Upstream::pumpMessage() {
@@ -540,7 +548,8 @@ void Upstream::pumpMessage() {
   // Fill up to the high-water mark; the stream's onDrained calls back for the rest.
   while (offset_ < size && stream_->pendingOutput() < kHighWater) {
     std::string_view chunk;
-    if (spool_->inMemory()) {
+    const bool inMemory = spool_->inMemory();
+    if (inMemory) {
       chunk = spool_->memory().substr(static_cast<std::size_t>(offset_), kChunk);
     } else {
       buf.resize(kChunk);
@@ -551,7 +560,9 @@ void Upstream::pumpMessage() {
       fail(UpstreamFailure::kProtocol, "spool read failed");
       return;
     }
-    emitMessageBytes(chunk);
+    // A spool in memory goes by reference (the stream keeps it alive until sent); a spool
+    // file's chunk is this loop's buffer, copied.
+    emitMessageBytes(chunk, inMemory ? spool_ : nullptr);
     offset_ += chunk.size();
   }
   if (offset_ < size) return;

@@ -114,8 +114,11 @@ class UpstreamConnection {
   // DATA, then (after 354) `head.bytes` and the spooled message from `head.spoolOffset`, all
   // with our own dot-stuffing, then the final dot; `done` gets the reply to the dot (or to DATA
   // if negative). When the connection offers CHUNKING (and settings allow it): `BDAT <n> LAST`
-  // and the same bytes unstuffed, n of them exactly; `done` gets the reply to BDAT.
-  virtual void sendMessage(const Spool& spool, MessageHead head, Callback done) = 0;
+  // and the same bytes unstuffed, n of them exactly; `done` gets the reply to BDAT. A finished
+  // spool: it must not change. Shared, because a spool in memory goes to the connection's
+  // output by reference, and that output may outlive the session (a connection let go while
+  // the message was still being written is freed from the loop).
+  virtual void sendMessage(std::shared_ptr<const Spool> spool, MessageHead head, Callback done) = 0;
   // Polite close: QUIT without waiting for the reply.
   virtual void quit() = 0;
 
@@ -160,7 +163,7 @@ class Upstream final : public UpstreamConnection {
 
   void open(const XclientIdentity& identity, Callback done) override;
   void command(const std::string& line, Expect expect, Callback done) override;
-  void sendMessage(const Spool& spool, MessageHead head, Callback done) override;
+  void sendMessage(std::shared_ptr<const Spool> spool, MessageHead head, Callback done) override;
   void quit() override;
   void reidentify(const XclientIdentity& identity, Callback done) override;
   bool reusable(std::uint32_t maxReuse) const override;
@@ -192,7 +195,8 @@ class Upstream final : public UpstreamConnection {
   void sendIdentity();
   void pumpMessage();
   void startBdat();
-  void emitMessageBytes(std::string_view bytes);  // stuffed for DATA, raw (and counted) for BDAT
+  // Stuffed for DATA, raw (and counted) for BDAT; by reference when `spool` owns the bytes.
+  void emitMessageBytes(std::string_view bytes, const std::shared_ptr<const Spool>& spool = {});
   // A reply to the message that came before all of it was written: `what` says to what.
   void replyBeforeMessageSent(Reply reply, std::string_view what);
   void fail(UpstreamFailure failure, const std::string& detail);
@@ -232,7 +236,7 @@ class Upstream final : public UpstreamConnection {
   UpstreamCapabilities caps_;
 
   // Sending a message.
-  const Spool* spool_ = nullptr;
+  std::shared_ptr<const Spool> spool_;
   std::string prefix_;
   std::uint64_t offset_ = 0;
   DotStuffer stuffer_;

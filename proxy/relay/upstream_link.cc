@@ -171,11 +171,11 @@ void UpstreamLink::rcpt(const std::string& line, Done done) {
   conn_->command(line, Expect::kRcpt, std::move(done));
 }
 
-void UpstreamLink::message(const Spool& spool, MessageHead head, Done done) {
+void UpstreamLink::message(std::shared_ptr<const Spool> spool, MessageHead head, Done done) {
   if (keepaliveInFlight_) {
     // The NOOP's reply comes first; then the message goes.
-    afterKeepalive_ = [this, &spool, head = std::move(head), done]() mutable {
-      message(spool, std::move(head), std::move(done));
+    afterKeepalive_ = [this, spool = std::move(spool), head = std::move(head), done]() mutable {
+      message(std::move(spool), std::move(head), std::move(done));
     };
     return;
   }
@@ -187,7 +187,7 @@ void UpstreamLink::message(const Spool& spool, MessageHead head, Done done) {
   }
   // Kept here, so that the callback holds only `this` (no allocation for it).
   messageDone_ = std::move(done);
-  conn_->sendMessage(spool, std::move(head), [this](UpstreamResult r) {
+  conn_->sendMessage(std::move(spool), std::move(head), [this](UpstreamResult r) {
     if (r.ok()) {
       // Whatever the reply, the MTA's transaction is over unless DATA itself was refused;
       // resetting before the next MAIL is harmless either way.

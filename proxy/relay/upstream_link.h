@@ -64,7 +64,7 @@ class UpstreamLink {
   // Whether a RCPT may go now, ahead of the replies to the MAIL/RCPTs before it.
   bool canPipeline() const;
   // The message (after any keepalive NOOP in flight has its reply).
-  void message(const Spool& spool, MessageHead head, Done done);
+  void message(std::shared_ptr<const Spool> spool, MessageHead head, Done done);
 
   // While the client sends DATA: NOOP every `keepalive` so the MTA does not time out.
   void startKeepalive();

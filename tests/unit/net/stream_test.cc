@@ -1,6 +1,8 @@
 // Stream's input: lines split across reads arrive whole, and reading stops at the read limit
 // (plain TCP and TLS alike) until the owner drains what it has. Its output: what callbacks
-// queued in the same loop pass write (DeferredCall::Flushes::kWait) leaves in the same send.
+// queued in the same loop pass write (DeferredCall::Flushes::kWait) leaves in the same send;
+// bytes written by reference (writeShared) leave in order with the rest, their owner kept
+// until they are sent.
 
 #include "proxy/net/stream.h"
 
@@ -66,6 +68,46 @@ TEST_F(StreamTest, ALineSplitAcrossReadsArrivesWhole) {
   settle();
   EXPECT_EQ(lines, (std::vector<std::string>{"EHLO a\r\n", "MAIL FROM:<>\r\n"}));
   EXPECT_TRUE(ours_->input().empty());
+}
+
+TEST_F(StreamTest, SharedBytesThatTheKernelPushesBackArriveWholeAndInOrder) {
+  // 60 pieces of 5,000 bytes by reference, each after a few copied bytes: more iovecs than one
+  // sendmsg takes, and far more bytes than the shrunk send buffer takes at once.
+  const int small = 4096;
+  ASSERT_EQ(::setsockopt(ours_->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  auto owner = std::make_shared<std::string>();
+  for (int i = 0; i < 60; ++i) owner->append(5000, static_cast<char>('a' + i % 26));
+  const std::weak_ptr<std::string> watched = owner;
+  std::string want;
+  for (int i = 0; i < 60; ++i) {
+    const std::string copied = "<" + std::to_string(i) + ">";
+    ours_->write(copied);
+    const std::string_view piece = std::string_view(*owner).substr(i * 5000, 5000);
+    ours_->writeShared(piece, owner);
+    want.append(copied).append(piece);
+  }
+  ours_->write("end");
+  want += "end";
+  owner.reset();
+  EXPECT_EQ(ours_->pendingOutput(), want.size());
+  std::string got;
+  theirs_->setCallbacks({[&] {
+                           got.append(theirs_->input().view());
+                           theirs_->input().clear();
+                         },
+                         {},
+                         {}});
+  theirs_->start();
+  event_base_loop(base_.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);  // one pass: one send's worth
+  EXPECT_GT(ours_->pendingOutput(), 0U);
+  EXPECT_FALSE(watched.expired()) << "let go of while its bytes wait";
+  for (int i = 0; i < 5000 && got.size() < want.size(); ++i) {
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+  }
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_TRUE(got == want) << "bytes out of order";
+  EXPECT_EQ(ours_->pendingOutput(), 0U);
+  EXPECT_TRUE(watched.expired()) << "still held once sent";
 }
 
 TEST_F(StreamTest, ReadingStopsAtTheLimitUntilTheOwnerDrains) {
@@ -229,6 +271,35 @@ TEST_F(StreamSendsTest, ALongGroupLeavesInBoundedSends) {
     all += s;
   }
   EXPECT_EQ(all, want);
+}
+
+TEST_F(StreamSendsTest, SharedBytesLeaveWithTheCopiedOnesInOneSend) {
+  auto owner = std::make_shared<std::string>(std::string(300, 'a') + std::string(400, 'b'));
+  const std::weak_ptr<std::string> watched = owner;
+  const std::string_view bytes = *owner;
+  ours_->write("BDAT 707 LAST\r\n");
+  ours_->writeShared(bytes.substr(0, 300), owner);
+  ours_->writeShared(".", owner);  // short: copied, its owner not kept for it
+  ours_->writeShared(bytes.substr(300), owner);
+  ours_->write("\r\n.\r\n");
+  owner.reset();
+  EXPECT_FALSE(watched.expired()) << "let go of before its bytes were sent";
+  EXPECT_EQ(ours_->pendingOutput(), 15U + 300 + 1 + 400 + 5);
+  onePass();
+  EXPECT_EQ(sends(), std::vector<std::string>{"BDAT 707 LAST\r\n" + std::string(300, 'a') + "." +
+                                              std::string(400, 'b') + "\r\n.\r\n"});
+  EXPECT_TRUE(watched.expired()) << "still held once sent";
+}
+
+TEST_F(StreamSendsTest, AStreamGoneWithSharedBytesUnsentLetsGoOfTheirOwner) {
+  auto owner = std::make_shared<std::string>(1000, 'm');
+  const std::weak_ptr<std::string> watched = owner;
+  ours_->writeShared(*owner, owner);
+  owner.reset();
+  EXPECT_FALSE(watched.expired());
+  ours_.reset();
+  EXPECT_TRUE(watched.expired());
+  EXPECT_TRUE(sends().empty());
 }
 
 TEST_F(StreamSendsTest, AnOrdinaryDeferredCallDoesNotHoldTheFlush) {

@@ -191,9 +191,9 @@ class FakeUpstream final : public UpstreamConnection {
     mta_.heard.emplace_back(line);
     exchange(verb, positive, std::move(done), false);
   }
-  void sendMessage(const Spool& spool, MessageHead head, Callback done) override {
-    std::string body(spool.size() - head.spoolOffset, '\0');
-    if (!body.empty()) body.resize(spool.read(head.spoolOffset, body.data(), body.size()));
+  void sendMessage(std::shared_ptr<const Spool> spool, MessageHead head, Callback done) override {
+    std::string body(spool->size() - head.spoolOffset, '\0');
+    if (!body.empty()) body.resize(spool->read(head.spoolOffset, body.data(), body.size()));
     mta_.lastMessage = head.bytes + body;
     mta_.heard.emplace_back("DOT");
     exchange("DOT", "250 2.0.0 Ok: queued", std::move(done), false);

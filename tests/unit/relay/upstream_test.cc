@@ -53,8 +53,8 @@ TEST(Upstream, FailuresOnAConnectionNotReadyArriveFromTheLoop) {
   d.runUntilIdle();
   ASSERT_EQ(got.size(), 2u);
 
-  Spool spool(1024, "/tmp");
-  ASSERT_TRUE(spool.finish());
+  auto spool = std::make_shared<Spool>(1024, "/tmp");
+  ASSERT_TRUE(spool->finish());
   up.sendMessage(spool, {}, record);
   EXPECT_EQ(got.size(), 2u) << "sendMessage() completed inside the call";
   d.runUntilIdle();
@@ -304,8 +304,16 @@ class UpstreamMessageTest : public ::testing::Test {
     ASSERT_TRUE(wait([&](auto cb) { up.command("MAIL FROM:<a@test>", Expect::kMail, cb); }).ok());
     ASSERT_TRUE(wait([&](auto cb) { up.command("RCPT TO:<b@test>", Expect::kRcpt, cb); }).ok());
   }
-  UpstreamResult send(Upstream& up, const Spool& spool, MessageHead head) {
-    return wait([&](auto cb) { up.sendMessage(spool, std::move(head), cb); });
+  UpstreamResult send(Upstream& up, std::shared_ptr<const Spool> spool, MessageHead head) {
+    return wait([&](auto cb) { up.sendMessage(std::move(spool), std::move(head), cb); });
+  }
+  // A finished spool holding `bytes` (in memory up to `memoryLimit`, else a file), shared as
+  // the session shares its transaction's.
+  static std::shared_ptr<Spool> spooled(std::string_view bytes, std::size_t memoryLimit) {
+    auto spool = std::make_shared<Spool>(memoryLimit, "/tmp");
+    spool->append(bytes.data(), bytes.size());
+    EXPECT_TRUE(spool->finish());
+    return spool;
   }
   // What a reply that came before the whole message was sent must give: a refusal ("552 ...")
   // is relayed, anything else is a protocol failure.
@@ -357,9 +365,7 @@ TEST_F(UpstreamMessageTest, ChunkingMtaGetsBdatLastWithTheExactCount) {
     ScriptedMta mta(base_.get(), kChunking);
     Upstream up(dispatcher_, settings(mta), "test");
     openTransaction(up);
-    Spool spool(c.memoryLimit, "/tmp");
-    spool.append(c.spooled.data(), c.spooled.size());
-    ASSERT_TRUE(spool.finish());
+    const auto spool = spooled(c.spooled, c.memoryLimit);
     const UpstreamResult r = send(up, spool, MessageHead{c.head, c.offset});
     ASSERT_TRUE(r.ok()) << r.detail;
     EXPECT_EQ(r.reply->code(), 250);
@@ -380,9 +386,7 @@ TEST_F(UpstreamMessageTest, MtaWithoutChunkingOrChunkingOffGetsData) {
       s.chunking = !offered;  // offered: turned off in our settings
       Upstream up(dispatcher_, s, "test");
       openTransaction(up);
-      Spool spool(c.memoryLimit, "/tmp");
-      spool.append(c.spooled.data(), c.spooled.size());
-      ASSERT_TRUE(spool.finish());
+      const auto spool = spooled(c.spooled, c.memoryLimit);
       const UpstreamResult r = send(up, spool, MessageHead{c.head, c.offset});
       ASSERT_TRUE(r.ok()) << r.detail;
       EXPECT_EQ(r.reply->code(), 250);
@@ -410,9 +414,7 @@ TEST_F(UpstreamMessageTest, RepliesToBdat) {
     mta.script("BDAT", c.reply);
     Upstream up(dispatcher_, settings(mta), "test");
     openTransaction(up);
-    Spool spool(1 << 20, "/tmp");
-    spool.append("Subject: s\r\n\r\nx\r\n", 17);
-    ASSERT_TRUE(spool.finish());
+    const auto spool = spooled("Subject: s\r\n\r\nx\r\n", 1 << 20);
     const UpstreamResult r = send(up, spool, MessageHead{});
     EXPECT_EQ(r.failure, c.failure) << r.detail;
     if (c.code != 0) {
@@ -439,9 +441,7 @@ TEST_F(UpstreamMessageTest, ReplyBeforeTheChunkIsSent) {
     mta.answerBdatEarly();
     Upstream up(dispatcher_, settings(mta), "test");
     openTransaction(up);
-    Spool spool(32 << 20, "/tmp");
-    spool.append(body.data(), body.size());
-    ASSERT_TRUE(spool.finish());
+    const auto spool = spooled(body, 32 << 20);
     expectEarlyReplyOutcome(send(up, spool, MessageHead{}), reply);
     EXPECT_TRUE(up.broken());
   }
@@ -463,12 +463,45 @@ TEST_F(UpstreamMessageTest, ReplyToTheEndOfAMessageStillInOurOutput) {
       mta.answerDataEarly(reply);
       Upstream up(dispatcher_, settings(mta), "test");
       openTransaction(up);
-      Spool spool(1 << 20, "/tmp");
-      spool.append(body.data(), body.size());
-      ASSERT_TRUE(spool.finish());
+      const auto spool = spooled(body, 1 << 20);
       expectEarlyReplyOutcome(send(up, spool, MessageHead{}), reply);
       EXPECT_TRUE(up.broken()) << "never reused with part of a message still to send";
     }
+  }
+}
+
+TEST_F(UpstreamMessageTest, ASpoolInMemoryGoesByReferenceAndIsLetGoOnceSent) {
+  // 1 MiB, more than the output bound: the spool's bytes go to the stream's output by
+  // reference, 64 KiB at a time, the dots that stuffing adds and the line ends around them
+  // copied. The Upstream and its stream are the spool's only owners here (the session may be
+  // gone while its message is still being written); once the message is delivered, neither
+  // holds it (a pooled connection must not keep a message alive).
+  std::string body;
+  for (int i = 0; body.size() < (1 << 20); ++i) {
+    body += (i % 97 == 0 ? "." : "") + std::string(70, static_cast<char>('a' + i % 26)) + "\r\n";
+  }
+  std::string stuffed;
+  for (std::size_t at = 0; at < body.size();) {
+    const std::size_t end = body.find('\n', at) + 1;
+    if (body[at] == '.') stuffed += '.';
+    stuffed.append(body, at, end - at);
+    at = end;
+  }
+  for (const bool chunking : {false, true}) {
+    SCOPED_TRACE(chunking ? "BDAT" : "DATA");
+    ScriptedMta mta(base_.get(), chunking ? kChunking : kNoChunking);
+    Upstream up(dispatcher_, settings(mta), "test");
+    openTransaction(up);
+    auto spool = spooled(body, 2 << 20);
+    ASSERT_TRUE(spool->inMemory());
+    const std::weak_ptr<Spool> watched = spool;
+    const UpstreamResult r = send(up, std::move(spool), MessageHead{"X-Added: 1\r\n", 0});
+    ASSERT_TRUE(r.ok()) << r.detail;
+    EXPECT_EQ(r.reply->code(), 250);
+    EXPECT_EQ(mta.message,
+              chunking ? "X-Added: 1\r\n" + body : "X-Added: 1\r\n" + stuffed + ".\r\n");
+    EXPECT_TRUE(watched.expired()) << "the delivered message is still held";
+    EXPECT_TRUE(up.reusable(100));
   }
 }
 
