@@ -63,13 +63,18 @@ void Dispatcher::runPosted() {
 void Dispatcher::timerStart(Timer& timer, std::chrono::milliseconds delay) {
   const timeval tv = toTimeval(delay);
   evtimer_add(timer.event_.get(), &tv);
+  timer.eventArmed_ = true;
 }
 
-void Dispatcher::timerStop(Timer& timer) { evtimer_del(timer.event_.get()); }
-
-bool Dispatcher::timerArmed(const Timer& timer) const {
-  return evtimer_pending(timer.event_.get(), nullptr) != 0;
+void Dispatcher::timerStop(Timer& timer) {
+  // Most stops find the timer idle (a reply stops the command's timer whether or not one ran):
+  // no call into libevent, which takes the base's lock, for those.
+  if (!timer.eventArmed_) return;
+  timer.eventArmed_ = false;
+  evtimer_del(timer.event_.get());
 }
+
+bool Dispatcher::timerArmed(const Timer& timer) const { return timer.eventArmed_; }
 
 void Dispatcher::timerGone(Timer&) {}
 
@@ -80,6 +85,10 @@ Timer::Timer(Dispatcher& dispatcher, std::function<void()> callback)
 
 Timer::~Timer() { dispatcher_.timerGone(*this); }
 
-void Timer::trampoline(evutil_socket_t, short, void* self) { static_cast<Timer*>(self)->fire(); }
+void Timer::trampoline(evutil_socket_t, short, void* self) {
+  auto* timer = static_cast<Timer*>(self);
+  timer->eventArmed_ = false;  // libevent made it idle before calling
+  timer->fire();
+}
 
 }  // namespace portcullis

@@ -108,7 +108,8 @@ class Timer {
 
   Dispatcher& dispatcher_;
   std::function<void()> callback_;
-  InlineEvent event_;  // libevent backend
+  InlineEvent event_;        // libevent backend
+  bool eventArmed_ = false;  // event_ is pending (started, and neither stopped nor fired)
   // Manual-clock backend.
   bool manualArmed_ = false;
   Dispatcher::Clock::time_point due_{};
