@@ -239,12 +239,14 @@ class TcpRelay(HAProxy):
 
 
 class FloorRelay(Fixture):
-    """tests/bench/floor_relay.cc, compiled into its temp dir, relaying to `forward`."""
+    """tests/bench/floor_relay.cc, compiled into its temp dir, relaying to `forward`; `extra`
+    are its options (--epoll-del, --processes N)."""
     name = "floor-relay"
 
-    def __init__(self, forward_port):
+    def __init__(self, forward_port, extra=()):
         super().__init__()
         self.forward_port = forward_port
+        self.extra = list(extra)
         self.port = free_port()
         self.proc = None
 
@@ -254,7 +256,7 @@ class FloorRelay(Fixture):
         subprocess.run(["c++", "-O2", "-std=c++20", "-o", exe,
                         os.path.join(REPO, "tests", "bench", "floor_relay.cc")],
                        check=True, timeout=300)
-        self.proc = ManagedProcess([exe, self.port, self.forward_port],
+        self.proc = ManagedProcess([exe, self.port, self.forward_port, *self.extra],
                                    os.path.join(tmp, "floor_relay.log"))
         try:
             wait_listening(self.port, 10, alive=self.proc.alive)
