@@ -297,7 +297,8 @@ ssize_t Stream::sendGathered(int flags) {
     // sendmsg does not write through iov_base.
     iov[count++] = {const_cast<char*>(s.bytes.data() + skip), s.bytes.size() - skip};
   }
-  if (i == shared_.size() && pos < output_.size()) {  // what follows the last shared piece
+  // What follows the last shared piece, if it has room (else the next call sends it).
+  if (i == shared_.size() && pos < output_.size() && count < kMaxIov) {
     iov[count++] = {output_.data() + pos, output_.size() - pos};
   }
   msghdr msg{};

@@ -291,6 +291,21 @@ TEST_F(StreamSendsTest, SharedBytesLeaveWithTheCopiedOnesInOneSend) {
   EXPECT_TRUE(watched.expired()) << "still held once sent";
 }
 
+TEST_F(StreamSendsTest, SharedPiecesThatFillEveryIovecLeaveTheRestForTheNextSend) {
+  // Eight pieces, each after copied bytes: sixteen iovecs, all one sendmsg takes; the copied
+  // bytes after the last piece go in a second send, after them.
+  auto owner = std::make_shared<std::string>(8 * 300, 's');
+  std::string want;
+  for (int i = 0; i < 8; ++i) {
+    ours_->write(std::to_string(i));
+    ours_->writeShared(std::string_view(*owner).substr(i * 300, 300), owner);
+    want += std::to_string(i) + std::string(300, 's');
+  }
+  ours_->write("tail");
+  onePass();
+  EXPECT_EQ(sends(), (std::vector<std::string>{want, "tail"}));
+}
+
 TEST_F(StreamSendsTest, AStreamGoneWithSharedBytesUnsentLetsGoOfTheirOwner) {
   auto owner = std::make_shared<std::string>(1000, 'm');
   const std::weak_ptr<std::string> watched = owner;
