@@ -35,12 +35,10 @@ import time
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import proc_times, reexec_in_loopback_namespace  # noqa: E402
 from compare import FloorRelay  # noqa: E402
 from harness import Portcullis, SmtpSink  # noqa: E402
 from harness.ports import free_port  # noqa: E402
-
-HZ = os.sysconf("SC_CLK_TCK")
-
 
 def user_sys(root):
     """(user, system) CPU seconds of `root` and its live children (floor-p2's second relay)."""
@@ -48,14 +46,11 @@ def user_sys(root):
         ["pgrep", "-P", str(root)], capture_output=True, text=True).stdout.split()]
     user = system = 0
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        user += int(fields[11]) + int(fields[13])
-        system += int(fields[12]) + int(fields[14])
-    return user / HZ, system / HZ
+        times = proc_times(pid)
+        if times:
+            user += times[0] + times[2]
+            system += times[1] + times[3]
+    return user, system
 
 
 def source(port, messages, sessions):
@@ -72,15 +67,7 @@ def main():
     p.add_argument("--binary", default=os.path.join(REPO, "build", "portcullis"))
     args = p.parse_args()
     args.binary = os.path.abspath(args.binary)
-    if not os.environ.get("PORTCULLIS_BENCH_NETNS"):
-        if os.geteuid() != 0:
-            sys.exit("floor: must run as root (the loopback-only namespace)")
-        os.environ["PORTCULLIS_BENCH_NETNS"] = "1"
-        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
-        os.execvp("unshare", ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--",
-                              "sh", "-c", 'ip link set lo up && exec "$@"', "floor",
-                              sys.executable, os.path.abspath(__file__), *sys.argv[1:]])
-    os.environ["PATH"] += ":/usr/sbin:/sbin"
+    reexec_in_loopback_namespace("floor")
     fixtures = []
     try:
         sink = SmtpSink(dump=False, verbose=False, max_concurrency=2000, backlog=2000,

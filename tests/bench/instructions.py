@@ -30,6 +30,9 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from harness import Portcullis, SmtpSink  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import reexec_in_loopback_namespace  # noqa: E402
+
 
 def source(port, messages):
     subprocess.run(["smtp-source", "-s", "20", "-m", str(messages), "-l", "10240",
@@ -99,15 +102,7 @@ def main():
     args = p.parse_args()
     binaries = [os.path.abspath(b) for b in (args.binary or
                                              [os.path.join(REPO, "build", "portcullis")])]
-    if not os.environ.get("PORTCULLIS_BENCH_NETNS"):
-        if os.geteuid() != 0:
-            sys.exit("instructions: must run as root (the loopback-only namespace)")
-        os.environ["PORTCULLIS_BENCH_NETNS"] = "1"
-        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
-        os.execvp("unshare", ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--",
-                              "sh", "-c", 'ip link set lo up && exec "$@"', "instructions",
-                              sys.executable, os.path.abspath(__file__), *sys.argv[1:]])
-    os.environ["PATH"] += ":/usr/sbin:/sbin"
+    reexec_in_loopback_namespace("instructions")
     with tempfile.TemporaryDirectory(prefix="portcullis-instructions-") as tmp:
         sink = SmtpSink(dump=False, verbose=False, max_concurrency=2000, backlog=2000,
                         hostname="sink.bench.test").start()

@@ -15,7 +15,8 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from harness import Portcullis, Postfix, Rspamd, SmtpSink, Unbound  # noqa: E402
 
-HZ = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import proc_times  # noqa: E402
 
 
 def pids_named(*names):
@@ -38,15 +39,10 @@ def cpu_seconds(pids, children=False):
     """utime+stime of `pids` (plus their reaped children's with children=True), in seconds."""
     total = 0
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-        if children:
-            total += int(fields[13]) + int(fields[14])
-    return total / HZ
+        times = proc_times(pid)
+        if times:
+            total += sum(times) if children else times[0] + times[1]
+    return total
 
 
 POSTFIX = ("master", "smtpd", "anvil", "proxymap", "trivial-rewrite", "cleanup", "qmgr",
