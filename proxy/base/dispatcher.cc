@@ -62,8 +62,7 @@ void Dispatcher::runPosted() {
 
 void Dispatcher::timerStart(Timer& timer, std::chrono::milliseconds delay) {
   const timeval tv = toTimeval(delay);
-  evtimer_add(timer.event_.get(), &tv);
-  timer.eventArmed_ = true;
+  timer.eventArmed_ = evtimer_add(timer.event_.get(), &tv) == 0;
 }
 
 void Dispatcher::timerStop(Timer& timer) {

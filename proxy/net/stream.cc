@@ -35,11 +35,12 @@ constexpr std::size_t kKeepOutputCapacity = 64 * 1024;
 // Reserved at once: every reply of a session fits, so the buffer is allocated once, not grown
 // reply by reply.
 constexpr std::size_t kInitialOutputCapacity = 512;
-// writeShared copies pieces shorter than this (a dot added by dot-stuffing, a line end): an
-// iovec of its own would cost more than the copy.
-constexpr std::size_t kMinShared = 256;
-// iovecs per sendmsg; a longer queue goes in several calls.
-constexpr int kMaxIov = 16;
+// writeShared copies pieces shorter than this (a dot added by dot-stuffing, a line end, the
+// lines between two dot-led ones): an iovec of its own would cost more than the copy, and a
+// message cut into many short pieces would need a sendmsg every few of them.
+constexpr std::size_t kMinShared = 4096;
+// iovecs per sendmsg (at least 128 KiB of shared pieces); a longer queue goes in several calls.
+constexpr int kMaxIov = 64;
 
 std::string sslErrors() {
   std::string out;

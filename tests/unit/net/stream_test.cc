@@ -216,9 +216,9 @@ class StreamSendsTest : public ::testing::Test {
   // Every send the stream made so far, one string each.
   std::vector<std::string> sends() const {
     std::vector<std::string> out;
-    char buf[4096];
-    for (ssize_t n; (n = ::recv(peer_, buf, sizeof buf, MSG_DONTWAIT)) > 0;) {
-      out.emplace_back(buf, static_cast<std::size_t>(n));
+    std::vector<char> buf(256 * 1024);  // a record longer than this would be cut short
+    for (ssize_t n; (n = ::recv(peer_, buf.data(), buf.size(), MSG_DONTWAIT)) > 0;) {
+      out.emplace_back(buf.data(), static_cast<std::size_t>(n));
     }
     return out;
   }
@@ -274,32 +274,36 @@ TEST_F(StreamSendsTest, ALongGroupLeavesInBoundedSends) {
 }
 
 TEST_F(StreamSendsTest, SharedBytesLeaveWithTheCopiedOnesInOneSend) {
-  auto owner = std::make_shared<std::string>(std::string(300, 'a') + std::string(400, 'b'));
+  auto owner = std::make_shared<std::string>(std::string(5000, 'a') + std::string(6000, 'b'));
   const std::weak_ptr<std::string> watched = owner;
   const std::string_view bytes = *owner;
-  ours_->write("BDAT 707 LAST\r\n");
-  ours_->writeShared(bytes.substr(0, 300), owner);
+  ours_->write("DATA\r\n");
+  ours_->writeShared(bytes.substr(0, 5000), owner);
   ours_->writeShared(".", owner);  // short: copied, its owner not kept for it
-  ours_->writeShared(bytes.substr(300), owner);
+  ours_->writeShared(bytes.substr(5000), owner);
+  ours_->writeShared(bytes.substr(0, 5000), owner);  // right after the last: the same place
+  ours_->writeShared(bytes.substr(0, 100), owner);   // copied too
   ours_->write("\r\n.\r\n");
   owner.reset();
   EXPECT_FALSE(watched.expired()) << "let go of before its bytes were sent";
-  EXPECT_EQ(ours_->pendingOutput(), 15U + 300 + 1 + 400 + 5);
+  EXPECT_EQ(ours_->pendingOutput(), 6U + 5000 + 1 + 6000 + 5000 + 100 + 5);
   onePass();
-  EXPECT_EQ(sends(), std::vector<std::string>{"BDAT 707 LAST\r\n" + std::string(300, 'a') + "." +
-                                              std::string(400, 'b') + "\r\n.\r\n"});
+  EXPECT_EQ(sends(), std::vector<std::string>{"DATA\r\n" + std::string(5000, 'a') + "." +
+                                              std::string(6000, 'b') + std::string(5000, 'a') +
+                                              std::string(100, 'a') + "\r\n.\r\n"});
   EXPECT_TRUE(watched.expired()) << "still held once sent";
 }
 
 TEST_F(StreamSendsTest, SharedPiecesThatFillEveryIovecLeaveTheRestForTheNextSend) {
-  // Eight pieces, each after copied bytes: sixteen iovecs, all one sendmsg takes; the copied
-  // bytes after the last piece go in a second send, after them.
-  auto owner = std::make_shared<std::string>(8 * 300, 's');
+  // 32 pieces, each after copied bytes: 64 iovecs, all one sendmsg takes; the copied bytes
+  // after the last piece go in a second send, after them.
+  auto owner = std::make_shared<std::string>(32 * 4096, 's');
+  const std::string_view bytes = *owner;
   std::string want;
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 32; ++i) {
     ours_->write(std::to_string(i));
-    ours_->writeShared(std::string_view(*owner).substr(i * 300, 300), owner);
-    want += std::to_string(i) + std::string(300, 's');
+    ours_->writeShared(bytes.substr(i * 4096, 4096), owner);
+    want += std::to_string(i) + std::string(4096, 's');
   }
   ours_->write("tail");
   onePass();
@@ -307,7 +311,7 @@ TEST_F(StreamSendsTest, SharedPiecesThatFillEveryIovecLeaveTheRestForTheNextSend
 }
 
 TEST_F(StreamSendsTest, AStreamGoneWithSharedBytesUnsentLetsGoOfTheirOwner) {
-  auto owner = std::make_shared<std::string>(1000, 'm');
+  auto owner = std::make_shared<std::string>(5000, 'm');
   const std::weak_ptr<std::string> watched = owner;
   ours_->writeShared(*owner, owner);
   owner.reset();

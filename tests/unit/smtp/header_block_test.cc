@@ -211,6 +211,11 @@ TEST(HeaderBlock, LimitsRefuseRatherThanSkip) {
   EXPECT_EQ(parseHeaderBlock(StringReader(longValue), {505, 3}).status, Status::kOk);
   EXPECT_EQ(parseHeaderBlock(StringReader(longValue), {504, 3}).status, Status::kTooLarge);
   EXPECT_EQ(parseHeaderBlock(StringReader(longValue), {300, 3}).status, Status::kTooLarge);
+  // ... and with no line end after the value to find it instead (the message ends in it).
+  const std::string unended = "A: " + std::string(500, 'v');  // 503
+  EXPECT_EQ(parseHeaderBlock(StringReader(unended), {503, 3}).status, Status::kOk);
+  EXPECT_EQ(parseHeaderBlock(StringReader(unended), {502, 3}).status, Status::kTooLarge);
+  EXPECT_EQ(parseHeaderBlock(StringReader(unended), {300, 3}).status, Status::kTooLarge);
 }
 
 TEST(HeaderBlock, FromASpilledSpool) {
