@@ -1,6 +1,7 @@
 """Pieces the Python benchmark drivers share (not a test)."""
 
 import os
+import subprocess
 import sys
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -31,3 +32,21 @@ def proc_times(pid):
         return None
     # fields[0] is field 3 (state): utime..cstime are fields 14..17.
     return tuple(int(x) / HZ for x in fields[11:15])
+
+
+def smtp_source(port, messages, sessions=20):
+    """smtp-source into 127.0.0.1:`port`: `messages` of 10 KiB, one connection each."""
+    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "10240",
+                    "-f", "bench@client.test", "-t", "sink@test.local", f"127.0.0.1:{port}"],
+                   check=True, stdout=subprocess.DEVNULL, timeout=1800)
+
+
+def plain_config(dns_port, log_level="info", **extra):
+    """portcullis with no filters and no DNS in use (a dead loopback server, no reverse
+    lookups), identity none, limits out of the load's way."""
+    return {"hostname": "bench.test.local",
+            "upstream": {"identity": "none"},
+            "limits": {"max_connections": 2000, "max_connections_per_ip": 2000},
+            "log": {"level": log_level},
+            "dns": {"servers": [f"127.0.0.1:{dns_port}"], "reverse_lookup": False},
+            **extra}

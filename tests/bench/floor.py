@@ -35,7 +35,8 @@ import time
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import proc_times, reexec_in_loopback_namespace  # noqa: E402
+from benchlib import (plain_config, proc_times, reexec_in_loopback_namespace,  # noqa: E402
+                      smtp_source)
 from compare import FloorRelay  # noqa: E402
 from harness import Portcullis, SmtpSink  # noqa: E402
 from harness.ports import free_port  # noqa: E402
@@ -51,12 +52,6 @@ def user_sys(root):
             user += times[0] + times[2]
             system += times[1] + times[3]
     return user, system
-
-
-def source(port, messages, sessions):
-    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "10240",
-                    "-f", "bench@client.test", "-t", "sink@test.local", f"127.0.0.1:{port}"],
-                   check=True, stdout=subprocess.DEVNULL, timeout=1800)
 
 
 def main():
@@ -75,12 +70,8 @@ def main():
         fixtures.append(sink)
         paths = [("direct", sink.port, lambda: sink.proc.pid)]
         for name, workers in (("portcullis", 1), ("portcullis-w2", 2)):
-            pc = Portcullis(binary=args.binary, upstream=sink.address, config={
-                "hostname": "bench.test.local", "workers": workers,
-                "upstream": {"identity": "none"},
-                "limits": {"max_connections": 2000, "max_connections_per_ip": 2000},
-                "log": {"level": "info"},
-                "dns": {"servers": [f"127.0.0.1:{free_port()}"], "reverse_lookup": False}}).start()
+            pc = Portcullis(binary=args.binary, upstream=sink.address,
+                            config=plain_config(free_port(), workers=workers)).start()
             fixtures.append(pc)
             paths.append((name, pc.port, lambda pc=pc: pc.pid))
         for name, extra in (("floor", ()), ("floor-del", ("--epoll-del",)),
@@ -89,13 +80,13 @@ def main():
             fixtures.append(fl)
             paths.append((name, fl.port, lambda fl=fl: fl.proc.pid))
         for _, port, _ in paths:  # pools filled, caches warm
-            source(port, 500, args.sessions)
+            smtp_source(port, 500, args.sessions)
         cpu = {name: [] for name, _, _ in paths}
         for r in range(args.rounds):
             shift = r % len(paths)
             for name, port, pid in paths[shift:] + paths[:shift]:
                 u0, s0 = user_sys(pid())
-                source(port, args.messages, args.sessions)
+                smtp_source(port, args.messages, args.sessions)
                 time.sleep(0.2)  # the last closes
                 u1, s1 = user_sys(pid())
                 per = [(u1 - u0) * 1e6 / args.messages, (s1 - s0) * 1e6 / args.messages]

@@ -31,13 +31,7 @@ from harness import Portcullis, SmtpSink  # noqa: E402
 from harness.ports import free_port  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import reexec_in_loopback_namespace  # noqa: E402
-
-
-def source(port, messages):
-    subprocess.run(["smtp-source", "-s", "20", "-m", str(messages), "-l", "10240",
-                    "-f", "bench@client.test", "-t", "sink@test.local", f"127.0.0.1:{port}"],
-                   check=True, stdout=subprocess.DEVNULL, timeout=1800)
+from benchlib import plain_config, reexec_in_loopback_namespace, smtp_source  # noqa: E402
 
 
 def measure(binary, sink, args, tmp):
@@ -47,16 +41,12 @@ def measure(binary, sink, args, tmp):
         f.write("#!/bin/sh\nexec valgrind --tool=callgrind "
                 f"--callgrind-out-file={out}/callgrind.out.%p \"{binary}\" \"$@\"\n")
     os.chmod(wrapper, 0o755)
-    pc = Portcullis(binary=wrapper, upstream=sink.address, start_timeout=120, config={
-        "hostname": "bench.test.local",
-        "upstream": {"identity": "none"},
-        "limits": {"max_connections": 2000, "max_connections_per_ip": 2000},
-        "log": {"level": args.log_level},
-        "dns": {"servers": [f"127.0.0.1:{free_port()}"], "reverse_lookup": False}}).start()
+    pc = Portcullis(binary=wrapper, upstream=sink.address, start_timeout=120,
+                    config=plain_config(free_port(), args.log_level)).start()
     try:
-        source(pc.port, args.warmup)
+        smtp_source(pc.port, args.warmup)
         subprocess.run(["callgrind_control", "-z"], check=True, capture_output=True)
-        source(pc.port, args.messages)
+        smtp_source(pc.port, args.messages)
         time.sleep(0.5)  # the last QUITs and closes
         subprocess.run(["callgrind_control", "-d"], check=True, capture_output=True)
         time.sleep(0.5)
