@@ -243,13 +243,14 @@ if [[ $QUICK -eq 0 ]]; then
   fi
   step "fuzz (${FUZZ_SECONDS}s per target)" fuzz_all
   # The milter's threads (libmilter's and the loop's) and the workers' event-loop threads (their
-  # inbox and connection table, and test_workers's two workers with a reload) under
-  # ThreadSanitizer: only what they need is built (the tsan build preset's targets).
+  # inbox and connection table, their lists of recycled blocks, and test_workers's two workers
+  # with a reload) under ThreadSanitizer: only what they need is built (the tsan build preset's
+  # targets).
   export TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp"
   step "build (tsan: daemon + milter tests)" build_preset tsan
   if [[ $LAST_RC -eq 0 ]]; then
     step "tests (tsan: milter, workers)" run_ctest_matching build-tsan "$LOGS/ctest-tsan.log" \
-      '^(integration\.test_milter|integration\.test_workers|LoopBridgeTest\.|SessionGateTest\.|LoopInbox\.|ConnectionTable\.)'
+      '^(integration\.test_milter|integration\.test_workers|LoopBridgeTest\.|SessionGateTest\.|LoopInbox\.|ConnectionTable\.|Recycled\.)'
   else
     skip "tests (tsan): build failed"
   fi

@@ -24,6 +24,7 @@
 #include "portcullis/filter_factory.h"
 #include "proxy/api/session_record.h"
 #include "proxy/base/dispatcher.h"
+#include "proxy/base/recycled.h"
 #include "proxy/config/config.h"
 
 namespace portcullis {
@@ -54,7 +55,7 @@ struct ChainOutcome {
   std::vector<HeaderEdit> edits;     // to the client's header block (end_of_message)
 };
 
-class FilterChain {
+class FilterChain : public Recycled<FilterChain> {
  public:
   using Done = std::function<void(ChainOutcome)>;
 

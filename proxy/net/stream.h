@@ -21,6 +21,7 @@
 
 #include "proxy/base/event_util.h"
 #include "proxy/base/net_util.h"
+#include "proxy/base/recycled.h"
 #include "proxy/net/byte_stream.h"
 
 namespace portcullis {
@@ -29,7 +30,7 @@ namespace portcullis {
 // accepted sockets inherit it from their listener, so the server sets it once per listener.
 void setNoDelay(evutil_socket_t fd);
 
-class Stream final : public ByteStream {
+class Stream final : public ByteStream, public Recycled<Stream> {
  public:
   // Takes ownership of an accepted, connected socket (TCP_NODELAY already set: setNoDelay on
   // the listener).

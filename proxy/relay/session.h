@@ -6,8 +6,10 @@
 // what the closing log line says is its SessionSummary.
 // Every change of SMTP state or of phase goes through enter(), which logs "from -> to" at debug.
 // Owned by the Server; it never deletes itself: close() hands it back to the Server, which frees
-// it from the loop (Dispatcher::deferredDelete). Callbacks run on the event loop; chain and
-// upstream completions arrive from the loop, never inside the call that asked for them.
+// it from the loop (Dispatcher::deferredDelete). Its block of memory (and its Stream's, its
+// FilterChain's, its Transactions') is then kept for the next session on that thread
+// (Recycled): only the memory; every session is constructed anew. Callbacks run on the event loop;
+// chain and upstream completions arrive from the loop, never inside the call that asked for them.
 
 #include <functional>
 #include <memory>
@@ -21,6 +23,7 @@
 #include "proxy/base/fifo.h"
 #include "proxy/base/function_ref.h"
 #include "proxy/base/net_util.h"
+#include "proxy/base/recycled.h"
 #include "proxy/chain/filter_chain.h"
 #include "proxy/config/config.h"
 #include "proxy/net/byte_stream.h"
@@ -61,7 +64,7 @@ class SessionHost : public UpstreamHost {
   virtual std::string_view logTag() const { return {}; }
 };
 
-class Session {
+class Session : public Recycled<Session> {
  public:
   Session(SessionHost& host, std::shared_ptr<const Config> config, const ListenerConfig& listener,
           std::unique_ptr<ByteStream> stream, const SocketAddress& peer,

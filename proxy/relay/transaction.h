@@ -13,6 +13,7 @@
 #include "portcullis/verdict.h"
 
 #include "proxy/base/dispatcher.h"
+#include "proxy/base/recycled.h"
 #include "proxy/relay/reply_log.h"
 #include "proxy/smtp/data_framer.h"
 #include "proxy/smtp/spool.h"
@@ -46,7 +47,7 @@ class TracedMessage final : public MessageReader {
   const Spool& spool_;
 };
 
-struct Transaction {
+struct Transaction : Recycled<Transaction> {
   bool discard = false;                // a discard verdict: the client hears 250, the MTA nothing
   std::string discardBy;               // the filter that gave it
   std::unique_ptr<DataFramer> framer;  // from the 354 on

@@ -21,6 +21,7 @@
 #include "portcullis/reply.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/fifo.h"
+#include "proxy/base/recycled.h"
 #include "proxy/config/config.h"
 #include "proxy/net/byte_stream.h"
 #include "proxy/net/tls.h"
@@ -154,7 +155,7 @@ class UpstreamConnection {
   bool sessionUsed_ = false;
 };
 
-class Upstream final : public UpstreamConnection {
+class Upstream final : public UpstreamConnection, public Recycled<Upstream> {
  public:
   Upstream(Dispatcher& dispatcher, const UpstreamSettings& settings, std::string sessionId);
   ~Upstream() override;

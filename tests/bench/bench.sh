@@ -47,7 +47,7 @@
 #                  system calls (epoll_wait left out: how many events one wait collects
 #                  depends on the machine's load) and M allocations, and print, e.g.
 #   budget: syscalls_but_epoll_wait=25.2/25.5 PASS mallocs=74.2/80 PASS
-#                  (default 25.5,50, with --pipelining 22.5,55: what the relay reached; OVER
+#                  (default 25.5,45, with --pipelining 22.5,50: what the relay reached; OVER
 #                  marks a regression to look at, never a failure: the bench's exit status
 #                  does not change)
 #   --postfix      a private Postfix (tests/integration/harness, mail discarded) instead of
@@ -133,7 +133,7 @@ while [[ $# -gt 0 ]]; do
 done
 # The default budget: what the relay reached, with each client (a pipelining one makes fewer
 # system calls per message and takes a few more allocations for the replies it is owed).
-[[ -z $BUDGET ]] && BUDGET=$([[ $PIPELINING -eq 1 ]] && echo 22.5,55 || echo 25.5,50)
+[[ -z $BUDGET ]] && BUDGET=$([[ $PIPELINING -eq 1 ]] && echo 22.5,50 || echo 25.5,45)
 [[ $BUDGET =~ ^[0-9]+(\.[0-9]+)?,[0-9]+(\.[0-9]+)?$ ]] || { echo "bench: --budget takes SYSCALLS,MALLOCS, e.g. 25.5,95" >&2; exit 2; }
 BINARY=$(realpath "$BINARY")
 [[ -x $BINARY ]] || { echo "bench: $BINARY not found; build it: cmake --preset default && cmake --build --preset default -j2" >&2; exit 1; }

@@ -3,7 +3,7 @@
 through it into smtp-sink, 20 sessions, 10 KiB messages, one connection per message.
 
     sudo tests/bench/instructions.py [--binary build/portcullis ...] [--messages 1000]
-                                     [--warmup 200] [--log-level info]
+                                     [--warmup 200] [--log-level info] [--keep DIR]
 
 Each --binary is run in turn (default build/portcullis). The count starts after --warmup
 messages (callgrind_control -z) and ends after --messages more (callgrind_control -d); printed
@@ -12,6 +12,8 @@ spdlog; not the kernel) divided by --messages, and the ten functions that execut
 (self). Instruction counts barely move from run to run, so they resolve changes of a percent
 or two in the userland share of the work, which CPU time on a shared 2-core machine does not
 (the kernel's TCP is most of portcullis's CPU per message: see README, Benchmark).
+--keep DIR copies each callgrind dump there (for callgrind_annotate, e.g. --tree=caller to see
+who calls malloc).
 
 As root it re-runs itself inside a loopback-only network + PID namespace. Needs valgrind,
 postfix (smtp-source, smtp-sink) and a build.
@@ -20,6 +22,7 @@ postfix (smtp-source, smtp-sink) and a build.
 import argparse
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +63,9 @@ def measure(binary, sink, args, tmp):
         for line in f:
             if line.startswith("summary:"):
                 total = int(line.split()[1])
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        shutil.copy(dumps[0], os.path.join(args.keep, f"callgrind.{os.path.basename(binary)}.out"))
     top = subprocess.run(["callgrind_annotate", "--threshold=100", "--inclusive=no", dumps[0]],
                          check=True, capture_output=True, text=True).stdout
     return total, top
@@ -89,6 +95,7 @@ def main():
     p.add_argument("--messages", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--keep")
     args = p.parse_args()
     binaries = [os.path.abspath(b) for b in (args.binary or
                                              [os.path.join(REPO, "build", "portcullis")])]

@@ -524,6 +524,33 @@ TEST(Session, ADrainWhileEhloWaitsForTheProbeAnswers421AndFreesTheSession) {
   EXPECT_TRUE(h.closed());
 }
 
+// A session's object goes back to a per-thread list when freed and holds the next client's
+// session (Recycled): constructed anew, nothing of the one before in it.
+TEST(Session, TheNextClientsSessionInARecycledBlockKnowsNothingOfTheLastOne) {
+  const void* block = nullptr;
+  {
+    SessionHarness h;
+    ASSERT_TRUE(h.greeted());
+    EXPECT_EQ(h.say(kEhlo + kMail + kRcpt + "DATA\r\nSubject: half\r\n"),
+              (Codes{"250", "250", "250", "354"}));
+    block = h.host().session.get();
+  }  // freed mid-message: its block is kept
+  ASSERT_GE(Recycled<Session>::kept(), 1U);
+  SessionHarness h;
+  ASSERT_EQ(h.host().session.get(), block);
+  ASSERT_TRUE(h.greeted());
+  EXPECT_EQ(h.host().session->helo(), "");
+  EXPECT_EQ(h.host().session->state(), SmtpState::kGreeted);
+  // No EHLO, no transaction, no DATA carried over: out of sequence, each of them.
+  EXPECT_EQ(h.say("Subject: half\r\n"), Codes{"500"});
+  EXPECT_EQ(h.say(kMail + kRcpt + "DATA\r\n"), (Codes{"503", "503", "503"}));
+  EXPECT_EQ(h.say(kEhlo + kMail + kRcpt + "DATA\r\n" + kMessage),
+            (Codes{"250", "250", "250", "354", "250"}));
+  EXPECT_EQ(h.mta().heard, (std::vector<std::string>{"MAIL FROM:<a@example.org>",
+                                                     "RCPT TO:<b@example.net>", "DOT"}));
+  EXPECT_EQ(h.mta().lastMessage, "Subject: t\r\n\r\nhello\r\n");
+}
+
 TEST(Session, ClientVanishingMidDataDeliversNothing) {
   SessionHarness h;
   h.say(kEhlo + kMail + kRcpt + "DATA\r\nSubject: half\r\n");
