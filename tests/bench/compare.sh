@@ -3,7 +3,7 @@
 # interleaved, and a markdown table plus a PNG plot written to a results dir.
 #
 #   sudo tests/bench/compare.sh [--messages 3000] [--sessions 20] [--size 10240] [--rounds 5]
-#                               [--latency 200] [--binary build/portcullis] [--final-postfix]
+#                               [--latency 1000] [--binary build/portcullis] [--final-postfix]
 #                               [--paths portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay,floor-relay]
 #                               [--out tests/bench/results] [--haraka-cache DIR] [--readme]
 #
@@ -21,11 +21,15 @@
 # smtp-sink: it offers PIPELINING and CHUNKING (the floor-relay sends DATA all the same), and
 # accepting costs it a queue file.
 #
-# Per path and round: smtp-source's msg/s, the proxy's CPU µs per message (user + system of its
-# processes, /proc; reaped children included), then --latency transactions one at a time
-# (connect → 220, and MAIL → 250 after the dot). The report: median msg/s and ratio to direct,
-# proxy CPU per message and that divided by smtp-sink's own CPU per message on the direct path
-# (the figure of merit), latency mean / p50 / p99 per round less the direct path's, median.
+# Per path and round: smtp-source's msg/s and the proxy's CPU µs per message (user + system of
+# its processes, /proc; reaped children included); then, once every path has had its run,
+# --latency turns of one transaction on each path in turn, each on its own connection (connect →
+# 220, and MAIL → 250 after the dot; Haraka 200 at most: its ~43 ms stall needs no precision).
+# Interleaved so that every path meets the machine in the same state: run back to back after a
+# load run, the direct path's first ~200 transactions took half the time of the rest. The
+# report: median msg/s and ratio to direct, proxy CPU per message and that divided by
+# smtp-sink's own CPU per message on the direct path (the figure of merit), latency mean / p50 /
+# p99 in µs per round less the direct path's, median.
 # Writes OUT/compare.md (the table, machine, command), OUT/compare.png (msg/s, CPU per message,
 # latency CDF; needs gnuplot, from gnuplot-nox) and OUT/compare.tsv (every round). --readme
 # also replaces the generated block of README.md's comparison section with the new report.
