@@ -21,6 +21,55 @@ std::chrono::milliseconds backstop(const FilterSpec& spec) {
   return spec.traits.timesItself ? spec.timeout + kSelfTimedGrace : spec.timeout;
 }
 
+// What a session gets in place of a filter whose creator could not make one for it (it threw,
+// or made nothing: a plugin's bug, or a resource it could not get): each hook fails with that
+// error, so the filter's on_error decides (tempfail by default, the first stage being connect)
+// and the daemon and every other session go on.
+class UnavailableFilter final : public Filter {
+ public:
+  explicit UnavailableFilter(std::string error) : error_(std::move(error)) {}
+  void onConnect(const SessionView&, Next next) override { next.fail(error_); }
+  void onHelo(const SessionView&, Next next) override { next.fail(error_); }
+  void onMailFrom(const SessionView&, Next next) override { next.fail(error_); }
+  void onRcptTo(const SessionView&, Next next) override { next.fail(error_); }
+  void onData(const SessionView&, Next next) override { next.fail(error_); }
+  void onEndOfHeaders(const SessionView&, Next next) override { next.fail(error_); }
+  void onEndOfMessage(const SessionView&, Next next) override { next.fail(error_); }
+
+ private:
+  std::string error_;
+};
+
+// Inside a catch block: the text of the exception being handled.
+std::string handledExceptionText() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "exception of unknown type";
+  }
+}
+
+void warnFilterError(const std::string& sessionId, const FilterSpec& spec, std::string_view hook,
+                     std::string_view error) {
+  spdlog::warn("{} event=filter-error filter={} hook={} error={}", sessionId, spec.label, hook,
+               logValue(error));
+}
+
+std::unique_ptr<Filter> createFilter(const FilterSpec& spec, const FilterContext& context,
+                                     const std::string& sessionId) {
+  std::string error;
+  try {
+    if (std::unique_ptr<Filter> filter = spec.creator(context)) return filter;
+    error = "its creator made no filter";
+  } catch (...) {
+    error = "could not start: " + handledExceptionText();
+  }
+  warnFilterError(sessionId, spec, "create", error);
+  return std::make_unique<UnavailableFilter>(std::move(error));
+}
+
 struct StageCodes {
   std::initializer_list<int> allowed;
   int transientDefault;
@@ -73,7 +122,8 @@ FilterChain::FilterChain(Dispatcher& dispatcher, std::string sessionId,
       deliver_(
           dispatcher, [this] { finish(); }, DeferredCall::Flushes::kWait) {
   filters_.reserve(specs.size());
-  for (const FilterSpec& spec : specs) filters_.push_back({&spec, spec.creator(context)});
+  for (const FilterSpec& spec : specs)
+    filters_.push_back({&spec, createFilter(spec, context, id_)});
 }
 
 FilterChain::~FilterChain() {
@@ -331,9 +381,8 @@ void FilterChain::notifyTransactionEnd(const SessionRecord& record) {
   for (auto& slot : filters_) {
     try {
       slot.filter->onTransactionEnd(view);
-    } catch (const std::exception& e) {
-      spdlog::warn("{} event=filter-error filter={} hook=transaction_end error={}", id_,
-                   slot.spec->label, logValue(e.what()));
+    } catch (...) {
+      warnFilterError(id_, *slot.spec, "transaction_end", handledExceptionText());
     }
   }
 }
@@ -343,9 +392,8 @@ void FilterChain::notifyDisconnect(const SessionRecord& record) {
   for (auto& slot : filters_) {
     try {
       slot.filter->onDisconnect(view);
-    } catch (const std::exception& e) {
-      spdlog::warn("{} event=filter-error filter={} hook=disconnect error={}", id_,
-                   slot.spec->label, logValue(e.what()));
+    } catch (...) {
+      warnFilterError(id_, *slot.spec, "disconnect", handledExceptionText());
     }
   }
 }

@@ -193,6 +193,25 @@ class PluginTest(HarnessTestCase):
         self.assertEqual(self.deliver(pc, "x@client.test", "continued")[0], 250)
         self.assertIn(b"Subject: continued", self.pf.messages(1, timeout=30)[0])
 
+    def test_a_filter_that_cannot_start_for_a_session_fails_that_session_only(self):
+        # Its creator throws for every session: each session gets the filter's on_error
+        # (tempfail: 421 at connect, the first stage) and the daemon goes on.
+        fixture = os.path.join(FIXTURES, "good.so")
+        pc = self.portcullis([fixture], [{"name": "plugin_fixture", "explode_per_session": True}])
+        for _ in range(2):
+            with RawClient("127.0.0.1", pc.port, timeout=30) as c:
+                code, text = c.read_reply()
+                self.assertEqual(code, 421, text)
+                self.assertTrue(text[0].startswith("4.3.0 "), text)
+        self.assertTrue(pc.alive())
+        pc.wait_for_log(r"event=filter-error filter=plugin_fixture hook=create "
+                        r"error=.*the fixture could not start")
+        pc.stop()
+        pc = self.portcullis([fixture], [{"name": "plugin_fixture", "explode_per_session": True,
+                                          "on_error": "continue"}])
+        self.assertEqual(self.deliver(pc, "x@client.test", "started without it")[0], 250)
+        self.assertIn(b"Subject: started without it", self.pf.messages(1, timeout=30)[0])
+
 
 class RefusalTest(unittest.TestCase):
     """--check-config and start-up refuse with exit 2 and one line naming the file."""

@@ -9,7 +9,8 @@
 //   FIXTURE_NAME=<"name">  registers its filter under another name (a clash with "size", ...)
 // The filter rejects at MAIL FROM when configured with `reject: true` and fails there (for
 // on_error) with `fail: true`; `explode: true` makes its configure throw a std::runtime_error
-// (a plugin bug the loader must turn into one line).
+// (a plugin bug the loader must turn into one line), `explode_per_session: true` its creator,
+// for every session (a filter that cannot start: that session's error, not the daemon's).
 
 #include <memory>
 #include <stdexcept>
@@ -60,7 +61,9 @@ class FixtureFactory final : public portcullis::FilterFactory {
     if (section.getBool("explode", false)) throw std::runtime_error("the fixture exploded");
     const bool reject = section.getBool("reject", false);
     const bool fail = section.getBool("fail", false);
-    return [reject, fail](const FilterContext&) {
+    const bool explodePerSession = section.getBool("explode_per_session", false);
+    return [reject, fail, explodePerSession](const FilterContext&) {
+      if (explodePerSession) throw std::runtime_error("the fixture could not start");
       return std::make_unique<FixtureFilter>(reject, fail);
     };
   }

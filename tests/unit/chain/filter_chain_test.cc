@@ -559,6 +559,46 @@ TEST_F(FilterChainTest, AFilterThrowingANonStdExceptionDoesNotEscape) {
   EXPECT_EQ(outcome_->kind, VerdictKind::kTempfail);
 }
 
+// A filter its creator could not make for this session (a plugin's bug, a resource it could
+// not get): the session gets that filter's on_error at each stage, the daemon goes on.
+TEST_F(FilterChainTest, AFilterItsCreatorCouldNotMakeIsAnErrorForThatSession) {
+  add("broken", proceed());
+  specs_.back().creator = [](const FilterContext&) -> std::unique_ptr<Filter> {
+    throw std::runtime_error("backend unreachable");
+  };
+  add("after", proceed());
+  ASSERT_NO_THROW(build());
+  const ChainOutcome o = runInline(Stage::kMailFrom);
+  EXPECT_EQ(o.kind, VerdictKind::kTempfail) << show(o);
+  ASSERT_TRUE(o.reply);
+  EXPECT_EQ(o.reply->code(), 451);
+  EXPECT_EQ(o.filter, "broken");
+  EXPECT_NE(o.reason.find("backend unreachable"), std::string::npos) << o.reason;
+  EXPECT_EQ(calls("after", Stage::kMailFrom), 0);
+  EXPECT_TRUE(chain_->records().back().error);
+  EXPECT_NO_THROW(chain_->notifyTransactionEnd(view_));
+  EXPECT_NO_THROW(chain_->notifyDisconnect(view_));
+
+  // on_error continue: the others run; an exception of any type, or no filter at all.
+  for (const bool makesNothing : {false, true}) {
+    fresh();
+    add("broken", proceed(), FilterMode::kEnforce, OnError::kContinue);
+    specs_.back().creator = [makesNothing](const FilterContext&) -> std::unique_ptr<Filter> {
+      if (makesNothing) return nullptr;
+      throw 42;
+    };
+    add("after", reject(550));
+    ASSERT_NO_THROW(build());
+    const ChainOutcome o2 = runInline(Stage::kRcptTo);
+    EXPECT_EQ(o2.kind, VerdictKind::kReject) << show(o2);
+    EXPECT_EQ(o2.filter, "after");
+    EXPECT_TRUE(chain_->records().front().error);
+    EXPECT_NE(chain_->records().front().reason.find(makesNothing ? "no filter" : "unknown type"),
+              std::string::npos)
+        << chain_->records().front().reason;
+  }
+}
+
 // ---- observe, accept ----
 
 TEST_F(FilterChainTest, ObserveModeChangesNothingButIsRecorded) {
@@ -903,6 +943,20 @@ TEST_F(FilterChainTest, TheOutcomeCallbackMayDestroyTheChain) {
   EXPECT_FALSE(outcome_) << "the outcome arrived inside run()";
   ASSERT_TRUE(loopUntilDone());
   EXPECT_EQ(chain_, nullptr);
+}
+
+TEST_F(FilterChainTest, NotificationsGoOnPastAnExceptionOfAnyType) {
+  struct ThrowsNonStd final : Filter {
+    void onTransactionEnd(const SessionView&) override { throw 42; }
+    void onDisconnect(const SessionView&) override { throw 42; }
+  };
+  add("odd", proceed());
+  specs_.back().creator = [](const FilterContext&) { return std::make_unique<ThrowsNonStd>(); };
+  add("b", proceed());
+  build();
+  EXPECT_NO_THROW(chain_->notifyTransactionEnd(view_));
+  EXPECT_EQ(transactionEnds_["b"], 1);
+  EXPECT_NO_THROW(chain_->notifyDisconnect(view_));
 }
 
 TEST_F(FilterChainTest, NotificationsReachEveryFilterEvenIfOneThrows) {
