@@ -52,6 +52,12 @@ class ByteStream {
     write(data);
   }
   virtual std::size_t pendingOutput() const = 0;
+  // Hands what is queued to the kernel now rather than at the end of the loop pass: for a reply
+  // the peer waits for, when nothing else will be written to it in this pass, so that the work
+  // which follows the reply (bookkeeping, log lines) is not between the peer and its answer.
+  // Best effort and silent: what is not sent now, an error and onDrained are the end-of-pass
+  // flush's, as without this call. This default leaves everything to that flush.
+  virtual void sendNow() {}
   // Stop reading while input() holds at least this much; updateReading() re-evaluates after
   // the consumer drained input().
   virtual void setReadLimit(std::size_t bytes) = 0;

@@ -136,6 +136,19 @@ void Stream::writeShared(std::string_view data, const std::shared_ptr<const void
   scheduleFlush();
 }
 
+void Stream::sendNow() {
+  if (closed_ || connecting_ || tls_ || tlsPending_ || writeArmed_ || shutdownPending_) return;
+  const std::size_t pending = pendingOutput();
+  if (pending == 0) return;
+  const int flags = MSG_NOSIGNAL | MSG_DONTWAIT;
+  const ssize_t n = sharedHead_ < shared_.size()
+                        ? sendGathered(flags)
+                        : ::send(fd_, output_.data() + outSent_, pending, flags);
+  // The flush that write() scheduled still runs: it sends the rest (or meets the error again)
+  // and calls onDrained, from the loop as ever.
+  if (n > 0) consumeOutput(static_cast<std::size_t>(n));
+}
+
 void Stream::scheduleFlush() {
   if (!flushScheduled_ && !writeArmed_) {
     // Coalesce everything written during this callback into one send, later in this same

@@ -50,6 +50,9 @@ class Stream final : public ByteStream, public Recycled<Stream> {
   // message). Pieces under kMinShared bytes, and everything over TLS, are copied.
   void writeShared(std::string_view data, const std::shared_ptr<const void>& owner) override;
   std::size_t pendingOutput() const override;
+  // Plain TCP only, and not while the kernel pushes back, a connect is under way or a FIN is
+  // to be corked with the last bytes (shutdownWrite): then the flush does it all.
+  void sendNow() override;
   void setReadLimit(std::size_t bytes) override { readLimit_ = bytes; }
   void updateReading() override;
   void stopReading() override;

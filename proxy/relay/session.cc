@@ -573,6 +573,12 @@ void Session::emit(const Reply& r) {
     return;
   }
   writeWire(*stream_, r);
+  // A reply to the command just read, with nothing pipelined behind it: out now, ahead of the
+  // bookkeeping after it. A 221 or 421 waits, to leave with the FIN in one segment (close).
+  if (stream_->input().empty() && WritesToCome::queued == 0 && !r.closesConnection() &&
+      !summary_.quitSeen()) {
+    stream_->sendNow();
+  }
 }
 
 bool Session::mayPipeline() const {

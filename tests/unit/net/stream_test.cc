@@ -247,6 +247,36 @@ TEST_F(StreamSendsTest, WritesOfCallsQueuedInThePassLeaveInTheSameSend) {
   EXPECT_EQ(WritesToCome::queued, 0);
 }
 
+TEST_F(StreamSendsTest, SendNowHandsTheQueueToTheKernelAtOnceAndTheFlushStillDrains) {
+  // A reply the client waits for leaves before the loop runs again; what is written after it
+  // leaves in the end-of-pass flush, which also tells the owner that all is written.
+  int drained = 0;
+  ours_->setCallbacks({nullptr, [&] { ++drained; }, nullptr});
+  ours_->write("250 2.1.0 ");
+  ours_->write("Ok\r\n");
+  ours_->sendNow();
+  EXPECT_EQ(sends(), std::vector<std::string>{"250 2.1.0 Ok\r\n"});
+  EXPECT_EQ(ours_->pendingOutput(), 0U);
+  EXPECT_EQ(drained, 0) << "a callback from inside sendNow";
+  ours_->write("250 2.1.5 Ok\r\n");
+  onePass();
+  EXPECT_EQ(sends(), std::vector<std::string>{"250 2.1.5 Ok\r\n"});
+  EXPECT_EQ(drained, 1);
+
+  // Shared bytes go too; the last words before a FIN wait, to leave with it (MSG_MORE).
+  auto owner = std::make_shared<std::string>(5000, 'm');
+  ours_->writeShared(*owner, owner);
+  ours_->sendNow();
+  EXPECT_EQ(sends(), std::vector<std::string>{*owner});
+  onePass();
+  ours_->write("221 2.0.0 Bye\r\n");
+  ours_->shutdownWrite();
+  ours_->sendNow();
+  EXPECT_TRUE(sends().empty()) << "sent apart from the FIN it waits for";
+  onePass();
+  EXPECT_EQ(sends(), std::vector<std::string>{"221 2.0.0 Bye\r\n"});
+}
+
 TEST_F(StreamSendsTest, ALongGroupLeavesInBoundedSends) {
   // A flush waits behind at most 16 such callbacks: a client's long pipelined group cannot hold
   // every stream's flush for its whole length; the bytes still leave whole and in order.
