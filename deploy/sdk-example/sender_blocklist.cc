@@ -138,7 +138,7 @@ class Blocklist {
   std::unique_ptr<TimerHandle> timer_;
 };
 
-class SenderBlocklistFilter final : public Filter {
+class SenderBlocklistFilter final : public FilterWithHooks<SenderBlocklistFilter> {
  public:
   SenderBlocklistFilter(std::shared_ptr<Blocklist> list, const FilterContext& ctx)
       : list_(std::move(list)) {

@@ -47,7 +47,7 @@ struct DnsblZoneStats {
   std::vector<Counter> failures;  // lookups that timed out or failed (SERVFAIL, local error)
 };
 
-class DnsblFilter final : public Filter {
+class DnsblFilter final : public FilterWithHooks<DnsblFilter> {
  public:
   // `stats` may be null (counts nothing); so may context.log (logs nothing).
   DnsblFilter(std::shared_ptr<const DnsblConfig> config, const FilterContext& context,

@@ -18,7 +18,7 @@ namespace portcullis {
 
 struct HeaderChecksConfig;  // compiled rules; defined in header_checks_filter.cc
 
-class HeaderChecksFilter final : public Filter {
+class HeaderChecksFilter final : public FilterWithHooks<HeaderChecksFilter> {
  public:
   explicit HeaderChecksFilter(std::shared_ptr<const HeaderChecksConfig> config)
       : config_(std::move(config)) {}

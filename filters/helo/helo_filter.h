@@ -22,7 +22,7 @@ struct HeloConfig {
   bool requireResolvable = false;
 };
 
-class HeloFilter final : public Filter {
+class HeloFilter final : public FilterWithHooks<HeloFilter> {
  public:
   HeloFilter(std::shared_ptr<const HeloConfig> config, Resolver* resolver)
       : config_(std::move(config)), resolver_(resolver) {}

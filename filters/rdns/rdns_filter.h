@@ -18,7 +18,7 @@ struct RdnsConfig {
   bool permanent = false;     // 550 5.7.25 instead of 450 4.7.25 for a definite failure
 };
 
-class RdnsFilter final : public Filter {
+class RdnsFilter final : public FilterWithHooks<RdnsFilter> {
  public:
   explicit RdnsFilter(std::shared_ptr<const RdnsConfig> config) : config_(std::move(config)) {}
 

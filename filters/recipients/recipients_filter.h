@@ -9,7 +9,7 @@
 
 namespace portcullis {
 
-class RecipientsFilter final : public Filter {
+class RecipientsFilter final : public FilterWithHooks<RecipientsFilter> {
  public:
   void onRcptTo(const SessionView& s, Next next) override;
 };

@@ -109,7 +109,7 @@ struct ScannerShared {
   Counter failed;   // the scan failed: on_error decides
 };
 
-class ScannerFilter final : public Filter {
+class ScannerFilter final : public FilterWithHooks<ScannerFilter> {
  public:
   ScannerFilter(std::shared_ptr<const ScannerConfig> config,
                 std::shared_ptr<const ScanClient> client, std::shared_ptr<ScannerShared> shared,

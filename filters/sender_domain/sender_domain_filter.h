@@ -23,7 +23,7 @@ struct SenderDomainConfig {
   bool checkARecords = true;
 };
 
-class SenderDomainFilter final : public Filter {
+class SenderDomainFilter final : public FilterWithHooks<SenderDomainFilter> {
  public:
   SenderDomainFilter(std::shared_ptr<const SenderDomainConfig> config, Resolver* resolver)
       : config_(std::move(config)), resolver_(resolver) {}

@@ -11,7 +11,7 @@
 
 namespace portcullis {
 
-class SizeFilter final : public Filter {
+class SizeFilter final : public FilterWithHooks<SizeFilter> {
  public:
   void onMailFrom(const SessionView& s, Next next) override;
   void onEndOfMessage(const SessionView& s, Next next) override;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "portcullis/session_view.h"
 #include "portcullis/stage.h"
@@ -67,6 +68,36 @@ class Filter {
   // EHLO, a rejected MAIL, or when the session closes mid-transaction.
   virtual void onTransactionEnd(const SessionView&) {}
   virtual void onDisconnect(const SessionView&) {}
+
+  // The stages whose hook this filter overrides: the chain calls only those, as a hook left to
+  // the defaults above only says proceed (API 1.5). Every stage unless a filter says otherwise;
+  // derive from FilterWithHooks<YourFilter> below and the compiler works it out.
+  virtual StageSet hooks() const { return StageSet::all(); }
+};
+
+// The stage hooks class T overrides (itself or through a base between it and Filter): a hook
+// T inherits from Filter unchanged has Filter's own type.
+template <class T>
+constexpr StageSet overriddenHooks() {
+  using Hook = void (Filter::*)(const SessionView&, Next);
+  StageSet s;
+  if (!std::is_same_v<decltype(&T::onConnect), Hook>) s = s.with(Stage::kConnect);
+  if (!std::is_same_v<decltype(&T::onHelo), Hook>) s = s.with(Stage::kHelo);
+  if (!std::is_same_v<decltype(&T::onMailFrom), Hook>) s = s.with(Stage::kMailFrom);
+  if (!std::is_same_v<decltype(&T::onRcptTo), Hook>) s = s.with(Stage::kRcptTo);
+  if (!std::is_same_v<decltype(&T::onData), Hook>) s = s.with(Stage::kData);
+  if (!std::is_same_v<decltype(&T::onEndOfHeaders), Hook>) s = s.with(Stage::kEndOfHeaders);
+  if (!std::is_same_v<decltype(&T::onEndOfMessage), Hook>) s = s.with(Stage::kEndOfMessage);
+  return s;
+}
+
+// `class MyFilter final : public FilterWithHooks<MyFilter>`: hooks() is the stages MyFilter
+// overrides, so the chain skips the others (a filter overriding only onRcptTo is called once
+// per RCPT and nowhere else).
+template <class Self>
+class FilterWithHooks : public Filter {
+ public:
+  StageSet hooks() const override { return overriddenHooks<Self>(); }
 };
 
 }  // namespace portcullis

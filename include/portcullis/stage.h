@@ -27,6 +27,21 @@ inline constexpr std::array<std::string_view, kStageCount> kStageNames = {
 
 constexpr std::string_view stageName(Stage s) { return kStageNames[static_cast<std::size_t>(s)]; }
 
+// A set of stages (the hooks a filter overrides: Filter::hooks).
+class StageSet {
+ public:
+  constexpr StageSet() = default;
+  static constexpr StageSet all() { return StageSet((1U << kStageCount) - 1); }
+  constexpr StageSet with(Stage s) const { return StageSet(bits_ | bit(s)); }
+  constexpr bool has(Stage s) const { return (bits_ & bit(s)) != 0; }
+  constexpr bool operator==(const StageSet&) const = default;
+
+ private:
+  constexpr explicit StageSet(unsigned bits) : bits_(bits) {}
+  static constexpr unsigned bit(Stage s) { return 1U << static_cast<unsigned>(s); }
+  unsigned bits_ = 0;
+};
+
 constexpr std::optional<Stage> stageFromName(std::string_view name) {
   for (std::size_t i = 0; i < kStageCount; ++i) {
     if (kStageNames[i] == name) return static_cast<Stage>(i);

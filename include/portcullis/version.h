@@ -13,8 +13,9 @@ namespace portcullis {
 inline constexpr int kApiVersionMajor = 1;
 // 1.1: header edits, Verdict::withReason. 1.2: HttpClient, MessageReader::bytes.
 // 1.3: SessionView::authenticatedUser. 1.4: Counter counts per thread (add() and value() out of
-// line; the same source, a different binary layout).
-inline constexpr int kApiVersionMinor = 4;
+// line; the same source, a different binary layout). 1.5: Filter::hooks (FilterWithHooks), the
+// stages the chain calls a filter at.
+inline constexpr int kApiVersionMinor = 5;
 
 struct ApiVersion {
   int major = 0;

@@ -6,6 +6,7 @@
 #include <array>
 #include <exception>
 #include <initializer_list>
+#include <utility>
 
 #include "proxy/api/next_access.h"
 #include "proxy/base/log.h"
@@ -57,17 +58,23 @@ void warnFilterError(const std::string& sessionId, const FilterSpec& spec, std::
                logValue(error));
 }
 
-std::unique_ptr<Filter> createFilter(const FilterSpec& spec, const FilterContext& context,
-                                     const std::string& sessionId) {
+// The session's filter for `spec` and the stages it is called at; an UnavailableFilter (every
+// stage) when the plugin's code threw or made nothing.
+std::pair<std::unique_ptr<Filter>, StageSet> createFilter(const FilterSpec& spec,
+                                                          const FilterContext& context,
+                                                          const std::string& sessionId) {
   std::string error;
   try {
-    if (std::unique_ptr<Filter> filter = spec.creator(context)) return filter;
+    if (std::unique_ptr<Filter> filter = spec.creator(context)) {
+      const StageSet hooks = filter->hooks();
+      return {std::move(filter), hooks};
+    }
     error = "its creator made no filter";
   } catch (...) {
     error = "could not start: " + handledExceptionText();
   }
   warnFilterError(sessionId, spec, "create", error);
-  return std::make_unique<UnavailableFilter>(std::move(error));
+  return {std::make_unique<UnavailableFilter>(std::move(error)), StageSet::all()};
 }
 
 struct StageCodes {
@@ -122,8 +129,10 @@ FilterChain::FilterChain(Dispatcher& dispatcher, std::string sessionId,
       deliver_(
           dispatcher, [this] { finish(); }, DeferredCall::Flushes::kWait) {
   filters_.reserve(specs.size());
-  for (const FilterSpec& spec : specs)
-    filters_.push_back({&spec, createFilter(spec, context, id_)});
+  for (const FilterSpec& spec : specs) {
+    auto [filter, hooks] = createFilter(spec, context, id_);
+    filters_.push_back({&spec, std::move(filter), hooks});
+  }
 }
 
 FilterChain::~FilterChain() {
@@ -159,6 +168,10 @@ void FilterChain::run(Stage stage, const SessionRecord& record, Done done) {
 void FilterChain::advance() {
   looping_ = true;
   while (!decided_ && index_ < filters_.size()) {
+    if (!filters_[index_].hooks.has(stage_)) {
+      ++index_;  // its hook for this stage would only say proceed
+      continue;
+    }
     startCurrent();
     if (waiting_) {
       looping_ = false;

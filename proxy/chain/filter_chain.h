@@ -84,6 +84,7 @@ class FilterChain : public Recycled<FilterChain> {
   struct Slot {
     const FilterSpec* spec;
     std::unique_ptr<Filter> filter;
+    StageSet hooks;  // filter->hooks(), asked once: the stages it is called at
   };
 
   void advance();

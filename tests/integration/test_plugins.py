@@ -247,16 +247,17 @@ class RefusalTest(unittest.TestCase):
                 r = self.check([wrong], args=args)
                 self.assert_refused(r, "portcullis: config error: plugins[0].path: " + wrong,
                                     "ABI mismatch", "plugin fixture 0.0.1 built for portcullis "
-                                    "0.2.0, API 2.4", "this is portcullis 0.2.0, API 1.4")
+                                    "0.2.0, API 2.5", "this is portcullis 0.2.0, API 1.5")
 
-    def test_plugin_built_against_api_1_3_refused(self):
-        """API 1.4 moved Counter::add out of line over per-thread cells: a plugin built against
-        1.3 would add to a cell laid out as it thinks, not as it is. The minor bump refuses it."""
+    def test_plugin_built_against_api_1_4_refused(self):
+        """API 1.5 added Filter::hooks() at the end of Filter's virtual table: the daemon would
+        call it on a filter built against 1.4, whose table has no such entry. The minor bump
+        refuses it."""
         old = os.path.join(FIXTURES, "previous_api.so")
         self.assert_refused(self.check([old]), "portcullis: config error: plugins[0].path: " + old,
                             "ABI mismatch: rebuild the plugin against this portcullis's SDK",
-                            "plugin fixture 0.0.1 built for portcullis 0.2.0, API 1.3,",
-                            "this is portcullis 0.2.0, API 1.4,")
+                            "plugin fixture 0.0.1 built for portcullis 0.2.0, API 1.4,",
+                            "this is portcullis 0.2.0, API 1.5,")
 
     def test_untrusted_plugin_refused(self):
         tmp = tempfile.mkdtemp(prefix="portcullis-plugin-")

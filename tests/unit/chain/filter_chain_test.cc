@@ -599,6 +599,105 @@ TEST_F(FilterChainTest, AFilterItsCreatorCouldNotMakeIsAnErrorForThatSession) {
   }
 }
 
+// ---- the stages a filter is called at (Filter::hooks) ----
+
+// Overrides onRcptTo only; a second class overrides onMailFrom and, for some addresses, leaves
+// the answer to the base class (still an override: it is called).
+class RcptOnlyFilter final : public FilterWithHooks<RcptOnlyFilter> {
+ public:
+  explicit RcptOnlyFilter(Calls* calls) : calls_(calls) {}
+  void onRcptTo(const SessionView&, Next n) override {
+    ++(*calls_)[static_cast<std::size_t>(Stage::kRcptTo)];
+    n(Verdict::reject(Reply::permanent(550, "5.1.1", "No such user"), "rcpt only"));
+  }
+
+ private:
+  Calls* calls_;
+};
+
+class MailDelegatingFilter final : public FilterWithHooks<MailDelegatingFilter> {
+ public:
+  explicit MailDelegatingFilter(Calls* calls) : calls_(calls) {}
+  void onMailFrom(const SessionView& s, Next n) override {
+    ++(*calls_)[static_cast<std::size_t>(Stage::kMailFrom)];
+    Filter::onMailFrom(s, std::move(n));
+  }
+
+ private:
+  Calls* calls_;
+};
+
+// Overrides every hook but says it is called at `hooks` only: the chain believes hooks().
+class DeclaredHooksFilter final : public Filter {
+ public:
+  DeclaredHooksFilter(StageSet hooks, Calls* calls) : hooks_(hooks), calls_(calls) {}
+  StageSet hooks() const override { return hooks_; }
+  void onConnect(const SessionView&, Next n) override { hit(Stage::kConnect, std::move(n)); }
+  void onHelo(const SessionView&, Next n) override { hit(Stage::kHelo, std::move(n)); }
+  void onMailFrom(const SessionView&, Next n) override { hit(Stage::kMailFrom, std::move(n)); }
+  void onRcptTo(const SessionView&, Next n) override { hit(Stage::kRcptTo, std::move(n)); }
+  void onData(const SessionView&, Next n) override { hit(Stage::kData, std::move(n)); }
+  void onEndOfHeaders(const SessionView&, Next n) override {
+    hit(Stage::kEndOfHeaders, std::move(n));
+  }
+  void onEndOfMessage(const SessionView&, Next n) override {
+    hit(Stage::kEndOfMessage, std::move(n));
+  }
+
+ private:
+  void hit(Stage s, Next n) {
+    ++(*calls_)[static_cast<std::size_t>(s)];
+    n(Verdict::proceed());
+  }
+  StageSet hooks_;
+  Calls* calls_;
+};
+
+static_assert(overriddenHooks<Filter>() == StageSet());
+static_assert(overriddenHooks<RcptOnlyFilter>() == StageSet().with(Stage::kRcptTo));
+static_assert(overriddenHooks<MailDelegatingFilter>() == StageSet().with(Stage::kMailFrom));
+static_assert(overriddenHooks<ScriptFilter>() == StageSet::all());
+
+TEST_F(FilterChainTest, AFilterIsCalledOnlyAtTheStagesItsClassOverrides) {
+  add("rcpt-only", proceed());
+  specs_.back().creator = [calls = &calls_["rcpt-only"]](const FilterContext&) {
+    return std::make_unique<RcptOnlyFilter>(calls);
+  };
+  add("mail", proceed());
+  specs_.back().creator = [calls = &calls_["mail"]](const FilterContext&) {
+    return std::make_unique<MailDelegatingFilter>(calls);
+  };
+  add("every-stage", proceed());  // a plain Filter subclass: hooks() is every stage
+  add("declared", proceed());
+  specs_.back().creator = [calls = &calls_["declared"]](const FilterContext&) {
+    return std::make_unique<DeclaredHooksFilter>(
+        StageSet().with(Stage::kHelo).with(Stage::kEndOfHeaders), calls);
+  };
+  build();
+  for (const Stage s : kAllStages) {
+    const ChainOutcome o = runInline(s);
+    EXPECT_EQ(o.kind, s == Stage::kRcptTo ? VerdictKind::kReject : VerdictKind::kContinue)
+        << stageName(s) << ": " << show(o);
+    EXPECT_EQ(calls("every-stage", s), s == Stage::kRcptTo ? 0 : 1) << stageName(s);
+  }
+  const Calls rcptOnly = calls_["rcpt-only"];
+  const Calls mail = calls_["mail"];
+  const Calls declared = calls_["declared"];
+  for (const Stage s : kAllStages) {
+    const auto i = static_cast<std::size_t>(s);
+    EXPECT_EQ(rcptOnly[i], s == Stage::kRcptTo ? 1 : 0) << stageName(s);
+    EXPECT_EQ(mail[i], s == Stage::kMailFrom ? 1 : 0) << stageName(s);
+    EXPECT_EQ(declared[i], s == Stage::kHelo || s == Stage::kEndOfHeaders ? 1 : 0) << stageName(s);
+  }
+  // A filter its creator could not make stays an error at every stage, its class unknown.
+  fresh();
+  add("broken", proceed());
+  specs_.back().creator = [](const FilterContext&) -> std::unique_ptr<Filter> { return nullptr; };
+  build();
+  EXPECT_EQ(runInline(Stage::kConnect).kind, VerdictKind::kTempfail);
+  EXPECT_EQ(runInline(Stage::kData).kind, VerdictKind::kTempfail);
+}
+
 // ---- observe, accept ----
 
 TEST_F(FilterChainTest, ObserveModeChangesNothingButIsRecorded) {
