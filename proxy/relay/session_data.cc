@@ -221,7 +221,8 @@ void Session::deliver(const std::vector<HeaderField>& headers,
                ReplySource::local("oversized message reached delivery"));
     return;
   }
-  MessageHead head{std::move(txn_->traceHeader), 0};  // the trace header the filters saw
+  // The trace header the filters saw; the spool is stuffed on its way only if it must be.
+  MessageHead head{std::move(txn_->traceHeader), 0, txn_->framer->dotLedLine()};
   txn_->traceHeader.clear();
   for (const auto& h : headers) {
     if (auto line = formatHeader(h.name, h.value)) {

@@ -198,6 +198,7 @@ void Upstream::sendMessage(std::shared_ptr<const Spool> spool, MessageHead head,
   spool_ = std::move(spool);
   prefix_ = std::move(head.bytes);
   offset_ = head.spoolOffset;
+  stuffSpool_ = head.spoolNeedsStuffing;
   stuffer_ = DotStuffer();
   bdat_ = settings_.chunking && caps_.chunking;
   if (bdat_) {
@@ -206,6 +207,7 @@ void Upstream::sendMessage(std::shared_ptr<const Spool> spool, MessageHead head,
   }
   enter(State::kBusy);
   send("DATA", Expect::kData, settings_.commandTimeout);
+  stream_->sendNow();  // nothing follows it before the 354
 }
 
 void Upstream::startBdat() {
@@ -520,7 +522,8 @@ void Upstream::sendIdentity() {
   complete({UpstreamFailure::kNone, std::nullopt, {}});
 }
 
-void Upstream::emitMessageBytes(std::string_view bytes, const std::shared_ptr<const Spool>& spool) {
+void Upstream::emitMessageBytes(std::string_view bytes, const std::shared_ptr<const Spool>& spool,
+                                bool stuff) {
   // The pieces of `bytes` (and the static "." of dot-stuffing) stay valid as long as `spool`.
   const auto out = [this, &spool](std::string_view s) {
     if (spool) {
@@ -534,7 +537,11 @@ void Upstream::emitMessageBytes(std::string_view bytes, const std::shared_ptr<co
     out(bytes);
     return;
   }
-  stuffer_.stuff(bytes, out);
+  if (stuff) {
+    stuffer_.stuff(bytes, out);
+  } else {
+    stuffer_.pass(bytes, out);
+  }
 }
 
 void Upstream::pumpMessage() {
@@ -562,7 +569,7 @@ void Upstream::pumpMessage() {
     }
     // A spool in memory goes by reference (the stream keeps it alive until sent); a spool
     // file's chunk is this loop's buffer, copied.
-    emitMessageBytes(chunk, inMemory ? spool_ : nullptr);
+    emitMessageBytes(chunk, inMemory ? spool_ : nullptr, stuffSpool_);
     offset_ += chunk.size();
   }
   if (offset_ < size) return;
@@ -575,6 +582,7 @@ void Upstream::pumpMessage() {
     }
     // The reply may already be on its way (parsed from where send() left the parser).
     enter(State::kBusy);
+    stream_->sendNow();  // the whole message is queued: nothing follows it
     return;
   }
   // A canonical message ends with CRLF; the final dot follows (RFC 5321 4.1.1.4).
@@ -583,6 +591,7 @@ void Upstream::pumpMessage() {
   expect_ = Expect::kDot;
   parser_.reset();
   enter(State::kBusy);  // the message is queued; now only the reply to the dot is awaited
+  stream_->sendNow();
 }
 
 void Upstream::replyBeforeMessageSent(Reply reply, std::string_view what) {

@@ -93,6 +93,9 @@ struct UpstreamResult {
 struct MessageHead {
   std::string bytes;
   std::uint64_t spoolOffset = 0;
+  // False when no line of the spool begins with a dot (DataFramer::dotLedLine): DATA then sends
+  // the spool without looking for lines to stuff. `bytes` is always stuffed.
+  bool spoolNeedsStuffing = true;
 };
 
 // One SMTP connection to the MTA, as the session's UpstreamLink and the server's pool see it.
@@ -197,7 +200,9 @@ class Upstream final : public UpstreamConnection, public Recycled<Upstream> {
   void pumpMessage();
   void startBdat();
   // Stuffed for DATA, raw (and counted) for BDAT; by reference when `spool` owns the bytes.
-  void emitMessageBytes(std::string_view bytes, const std::shared_ptr<const Spool>& spool = {});
+  // `stuff`: false for spool bytes with no dot-led line (MessageHead::spoolNeedsStuffing).
+  void emitMessageBytes(std::string_view bytes, const std::shared_ptr<const Spool>& spool = {},
+                        bool stuff = true);
   // A reply to the message that came before all of it was written: `what` says to what.
   void replyBeforeMessageSent(Reply reply, std::string_view what);
   void fail(UpstreamFailure failure, const std::string& detail);
@@ -241,6 +246,7 @@ class Upstream final : public UpstreamConnection, public Recycled<Upstream> {
   std::string prefix_;
   std::uint64_t offset_ = 0;
   DotStuffer stuffer_;
+  bool stuffSpool_ = true;      // MessageHead::spoolNeedsStuffing
   bool bdat_ = false;           // this message goes as BDAT LAST, not DATA
   bool bdatCrlf_ = false;       // ... and its count includes a CRLF we add at the end
   std::uint64_t bdatSize_ = 0;  // the n of BDAT n LAST

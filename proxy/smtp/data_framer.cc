@@ -34,6 +34,7 @@ DataFramer::Result DataFramer::feed(std::string_view in, ByteSink& sink) {
           ++pos;
         } else {
           // A stuffed line: the leading dot is dropped (RFC 5321 4.5.2).
+          if (data[pos] == '.') dotLedLine_ = true;
           state_ = State::kMid;
         }
         break;

@@ -47,6 +47,9 @@ class DataFramer {
   // Some line was longer than maxLine. Unlike poison, storing goes on (the size limit bounds
   // it): what is stored then never depends on how the input was split.
   bool lineTooLong() const { return lineTooLong_; }
+  // Some line of the message begins with a dot once unstuffed (it came as ".."): only then must
+  // DotStuffer look for line starts on the way out; without one it can pass the bytes as they are.
+  bool dotLedLine() const { return dotLedLine_; }
 
  private:
   enum class State { kLineStart, kDot, kDotCr, kMid, kCr };
@@ -66,6 +69,7 @@ class DataFramer {
   bool bareCr_ = false;
   bool bareLf_ = false;
   bool lineTooLong_ = false;
+  bool dotLedLine_ = false;
 };
 
 // Applies dot-stuffing (RFC 5321 4.5.2) to canonical message bytes on their way upstream.
@@ -87,6 +91,14 @@ class DotStuffer {
       from = scan;  // the line's own dot follows the added one
     }
     if (from < in.size()) out(in.substr(from));
+    atLineStart_ = in.back() == '\n';
+  }
+  // `in` as it is, in one piece, for bytes known to have no line that begins with a dot
+  // (DataFramer::dotLedLine): no scan.
+  template <typename Out>
+  void pass(std::string_view in, Out&& out) {
+    if (in.empty()) return;
+    out(in);
     atLineStart_ = in.back() == '\n';
   }
   bool atLineStart() const { return atLineStart_; }

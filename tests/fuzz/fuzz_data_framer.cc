@@ -3,8 +3,9 @@
 // split and unsplit runs give identical results; the end of data is only ever <CRLF>.<CRLF>
 // (or "." CRLF at the very start); bytes after it are not consumed; the sink never holds a bare
 // CR or LF (beyond a CR cut off exactly at the size limit) nor more than the limit; for clean
-// input the line flag is set exactly when an unstuffed line exceeds the line limit; a clean
-// message survives DotStuffer and back.
+// input the line flag is set exactly when an unstuffed line exceeds the line limit, and the
+// dot-led flag exactly when an unstuffed line begins with a dot; a clean message survives
+// DotStuffer and back.
 
 #include <cstdint>
 #include <cstdio>
@@ -39,6 +40,7 @@ struct Outcome {
   bool bareCr = false;
   bool bareLf = false;
   bool lineTooLong = false;
+  bool dotLedLine = false;
   bool operator==(const Outcome&) const = default;
 };
 
@@ -65,6 +67,7 @@ Outcome run(std::string_view in, std::uint64_t max, std::size_t cut, std::uint64
   o.bareCr = f.bareCr();
   o.bareLf = f.bareLf();
   o.lineTooLong = f.lineTooLong();
+  o.dotLedLine = f.dotLedLine();
   return o;
 }
 
@@ -86,6 +89,13 @@ std::size_t longestLine(std::string_view used) {
     start = end + 2;
   }
   return longest;
+}
+
+bool hasDotLedLine(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '.' && (i == 0 || s[i - 1] == '\n')) return true;
+  }
+  return false;
 }
 
 bool hasBareCrOrLf(std::string_view s) {
@@ -123,6 +133,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require(whole.lineTooLong == (maxLine != 0 && longest > maxLine), "line limit flag");
   }
   if (maxLine == 0) require(!whole.lineTooLong, "line limit 0 is no limit");
+  // Upstream sends the spool unstuffed when no line is dot-led: the flag must not miss one.
+  if (!whole.bareCr && !whole.bareLf && !whole.oversized) {
+    require(whole.dotLedLine == hasDotLedLine(whole.output), "dot-led line flag");
+  }
 
   if (whole.ended) {
     const std::string_view used = in.substr(0, whole.consumed);

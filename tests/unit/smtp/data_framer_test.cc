@@ -33,13 +33,15 @@ struct Outcome {
   bool bareCr = false;
   bool bareLf = false;
   bool lineTooLong = false;
+  bool dotLedLine = false;
   bool operator==(const Outcome&) const = default;
 };
 
 std::ostream& operator<<(std::ostream& os, const Outcome& o) {
   return os << "{ended=" << o.ended << " consumed=" << o.consumed << " output=" << escape(o.output)
             << " size=" << o.size << " oversized=" << o.oversized << " bareCr=" << o.bareCr
-            << " bareLf=" << o.bareLf << " lineTooLong=" << o.lineTooLong << "}";
+            << " bareLf=" << o.bareLf << " lineTooLong=" << o.lineTooLong
+            << " dotLedLine=" << o.dotLedLine << "}";
 }
 
 // Feeds `input` cut at the offsets in `cuts` (ascending), as the session does: stop at the end
@@ -71,6 +73,7 @@ Outcome run(std::string_view input, std::uint64_t maxSize, const std::vector<std
   o.bareCr = f.bareCr();
   o.bareLf = f.bareLf();
   o.lineTooLong = f.lineTooLong();
+  o.dotLedLine = f.dotLedLine();
   return o;
 }
 
@@ -109,6 +112,14 @@ bool hasBareCrOrLf(std::string_view s) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '\r' && (i + 1 >= s.size() || s[i + 1] != '\n')) return true;
     if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) return true;
+  }
+  return false;
+}
+
+// A line of `s` (at its start or after an LF) begins with a dot.
+bool hasDotLedLine(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '.' && (i == 0 || s[i - 1] == '\n')) return true;
   }
   return false;
 }
@@ -187,6 +198,9 @@ TEST(DataFramer, FramingTable) {
       EXPECT_EQ(got.output, tc.output)
           << tc.name << ": got " << escape(got.output) << ", want " << escape(tc.output);
       EXPECT_EQ(got.size, tc.output.size());
+      // Only a stuffed ".." line is dot-led once unstuffed: then, and only then, the way out
+      // must stuff again (Upstream passes the spool as it is otherwise).
+      EXPECT_EQ(got.dotLedLine, hasDotLedLine(got.output)) << tc.name << ": got " << got;
     }
     EXPECT_FALSE(hasBareCrOrLf(got.output))
         << tc.name << ": the sink got a bare CR or LF: " << escape(got.output);
@@ -369,6 +383,21 @@ TEST(DotStuffer, Table) {
   EXPECT_FALSE(s.atLineStart());
   s.stuff("\r\n", [](std::string_view) {});
   EXPECT_TRUE(s.atLineStart());
+}
+
+TEST(DotStuffer, PassSendsBytesAsTheyAreAndKeepsTheLineState) {
+  // For a spool with no dot-led line (DataFramer::dotLedLine false): one piece per call, and
+  // the state the final "." line depends on.
+  DotStuffer s;
+  std::vector<std::string> pieces;
+  const auto out = [&](std::string_view v) { pieces.emplace_back(v); };
+  s.pass("a\r\nb", out);
+  EXPECT_FALSE(s.atLineStart());
+  s.pass("", out);
+  EXPECT_FALSE(s.atLineStart());
+  s.pass("c\r\n", out);
+  EXPECT_TRUE(s.atLineStart());
+  EXPECT_EQ(pieces, (std::vector<std::string>{"a\r\nb", "c\r\n"}));
 }
 
 TEST(DotStuffer, RoundTripWithTheFramer) {
