@@ -171,12 +171,16 @@ def latency_run(port, count, body):
     return connect, txn
 
 
-def latency_interleaved(ports, count, body, limits):
+def latency_interleaved(ports, count, body, limits, gap):
     """`count` turns of one transaction on each path in `ports` ([(name, port)]), each on its
     own connection, path after path: every path meets the machine in the same state (the cores'
     power states after a load run, another process's burst), which a path's transactions run
     back to back would not (the direct path's first ~200 after a load run took half the time of
-    the rest). `limits`: at most that many for a path. Returns {name: ([connect s], [txn s])}."""
+    the rest). With `gap` (seconds) the client waits that long after each transaction: what a
+    path does after its last reply (Postfix's smtpd logs, updates anvil) is then over before the
+    next path's turn, but the machine idles between transactions, which changes every path's
+    times (see README, Benchmark). `limits`: at most that many for a path. Returns
+    {name: ([connect s], [txn s])}."""
     out = {name: ([], []) for name, _ in ports}
     for i in range(count):
         for name, port in ports:
@@ -184,6 +188,8 @@ def latency_interleaved(ports, count, body, limits):
                 connect, txn = latency_run(port, 1, body)
                 out[name][0].extend(connect)
                 out[name][1].extend(txn)
+                if gap > 0:
+                    time.sleep(gap)
     return out
 
 
@@ -382,7 +388,8 @@ def run_suite(kind, args, out):
             if args.latency:
                 # Haraka's ~43 ms per transaction needs no precision: 200 at most.
                 lat = latency_interleaved([(name, port) for name, port, _ in order],
-                                          args.latency, body, {"haraka": 200})
+                                          args.latency, body, {"haraka": 200},
+                                          args.latency_gap / 1000)
                 for name, (connect, txn) in lat.items():
                     res = results[name]
                     res["connect"] += connect
@@ -611,6 +618,8 @@ def main():
     p.add_argument("--size", type=int, default=10240)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--latency", type=int, default=1000)
+    # ms the client waits after each latency transaction (0: the next path's turn at once)
+    p.add_argument("--latency-gap", type=float, default=0.0)
     p.add_argument("--binary", default=os.path.join(REPO, "build", "portcullis"))
     p.add_argument("--paths",
                    default="portcullis,portcullis+dnsbl,postfix-proxy,haraka,tcp-relay,floor-relay")
@@ -655,7 +664,9 @@ def main():
             "paths interleaved (order rotated each round), medians over rounds. "
             + (f"Latency: after each round's load runs, {args.latency} turns of one "
                "transaction on each path in turn (Haraka: the first "
-               f"{min(args.latency, 200)} turns), each on a new connection; each "
+               f"{min(args.latency, 200)} turns), each on a new connection"
+               + (f" and followed by a {args.latency_gap:g} ms pause" if args.latency_gap else "")
+               + "; each "
                "statistic is taken per round, the direct path's of the same round subtracted, "
                "and the median over rounds shown. " if args.latency else "")
             + f"Whole run: {elapsed:.0f} s.", "",
