@@ -208,6 +208,50 @@ TEST(DataFramer, FramingTable) {
   }
 }
 
+TEST(DataFramer, LineEndsAndBareOnesAtEveryPlaceInALongLine) {
+  // The scan for CR and LF goes 16 octets at a time: a CRLF, a bare CR, a bare LF or the end
+  // of the input at each offset around and across those blocks, inside one long line.
+  for (std::size_t at = 0; at <= 49; ++at) {
+    const std::string before(at, 'a');
+    const std::string after(49 - at, 'b');
+    SCOPED_TRACE("at " + std::to_string(at));
+    {
+      const std::string input = before + "\r\n" + after + "\r\n.\r\n";
+      const Outcome got = run(input);
+      expectSplitInvariant(input, 1 << 20, got);
+      EXPECT_TRUE(got.ended);
+      EXPECT_FALSE(got.bareCr || got.bareLf) << got;
+      EXPECT_EQ(got.output, before + "\r\n" + after + "\r\n");
+    }
+    {
+      const std::string input = before + "\r" + after + "\r\n.\r\n";
+      const Outcome got = run(input);
+      expectSplitInvariant(input, 1 << 20, got);
+      EXPECT_TRUE(got.ended);
+      EXPECT_TRUE(got.bareCr) << got;
+      EXPECT_FALSE(got.bareLf) << got;
+      EXPECT_EQ(got.output, before) << "stored past the bare CR";
+    }
+    {
+      const std::string input = before + "\n" + after + "\r\n.\r\n";
+      const Outcome got = run(input);
+      expectSplitInvariant(input, 1 << 20, got);
+      EXPECT_TRUE(got.ended);
+      EXPECT_TRUE(got.bareLf) << got;
+      EXPECT_FALSE(got.bareCr) << got;
+      EXPECT_EQ(got.output, before) << "stored past the bare LF";
+    }
+    {
+      const std::string unended = before + "\r\n" + after;
+      const Outcome got = run(unended);
+      EXPECT_FALSE(got.ended);
+      EXPECT_EQ(got.consumed, unended.size());
+      EXPECT_EQ(got.output, unended);  // stored as it comes; only the end is waited for
+      expectSplitInvariant(unended, 1 << 20, got);
+    }
+  }
+}
+
 TEST(DataFramer, SizeCap) {
   const std::string body = "0123456789ABCDEF\r\n";  // 18 octets
   const std::string input = body + ".\r\n";
