@@ -209,40 +209,34 @@ TEST(DataFramer, FramingTable) {
 }
 
 TEST(DataFramer, LineEndsAndBareOnesAtEveryPlaceInALongLine) {
-  // The scan for CR and LF goes 16 octets at a time: a CRLF, a bare CR, a bare LF or the end
-  // of the input at each offset around and across those blocks, inside one long line.
+  // A CRLF, a bare CR, a bare LF or the end of the input at each offset of a long line, across
+  // the word and vector sizes a scan for them works in, split every way.
   for (std::size_t at = 0; at <= 49; ++at) {
-    const std::string before(at, 'a');
-    const std::string after(49 - at, 'b');
     SCOPED_TRACE("at " + std::to_string(at));
+    const std::string before(at, 'a');
+    // `at` octets, then `mid`, then the rest of 49, then `tail`.
+    const auto line = [&](std::string_view mid, std::string_view tail) {
+      return std::string(before).append(mid).append(49 - at, 'b').append(tail);
+    };
     {
-      const std::string input = before + "\r\n" + after + "\r\n.\r\n";
+      const std::string input = line("\r\n", "\r\n.\r\n");
       const Outcome got = run(input);
       expectSplitInvariant(input, 1 << 20, got);
       EXPECT_TRUE(got.ended);
       EXPECT_FALSE(got.bareCr || got.bareLf) << got;
-      EXPECT_EQ(got.output, before + "\r\n" + after + "\r\n");
+      EXPECT_EQ(got.output, line("\r\n", "\r\n"));
     }
-    {
-      const std::string input = before + "\r" + after + "\r\n.\r\n";
+    for (const bool cr : {true, false}) {  // a bare CR, a bare LF: nothing stored past it
+      const std::string input = line(cr ? "\r" : "\n", "\r\n.\r\n");
       const Outcome got = run(input);
       expectSplitInvariant(input, 1 << 20, got);
       EXPECT_TRUE(got.ended);
-      EXPECT_TRUE(got.bareCr) << got;
-      EXPECT_FALSE(got.bareLf) << got;
-      EXPECT_EQ(got.output, before) << "stored past the bare CR";
+      EXPECT_EQ(got.bareCr, cr) << got;
+      EXPECT_EQ(got.bareLf, !cr) << got;
+      EXPECT_EQ(got.output, before);
     }
     {
-      const std::string input = before + "\n" + after + "\r\n.\r\n";
-      const Outcome got = run(input);
-      expectSplitInvariant(input, 1 << 20, got);
-      EXPECT_TRUE(got.ended);
-      EXPECT_TRUE(got.bareLf) << got;
-      EXPECT_FALSE(got.bareCr) << got;
-      EXPECT_EQ(got.output, before) << "stored past the bare LF";
-    }
-    {
-      const std::string unended = before + "\r\n" + after;
+      const std::string unended = line("\r\n", "");
       const Outcome got = run(unended);
       EXPECT_FALSE(got.ended);
       EXPECT_EQ(got.consumed, unended.size());
