@@ -140,10 +140,7 @@ void Stream::sendNow() {
   if (closed_ || connecting_ || tls_ || tlsPending_ || writeArmed_ || shutdownPending_) return;
   const std::size_t pending = pendingOutput();
   if (pending == 0) return;
-  const int flags = MSG_NOSIGNAL | MSG_DONTWAIT;
-  const ssize_t n = sharedHead_ < shared_.size()
-                        ? sendGathered(flags)
-                        : ::send(fd_, output_.data() + outSent_, pending, flags);
+  const ssize_t n = sendQueued(pending, MSG_NOSIGNAL | MSG_DONTWAIT);
   // The flush that write() scheduled still runs: it sends the rest (or meets the error again)
   // and calls onDrained, from the loop as ever.
   if (n > 0) consumeOutput(static_cast<std::size_t>(n));
@@ -321,6 +318,13 @@ ssize_t Stream::sendGathered(int flags) {
   return ::sendmsg(fd_, &msg, flags);
 }
 
+// One system call for the unsent output (`pending` bytes): a plain send while nothing is
+// shared, else sendGathered.
+ssize_t Stream::sendQueued(std::size_t pending, int flags) {
+  return sharedHead_ < shared_.size() ? sendGathered(flags)
+                                      : ::send(fd_, output_.data() + outSent_, pending, flags);
+}
+
 // `n` bytes of the output were sent: output_'s up to the next shared piece, then that piece.
 void Stream::consumeOutput(std::size_t n) {
   while (n > 0) {
@@ -361,9 +365,7 @@ void Stream::flush() {
     // The last bytes before our FIN (a 221 or 421): corked with MSG_MORE, so that the
     // shutdown below sends them and the FIN in one segment instead of two.
     if (shutdownPending_ && pending <= kLastWriteMax) flags |= MSG_MORE;
-    const ssize_t n = sharedHead_ < shared_.size()
-                          ? sendGathered(flags)
-                          : ::send(fd_, output_.data() + outSent_, pending, flags);
+    const ssize_t n = sendQueued(pending, flags);
     if (n <= 0) {
       if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
         // The kernel pushes back: keep only what is unsent (bounded by the owners' high-water

@@ -84,6 +84,7 @@ class Stream final : public ByteStream, public Recycled<Stream> {
   void flush();
   void scheduleFlush();
   ssize_t sendGathered(int flags);
+  ssize_t sendQueued(std::size_t pending, int flags);
   void consumeOutput(std::size_t n);
   void compactOutput();
   void fail(Event e, std::string detail);
