@@ -1,15 +1,35 @@
 """Loopback ports: pick a free one, wait until something listens on one.
 
 free_port() hands out a port that is free for both TCP and UDP on 127.0.0.1 and never hands
-out the same port twice in one test process, so two fixtures started back to back cannot
-collide. wait_listening() reads /proc/net/tcp instead of connecting, so it does not open an
-SMTP session that would later show up in a fixture's log or session list.
+out the same port twice, in one test process or in two running at once (ctest -j): each port
+handed out is claimed with a lock on its byte of one shared file, held until the process
+exits. Without that, two test files could be given the same port, and two listeners with
+SO_REUSEPORT (portcullis with `workers: 2`, HAProxy) would share it silently, each getting
+some of the other's connections. wait_listening() reads /proc/net/tcp instead of connecting,
+so it does not open an SMTP session that would later show up in a fixture's log or session
+list.
 """
 
+import fcntl
+import os
 import socket
+import tempfile
 import time
 
 _handed_out = set()
+_claims = None  # the shared lock file, open for the life of the process
+
+
+def _claim(port):
+    """Whether this process got `port`'s lock (no other test process holds it)."""
+    global _claims
+    if _claims is None:
+        _claims = open(os.path.join(tempfile.gettempdir(), "portcullis-test-ports.lock"), "a")
+    try:
+        fcntl.lockf(_claims, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+    except OSError:
+        return False
+    return True
 
 
 def free_port(host="127.0.0.1", udp=True):
@@ -18,7 +38,7 @@ def free_port(host="127.0.0.1", udp=True):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind((host, 0))
             port = tcp.getsockname()[1]
-            if port in _handed_out:
+            if port in _handed_out or not _claim(port):
                 continue
             if udp:
                 try:
