@@ -41,12 +41,13 @@ class UnavailableFilter final : public Filter {
   std::string error_;
 };
 
-// Inside a catch block: the text of the exception being handled.
-std::string handledExceptionText() {
+// Inside a catch block: the text of the exception being handled (a std::exception's what(),
+// after `prefix`).
+std::string handledExceptionText(std::string_view prefix = {}) {
   try {
     throw;
   } catch (const std::exception& e) {
-    return e.what();
+    return std::string(prefix) + e.what();
   } catch (...) {
     return "exception of unknown type";
   }
@@ -214,11 +215,9 @@ void FilterChain::startCurrent() {
         f.onEndOfMessage(*view_, std::move(next));
         break;
     }
-  } catch (const std::exception& e) {
-    // A throwing filter must not take the daemon down; it counts as a filter error.
-    threwDuringCall(call, std::string("exception: ") + e.what());
   } catch (...) {
-    threwDuringCall(call, "exception of unknown type");
+    // A throwing filter must not take the daemon down; it counts as a filter error.
+    threwDuringCall(call, handledExceptionText("exception: "));
   }
   inHook_ = false;
   // Only an asynchronous call needs the timer (inline completions have already run).
